@@ -1,0 +1,184 @@
+"""The dataset config: columns, processors, seed; relations between columns and their order."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Annotated, Union
+
+from pydantic import Field, model_validator
+
+from dd_core.config.base import ConfigModel
+from dd_core.config.columns import (
+    BernoulliColumn,
+    BinomialColumn,
+    CategoryColumn,
+    ColumnConfig,
+    DatetimeColumn,
+    ExpressionColumn,
+    GaussianColumn,
+    PersonColumn,
+    PoissonColumn,
+    ScipyColumn,
+    SubcategoryColumn,
+    TimedeltaColumn,
+    UniformColumn,
+    UUIDColumn,
+)
+from dd_core.config.processors import DropColumnsProcessor, RenameColumnsProcessor
+from dd_core.config.seed_dataset import SeedDatasetColumn
+from dd_core.errors import ConfigIssue, DDConfigError
+
+DEFAULT_SEED = 42
+
+Column = Annotated[
+    Union[
+        CategoryColumn,
+        SubcategoryColumn,
+        UniformColumn,
+        GaussianColumn,
+        BernoulliColumn,
+        BinomialColumn,
+        PoissonColumn,
+        DatetimeColumn,
+        TimedeltaColumn,
+        UUIDColumn,
+        PersonColumn,
+        ScipyColumn,
+        ExpressionColumn,
+        SeedDatasetColumn,
+    ],
+    Field(discriminator="type"),
+]
+Processor = Annotated[Union[DropColumnsProcessor, RenameColumnsProcessor], Field(discriminator="type")]
+
+
+class DatasetConfig(ConfigModel):
+    """A whole dataset config. The seed is fixed by default so two runs agree."""
+
+    name: str | None = None
+    description: str | None = None
+    seed: int = Field(default=DEFAULT_SEED, ge=0)
+    columns: list[Column] = Field(min_length=1)
+    processors: list[Processor] = Field(default_factory=list)
+
+    fingerprint_exclude = frozenset({"name", "description"})
+
+    @model_validator(mode="after")
+    def _relations(self) -> DatasetConfig:
+        issues = _relation_issues(self)
+        if issues:
+            raise DDConfigError(issues)
+        return self
+
+    @cached_property
+    def producers(self) -> dict[str, ColumnConfig]:
+        """Output column name -> the column config that produces it."""
+        return {out: col for col in self.columns for out in col.output_names()}
+
+    @cached_property
+    def generation_order(self) -> list[ColumnConfig]:
+        """Columns in dependency order, config order kept where dependencies allow."""
+        order, _ = _topological(self.columns, self.producers)
+        return order
+
+    @cached_property
+    def generated_names(self) -> list[str]:
+        """Column names of a generated row group, in config order (before processors)."""
+        return [out for col in self.columns for out in col.output_names()]
+
+    @cached_property
+    def output_names(self) -> list[str]:
+        names = self.generated_names
+        for processor in self.processors:
+            names = processor.apply_to_names(names)
+        return names
+
+
+def _relation_issues(config: DatasetConfig) -> list[ConfigIssue]:
+    issues: list[ConfigIssue] = []
+    producers: dict[str, ColumnConfig] = {}
+    for col in config.columns:
+        for out in col.output_names():
+            if out in producers:
+                issues.append(ConfigIssue(f"name '{out}' is already used by column '{producers[out].name}'", col.name, "name"))
+            producers[out] = col
+    known = ", ".join(producers)
+    for col in config.columns:
+        for field, names in col.dependencies().items():
+            for ref in sorted(names - set(producers)):
+                issues.append(ConfigIssue(f"refers to unknown column '{ref}' (known columns: {known})", col.name, field))
+    if issues:
+        return issues
+    issues += _parent_issues(config.columns, producers)
+    _, cycle = _topological(config.columns, producers)
+    if cycle:
+        path = " -> ".join(cycle)
+        issues.append(ConfigIssue(f"columns depend on each other in a cycle: {path}", cycle[0], "dependencies"))
+    issues += _processor_issues(config)
+    return issues
+
+
+def _parent_issues(columns: list[ColumnConfig], producers: dict[str, ColumnConfig]) -> list[ConfigIssue]:
+    issues = []
+    for col in columns:
+        if isinstance(col, SubcategoryColumn):
+            parent = producers[col.parent]
+            if isinstance(parent, CategoryColumn):
+                missing = [str(v) for v in parent.values if str(v) not in col.values]
+                if missing:
+                    issues.append(ConfigIssue(f"no values for parent value(s) {missing} of '{col.parent}'", col.name, "values"))
+        if isinstance(col, TimedeltaColumn):
+            ref = producers[col.reference]
+            if not isinstance(ref, (DatetimeColumn, TimedeltaColumn)):
+                issues.append(ConfigIssue(f"reference '{col.reference}' must be a datetime or timedelta column, not {ref.type}", col.name, "reference"))
+    return issues
+
+
+def _processor_issues(config: DatasetConfig) -> list[ConfigIssue]:
+    issues = []
+    names = [out for col in config.columns for out in col.output_names()]
+    for i, processor in enumerate(config.processors):
+        where = f"processors[{i}] ({processor.type})"
+        missing = [c for c in processor.columns if c not in names]
+        if missing:
+            issues.append(ConfigIssue(f"{where} names unknown column(s) {missing}; columns at that point: {names}", None, "columns"))
+            continue
+        names = processor.apply_to_names(names)
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            issues.append(ConfigIssue(f"{where} leaves duplicate column name(s) {duplicates}", None, "columns"))
+    if not names:
+        issues.append(ConfigIssue("processors drop every column; keep at least one", None, "processors"))
+    return issues
+
+
+def _topological(columns: list[ColumnConfig], producers: dict[str, ColumnConfig]) -> tuple[list[ColumnConfig], list[str]]:
+    """Kahn's algorithm in config order. Returns (order, cycle); cycle is empty when acyclic."""
+    needs = {
+        col.name: {producers[ref].name for refs in col.dependencies().values() for ref in refs if ref in producers}
+        for col in columns
+    }
+    by_name = {col.name: col for col in columns}
+    done: list[ColumnConfig] = []
+    placed: set[str] = set()
+    progress = True
+    while progress:
+        progress = False
+        for col in columns:
+            if col.name not in placed and needs[col.name] <= placed:
+                done.append(col)
+                placed.add(col.name)
+                progress = True
+    if len(done) == len(columns):
+        return done, []
+    return done, _find_cycle({n: needs[n] - placed for n in by_name if n not in placed})
+
+
+def _find_cycle(needs: dict[str, set[str]]) -> list[str]:
+    start = next(iter(needs))
+    path = [start]
+    while True:
+        nxt = sorted(needs[path[-1]])[0]
+        if nxt in path:
+            return path[path.index(nxt):] + [nxt]
+        path.append(nxt)

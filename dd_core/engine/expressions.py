@@ -1,0 +1,74 @@
+"""Expression columns: a sandboxed Jinja template compiled once, rendered per row."""
+
+from __future__ import annotations
+
+import jinja2
+import pyarrow as pa
+
+from dd_core.config.columns import ExpressionColumn
+from dd_core.config.templates import compile_template
+from dd_core.engine.context import RowGroupContext
+from dd_core.errors import ConfigIssue, DDConfigError
+
+_TRUE = {"true", "1", "yes", "y", "t"}
+_FALSE = {"false", "0", "no", "n", "f"}
+
+
+def _to_int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        number = float(text)
+        if not number.is_integer():
+            raise
+        return int(number)
+
+
+def _to_bool(text: str) -> bool:
+    low = text.lower()
+    if low in _TRUE:
+        return True
+    if low in _FALSE:
+        return False
+    raise ValueError(text)
+
+
+_CONVERTERS = {"int": (_to_int, pa.int64()), "float": (float, pa.float64()), "bool": (_to_bool, pa.bool_())}
+
+
+def render_rows(source: str, column: str, field: str, contexts: list[dict]) -> list[str]:
+    """Render one template for many rows; sandbox and undefined-name failures name the column."""
+    template = compile_template(source)
+    try:
+        return [template.render(row) for row in contexts]
+    except jinja2.exceptions.SecurityError as exc:
+        raise DDConfigError([ConfigIssue(f"template refused by the sandbox: {exc}", column, field)]) from exc
+    except jinja2.UndefinedError as exc:
+        raise DDConfigError([ConfigIssue(f"template uses something undefined: {exc}", column, field)]) from exc
+    except (TypeError, ValueError, ArithmeticError) as exc:
+        raise DDConfigError([ConfigIssue(f"template failed to render: {exc}", column, field)]) from exc
+
+
+def row_contexts(names: set[str], ctx: RowGroupContext) -> list[dict]:
+    columns = {name: ctx.python_values(name) for name in sorted(names)}
+    return [dict(zip(columns, values)) for values in zip(*columns.values())] if columns else [{}] * ctx.num_rows
+
+
+def expression(col: ExpressionColumn, ctx: RowGroupContext) -> pa.Array:
+    texts = render_rows(col.expr, col.name, "expr", row_contexts(col.dependencies()["expr"], ctx))
+    return convert(texts, col)
+
+
+def convert(texts: list[str], col: ExpressionColumn) -> pa.Array:
+    """Cast rendered text to the column's dtype. Empty text is null, never a dropped row."""
+    if col.dtype == "str":
+        return pa.array(texts, pa.string())
+    parse, arrow_type = _CONVERTERS[col.dtype]
+    values = []
+    for row, text in enumerate(texts):
+        text = text.strip()
+        try:
+            values.append(parse(text) if text else None)
+        except ValueError as exc:
+            raise DDConfigError([ConfigIssue(f"row {row} rendered {text!r}, which is not a {col.dtype}", col.name, "dtype")]) from exc
+    return pa.array(values, arrow_type)

@@ -1,0 +1,1 @@
+"""Dataset folders on disk: layout, crash-safe writes, metadata, locking."""

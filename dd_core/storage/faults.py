@@ -1,0 +1,29 @@
+"""Named crash points for fault-injection tests.
+
+``DD_FAULT_POINT=<name>`` makes the process stop at that point: ``DD_FAULT_ACTION=kill``
+(default) sends itself SIGKILL, ``pause`` sleeps until killed. ``DD_FAULT_HIT=N`` acts on the
+N-th time the point is reached (default 1). Without the variable every point is a no-op.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from collections import Counter
+
+_hits: Counter[str] = Counter()
+
+
+def fault_point(name: str) -> None:
+    if os.environ.get("DD_FAULT_POINT") != name:
+        return
+    _hits[name] += 1
+    if _hits[name] != int(os.environ.get("DD_FAULT_HIT", "1")):
+        return
+    print(f"dd: fault point {name} reached", file=sys.stderr, flush=True)
+    if os.environ.get("DD_FAULT_ACTION", "kill") == "pause":
+        while True:
+            time.sleep(3600)
+    os.kill(os.getpid(), signal.SIGKILL)

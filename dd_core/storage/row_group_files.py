@@ -1,0 +1,81 @@
+"""Row-group parquet files that describe themselves: index, row counts and config hash
+live in each file's key-value metadata, so the files alone say what is done."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from dd_core.errors import DatasetDamagedError
+from dd_core.storage.atomic import atomic_write
+
+PREFIX = "dd."
+
+
+@dataclass(frozen=True)
+class RowGroupInfo:
+    """What a finished row group says about itself."""
+
+    row_group: int
+    requested_rows: int
+    num_rows: int
+    config_hash: str
+    config_hash_version: int
+    buffer_size: int
+    seed: int
+
+    def to_kv(self) -> dict[bytes, bytes]:
+        return {f"{PREFIX}{k}".encode(): str(v).encode() for k, v in self.__dict__.items()}
+
+    @classmethod
+    def from_kv(cls, kv: dict[bytes, bytes], path: Path) -> RowGroupInfo:
+        values = {k.decode()[len(PREFIX):]: v.decode() for k, v in (kv or {}).items() if k.startswith(PREFIX.encode())}
+        try:
+            return cls(
+                row_group=int(values["row_group"]),
+                requested_rows=int(values["requested_rows"]),
+                num_rows=int(values["num_rows"]),
+                config_hash=values["config_hash"],
+                config_hash_version=int(values["config_hash_version"]),
+                buffer_size=int(values["buffer_size"]),
+                seed=int(values["seed"]),
+            )
+        except (KeyError, ValueError) as exc:
+            raise DatasetDamagedError(
+                f"{path} is not a dd row-group file (its parquet metadata lacks {exc}); "
+                "move it out of the parquet-files folder"
+            ) from exc
+
+
+def write_row_group_file(path: Path, table: pa.Table, info: RowGroupInfo) -> None:
+    """Write crash-safely: the file appears whole under its final name or not at all."""
+    table = table.replace_schema_metadata({**(table.schema.metadata or {}), **info.to_kv()})
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    atomic_write(path, sink.getvalue().to_pybytes(), fault_prefix="parquet")
+
+
+def read_info(path: Path) -> RowGroupInfo:
+    try:
+        kv = pq.read_schema(path).metadata
+    except (OSError, pa.ArrowException) as exc:
+        raise DatasetDamagedError(
+            f"row-group file {path} is unreadable ({exc}). It was not changed; restore it from a "
+            "backup, or move it aside and resume to regenerate that row group"
+        ) from exc
+    return RowGroupInfo.from_kv(kv, path)
+
+
+def read_table(path: Path) -> pa.Table:
+    try:
+        return pq.read_table(path)
+    except (OSError, pa.ArrowException) as exc:
+        raise DatasetDamagedError(f"row-group file {path} is unreadable ({exc}); it was not changed") from exc
+
+
+def strip_dd_metadata(table: pa.Table) -> pa.Table:
+    meta = {k: v for k, v in (table.schema.metadata or {}).items() if not k.startswith(PREFIX.encode())}
+    return table.replace_schema_metadata(meta or None)
