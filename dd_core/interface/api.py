@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from dd_core.config import ConfigSource, DatasetConfig, load_config
 from dd_core.engine import apply_processors, generate_row_group
@@ -23,7 +22,7 @@ from dd_core.storage.dataset_folder import DatasetWriter, FolderScan, iter_row_g
 from dd_core.storage.layout import FINAL_FILE, PARQUET_DIR, DatasetLayout
 from dd_core.storage.lock import dataset_lock
 from dd_core.storage.metadata import DatasetMetadata
-from dd_core.storage.row_group_files import RowGroupInfo
+from dd_core.storage.row_group_files import RowGroupInfo, read_table
 
 log = logging.getLogger("dd")
 
@@ -165,5 +164,5 @@ def dataset_files(path: str | Path) -> list[Path]:
 
 
 def load_dataset(path: str | Path) -> pd.DataFrame:
-    tables = [pq.read_table(f) for f in dataset_files(path)]
+    tables = [read_table(f) for f in dataset_files(path)]
     return pa.concat_tables(tables).replace_schema_metadata(None).to_pandas()

@@ -1,0 +1,1 @@
+"""Test helpers for dd: a local OpenAI-compatible server with injectable faults."""

@@ -1,0 +1,875 @@
+"""Local OpenAI-compatible chat-completions server for tests and benchmarks.
+
+It speaks the wire protocol of ``POST /v1/chat/completions`` and ``GET /v1/models``
+like vLLM or OpenAI, answers deterministically from a hash of the request,
+simulates latency with ``asyncio.sleep`` (so concurrent requests overlap) and
+injects faults configured at runtime through a control API:
+
+- ``POST /_control/faults`` ``{"rules": [...]}`` replaces the fault rules,
+  ``DELETE /_control/faults`` clears them (see :class:`FaultRule`);
+- ``GET /_control/stats``; ``POST /_control/reset`` clears the stats (not the rules);
+- ``POST /_control/latency`` ``{"latency_ms": x, "jitter_ms": y}``.
+
+Run it with :class:`OpenAIServer` (a thread of this process), :class:`OpenAIServerProcess`
+(a child process that shares no GIL with the code under test), or
+``python -m dd_core.testing.openai_server --port 0`` (prints ``LISTENING <port>``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import hashlib
+import ipaddress
+import json
+import math
+import os
+import random
+import re
+import select
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections import Counter, deque
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Self
+
+import httpx
+from aiohttp import web
+
+HOST = "127.0.0.1"
+DEFAULT_MODELS = ("test-model",)
+FAULT_KINDS = ("status", "hang", "malformed_json", "invalid_structured", "disconnect")
+# Request fields that determine the reply and the request key.
+KEY_FIELDS = ("model", "messages", "temperature", "top_p", "max_tokens", "seed", "response_format")
+REQUEST_LOG_SIZE = 10_000
+
+_MODULE = "dd_core.testing.openai_server"
+_SOURCE_ROOT = str(Path(__file__).resolve().parents[2])
+_API_KEY_ENV = "DD_TEST_OPENAI_API_KEY"
+
+
+def request_key(body: Mapping[str, Any]) -> str:
+    """sha256 of the canonical JSON of the request's KEY_FIELDS (absent fields are null)."""
+    canonical = json.dumps(
+        {name: body.get(name) for name in KEY_FIELDS},
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _text(content: Any) -> str:
+    """Text of a message content: a string or a list of OpenAI content parts."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "\n".join(
+            part["text"] for part in content if isinstance(part, dict) and isinstance(part.get("text"), str)
+        )
+    return ""
+
+
+# --- replies -------------------------------------------------------------------------
+
+_WORDS = (
+    "amber", "basil", "cedar", "delta", "ember", "fjord", "garnet", "harbor",
+    "indigo", "juniper", "kestrel", "lumen", "maple", "nectar", "orchid", "pebble",
+)  # fmt: skip
+_MAX_DEPTH = 6  # past this, objects keep only required properties and arrays minItems items
+
+
+def _words(rng: random.Random) -> str:
+    return f"{' '.join(rng.choices(_WORDS, k=2))} {rng.getrandbits(24):06x}"
+
+
+_STRING_FORMATS = {
+    "date": lambda rng: f"2024-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}",
+    "date-time": lambda rng: (
+        f"2024-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}T{rng.randint(0, 23):02d}:{rng.randint(0, 59):02d}:00Z"
+    ),
+    "email": lambda rng: f"user{rng.getrandbits(16):04x}@example.com",
+    "uri": lambda rng: f"https://example.com/{rng.getrandbits(32):08x}",
+    "uuid": lambda rng: str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+}
+
+
+class SchemaError(ValueError):
+    """The requested JSON schema uses something the generator cannot satisfy."""
+
+
+class _SchemaFaker:
+    """Builds a value that validates against a JSON schema, drawing choices from an RNG."""
+
+    def __init__(self, root: Mapping[str, Any], rng: random.Random):
+        self._root = root
+        self._rng = rng
+        self._generators = {
+            "object": self._object,
+            "array": self._array,
+            "string": self._string,
+            "integer": self._integer,
+            "number": self._number,
+            "boolean": lambda schema, depth: rng.random() < 0.5,
+            "null": lambda schema, depth: None,
+        }
+
+    def value(self, schema: Any, depth: int = 0) -> Any:
+        schema = self._flatten(schema)
+        if "const" in schema:
+            return schema["const"]
+        if "enum" in schema:
+            return self._rng.choice(schema["enum"])
+        for combinator in ("anyOf", "oneOf"):
+            if combinator in schema:
+                return self.value(schema[combinator][0], depth)
+        kind = _schema_type(schema)
+        if kind not in self._generators:
+            raise SchemaError(f"unsupported type {kind!r}")
+        return self._generators[kind](schema, depth)
+
+    def _flatten(self, schema: Any) -> dict[str, Any]:
+        """Resolve ``$ref`` and shallow-merge ``allOf`` (enough for what pydantic emits)."""
+        if schema is True:
+            return {}
+        if not isinstance(schema, dict):
+            raise SchemaError(f"not a schema: {schema!r}")
+        if "$ref" in schema:
+            siblings = {k: v for k, v in schema.items() if k != "$ref"}
+            return self._flatten({**self._resolve(schema["$ref"]), **siblings})
+        if "allOf" in schema:
+            merged: dict[str, Any] = {}
+            for part in schema["allOf"]:
+                merged.update(self._flatten(part))
+            merged.update((k, v) for k, v in schema.items() if k != "allOf")
+            return merged
+        return schema
+
+    def _resolve(self, ref: str) -> Any:
+        if not ref.startswith("#"):
+            raise SchemaError(f"only local $ref is supported, got {ref!r}")
+        node: Any = self._root
+        try:
+            for token in ref[1:].split("/")[1:]:
+                node = node[token.replace("~1", "/").replace("~0", "~")]
+        except (KeyError, TypeError):
+            raise SchemaError(f"unresolvable $ref {ref!r}") from None
+        return node
+
+    def _object(self, schema: dict[str, Any], depth: int) -> dict[str, Any]:
+        properties = schema.get("properties", {})
+        required = schema.get("required", [])
+        names = [name for name in properties if depth < _MAX_DEPTH or name in required]
+        names += [name for name in required if name not in properties]
+        extra = schema.get("additionalProperties")
+        fallback = extra if isinstance(extra, dict) else {}
+        return {name: self.value(properties.get(name, fallback), depth + 1) for name in names}
+
+    def _array(self, schema: dict[str, Any], depth: int) -> list[Any]:
+        low, high = _complete_range(schema.get("minItems", 0), schema.get("maxItems"), 3)
+        high = low if depth >= _MAX_DEPTH else high
+        preferred_low = max(low, min(1, high))
+        count = self._rng.randint(preferred_low, min(high, preferred_low + 2))
+        unique = schema.get("uniqueItems", False)
+        items: list[Any] = []
+        seen: set[str] = set()
+        for _ in range(10 * count):
+            if len(items) == count:
+                break
+            item = self.value(schema.get("items", {}), depth + 1)
+            marker = json.dumps(item, sort_keys=True)
+            if not (unique and marker in seen):
+                seen.add(marker)
+                items.append(item)
+        return items
+
+    def _string(self, schema: dict[str, Any], depth: int) -> str:
+        text = _STRING_FORMATS.get(schema.get("format", ""), _words)(self._rng)
+        text = text.ljust(schema.get("minLength", 0), "x")
+        return text[: schema.get("maxLength", len(text))]
+
+    def _integer(self, schema: dict[str, Any], depth: int) -> int:
+        lows = [math.ceil(schema["minimum"])] if "minimum" in schema else []
+        if "exclusiveMinimum" in schema:
+            lows.append(math.floor(schema["exclusiveMinimum"]) + 1)
+        highs = [math.floor(schema["maximum"])] if "maximum" in schema else []
+        if "exclusiveMaximum" in schema:
+            highs.append(math.ceil(schema["exclusiveMaximum"]) - 1)
+        low, high = _complete_range(max(lows, default=None), min(highs, default=None), 100)
+        return self._rng.randint(low, high)
+
+    def _number(self, schema: dict[str, Any], depth: int) -> float:
+        """A number strictly inside the bounds, so exclusive bounds hold too."""
+        lows = [schema[k] for k in ("minimum", "exclusiveMinimum") if k in schema]
+        highs = [schema[k] for k in ("maximum", "exclusiveMaximum") if k in schema]
+        low, high = _complete_range(max(lows, default=None), min(highs, default=None), 100.0)
+        number = round(low + (high - low) * (0.1 + 0.8 * self._rng.random()), 3)
+        return number if low < number < high else (low + high) / 2
+
+
+def _schema_type(schema: Mapping[str, Any]) -> str:
+    """The type to generate: the first non-null declared type, else inferred from keywords."""
+    declared = schema.get("type")
+    if isinstance(declared, list):
+        concrete = [kind for kind in declared if kind != "null"]
+        return concrete[0] if concrete else "null"
+    if declared:
+        return declared
+    if {"properties", "required", "additionalProperties"} & schema.keys():
+        return "object"
+    return "array" if "items" in schema else "string"
+
+
+def _complete_range(low: Any, high: Any, width: Any) -> tuple[Any, Any]:
+    """Fill in missing bounds: [0, width] when both are absent, else width around the known one."""
+    if low is None and high is None:
+        low = 0
+    if low is None:
+        low = high - width
+    if high is None:
+        high = low + width
+    if low > high:
+        raise SchemaError(f"empty range [{low}, {high}]")
+    return low, high
+
+
+_FENCE_OPENER = re.compile(r"```([A-Za-z][\w+#.-]*)")
+_CODE_TEMPLATES = {
+    "python": "def f_{h}():\n    return {n}",
+    "sql": "SELECT id, label\nFROM t_{h}\nWHERE score > {n};",
+    "javascript": "function f_{h}() {{\n  return {n};\n}}",
+    "bash": 'set -euo pipefail\necho "f_{h} {n}"',
+    "json": '{{"id": "{h}", "value": {n}}}',
+}
+_CODE_ALIASES = {"py": "python", "js": "javascript", "ts": "javascript", "typescript": "javascript", "sh": "bash"}
+_GENERIC_CODE = "# {lang} snippet {h}\nvalue_{h} = {n}"
+
+
+def reply_content(body: Mapping[str, Any], key: str) -> str:
+    """The assistant content for a validated request: structured, fenced code or plain text."""
+    rng = random.Random(int(key, 16))
+    response_format = body.get("response_format") or {}
+    if response_format.get("type") == "json_schema":
+        schema = response_format["json_schema"]["schema"]
+        return json.dumps(_SchemaFaker(schema, rng).value(schema))
+    if response_format.get("type") == "json_object":
+        return json.dumps({"answer": f"{rng.choice(_WORDS)} {key[:6]}"})
+    texts = [_text(message.get("content")) for message in body["messages"]]
+    language = next((m.group(1) for m in map(_FENCE_OPENER.search, reversed(texts)) if m), None)
+    if language is not None:
+        return _code_reply(language, key, rng)
+    return _plain_reply(body["messages"], key, rng)
+
+
+def _code_reply(language: str, key: str, rng: random.Random) -> str:
+    name = _CODE_ALIASES.get(language.lower(), language.lower())
+    code = _CODE_TEMPLATES.get(name, _GENERIC_CODE).format(h=key[:8], n=rng.randint(0, 999), lang=language)
+    return f"Here is the {language} code ({key[:6]}):\n```{language}\n{code}\n```\nLet me know if it needs changes."
+
+
+def _plain_reply(messages: Sequence[Mapping[str, Any]], key: str, rng: random.Random) -> str:
+    users = [message for message in messages if message.get("role") == "user"] or messages
+    echo = " ".join(_text(users[-1].get("content")).split())[:60]
+    return f"Reply {key[:6]} {rng.choice(_WORDS)} {rng.choice(_WORDS)} to: {echo}"
+
+
+def _invalid_content(body: Mapping[str, Any]) -> str:
+    """Content that fails the requested format: JSON missing a required field, else prose."""
+    json_schema = (body.get("response_format") or {}).get("json_schema") or {}
+    required = json_schema.get("schema", {}).get("required") or []
+    if required and "oops" not in required:
+        return '{"oops": true}'
+    return "Sorry, I cannot answer in the requested format."
+
+
+# --- faults --------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class FaultRule:
+    """One injectable fault, given to the control API as a JSON object with these fields.
+
+    ``kind``: ``status`` (answer ``status`` with an OpenAI error body, plus a
+    ``Retry-After`` header when ``retry_after`` seconds is set), ``hang`` (wait
+    ``hang_s`` seconds, then answer normally), ``malformed_json`` (200 with a body that
+    is not JSON), ``invalid_structured`` (200 whose content fails the requested
+    format), ``disconnect`` (close the connection without answering).
+
+    A request matches when ``match`` occurs in some message content and ``model``
+    equals the request's model (each only if set). Of the matching requests, the rule
+    applies to every ``every``-th one, with probability ``probability`` (drawn from
+    ``random.Random(seed)``), and to at most ``times`` of them in total.
+    """
+
+    kind: str
+    status: int = 500
+    retry_after: float | None = None
+    hang_s: float = 3600.0
+    match: str | None = None
+    model: str | None = None
+    times: int | None = None
+    every: int | None = None
+    probability: float | None = None
+    seed: int = 0
+    matched: int = dataclasses.field(default=0, init=False)
+    applied: int = dataclasses.field(default=0, init=False)
+
+    def __post_init__(self) -> None:
+        if self.kind not in FAULT_KINDS:
+            raise ValueError(f"unknown fault kind {self.kind!r}; expected one of {FAULT_KINDS}")
+        if not 400 <= self.status <= 599:
+            raise ValueError(f"fault status must be 4xx or 5xx, got {self.status}")
+        if self.every is not None and self.every < 1:
+            raise ValueError("'every' must be at least 1")
+        if self.times is not None and self.times < 0:
+            raise ValueError("'times' must not be negative")
+        if self.probability is not None and not 0 <= self.probability <= 1:
+            raise ValueError("'probability' must be between 0 and 1")
+        self._rng = random.Random(self.seed)
+
+    @classmethod
+    def from_json(cls, data: Any) -> FaultRule:
+        if not isinstance(data, dict):
+            raise ValueError(f"a fault rule must be a JSON object, got {data!r}")
+        try:
+            return cls(**data)
+        except TypeError as exc:
+            raise ValueError(f"bad fault rule {data!r}: {exc}") from None
+
+    def applies(self, model: str, texts: Sequence[str]) -> bool:
+        """Whether the rule fires for this request; counts it when it matches."""
+        if self.model is not None and model != self.model:
+            return False
+        if self.match is not None and not any(self.match in text for text in texts):
+            return False
+        self.matched += 1
+        if self.times is not None and self.applied >= self.times:
+            return False
+        if self.every is not None and self.matched % self.every:
+            return False
+        if self.probability is not None and self._rng.random() >= self.probability:
+            return False
+        self.applied += 1
+        return True
+
+
+# --- stats ---------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class _Exchange:
+    """What the stats keep about one chat request."""
+
+    t_start: float
+    status: int | None = None  # None: no response was sent (disconnect, client gone)
+    key: str | None = None
+    model: str | None = None
+    fault: str | None = None
+    succeeded: bool = False
+
+
+class _Stats:
+    def __init__(self) -> None:
+        self.in_flight = 0
+        self.reset()
+
+    def reset(self) -> None:
+        self.requests_total = 0
+        self.by_status: Counter[str] = Counter()
+        self.faults_injected = dict.fromkeys(FAULT_KINDS, 0)
+        self.success_keys: Counter[str] = Counter()
+        self.max_in_flight = self.in_flight
+        self.auth_header_requests = 0
+        self.request_log: deque[dict[str, Any]] = deque(maxlen=REQUEST_LOG_SIZE)
+
+    def begin(self, request: web.Request) -> _Exchange:
+        self.requests_total += 1
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        if "Authorization" in request.headers:
+            self.auth_header_requests += 1
+        return _Exchange(t_start=time.monotonic())
+
+    def finish(self, exchange: _Exchange) -> None:
+        self.in_flight -= 1
+        if exchange.status is not None:
+            self.by_status[str(exchange.status)] += 1
+        if exchange.succeeded:
+            self.success_keys[exchange.key] += 1
+        self.request_log.append(
+            {
+                "t_start": exchange.t_start,
+                "t_end": time.monotonic(),
+                "status": exchange.status,
+                "key": exchange.key,
+                "model": exchange.model,
+                "fault": exchange.fault,
+            }
+        )
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "requests_total": self.requests_total,
+            "by_status": dict(self.by_status),
+            "faults_injected": dict(self.faults_injected),
+            "succeeded": sum(self.success_keys.values()),
+            "success_keys": dict(self.success_keys),
+            "in_flight": self.in_flight,
+            "max_in_flight": self.max_in_flight,
+            "auth_header_requests": self.auth_header_requests,
+            "request_log": list(self.request_log),
+        }
+
+
+# --- HTTP service --------------------------------------------------------------------
+
+_ERROR_TYPES = {401: ("invalid_request_error", "invalid_api_key"), 429: ("requests", "rate_limit_exceeded")}
+
+
+def _error(status: int, message: str, headers: Mapping[str, str] | None = None) -> web.Response:
+    """An error response in OpenAI's shape."""
+    default_type = "server_error" if status >= 500 else "invalid_request_error"
+    error_type, code = _ERROR_TYPES.get(status, (default_type, None))
+    payload = {"error": {"message": message, "type": error_type, "param": None, "code": code}}
+    return web.json_response(payload, status=status, headers=headers)
+
+
+@web.middleware
+async def _openai_errors(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Render aiohttp's own HTTP errors (404, 405, 413, ...) in OpenAI's error shape."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return _error(exc.status, exc.reason)
+
+
+async def _json_or_none(request: web.Request) -> Any:
+    try:
+        return await request.json()
+    except ValueError:
+        return None
+
+
+def _request_problem(body: Any) -> str | None:
+    """Why a chat request is invalid (answered with 400), or None."""
+    if not isinstance(body, dict):
+        return "The request body must be a JSON object."
+    if not isinstance(body.get("model"), str) or not body["model"]:
+        return "'model' is a required string."
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        return "'messages' must be a non-empty array."
+    if not all(isinstance(message, dict) and isinstance(message.get("role"), str) for message in messages):
+        return "Each message must be an object with a string 'role'."
+    if body.get("stream"):
+        return "stream=true is not supported by this test server."
+    response_format = body.get("response_format")
+    if response_format is None:
+        return None
+    if not isinstance(response_format, dict) or response_format.get("type") not in ("text", "json_object", "json_schema"):
+        return "'response_format.type' must be one of 'text', 'json_object', 'json_schema'."
+    json_schema = response_format.get("json_schema")
+    if response_format["type"] == "json_schema" and not (
+        isinstance(json_schema, dict) and isinstance(json_schema.get("schema"), dict)
+    ):
+        return "'response_format.json_schema.schema' must be an object."
+    return None
+
+
+def _completion(body: Mapping[str, Any], content: str) -> web.Response:
+    prompt_words = sum(len(_text(message.get("content")).split()) for message in body["messages"])
+    prompt_tokens, completion_tokens = max(1, prompt_words), max(1, len(content.split()))
+    return web.json_response(
+        {
+            "id": f"chatcmpl-{uuid.uuid4().hex}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": body["model"],
+            "choices": [
+                {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}
+            ],
+            "usage": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
+            },
+        }
+    )
+
+
+def _seconds_header(seconds: float) -> str:
+    return str(int(seconds)) if float(seconds).is_integer() else str(seconds)
+
+
+class _ChatService:
+    """Request handlers and the mutable state (latency, fault rules, stats) of one server."""
+
+    def __init__(
+        self,
+        *,
+        latency_ms: float = 0.0,
+        jitter_ms: float = 0.0,
+        models: Iterable[str] = DEFAULT_MODELS,
+        api_key: str | None = None,
+    ):
+        self.latency_ms = latency_ms
+        self.jitter_ms = jitter_ms
+        self.models = tuple(models)
+        self.api_key = api_key
+        self.rules: list[FaultRule] = []
+        self.stats = _Stats()
+
+    def build_app(self) -> web.Application:
+        app = web.Application(middlewares=[_openai_errors], client_max_size=64 * 2**20)
+        app.add_routes(
+            [
+                web.post("/v1/chat/completions", self._chat_completions),
+                web.get("/v1/models", self._list_models),
+                web.post("/_control/faults", self._set_faults),
+                web.delete("/_control/faults", self._clear_faults),
+                web.get("/_control/stats", self._get_stats),
+                web.post("/_control/reset", self._reset_stats),
+                web.post("/_control/latency", self._set_latency),
+            ]
+        )
+        return app
+
+    def _authorized(self, request: web.Request) -> bool:
+        return self.api_key is None or request.headers.get("Authorization") == f"Bearer {self.api_key}"
+
+    async def _list_models(self, request: web.Request) -> web.Response:
+        if not self._authorized(request):
+            return _error(401, "Incorrect API key provided.")
+        data = [{"id": name, "object": "model", "created": 0, "owned_by": "dd-test"} for name in self.models]
+        return web.json_response({"object": "list", "data": data})
+
+    async def _chat_completions(self, request: web.Request) -> web.StreamResponse:
+        exchange = self.stats.begin(request)
+        try:
+            response = await self._answer(request, exchange)
+            if exchange.fault != "disconnect":
+                exchange.status = response.status
+            return response
+        finally:
+            self.stats.finish(exchange)
+
+    async def _answer(self, request: web.Request, exchange: _Exchange) -> web.StreamResponse:
+        if not self._authorized(request):
+            return _error(401, "Incorrect API key provided.")
+        body = await _json_or_none(request)
+        problem = "We could not parse the JSON body of your request." if body is None else _request_problem(body)
+        if problem:
+            return _error(400, problem)
+        exchange.key, exchange.model = request_key(body), body["model"]
+        try:
+            content = reply_content(body, exchange.key)
+        except SchemaError as exc:
+            return _error(400, f"Unsupported response_format schema: {exc}")
+        rule = self._pick_fault(body)
+        await asyncio.sleep(self._latency_s(exchange.key))
+        if rule is None:
+            exchange.succeeded = True
+            return _completion(body, content)
+        exchange.fault = rule.kind
+        return await self._inject(rule, request, body, exchange, content)
+
+    def _pick_fault(self, body: Mapping[str, Any]) -> FaultRule | None:
+        texts = [_text(message.get("content")) for message in body["messages"]]
+        rule = next((rule for rule in self.rules if rule.applies(body["model"], texts)), None)
+        if rule is not None:
+            self.stats.faults_injected[rule.kind] += 1
+        return rule
+
+    def _latency_s(self, key: str) -> float:
+        """Base latency plus a jitter in [0, jitter_ms] derived from the request key."""
+        jitter = int(key[:8], 16) / 0xFFFFFFFF * self.jitter_ms
+        return (self.latency_ms + jitter) / 1000
+
+    async def _inject(
+        self, rule: FaultRule, request: web.Request, body: Mapping[str, Any], exchange: _Exchange, content: str
+    ) -> web.StreamResponse:
+        if rule.kind == "status":
+            headers = None if rule.retry_after is None else {"Retry-After": _seconds_header(rule.retry_after)}
+            return _error(rule.status, f"Injected fault: HTTP {rule.status}.", headers)
+        if rule.kind == "hang":
+            await asyncio.sleep(rule.hang_s)
+            exchange.succeeded = True
+            return _completion(body, content)
+        if rule.kind == "malformed_json":
+            return web.Response(text='{"id": "chatcmpl-truncated", "choices": [{"index": 0, "mess', content_type="application/json")
+        if rule.kind == "invalid_structured":
+            return _completion(body, _invalid_content(body))
+        # "disconnect": close the socket; aiohttp then fails to write this response and drops it.
+        request.protocol.force_close()
+        return web.Response()
+
+    async def _set_faults(self, request: web.Request) -> web.Response:
+        body = await _json_or_none(request)
+        rules = body.get("rules") if isinstance(body, dict) else None
+        if not isinstance(rules, list):
+            return _error(400, 'Expected a JSON body {"rules": [...]}.')
+        try:
+            self.rules = [FaultRule.from_json(rule) for rule in rules]
+        except ValueError as exc:
+            return _error(400, str(exc))
+        return web.json_response({"rules": len(self.rules)})
+
+    async def _clear_faults(self, request: web.Request) -> web.Response:
+        self.rules = []
+        return web.json_response({"rules": 0})
+
+    async def _get_stats(self, request: web.Request) -> web.Response:
+        return web.json_response(self.stats.snapshot())
+
+    async def _reset_stats(self, request: web.Request) -> web.Response:
+        self.stats.reset()
+        return web.json_response({"reset": True})
+
+    async def _set_latency(self, request: web.Request) -> web.Response:
+        body = await _json_or_none(request)
+        try:
+            latency_ms, jitter_ms = float(body["latency_ms"]), float(body.get("jitter_ms", 0))
+        except (TypeError, KeyError, ValueError, AttributeError):
+            return _error(400, 'Expected a JSON body {"latency_ms": x, "jitter_ms": y}.')
+        if latency_ms < 0 or jitter_ms < 0:
+            return _error(400, "Latency and jitter must not be negative.")
+        self.latency_ms, self.jitter_ms = latency_ms, jitter_ms
+        return web.json_response({"latency_ms": latency_ms, "jitter_ms": jitter_ms})
+
+
+async def _start_serving(service: _ChatService, host: str, port: int) -> tuple[web.AppRunner, int]:
+    """Listen on host:port (0 = a free port); return the runner and the bound port."""
+    # handler_cancellation: a handler (e.g. a "hang") is cancelled when its client goes away.
+    runner = web.AppRunner(service.build_app(), access_log=None, handler_cancellation=True, shutdown_timeout=1.0)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port).start()
+    except BaseException:
+        await runner.cleanup()
+        raise
+    return runner, runner.addresses[0][1]
+
+
+# --- Python handles ------------------------------------------------------------------
+
+
+class _ServerHandle:
+    """Start/stop plus a client of the HTTP control API; subclasses decide where the server runs."""
+
+    def __init__(
+        self,
+        *,
+        latency_ms: float = 0,
+        jitter_ms: float = 0,
+        models: Iterable[str] = DEFAULT_MODELS,
+        api_key: str | None = None,
+        port: int = 0,
+    ):
+        self.models = tuple(models)
+        self.api_key = api_key
+        self.port: int | None = None
+        self._latency_ms = latency_ms
+        self._jitter_ms = jitter_ms
+        self._requested_port = port
+        self._control: httpx.Client | None = None
+
+    @property
+    def base_url(self) -> str:
+        """OpenAI base URL of the running server, e.g. ``http://127.0.0.1:PORT/v1``."""
+        return f"http://{HOST}:{self.port}/v1"
+
+    def start(self) -> Self:
+        """Start the server; returns once its socket is listening."""
+        if self._control is not None:
+            raise RuntimeError("the server is already running")
+        self.port = self._launch()
+        self._control = httpx.Client(base_url=f"http://{HOST}:{self.port}/_control", timeout=30.0, trust_env=False)
+        return self
+
+    def stop(self) -> None:
+        if self._control is None:
+            return
+        self._control.close()
+        self._control = None
+        self._shutdown()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def set_faults(self, rules: Iterable[Mapping[str, Any]]) -> None:
+        """Replace the fault rules (JSON objects as described by :class:`FaultRule`)."""
+        self._call("POST", "/faults", {"rules": list(rules)})
+
+    def clear_faults(self) -> None:
+        self._call("DELETE", "/faults")
+
+    def stats(self) -> dict[str, Any]:
+        return self._call("GET", "/stats")
+
+    def reset_stats(self) -> None:
+        self._call("POST", "/reset")
+
+    def set_latency(self, ms: float, jitter_ms: float = 0) -> None:
+        self._call("POST", "/latency", {"latency_ms": ms, "jitter_ms": jitter_ms})
+
+    def _call(self, method: str, path: str, payload: Any = None) -> Any:
+        """Call the control API; a 400 (bad rules or latency) becomes ValueError."""
+        if self._control is None:
+            raise RuntimeError("the server is not running")
+        response = self._control.request(method, path, json=payload)
+        if response.status_code == 400:
+            raise ValueError(response.json()["error"]["message"])
+        response.raise_for_status()
+        return response.json()
+
+    def _launch(self) -> int:
+        """Start serving and return the bound port."""
+        raise NotImplementedError
+
+    def _shutdown(self) -> None:
+        raise NotImplementedError
+
+
+class OpenAIServer(_ServerHandle):
+    """The server on its own event loop in a daemon thread of this process."""
+
+    _loop: asyncio.AbstractEventLoop
+    _thread: threading.Thread
+    _runner: web.AppRunner
+
+    def _launch(self) -> int:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="dd-openai-server", daemon=True)
+        self._thread.start()
+        service = _ChatService(
+            latency_ms=self._latency_ms, jitter_ms=self._jitter_ms, models=self.models, api_key=self.api_key
+        )
+        try:
+            self._runner, port = self._run(_start_serving(service, HOST, self._requested_port))
+        except BaseException:
+            self._stop_loop()
+            raise
+        return port
+
+    def _shutdown(self) -> None:
+        self._run(self._runner.cleanup())
+        self._stop_loop()
+
+    def _run(self, coroutine: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout=30)
+
+    def _stop_loop(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join()
+        self._loop.close()
+
+
+class OpenAIServerProcess(_ServerHandle):
+    """The server in a child process with its own process group (no GIL shared with the caller)."""
+
+    startup_timeout_s = 30.0
+    stop_grace_s = 5.0
+    process: subprocess.Popen[str] | None = None
+
+    def _launch(self) -> int:
+        # Put this module's source root first so the child runs the same code as this process.
+        python_path = [_SOURCE_ROOT, *filter(None, [os.environ.get("PYTHONPATH")])]
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(python_path)}
+        command = [
+            sys.executable, "-m", _MODULE,
+            "--port", str(self._requested_port),
+            "--latency-ms", str(self._latency_ms),
+            "--jitter-ms", str(self._jitter_ms),
+            "--model", *self.models,
+        ]  # fmt: skip
+        if self.api_key is not None:
+            env[_API_KEY_ENV] = self.api_key  # via the environment, not the visible command line
+            command += ["--api-key-env", _API_KEY_ENV]
+        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, env=env, text=True, process_group=0)
+        try:
+            return _read_listening_port(self.process, self.startup_timeout_s)
+        except BaseException:
+            self._shutdown()
+            raise
+
+    def _shutdown(self) -> None:
+        """SIGTERM the child's process group, SIGKILL it after the grace period, and reap it."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=self.stop_grace_s)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+
+def _read_listening_port(process: subprocess.Popen[str], timeout_s: float) -> int:
+    """The port from the child's first stdout line, ``LISTENING <port>``."""
+    ready, _, _ = select.select([process.stdout], [], [], timeout_s)
+    line = process.stdout.readline() if ready else ""
+    process.stdout.close()
+    if not line.startswith("LISTENING "):
+        raise RuntimeError(f"the server process did not start (exit code {process.poll()}, first line {line!r})")
+    return int(line.split()[1])
+
+
+# --- command line --------------------------------------------------------------------
+
+
+def _loopback_host(value: str) -> str:
+    with contextlib.suppress(ValueError):
+        if value == "localhost" or ipaddress.ip_address(value).is_loopback:
+            return value
+    raise argparse.ArgumentTypeError(f"{value!r} is not a loopback address; the test server binds to loopback only")
+
+
+def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog=f"python -m {_MODULE}", description=__doc__.splitlines()[0])
+    parser.add_argument("--host", type=_loopback_host, default=HOST)
+    parser.add_argument("--port", type=int, default=0, help="0 picks a free port (default)")
+    parser.add_argument("--latency-ms", type=float, default=0.0)
+    parser.add_argument("--jitter-ms", type=float, default=0.0)
+    parser.add_argument("--model", dest="models", metavar="NAME", action="extend", nargs="+", help="listed models")
+    parser.add_argument("--api-key-env", metavar="NAME", help="require the API key held in this environment variable")
+    return parser.parse_args(argv)
+
+
+async def _serve_until_signalled(service: _ChatService, host: str, port: int) -> None:
+    runner, bound_port = await _start_serving(service, host, port)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    print(f"LISTENING {bound_port}", flush=True)
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = _parse_args(argv)
+    api_key = os.environ.get(args.api_key_env) if args.api_key_env else None
+    if args.api_key_env and not api_key:
+        sys.exit(f"environment variable {args.api_key_env} is empty or not set")
+    service = _ChatService(
+        latency_ms=args.latency_ms, jitter_ms=args.jitter_ms, models=args.models or DEFAULT_MODELS, api_key=api_key
+    )
+    asyncio.run(_serve_until_signalled(service, args.host, args.port))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,79 @@
+"""A row group is a pure function of (config, index): alone, in another process, in any order."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pyarrow.parquet as pq
+
+from dd_core import generate, generate_row_group, load_config
+from dd_core.storage.row_group_files import strip_dd_metadata
+from tests.support import EXAMPLES, ROOT
+
+CUSTOMERS = EXAMPLES / "customers.yaml"
+ORDERS = EXAMPLES / "orders_from_seed.yaml"
+
+
+def _file_table(path):
+    return strip_dd_metadata(pq.read_table(path))
+
+
+def test_row_group_alone_equals_row_group_of_a_full_run(tmp_path):
+    result = generate(CUSTOMERS, 5000, buffer_size=1000, artifact_path=tmp_path)
+    for k in (0, 3, 4):
+        alone = generate_row_group(load_config(CUSTOMERS), k, 1000, buffer_size=1000)
+        assert alone.equals(_file_table(result.path / "parquet-files" / f"batch_{k:05d}.parquet"))
+
+
+def test_row_group_made_in_another_process_is_identical(tmp_path):
+    result = generate(ORDERS, 1200, buffer_size=400, artifact_path=tmp_path)
+    out = tmp_path / "rg2.parquet"
+    code = (
+        "import pyarrow.parquet as pq, sys; from dd_core import generate_row_group;"
+        f"pq.write_table(generate_row_group({str(ORDERS)!r}, 2, 400, buffer_size=400), {str(out)!r})"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+    assert pq.read_table(out).equals(_file_table(result.path / "parquet-files" / "batch_00002.parquet"))
+
+
+def test_order_of_generation_does_not_matter():
+    config = load_config(CUSTOMERS)
+    forward = [generate_row_group(config, k, 300) for k in range(4)]
+    backward = [generate_row_group(config, k, 300) for k in reversed(range(4))][::-1]
+    assert all(a.equals(b) for a, b in zip(forward, backward))
+
+
+def test_two_runs_write_byte_identical_files(tmp_path):
+    one = generate(CUSTOMERS, 2500, buffer_size=1000, artifact_path=tmp_path / "one")
+    two = generate(CUSTOMERS, 2500, buffer_size=1000, artifact_path=tmp_path / "two")
+    for k in range(3):
+        name = f"parquet-files/batch_{k:05d}.parquet"
+        assert (one.path / name).read_bytes() == (two.path / name).read_bytes()
+
+
+def test_fewer_rows_give_a_prefix_of_the_same_row_group():
+    for config in (CUSTOMERS, ORDERS):
+        full = generate_row_group(config, 5, 500, buffer_size=500)
+        part = generate_row_group(config, 5, 137, buffer_size=500)
+        assert full.slice(0, 137).equals(part)
+
+
+def test_row_groups_and_seeds_differ():
+    config = load_config(CUSTOMERS)
+    a = generate_row_group(config, 0, 200)
+    b = generate_row_group(config, 1, 200)
+    c = generate_row_group(config.model_copy(update={"seed": 7}), 0, 200)
+    for other in (b, c):
+        assert a.column("record_id").to_pylist() != other.column("record_id").to_pylist()
+        assert a.column("score").to_pylist() != other.column("score").to_pylist()
+
+
+def test_editing_one_column_leaves_the_others_unchanged():
+    base = load_config(CUSTOMERS).model_dump(mode="json")
+    base["columns"][2]["high"] = 50  # score
+    edited = generate_row_group(base, 0, 300)
+    original = generate_row_group(CUSTOMERS, 0, 300)
+    for name in ("region", "city", "record_id", "person", "height_cm"):
+        assert edited.column(name).equals(original.column(name))
+    assert not edited.column("score").equals(original.column("score"))
