@@ -1,34 +1,47 @@
-"""dd: resumable synthetic data generation in row groups."""
+"""dd: resumable synthetic data generation in row groups.
 
-from dd_core.config import DatasetConfig, load_config
-from dd_core.engine import apply_processors, generate_row_group
-from dd_core.errors import (
-    DatasetDamagedError,
-    DatasetLockedError,
-    DDConfigError,
-    DDError,
-    GenerationError,
-    ResumeConflictError,
-)
-from dd_core.fingerprint import fingerprint
-from dd_core.interface.api import DatasetResult, generate, load_dataset, preview
-from dd_core.resume import ResumeMode
+Public names are imported on first use (PEP 562), so ``python -m dd_core.<tool>`` and the
+CLI start without loading pandas, pyarrow and Faker they may not need.
+"""
 
-__all__ = [
-    "DDConfigError",
-    "DDError",
-    "DatasetConfig",
-    "DatasetDamagedError",
-    "DatasetLockedError",
-    "DatasetResult",
-    "GenerationError",
-    "ResumeConflictError",
-    "ResumeMode",
-    "apply_processors",
-    "fingerprint",
-    "generate",
-    "generate_row_group",
-    "load_config",
-    "load_dataset",
-    "preview",
-]
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS = {
+    "DatasetConfig": "dd_core.config",
+    "load_config": "dd_core.config",
+    "apply_processors": "dd_core.engine",
+    "generate_row_group": "dd_core.engine",
+    "DDError": "dd_core.errors",
+    "DDConfigError": "dd_core.errors",
+    "DatasetDamagedError": "dd_core.errors",
+    "DatasetLockedError": "dd_core.errors",
+    "GenerationError": "dd_core.errors",
+    "ResumeConflictError": "dd_core.errors",
+    "fingerprint": "dd_core.fingerprint",
+    "DatasetResult": "dd_core.interface.api",
+    "generate": "dd_core.interface.api",
+    "load_dataset": "dd_core.interface.api",
+    "preview": "dd_core.interface.api",
+    "ResumeMode": "dd_core.resume",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'dd_core' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value
+
+
+if TYPE_CHECKING:
+    from dd_core.config import DatasetConfig, load_config
+    from dd_core.engine import apply_processors, generate_row_group
+    from dd_core.errors import DatasetDamagedError, DatasetLockedError, DDConfigError, DDError, GenerationError, ResumeConflictError
+    from dd_core.fingerprint import fingerprint
+    from dd_core.interface.api import DatasetResult, generate, load_dataset, preview
+    from dd_core.resume import ResumeMode

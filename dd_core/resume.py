@@ -141,7 +141,8 @@ def _plan_folder(mode, found, config_hash, num_records, sizes, buffer_size, loca
             f"{generated} or more, or use --resume never for a new, smaller dataset."
         )
     reuse = tuple(i for i in sizes if _current(found.checkpoints.get(i), config_hash, sizes[i], buffer_size))
-    generate = tuple(i for i in sizes if i not in set(reuse))
+    reused = set(reuse)
+    generate = tuple(i for i in sizes if i not in reused)
     if not generate and found.finished and found.num_records == num_records:
         return ResumePlan(Action.ALREADY_COMPLETE, sizes, (), reuse)
     return ResumePlan(Action.RESUME, sizes, generate, reuse)

@@ -35,14 +35,15 @@ class FolderScan:
     unrecorded: dict[int, RowGroupInfo] = field(default_factory=dict)
 
 
-def list_batches(layout: DatasetLayout) -> dict[int, Path]:
+def list_batches(layout: DatasetLayout) -> dict[int, str]:
+    """Row-group index -> file name, from one directory listing (no Path objects: 10k files)."""
     if not layout.parquet_dir.is_dir():
         return {}
     batches = {}
     for entry in os.scandir(layout.parquet_dir):
         index = batch_index(entry.name)
         if index is not None:
-            batches[index] = Path(entry.path)
+            batches[index] = entry.name
     return batches
 
 
@@ -60,8 +61,9 @@ def scan_folder(layout: DatasetLayout) -> FolderScan:
         )
     unrecorded = {}
     for index in sorted(set(batches) - set(meta.completed)):
-        info = read_info(batches[index])
-        _check_belongs(info, index, meta, batches[index])
+        path = layout.parquet_dir / batches[index]
+        info = read_info(path)
+        _check_belongs(info, index, meta, path)
         unrecorded[index] = info
     checkpoints = {i: Checkpoint(meta.config_hash, c.requested, meta.buffer_size) for i, c in meta.completed.items()}
     checkpoints.update({i: Checkpoint(info.config_hash, info.requested_rows, info.buffer_size) for i, info in unrecorded.items()})
@@ -116,13 +118,14 @@ class DatasetWriter:
         """Read every footer once: each finished file must say what the metadata says."""
         batches = list_batches(self.layout)
         for index, counts in sorted(self.metadata.completed.items()):
-            info = read_info(batches[index]) if index in batches else None
+            path = self.layout.parquet_dir / batches[index] if index in batches else None
+            info = read_info(path) if path else None
             if info is None or info.requested_rows != counts.requested or info.num_rows != counts.rows:
                 raise DatasetDamagedError(
                     f"row group {index} of {self.layout.root} does not match its metadata "
                     f"(file: {info}, metadata: {counts}); nothing was changed"
                 )
-            _check_belongs(info, index, self.metadata, batches[index])
+            _check_belongs(info, index, self.metadata, path)
 
     def finish(self, dataset_path: str) -> None:
         self.metadata.status = COMPLETE
