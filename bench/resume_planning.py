@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import dd_core
-from dd_core.fingerprint import fingerprint
+from dd_core.fingerprinting import fingerprint
 from dd_core.resume import plan_resume
 from dd_core.storage.dataset_folder import list_batches, scan_folder
 from dd_core.storage.layout import DatasetLayout

@@ -20,7 +20,7 @@ _EXPORTS = {
     "DatasetLockedError": "dd_core.errors",
     "GenerationError": "dd_core.errors",
     "ResumeConflictError": "dd_core.errors",
-    "fingerprint": "dd_core.fingerprint",
+    "fingerprint": "dd_core.fingerprinting",
     "DatasetResult": "dd_core.interface.api",
     "generate": "dd_core.interface.api",
     "load_dataset": "dd_core.interface.api",
@@ -42,6 +42,6 @@ if TYPE_CHECKING:
     from dd_core.config import DatasetConfig, load_config
     from dd_core.engine import apply_processors, generate_row_group
     from dd_core.errors import DatasetDamagedError, DatasetLockedError, DDConfigError, DDError, GenerationError, ResumeConflictError
-    from dd_core.fingerprint import fingerprint
+    from dd_core.fingerprinting import fingerprint
     from dd_core.interface.api import DatasetResult, generate, load_dataset, preview
     from dd_core.resume import ResumeMode

@@ -16,7 +16,7 @@ import pyarrow as pa
 from dd_core.config import ConfigSource, DatasetConfig, load_config
 from dd_core.engine import apply_processors, generate_row_group
 from dd_core.errors import DDConfigError
-from dd_core.fingerprint import fingerprint
+from dd_core.fingerprinting import fingerprint
 from dd_core.resume import Action, ResumeMode, ResumePlan, plan_resume
 from dd_core.storage.dataset_folder import DatasetWriter, FolderScan, iter_row_group_tables, scan_folder, write_streamed
 from dd_core.storage.layout import FINAL_FILE, PARQUET_DIR, DatasetLayout

@@ -52,7 +52,7 @@ def user_errors():
 def validate(config: ConfigArg) -> None:
     """Check a config; print its columns and fingerprint."""
     from dd_core.config import load_config
-    from dd_core.fingerprint import fingerprint
+    from dd_core.fingerprinting import fingerprint
 
     with user_errors():
         cfg = load_config(config)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from dd_core.config import load_config
 from dd_core.errors import DDConfigError, ResumeConflictError
-from dd_core.fingerprint import fingerprint
+from dd_core.fingerprinting import fingerprint
 from dd_core.resume import Action, ResumeMode, plan_resume
 from dd_core.storage.dataset_folder import scan_folder
 from dd_core.storage.layout import DatasetLayout

@@ -1,4 +1,7 @@
-"""The config fingerprint: a hash of everything that changes the generated data, and nothing else."""
+"""The config fingerprint: a hash of everything that changes the generated data, and nothing else.
+
+(Named apart from the ``fingerprint`` function so ``dd_core.fingerprint`` is always the function.)
+"""
 
 from __future__ import annotations
 
