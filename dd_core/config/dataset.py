@@ -24,6 +24,8 @@ from dd_core.config.columns import (
     UniformColumn,
     UUIDColumn,
 )
+from dd_core.config.llm_columns import LLM_COLUMN_TYPES, LLMCodeColumn, LLMColumn, LLMJudgeColumn, LLMStructuredColumn, LLMTextColumn
+from dd_core.config.models import ModelConfig
 from dd_core.config.processors import DropColumnsProcessor, RenameColumnsProcessor
 from dd_core.config.seed_dataset import SeedDatasetColumn
 from dd_core.errors import ConfigIssue, DDConfigError
@@ -46,6 +48,10 @@ Column = Annotated[
         ScipyColumn,
         ExpressionColumn,
         SeedDatasetColumn,
+        LLMTextColumn,
+        LLMStructuredColumn,
+        LLMJudgeColumn,
+        LLMCodeColumn,
     ],
     Field(discriminator="type"),
 ]
@@ -60,8 +66,23 @@ class DatasetConfig(ConfigModel):
     seed: int = Field(default=DEFAULT_SEED, ge=0)
     columns: list[Column] = Field(min_length=1)
     processors: list[Processor] = Field(default_factory=list)
+    models: list[ModelConfig] = Field(default_factory=list)
+    #: A row group fails (and is not recorded) when more than this share of its rows fail.
+    max_failed_row_share: float = Field(default=0.1, ge=0, le=1)
 
-    fingerprint_exclude = frozenset({"name", "description"})
+    fingerprint_exclude = frozenset({"name", "description", "models", "max_failed_row_share"})
+
+    def fingerprint_view(self) -> dict:
+        """LLM columns carry their model's output-affecting settings instead of its alias:
+        renaming an alias or moving an endpoint changes nothing, and unused models do not count."""
+        view = super().fingerprint_view()
+        for col, col_view in zip(self.columns, view["columns"]):
+            if isinstance(col, LLMColumn):
+                col_view["model"] = self.model(col.model).fingerprint_view()
+        return view
+
+    def model(self, alias: str) -> ModelConfig:
+        return next(m for m in self.models if m.alias == alias)
 
     @model_validator(mode="after")
     def _relations(self) -> DatasetConfig:
@@ -87,6 +108,16 @@ class DatasetConfig(ConfigModel):
         return [out for col in self.columns for out in col.output_names()]
 
     @cached_property
+    def rowwise_names(self) -> set[str]:
+        """Columns made row by row: LLM columns and everything that reads them."""
+        rowwise: set[str] = set()
+        for col in self.generation_order:
+            reads = {self.producers[r].name for refs in col.dependencies().values() for r in refs}
+            if isinstance(col, LLM_COLUMN_TYPES) or reads & rowwise:
+                rowwise.add(col.name)
+        return rowwise
+
+    @cached_property
     def output_names(self) -> list[str]:
         names = self.generated_names
         for processor in self.processors:
@@ -110,11 +141,36 @@ def _relation_issues(config: DatasetConfig) -> list[ConfigIssue]:
     if issues:
         return issues
     issues += _parent_issues(config.columns, producers)
+    issues += _model_issues(config)
     _, cycle = _topological(config.columns, producers)
     if cycle:
         path = " -> ".join(cycle)
         issues.append(ConfigIssue(f"columns depend on each other in a cycle: {path}", cycle[0], "dependencies"))
+    else:
+        issues += _rowwise_issues(config)
     issues += _processor_issues(config)
+    return issues
+
+
+def _model_issues(config: DatasetConfig) -> list[ConfigIssue]:
+    issues = []
+    aliases = [m.alias for m in config.models]
+    for alias in sorted({a for a in aliases if aliases.count(a) > 1}):
+        issues.append(ConfigIssue(f"model alias '{alias}' is defined more than once", None, "models"))
+    for col in config.columns:
+        if isinstance(col, LLMColumn) and col.model not in aliases:
+            known = ", ".join(aliases) or "none defined"
+            issues.append(ConfigIssue(f"unknown model alias '{col.model}' (models: {known}); add it under 'models:'", col.name, "model"))
+    return issues
+
+
+def _rowwise_issues(config: DatasetConfig) -> list[ConfigIssue]:
+    """Samplers are drawn for the whole row group before any LLM call: they cannot read LLM output."""
+    issues = []
+    rowwise = config.rowwise_names
+    for col in config.columns:
+        if col.name in rowwise and not isinstance(col, (ExpressionColumn, *LLM_COLUMN_TYPES)):
+            issues.append(ConfigIssue(f"a {col.type} column cannot depend on LLM-written columns; use an expression column", col.name, "dependencies"))
     return issues
 
 

@@ -33,7 +33,7 @@ def _to_bool(text: str) -> bool:
     raise ValueError(text)
 
 
-_CONVERTERS = {"int": (_to_int, pa.int64()), "float": (float, pa.float64()), "bool": (_to_bool, pa.bool_())}
+_CONVERTERS = {"str": (str, pa.string()), "int": (_to_int, pa.int64()), "float": (float, pa.float64()), "bool": (_to_bool, pa.bool_())}
 
 
 def render_rows(source: str, column: str, field: str, contexts: list[dict]) -> list[str]:
@@ -56,19 +56,21 @@ def row_contexts(names: set[str], ctx: RowGroupContext) -> list[dict]:
 
 def expression(col: ExpressionColumn, ctx: RowGroupContext) -> pa.Array:
     texts = render_rows(col.expr, col.name, "expr", row_contexts(col.dependencies()["expr"], ctx))
-    return convert(texts, col)
+    return pa.array([convert_value(text, col, row) for row, text in enumerate(texts)], expression_type(col))
 
 
-def convert(texts: list[str], col: ExpressionColumn) -> pa.Array:
-    """Cast rendered text to the column's dtype. Empty text is null, never a dropped row."""
+def expression_type(col: ExpressionColumn) -> pa.DataType:
+    return _CONVERTERS[col.dtype][1]
+
+
+def convert_value(text: str, col: ExpressionColumn, row: int):
+    """Cast rendered text to the column's dtype. Empty text is null (str stays ""), never a dropped row."""
     if col.dtype == "str":
-        return pa.array(texts, pa.string())
-    parse, arrow_type = _CONVERTERS[col.dtype]
-    values = []
-    for row, text in enumerate(texts):
-        text = text.strip()
-        try:
-            values.append(parse(text) if text else None)
-        except ValueError as exc:
-            raise DDConfigError([ConfigIssue(f"row {row} rendered {text!r}, which is not a {col.dtype}", col.name, "dtype")]) from exc
-    return pa.array(values, arrow_type)
+        return text
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        return _CONVERTERS[col.dtype][0](text)
+    except ValueError as exc:
+        raise DDConfigError([ConfigIssue(f"row {row} rendered {text!r}, which is not a {col.dtype}", col.name, "dtype")]) from exc

@@ -1,6 +1,10 @@
-"""``generate_row_group``: a row group as a pure function of (config, index)."""
+"""A row group as a pure function of (config, index): vectorised columns, then the row-wise
+stage (LLM columns and what reads them), then the survivors of failed LLM cells."""
 
 from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
 
 import pyarrow as pa
 
@@ -9,27 +13,80 @@ from dd_core.config.columns import ExpressionColumn, PersonColumn
 from dd_core.config.seed_dataset import SeedDatasetColumn
 from dd_core.engine.context import RowGroupContext
 from dd_core.engine.expressions import expression
+from dd_core.engine.llm.runtime import LLMRuntime
+from dd_core.engine.llm.usage import ModelUsage
 from dd_core.engine.person import generate_person
 from dd_core.engine.samplers import SAMPLERS
 from dd_core.engine.seed_rows import seed_rows
+from dd_core.errors import GenerationError
 
 _SINGLE = {**SAMPLERS, PersonColumn: generate_person, ExpressionColumn: expression}
 
 
-def generate_row_group(config: ConfigSource, index: int, num_rows: int, *, buffer_size: int | None = None) -> pa.Table:
-    """Generate row group ``index`` with ``num_rows`` rows, before processors.
+@dataclass
+class RowGroupResult:
+    table: pa.Table
+    requested_rows: int
+    usage: dict[str, ModelUsage] = field(default_factory=dict)
 
-    The result depends only on the config, the index and ``buffer_size`` (the dataset's
-    row-group size, which fixes where an ordered seed file is read from; default
-    ``num_rows``). Fewer rows give a prefix of the same row group.
+    @property
+    def dropped_rows(self) -> int:
+        return self.requested_rows - self.table.num_rows
+
+
+def run_row_group(
+    config: ConfigSource, index: int, num_rows: int, *, buffer_size: int | None = None, llm: LLMRuntime | None = None
+) -> RowGroupResult:
+    """Generate row group ``index`` (before processors), with LLM usage and dropped rows.
+
+    Raises ``GenerationError`` when more than the config's ``max_failed_row_share`` of rows
+    lost an LLM cell; the calls that did succeed stay in the response cache.
     """
     config = load_config(config)
     if index < 0 or num_rows < 0:
         raise ValueError(f"index and num_rows must not be negative (got {index}, {num_rows})")
     ctx = RowGroupContext(config.seed, index, num_rows, row_offset=index * (buffer_size or num_rows))
     for col in config.generation_order:
+        if col.name in config.rowwise_names:
+            continue
         if isinstance(col, SeedDatasetColumn):
             ctx.columns.update(seed_rows(col, ctx))
         else:
             ctx.columns[col.name] = _SINGLE[type(col)](col, ctx)
-    return pa.table({name: ctx.columns[name] for name in config.generated_names})
+    if not config.rowwise_names:
+        return RowGroupResult(pa.table({name: ctx.columns[name] for name in config.generated_names}), num_rows)
+
+    from dd_core.engine.rowwise import run_rowwise  # aiohttp is only needed with LLM columns
+
+    outcome = run_rowwise(config, ctx, llm or LLMRuntime())
+    dropped = num_rows - int(outcome.kept.sum())
+    if num_rows and dropped / num_rows > config.max_failed_row_share:
+        raise GenerationError(_failure_report(index, num_rows, dropped, config.max_failed_row_share, outcome))
+    mask = pa.array(outcome.kept)
+    columns = {**{n: a.filter(mask) if dropped else a for n, a in ctx.columns.items()}, **outcome.columns}
+    return RowGroupResult(pa.table({name: columns[name] for name in config.generated_names}), num_rows, outcome.usage)
+
+
+def _failure_report(index: int, num_rows: int, dropped: int, share: float, outcome) -> str:
+    by_model = Counter(f.alias for f in outcome.failures)
+    parts = []
+    for alias, count in by_model.most_common():
+        usage = outcome.usage[alias]
+        codes = ", ".join(f"{code} x{n}" for code, n in usage.errors.most_common()) or "none (invalid replies)"
+        sample = next((str(f) for f in outcome.failures if f.alias == alias), "")
+        parts.append(f"model '{alias}' ({usage.model}): {count} failed cell(s); status codes seen: {codes}; sample: {sample}")
+    return (
+        f"row group {index} failed: {dropped} of {num_rows} rows lost an LLM cell ({dropped / num_rows:.0%}, more than "
+        f"the allowed max_failed_row_share of {share:.0%}); it was not recorded, and its successful calls are cached "
+        "for the next attempt. " + " | ".join(parts)
+    )
+
+
+def generate_row_group(config: ConfigSource, index: int, num_rows: int, *, buffer_size: int | None = None, llm: LLMRuntime | None = None) -> pa.Table:
+    """Generate row group ``index`` with ``num_rows`` rows, before processors.
+
+    The result depends only on the config, the index and ``buffer_size`` (the dataset's
+    row-group size, which fixes where an ordered seed file is read from; default
+    ``num_rows``). Fewer rows give a prefix of the same row group.
+    """
+    return run_row_group(config, index, num_rows, buffer_size=buffer_size, llm=llm).table

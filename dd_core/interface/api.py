@@ -15,6 +15,9 @@ import pyarrow as pa
 
 from dd_core.config import ConfigSource, DatasetConfig, load_config
 from dd_core.engine import apply_processors, generate_row_group
+from dd_core.engine.llm.runtime import LLMRuntime, ModelOverride
+from dd_core.engine.llm.usage import ModelUsage, merge_usage
+from dd_core.engine.row_group import run_row_group
 from dd_core.errors import DDConfigError
 from dd_core.fingerprinting import fingerprint
 from dd_core.resume import Action, ResumeMode, ResumePlan, plan_resume
@@ -47,6 +50,11 @@ class DatasetResult:
     def num_records(self) -> int:
         return int(self.metadata["actual_num_records"])
 
+    @property
+    def llm_usage(self) -> dict[str, dict]:
+        """Per model alias, accumulated over every run that wrote this dataset."""
+        return self.metadata.get("llm_usage", {})
+
     def load(self) -> pd.DataFrame:
         return load_dataset(self.path)
 
@@ -66,10 +74,12 @@ def generate(
     dataset_name: str | None = None,
     resume: ResumeMode | str = ResumeMode.IF_POSSIBLE,
     progress: ProgressCallback | None = None,
+    model_overrides: dict[str, ModelOverride] | None = None,
 ) -> DatasetResult:
     """Generate ``num_records`` records into ``<artifact_path>/<dataset_name>/``, resumably.
 
     See DESIGN.md's resume matrix for what each ``resume`` mode does with an existing folder.
+    ``model_overrides`` replaces endpoints, keys or limits of model aliases for this run only.
     """
     started = time.perf_counter()
     config = load_config(config)
@@ -91,10 +101,14 @@ def generate(
         writer = DatasetWriter(layout, _metadata_for_run(scan, name, fp, config, num_records, buffer_size))
         writer.start(_resolved_config(config, fp), scan.unrecorded)
         todo = plan.generate
+        llm = LLMRuntime(cache_dir=layout.llm_cache, overrides=model_overrides or {})
+        usage = {a: ModelUsage.from_json(u) for a, u in writer.metadata.extra.get("llm_usage", {}).items()}
         for done, index in enumerate(todo, start=1):
-            table = generate_row_group(config, index, plan.sizes[index], buffer_size=buffer_size)
-            info = RowGroupInfo(index, plan.sizes[index], table.num_rows, fp["config_hash"], fp["config_hash_version"], buffer_size, config.seed)
-            writer.write_row_group(table, info)
+            part = run_row_group(config, index, plan.sizes[index], buffer_size=buffer_size, llm=llm)
+            info = RowGroupInfo(index, plan.sizes[index], part.table.num_rows, fp["config_hash"], fp["config_hash_version"], buffer_size, config.seed)
+            if part.usage:
+                writer.metadata.extra["llm_usage"] = {a: u.to_json() for a, u in merge_usage(usage, part.usage).items()}
+            writer.write_row_group(part.table, info)
             if progress:
                 progress(done, len(todo))
         _finalize(config, writer, plan)

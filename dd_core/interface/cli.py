@@ -117,6 +117,15 @@ def generate(
             f"Generated {result.generated_row_groups} row group(s) in {result.seconds:.1f} s; "
             f"{meta['actual_num_records']} records ({rate:,.0f} records/s overall)."
         )
+        if meta.get("dropped_rows"):
+            out.print(f"Dropped {meta['dropped_rows']} row(s) whose LLM cells failed (see metadata.json llm_usage).")
+    for alias, usage in result.llm_usage.items():
+        errors = ", ".join(f"{code} x{n}" for code, n in usage["errors"].items()) or "none"
+        out.print(
+            f"Model {alias} ({usage['model']}): {usage['calls']} calls, {usage['cache_hits']} cached, "
+            f"{usage['retries']} retries, {usage['failed_cells']} failed cells, errors: {errors}, "
+            f"tokens {usage['prompt_tokens']} in / {usage['completion_tokens']} out"
+        )
     out.print(f"Dataset: {result.path}")
 
 

@@ -10,6 +10,7 @@ PARQUET_DIR = "parquet-files"
 METADATA_FILE = "metadata.json"
 CONFIG_FILE = "config.json"
 FINAL_FILE = "dataset.parquet"
+LLM_CACHE_DIR = "llm-cache"
 LOCK_FILE = ".dd.lock"
 LOCK_HOLDER_FILE = ".dd.lock.json"
 _BATCH = re.compile(r"^batch_(\d{5,})\.parquet$")
@@ -48,6 +49,11 @@ class DatasetLayout:
     def final(self) -> Path:
         """The processed dataset; written only when the config has processors."""
         return self.root / FINAL_FILE
+
+    @property
+    def llm_cache(self) -> Path:
+        """Successful LLM calls, one log per row group (see dd_core.engine.llm.cache)."""
+        return self.root / LLM_CACHE_DIR
 
     @property
     def lock(self) -> Path:

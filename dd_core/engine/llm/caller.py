@@ -1,0 +1,88 @@
+"""One model's calls: response cache first, then the endpoint under its adaptive limit,
+with the run's single retry layer (tenacity) honouring ``Retry-After``."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+
+from dd_core.config.models import ModelConfig
+from dd_core.engine.llm.cache import RowGroupCache
+from dd_core.engine.llm.client import CallFailed, ChatClient, Completion
+from dd_core.engine.llm.limiter import AdaptiveLimiter
+from dd_core.engine.llm.usage import ModelUsage
+
+MAX_RETRY_AFTER_S = 60.0
+_backoff = wait_exponential_jitter(multiplier=0.25, max=20.0)
+
+
+def serialise(body: dict[str, Any]) -> bytes:
+    """The request body in canonical form: sent as is, and hashed as the cache key (the body
+    holds everything that shapes the reply, and no secret or timeout)."""
+    return json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def _wait(state: RetryCallState) -> float:
+    exc = state.outcome.exception() if state.outcome else None
+    if isinstance(exc, CallFailed) and exc.retry_after is not None:
+        return min(exc.retry_after, MAX_RETRY_AFTER_S)
+    return _backoff(state)
+
+
+def _retryable(exc: BaseException) -> bool:
+    return isinstance(exc, CallFailed) and exc.retryable
+
+
+class ModelCaller:
+    def __init__(self, model: ModelConfig, client: ChatClient, limiter: AdaptiveLimiter, usage: ModelUsage):
+        self.model = model
+        self.client = client
+        self.limiter = limiter
+        self.usage = usage
+
+    async def complete(self, body: dict[str, Any], cache: RowGroupCache, priority: tuple) -> Completion:
+        payload = serialise(body)
+        key = hashlib.sha256(payload).hexdigest()
+        cached = cache.get(key)
+        if cached is not None:
+            self.usage.cache_hits += 1
+            return cached
+        completion = await self._send(payload, priority)
+        await cache.put(key, completion)
+        self.usage.calls += 1
+        self.usage.prompt_tokens += completion.prompt_tokens
+        self.usage.completion_tokens += completion.completion_tokens
+        return completion
+
+    async def _send(self, payload: bytes, priority: tuple) -> Completion:
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.model.max_retries + 1),
+            wait=_wait,
+            retry=retry_if_exception(_retryable),
+            before_sleep=self._count_retry,
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                async with self.limiter.slot(priority):
+                    try:
+                        completion = await self.client.complete(payload)
+                    except CallFailed as exc:
+                        self._note(exc)
+                        raise
+                self.limiter.on_success()
+        return completion
+
+    def _note(self, exc: CallFailed) -> None:
+        self.usage.errors[exc.code] += 1
+        self.usage.sample_error = self.usage.sample_error or str(exc)
+        if exc.status == 429:
+            self.usage.throttled += 1
+            self.limiter.on_throttled()
+            self.usage.lowest_concurrency = self.limiter.lowest_limit
+
+    def _count_retry(self, state: RetryCallState) -> None:
+        self.usage.retries += 1

@@ -1,0 +1,56 @@
+"""How a run reaches its models: endpoints, keys and limits (overridable), and the cache folder.
+
+Overrides come from the caller (e.g. the Dagster resource), never from the config, and are
+never written anywhere: keys live only in request headers.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dd_core.config.models import ModelConfig
+from dd_core.errors import ConfigIssue, DDConfigError
+
+
+@dataclass(frozen=True)
+class ModelOverride:
+    base_url: str | None = None
+    api_key: str | None = field(default=None, repr=False)
+    max_parallel_requests: int | None = None
+    timeout_s: float | None = None
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    base_url: str
+    api_key: str | None = field(repr=False)
+    max_parallel_requests: int
+    timeout_s: float
+
+
+@dataclass
+class LLMRuntime:
+    #: Where successful calls are kept (one log per row group); None keeps them in memory only.
+    cache_dir: Path | None = None
+    overrides: dict[str, ModelOverride] = field(default_factory=dict)
+    #: Adaptive concurrency carried from one row group to the next, per model alias.
+    limits: dict[str, int] = field(default_factory=dict)
+
+    def endpoint(self, model: ModelConfig) -> Endpoint:
+        override = self.overrides.get(model.alias, ModelOverride())
+        base_url = override.base_url or model.base_url
+        if not base_url:
+            raise DDConfigError([ConfigIssue(f"model '{model.alias}' has no base_url; set it in the config or pass an endpoint override", None, "models.base_url")])
+        api_key = override.api_key
+        if api_key is None and model.api_key_env:
+            api_key = os.environ.get(model.api_key_env)
+            if not api_key:
+                raise DDConfigError([ConfigIssue(f"model '{model.alias}' reads its API key from ${model.api_key_env}, which is not set", None, "models.api_key_env")])
+        return Endpoint(
+            base_url=base_url,
+            api_key=api_key,
+            max_parallel_requests=override.max_parallel_requests or model.max_parallel_requests,
+            timeout_s=override.timeout_s or model.timeout_s,
+        )

@@ -1,0 +1,53 @@
+"""Per-model usage counters: what was paid for, retried, failed or reused.
+
+Counted per finished row group by the run that finished it. A run killed inside a row group
+cannot record its calls; the run that resumes it finds them in the response cache and
+counts them as ``cache_hits`` (paid once, by the killed run).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+
+@dataclass
+class ModelUsage:
+    model: str
+    calls: int = 0  # successful requests (paid)
+    cache_hits: int = 0  # replies reused from the response cache (not paid again)
+    retries: int = 0  # requests repeated after a transient failure
+    invalid_replies: int = 0  # replies re-asked because they did not parse or validate
+    failed_cells: int = 0  # cells given up on (their rows were dropped)
+    throttled: int = 0  # 429 answers
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    lowest_concurrency: int | None = None
+    errors: Counter[str] = field(default_factory=Counter)  # status code (or "network") -> count
+    sample_error: str | None = None
+
+    def add(self, other: ModelUsage) -> None:
+        for name in ("calls", "cache_hits", "retries", "invalid_replies", "failed_cells", "throttled", "prompt_tokens", "completion_tokens"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.errors.update(other.errors)
+        self.sample_error = self.sample_error or other.sample_error
+        lows = [v for v in (self.lowest_concurrency, other.lowest_concurrency) if v is not None]
+        self.lowest_concurrency = min(lows) if lows else None
+
+    def to_json(self) -> dict:
+        data = {k: v for k, v in self.__dict__.items() if k != "errors"}
+        data["errors"] = dict(sorted(self.errors.items()))
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict) -> ModelUsage:
+        return cls(**{**data, "errors": Counter(data.get("errors", {}))})
+
+
+def merge_usage(total: dict[str, ModelUsage], part: dict[str, ModelUsage]) -> dict[str, ModelUsage]:
+    for alias, usage in part.items():
+        if alias in total:
+            total[alias].add(usage)
+        else:
+            total[alias] = ModelUsage.from_json(usage.to_json())
+    return total

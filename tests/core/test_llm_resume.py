@@ -1,0 +1,60 @@
+"""A run killed inside a row group with LLM columns pays for no finished call again."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from dd_core import generate, load_dataset
+from dd_core.testing.openai_server import OpenAIServer
+from tests.core.test_llm_columns import chain_config
+from tests.support import ROOT
+
+
+def _wait_for(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_sigkill_mid_row_group_then_resume_resends_no_successful_request(tmp_path):
+    with OpenAIServer(latency_ms=20) as server:
+        config_path = tmp_path / "chain.json"
+        config_path.write_text(json.dumps(chain_config(server.base_url)))
+        command = [sys.executable, "-m", "dd_core", "generate", str(config_path), "-n", "200", "--buffer-size", "100", "--artifact-path", str(tmp_path)]
+        proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        try:
+            # Row group 0 makes 200 calls; stop the world in the middle of row group 1.
+            _wait_for(lambda: server.stats()["succeeded"] >= 290, 120, "calls of row group 1")
+            server.set_faults([{"kind": "hang", "hang_s": 3600}])  # no new request can succeed...
+            time.sleep(0.5)  # ...and the ones in flight finish and reach the client
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=30)
+        finally:
+            proc.kill()
+        assert proc.returncode == -signal.SIGKILL
+        server.clear_faults()
+        before = server.stats()
+        assert 290 <= before["succeeded"] < 400
+        cache = tmp_path / "chain" / "llm-cache" / "rg_00001.jsonl"
+        assert cache.exists() and sum(1 for _ in cache.open()) == before["succeeded"] - 200
+
+        for mode in ("always", "if_possible"):  # the second run finds it complete
+            result = generate(config_path, 200, buffer_size=100, artifact_path=tmp_path, resume=mode)
+        after = server.stats()
+        assert after["succeeded"] == 400, "every cell is paid for exactly once"
+        assert max(after["success_keys"].values()) == 1, "a request that had succeeded was sent again"
+        usage = result.llm_usage["writer"]
+        # the killed run could not record its calls; the resumed run reports them as cache hits
+        assert usage["cache_hits"] == before["succeeded"] - 200 and usage["calls"] + usage["cache_hits"] == 400
+
+    with OpenAIServer(latency_ms=0) as fresh:
+        straight = generate(chain_config(fresh.base_url), 200, buffer_size=100, artifact_path=tmp_path / "straight")
+    assert load_dataset(result.path).equals(straight.load())
