@@ -4,7 +4,10 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test bench clean
+DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+export DAGSTER_HOME
+
+.PHONY: install demo ui test bench clean
 
 install: $(STAMP)
 
@@ -13,8 +16,17 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dagster,test]'
 	touch $(STAMP)
 
-demo: install
-	$(BIN)/dd generate examples/customers.yaml --num-records 10000 --artifact-path artifacts --dataset-name customers-demo --resume if_possible
+$(DAGSTER_HOME)/dagster.yaml: deployments/local/dagster.yaml
+	mkdir -p $(DAGSTER_HOME)
+	cp deployments/local/dagster.yaml $@
+
+# The customers example (10,000 records) materialized through Dagster on the local SQLite instance.
+demo: install $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/python -m dd_dagster.demo
+
+# Dagster's UI and daemon on the same instance: http://127.0.0.1:3000
+ui: install $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
 test: install
 	$(BIN)/python -m pytest
@@ -23,4 +35,4 @@ bench: install
 	$(BIN)/python bench/throughput.py
 
 clean:
-	rm -rf $(VENV) artifacts .bench
+	rm -rf $(VENV) artifacts .bench .dagster_home

@@ -26,6 +26,27 @@ _EXPORTS = {
     "load_dataset": "dd_core.interface.api",
     "preview": "dd_core.interface.api",
     "ResumeMode": "dd_core.resume",
+    # For orchestrators (dd_dagster): row groups, checkpoints and crash-safe files.
+    "RowGroupResult": "dd_core.engine.row_group",
+    "run_row_group": "dd_core.engine.row_group",
+    "LLMRuntime": "dd_core.engine.llm.runtime",
+    "ModelOverride": "dd_core.engine.llm.runtime",
+    "ModelUsage": "dd_core.engine.llm.usage",
+    "merge_usage": "dd_core.engine.llm.usage",
+    "Checkpoint": "dd_core.resume",
+    "Found": "dd_core.resume",
+    "FoundState": "dd_core.resume",
+    "ResumePlan": "dd_core.resume",
+    "StaleRowGroupError": "dd_core.resume",
+    "plan_resume": "dd_core.resume",
+    "row_group_sizes": "dd_core.resume",
+    "RowGroupInfo": "dd_core.storage.row_group_files",
+    "read_info": "dd_core.storage.row_group_files",
+    "read_table": "dd_core.storage.row_group_files",
+    "strip_dd_metadata": "dd_core.storage.row_group_files",
+    "write_row_group_file": "dd_core.storage.row_group_files",
+    "write_streamed": "dd_core.storage.dataset_folder",
+    "row_group_claim": "dd_core.storage.claims",
 }
 __all__ = sorted(_EXPORTS)
 
@@ -44,4 +65,10 @@ if TYPE_CHECKING:
     from dd_core.errors import DatasetDamagedError, DatasetLockedError, DDConfigError, DDError, GenerationError, ResumeConflictError
     from dd_core.fingerprinting import fingerprint
     from dd_core.interface.api import DatasetResult, generate, load_dataset, preview
-    from dd_core.resume import ResumeMode
+    from dd_core.engine.llm.runtime import LLMRuntime, ModelOverride
+    from dd_core.engine.llm.usage import ModelUsage, merge_usage
+    from dd_core.engine.row_group import RowGroupResult, run_row_group
+    from dd_core.resume import Checkpoint, Found, FoundState, ResumeMode, ResumePlan, StaleRowGroupError, plan_resume, row_group_sizes
+    from dd_core.storage.claims import row_group_claim
+    from dd_core.storage.dataset_folder import write_streamed
+    from dd_core.storage.row_group_files import RowGroupInfo, read_info, read_table, strip_dd_metadata, write_row_group_file

@@ -153,7 +153,7 @@ def _plan_asset(mode, found, config_hash, sizes, buffer_size, location, row_grou
     unknown = [i for i in targets if i not in sizes]
     if unknown:
         raise DDConfigError(f"row groups {unknown} are outside the dataset of {len(sizes)} row groups ({location})")
-    if mode is ResumeMode.ALWAYS and not found.checkpoints:
+    if mode is ResumeMode.ALWAYS and found.kind is Found.NOTHING:
         raise ResumeConflictError(
             f"Cannot resume {location}: found no materialized row group, expected at least one from an earlier "
             "run. Launch with resume mode if_possible (the default) or never."

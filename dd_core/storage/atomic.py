@@ -28,6 +28,7 @@ def fsync_dir(folder: Path) -> None:
 
 def atomic_write(path: Path, data: bytes, *, fault_prefix: str = "file") -> None:
     """Replace ``path`` with ``data``: readers see the old file or the new one, never a mix."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_path_for(path)
     half = len(data) // 2
     with open(tmp, "wb") as fh:

@@ -3,6 +3,7 @@ live in each file's key-value metadata, so the files alone say what is done."""
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,12 +51,15 @@ class RowGroupInfo:
             ) from exc
 
 
-def write_row_group_file(path: Path, table: pa.Table, info: RowGroupInfo) -> None:
-    """Write crash-safely: the file appears whole under its final name or not at all."""
+def write_row_group_file(path: Path, table: pa.Table, info: RowGroupInfo) -> str:
+    """Write crash-safely (the file appears whole under its final name or not at all);
+    returns the sha256 of the file's bytes."""
     table = table.replace_schema_metadata({**(table.schema.metadata or {}), **info.to_kv()})
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink)
-    atomic_write(path, sink.getvalue().to_pybytes(), fault_prefix="parquet")
+    data = sink.getvalue().to_pybytes()
+    atomic_write(path, data, fault_prefix="parquet")
+    return hashlib.sha256(data).hexdigest()
 
 
 def read_info(path: Path) -> RowGroupInfo:

@@ -1,9 +1,9 @@
 """The PostgreSQL-backed Dagster deployment (deployments/postgres) on a throwaway server."""
 
 import shlex
-from contextlib import closing
 import subprocess
 import sys
+from contextlib import closing
 from pathlib import Path
 
 import dagster as dg
@@ -106,12 +106,15 @@ def test_stop_leaves_no_server_process(tmp_path):
 def test_cli_round_trip(tmp_path):
     with server_data_dir(tmp_path) as data_dir:
         started = subprocess.run([*PG_CLI, "start", data_dir], capture_output=True, text=True, check=True)
-        env = dict(shlex.split(line)[1].split("=", 1) for line in started.stdout.splitlines())  # as `eval` reads them
+        # Read the export lines as `eval` would.
+        env = dict(shlex.split(line)[1].split("=", 1) for line in started.stdout.splitlines())
         assert set(env) == {"DD_PG_HOST", "DD_PG_PORT", "DD_PG_USER", "DD_PG_PASSWORD", "DD_PG_DB"}
-        connect = dict(host=env["DD_PG_HOST"], port=env["DD_PG_PORT"], user=env["DD_PG_USER"], dbname=env["DD_PG_DB"])
-        with closing(psycopg2.connect(password=env["DD_PG_PASSWORD"], **connect)) as conn, conn.cursor() as cur:
-            cur.execute("select current_user, current_database()")
-            assert cur.fetchone() == ("dd", "dagster")
+        connect = {"host": env["DD_PG_HOST"], "port": env["DD_PG_PORT"], "user": env["DD_PG_USER"],
+                   "dbname": env["DD_PG_DB"]}
+        with closing(psycopg2.connect(password=env["DD_PG_PASSWORD"], **connect)) as conn:
+            with conn.cursor() as cur:
+                cur.execute("select current_user, current_database()")
+                assert cur.fetchone() == ("dd", "dagster")
         with pytest.raises(psycopg2.OperationalError, match="password authentication failed"):
             psycopg2.connect(password="wrong", **connect)
         main = pgtool.postmaster(data_dir)

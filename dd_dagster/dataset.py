@@ -1,0 +1,87 @@
+"""One dataset as Dagster sees it: config, target, partition keys and where its files live.
+
+Files are addressed by fingerprint (and row-group size), so regenerating a row group under a
+new config never overwrites the file an older materialization points to:
+
+    <artifact_path>/<dataset>/<hash16>-b<buffer_size>/parquet-files/batch_NNNNN.parquet
+    <artifact_path>/<dataset>/<hash16>-b<buffer_size>/parquet-files/batch_NNNNN-rows<R>.parquet   (partial)
+    <artifact_path>/<dataset>/<hash16>-b<buffer_size>/dataset.parquet                           (combined)
+    <artifact_path>/<dataset>/llm-cache/                  (shared by every fingerprint: keyed by request)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import dagster as dg
+
+from dd_core import DatasetConfig, fingerprint, load_config, row_group_sizes
+
+
+@dataclass(frozen=True)
+class DagsterDataset:
+    config: DatasetConfig
+    name: str
+    num_records: int
+    buffer_size: int
+
+    @classmethod
+    def create(cls, config, num_records: int, buffer_size: int, name: str | None = None) -> DagsterDataset:
+        config = load_config(config)
+        dataset = cls(config, name or config.name or "dataset", num_records, buffer_size)
+        dataset.sizes  # validates num_records and buffer_size now, at definition time
+        return dataset
+
+    @cached_property
+    def fingerprint(self) -> dict:
+        return fingerprint(self.config)
+
+    @property
+    def config_hash(self) -> str:
+        return self.fingerprint["config_hash"]
+
+    @cached_property
+    def sizes(self) -> dict[int, int]:
+        """Requested rows per row group."""
+        return row_group_sizes(self.num_records, self.buffer_size)
+
+    @cached_property
+    def key_width(self) -> int:
+        return max(5, len(str(len(self.sizes) - 1)))
+
+    def partition_key(self, index: int) -> str:
+        return f"{index:0{self.key_width}d}"
+
+    def index(self, partition_key: str) -> int:
+        return int(partition_key)
+
+    @cached_property
+    def partition_keys(self) -> list[str]:
+        return [self.partition_key(i) for i in self.sizes]
+
+    @cached_property
+    def partitions_def(self) -> dg.DynamicPartitionsDefinition:
+        return dg.DynamicPartitionsDefinition(name=f"{self.name}_row_groups")
+
+    def root(self, artifact_path: str | Path) -> Path:
+        return Path(artifact_path) / self.name
+
+    def version_dir(self, artifact_path: str | Path) -> Path:
+        digest = self.config_hash.split(":", 1)[1][:16]
+        return self.root(artifact_path) / f"{digest}-b{self.buffer_size}"
+
+    def row_group_path(self, artifact_path: str | Path, index: int) -> Path:
+        rows = self.sizes[index]
+        suffix = "" if rows == self.buffer_size else f"-rows{rows}"
+        return self.version_dir(artifact_path) / "parquet-files" / f"batch_{index:05d}{suffix}.parquet"
+
+    def claim_path(self, artifact_path: str | Path, index: int) -> Path:
+        return self.version_dir(artifact_path) / "claims" / f"batch_{index:05d}.lock"
+
+    def combined_path(self, artifact_path: str | Path) -> Path:
+        return self.version_dir(artifact_path) / "dataset.parquet"
+
+    def llm_cache_dir(self, artifact_path: str | Path) -> Path:
+        return self.root(artifact_path) / "llm-cache"

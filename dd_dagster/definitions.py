@@ -1,0 +1,35 @@
+"""The example datasets of ``examples/`` as one code location (``workspace.yaml`` serves it).
+
+Environment: ``DD_ARTIFACT_PATH`` (default ``artifacts/dagster`` in the project),
+``DD_LLM_BASE_URL`` / ``DD_LLM_API_KEY`` to point the LLM example's model at a real endpoint
+(by default it expects the local test server: ``python -m dd_core.testing.openai_server --port 8000``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dagster as dg
+
+from dd_dagster.factory import build_dataset_definitions
+from dd_dagster.resource import DataDesignerResource, ModelEndpoint
+
+PROJECT = Path(__file__).resolve().parents[1]
+EXAMPLES = PROJECT / "examples"
+
+
+def example_resource() -> DataDesignerResource:
+    writer = ModelEndpoint(
+        base_url=os.environ.get("DD_LLM_BASE_URL"),
+        api_key=dg.EnvVar("DD_LLM_API_KEY") if os.environ.get("DD_LLM_API_KEY") else None,
+    )
+    return DataDesignerResource(artifact_path=os.environ.get("DD_ARTIFACT_PATH", str(PROJECT / "artifacts" / "dagster")), models={"writer": writer})
+
+
+defs = dg.Definitions.merge(
+    build_dataset_definitions(EXAMPLES / "customers.yaml", num_records=10_000, buffer_size=1_000, refresh_cron="0 3 * * *"),
+    build_dataset_definitions(EXAMPLES / "orders_from_seed.yaml", num_records=5_000, buffer_size=500),
+    build_dataset_definitions(EXAMPLES / "support_tickets_llm.yaml", num_records=200, buffer_size=50, row_groups_per_run=2),
+    dg.Definitions(resources={"data_designer": example_resource()}),
+)

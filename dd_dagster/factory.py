@@ -1,0 +1,57 @@
+"""``build_dataset_definitions``: a dataset config as Dagster definitions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+
+from dd_core import DatasetConfig
+from dd_dagster.automation import build_refresh_schedule, build_registration_sensor
+from dd_dagster.dataset import DagsterDataset
+from dd_dagster.dataset_asset import build_dataset_asset
+from dd_dagster.resource import DataDesignerResource
+from dd_dagster.row_groups import build_row_groups_asset
+from dd_dagster.translator import DatasetAssetProps, DDDatasetTranslator
+
+
+def build_dataset_definitions(
+    config: DatasetConfig | dict | str | Path,
+    *,
+    num_records: int,
+    buffer_size: int = 1000,
+    dataset_name: str | None = None,
+    row_groups_per_run: int = 10,
+    refresh_cron: str | None = None,
+    translator: DDDatasetTranslator | None = None,
+    resource: DataDesignerResource | None = None,
+) -> dg.Definitions:
+    """Definitions for one dataset: the row-group asset (a dynamic partition per row group), the
+    combined dataset asset with blocking checks, a job, a partition-registering sensor, and (with
+    ``refresh_cron``) a schedule for stale or missing row groups.
+
+    Several datasets share one code location through ``dg.Definitions.merge``; they expect a
+    ``DataDesignerResource`` under the key ``data_designer`` (pass ``resource`` once, or add it).
+    """
+    if row_groups_per_run < 1:
+        raise ValueError(f"row_groups_per_run must be at least 1, got {row_groups_per_run}")
+    dataset = DagsterDataset.create(config, num_records, buffer_size, dataset_name)
+    translator = translator or DDDatasetTranslator()
+    row_groups_spec = translator.get_asset_spec(DatasetAssetProps(dataset, "row_groups"))
+    row_groups = build_row_groups_asset(dataset, row_groups_spec, row_groups_per_run)
+    combined = build_dataset_asset(dataset, translator.get_asset_spec(DatasetAssetProps(dataset, "dataset")), row_groups_spec.key)
+    job = dg.define_asset_job(
+        f"{dataset.name}_row_groups_job",
+        selection=dg.AssetSelection.assets(row_groups_spec.key),
+        partitions_def=dataset.partitions_def,
+        executor_def=dg.in_process_executor,
+        description=f"Generates row groups of {dataset.name}; launch it over a partition range.",
+    )
+    schedules = [build_refresh_schedule(dataset, job, row_groups_spec.key, refresh_cron, row_groups_per_run)] if refresh_cron else []
+    return dg.Definitions(
+        assets=[row_groups, combined],
+        jobs=[job],
+        sensors=[build_registration_sensor(dataset)],
+        schedules=schedules,
+        resources={"data_designer": resource} if resource is not None else {},
+    )
