@@ -53,9 +53,9 @@ def main() -> None:
             plan_resume("if_possible", scan.found, config_hash, n, 1, location=str(layout.root))
 
         print(f"scan + plan, finished dataset:              {timed(plan) * 1000:8.1f} ms")
-        meta = json.loads(layout.metadata.read_text())
+        meta = json.loads(layout.metadata.local.read_text())
         meta["completed_row_groups"][-1][1] -= 3  # the last 3 files exist but are not recorded
-        layout.metadata.write_text(json.dumps(meta))
+        layout.metadata.local.write_text(json.dumps(meta))
         print(f"scan + plan, 3 files not yet in metadata:   {timed(plan) * 1000:8.1f} ms")
         print(f"dd_core.generate, resume of that folder:    {timed(lambda: dd_core.generate(config, n, buffer_size=1, artifact_path=tmp), 1) * 1000:8.1f} ms (records 3 files, verifies all footers)")
         print(f"dd_core.generate, already complete:         {timed(lambda: dd_core.generate(config, n, buffer_size=1, artifact_path=tmp)) * 1000:8.1f} ms")

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 
 import dagster as dg
 from dagster._core.events import DagsterEventType
 
-from dd_core import Checkpoint, Found, FoundState
+from dd_core import Checkpoint, Found, FoundState, StoragePath, storage_path
 
 FETCH_LIMIT = 10_000
 DATA_VERSION_TAG = "dagster/data_version"
@@ -26,7 +25,7 @@ class RowGroupRecord:
 
     partition_key: str
     checkpoint: Checkpoint
-    path: Path
+    path: StoragePath
     num_rows: int
     data_version: str | None
     storage_id: int
@@ -64,7 +63,7 @@ def _parse(record) -> RowGroupRecord | None:
             requested_rows=int(_value(meta, "requested_rows")),
             buffer_size=int(_value(meta, "buffer_size")),
         )
-        path = Path(str(_value(meta, "path")))
+        path = storage_path(str(_value(meta, "path")))
         num_rows = int(_value(meta, "num_rows"))
     except (TypeError, ValueError):
         return None  # a materialization not written by dd (e.g. reported by hand): not a checkpoint

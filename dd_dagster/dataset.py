@@ -13,11 +13,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
-from pathlib import Path
 
 import dagster as dg
 
-from dd_core import DatasetConfig, fingerprint, load_config, row_group_sizes
+from dd_core import DatasetConfig, StoragePath, fingerprint, load_config, row_group_sizes, storage_path
 
 
 @dataclass(frozen=True)
@@ -65,23 +64,23 @@ class DagsterDataset:
     def partitions_def(self) -> dg.DynamicPartitionsDefinition:
         return dg.DynamicPartitionsDefinition(name=f"{self.name}_row_groups")
 
-    def root(self, artifact_path: str | Path) -> Path:
-        return Path(artifact_path) / self.name
+    def root(self, artifact_path: str) -> StoragePath:
+        return storage_path(artifact_path) / self.name
 
-    def version_dir(self, artifact_path: str | Path) -> Path:
+    def version_dir(self, artifact_path: str) -> StoragePath:
         digest = self.config_hash.split(":", 1)[1][:16]
         return self.root(artifact_path) / f"{digest}-b{self.buffer_size}"
 
-    def row_group_path(self, artifact_path: str | Path, index: int) -> Path:
+    def row_group_path(self, artifact_path: str, index: int) -> StoragePath:
         rows = self.sizes[index]
         suffix = "" if rows == self.buffer_size else f"-rows{rows}"
         return self.version_dir(artifact_path) / "parquet-files" / f"batch_{index:05d}{suffix}.parquet"
 
-    def claim_path(self, artifact_path: str | Path, index: int) -> Path:
+    def claim_path(self, artifact_path: str, index: int) -> StoragePath:
         return self.version_dir(artifact_path) / "claims" / f"batch_{index:05d}.lock"
 
-    def combined_path(self, artifact_path: str | Path) -> Path:
+    def combined_path(self, artifact_path: str) -> StoragePath:
         return self.version_dir(artifact_path) / "dataset.parquet"
 
-    def llm_cache_dir(self, artifact_path: str | Path) -> Path:
+    def llm_cache_dir(self, artifact_path: str) -> StoragePath:
         return self.root(artifact_path) / "llm-cache"

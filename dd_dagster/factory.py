@@ -43,7 +43,6 @@ def build_dataset_definitions(
     job = dg.define_asset_job(
         f"{dataset.name}_row_groups_job",
         selection=dg.AssetSelection.assets(row_groups_spec.key),
-        partitions_def=dataset.partitions_def,
         executor_def=dg.in_process_executor,
         description=f"Generates row groups of {dataset.name}; launch it over a partition range.",
     )

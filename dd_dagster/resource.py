@@ -35,6 +35,9 @@ class DataDesignerResource(dg.ConfigurableResource):
 
     artifact_path: str = "artifacts/dagster"
     models: dict[str, ModelEndpoint] = {}
+    #: Generate row groups in a worker process beside the run, so Dagster's bookkeeping and
+    #: generation use two cores (runs of 4 or more row groups).
+    generation_worker: bool = True
 
     def llm_runtime(self, cache_dir) -> LLMRuntime:
         overrides = {

@@ -22,6 +22,7 @@ from dd_core.errors import DDConfigError
 from dd_core.fingerprinting import fingerprint
 from dd_core.resume import Action, ResumeMode, ResumePlan, plan_resume
 from dd_core.storage.dataset_folder import DatasetWriter, FolderScan, iter_row_group_tables, scan_folder, write_streamed
+from dd_core.storage.filesystems import StoragePath, storage_path
 from dd_core.storage.layout import FINAL_FILE, PARQUET_DIR, DatasetLayout
 from dd_core.storage.lock import dataset_lock
 from dd_core.storage.metadata import DatasetMetadata
@@ -35,7 +36,8 @@ ProgressCallback = Callable[[int, int], None]
 
 @dataclass
 class DatasetResult:
-    path: Path
+    #: The dataset folder: a ``Path`` on the local disk, a ``StoragePath`` on object storage.
+    path: Path | StoragePath
     metadata: dict
     #: True when the dataset was already complete and nothing was generated.
     already_complete: bool
@@ -43,8 +45,8 @@ class DatasetResult:
     seconds: float
 
     @property
-    def dataset_files(self) -> list[Path]:
-        return dataset_files(self.path)
+    def dataset_files(self) -> list[Path | StoragePath]:
+        return [_user_path(f) for f in dataset_files(self.path)]
 
     @property
     def num_records(self) -> int:
@@ -70,7 +72,7 @@ def generate(
     num_records: int,
     *,
     buffer_size: int = 1000,
-    artifact_path: str | Path = "artifacts",
+    artifact_path: str | Path = "artifacts",  # a local folder or s3://bucket/prefix
     dataset_name: str | None = None,
     resume: ResumeMode | str = ResumeMode.IF_POSSIBLE,
     progress: ProgressCallback | None = None,
@@ -87,7 +89,7 @@ def generate(
     name = dataset_name or config.name or "dataset"
     _check_name(name)
     fp = fingerprint(config)
-    layout = DatasetLayout(Path(artifact_path) / name)
+    layout = DatasetLayout(storage_path(artifact_path) / name)
     plan = _plan(mode, scan_folder(layout), fp["config_hash"], num_records, buffer_size, layout)
     if plan.action is Action.NEW_FOLDER:
         layout = _fresh_layout(layout)
@@ -97,7 +99,7 @@ def generate(
         plan = _plan(mode, scan, fp["config_hash"], num_records, buffer_size, layout)
         if plan.action is Action.ALREADY_COMPLETE:
             log.debug("%s is already complete (%d records); nothing generated", layout.root, scan.metadata.actual_num_records)
-            return DatasetResult(layout.root, scan.metadata.to_json(), True, 0, time.perf_counter() - started)
+            return DatasetResult(_user_path(layout.root), scan.metadata.to_json(), True, 0, time.perf_counter() - started)
         writer = DatasetWriter(layout, _metadata_for_run(scan, name, fp, config, num_records, buffer_size))
         writer.start(_resolved_config(config, fp), scan.unrecorded)
         todo = plan.generate
@@ -112,7 +114,11 @@ def generate(
             if progress:
                 progress(done, len(todo))
         _finalize(config, writer, plan)
-        return DatasetResult(layout.root, writer.metadata.to_json(), False, len(todo), time.perf_counter() - started)
+        return DatasetResult(_user_path(layout.root), writer.metadata.to_json(), False, len(todo), time.perf_counter() - started)
+
+
+def _user_path(root: StoragePath) -> Path | StoragePath:
+    return root.local if root.is_local else root
 
 
 def _plan(mode: ResumeMode, scan: FolderScan, config_hash: str, num_records: int, buffer_size: int, layout: DatasetLayout) -> ResumePlan:
@@ -166,9 +172,9 @@ def _finalize(config: DatasetConfig, writer: DatasetWriter, plan: ResumePlan) ->
     writer.finish(FINAL_FILE)
 
 
-def dataset_files(path: str | Path) -> list[Path]:
+def dataset_files(path: str | Path | StoragePath) -> list[StoragePath]:
     """The files of a finished dataset, in row order."""
-    layout = DatasetLayout(Path(path))
+    layout = DatasetLayout(storage_path(path))
     meta = scan_folder(layout).metadata
     if meta is None or meta.dataset_path is None:
         raise DDConfigError(f"{layout.root} holds no finished dataset (see 'dd status {layout.root}')")
@@ -177,6 +183,6 @@ def dataset_files(path: str | Path) -> list[Path]:
     return [layout.batch(i) for i in sorted(meta.completed)]
 
 
-def load_dataset(path: str | Path) -> pd.DataFrame:
+def load_dataset(path: str | Path | StoragePath) -> pd.DataFrame:
     tables = [read_table(f) for f in dataset_files(path)]
     return pa.concat_tables(tables).replace_schema_metadata(None).to_pandas()

@@ -91,7 +91,7 @@ def generate(
     config: ConfigArg,
     num_records: Annotated[int, typer.Option("--num-records", "-n", min=1, help="Records to generate.")],
     buffer_size: Annotated[int, typer.Option(min=1, help="Records per row group (checkpoint).")] = 1000,
-    artifact_path: Annotated[Path, typer.Option(help="Folder that holds dataset folders.")] = Path("artifacts"),
+    artifact_path: Annotated[str, typer.Option(help="Folder (or s3://bucket/prefix) that holds dataset folders.")] = "artifacts",
     dataset_name: Annotated[Optional[str], typer.Option(help="Dataset folder name (default: the config's name).")] = None,
     resume: Annotated[ResumeChoice, typer.Option(help="What to do with an existing dataset folder.")] = ResumeChoice.if_possible,
 ) -> None:
@@ -146,7 +146,7 @@ def _progress():
 
 @app.command()
 def status(
-    dataset: Annotated[Path, typer.Argument(help="A dataset folder.")],
+    dataset: Annotated[str, typer.Argument(help="A dataset folder (local or s3://...).")],
     config: Annotated[Optional[Path], typer.Option(help="Would this config resume the dataset?")] = None,
     num_records: Annotated[Optional[int], typer.Option(help="Target to check with --config (default: the stored one).")] = None,
 ) -> None:
@@ -161,7 +161,7 @@ def status(
 
 @app.command()
 def export(
-    dataset: Annotated[Path, typer.Argument(help="A finished dataset folder.")],
+    dataset: Annotated[str, typer.Argument(help="A finished dataset folder (local or s3://...).")],
     output: Annotated[Path, typer.Option("--output", "-o", help="File to write.")],
     fmt: Annotated[ExportChoice, typer.Option("--format", help="Output format.")] = ExportChoice.jsonl,
 ) -> None:

@@ -19,10 +19,9 @@ from dd_core.storage.row_group_files import strip_dd_metadata
 ExportFormat = Literal["jsonl", "csv", "parquet"]
 
 
-def _batches(path: Path) -> Iterator[pa.RecordBatch]:
+def _batches(path: str) -> Iterator[pa.RecordBatch]:
     for file in dataset_files(path):
-        parquet = pq.ParquetFile(file)
-        yield from parquet.iter_batches(batch_size=10_000)
+        yield from pq.ParquetFile(file.arrow_source()).iter_batches(batch_size=10_000)
 
 
 def _flat(batch: pa.RecordBatch) -> pa.Table:
@@ -33,7 +32,7 @@ def _flat(batch: pa.RecordBatch) -> pa.Table:
     return table
 
 
-def export_dataset(path: str | Path, fmt: ExportFormat, output: str | Path) -> int:
+def export_dataset(path: str, fmt: ExportFormat, output: str | Path) -> int:
     """Write the dataset at ``path`` to ``output`` one batch at a time; returns rows written."""
     output = Path(output)
     tmp = temp_path_for(output)
@@ -41,7 +40,7 @@ def export_dataset(path: str | Path, fmt: ExportFormat, output: str | Path) -> i
     try:
         with open(tmp, "wb") as sink:
             writer = None
-            for batch in _batches(Path(path)):
+            for batch in _batches(path):
                 if fmt == "jsonl":
                     sink.write("".join(json.dumps(row, default=str, ensure_ascii=False) + "\n" for row in batch.to_pylist()).encode())
                 elif fmt == "csv":

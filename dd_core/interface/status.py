@@ -9,13 +9,14 @@ from dd_core.errors import DDConfigError, ResumeConflictError
 from dd_core.fingerprinting import fingerprint
 from dd_core.resume import Action, ResumeMode, plan_resume
 from dd_core.storage.dataset_folder import scan_folder
+from dd_core.storage.filesystems import storage_path
 from dd_core.storage.layout import DatasetLayout
 
 
-def describe(path: Path, config_path: Path | None = None, num_records: int | None = None) -> dict[str, object]:
-    layout = DatasetLayout(Path(path))
-    if not layout.root.is_dir():
-        raise DDConfigError(f"{layout.root} is not a folder")
+def describe(path: str, config_path: Path | None = None, num_records: int | None = None) -> dict[str, object]:
+    layout = DatasetLayout(storage_path(path))
+    if not layout.root.exists():
+        raise DDConfigError(f"{layout.root} does not exist")
     scan = scan_folder(layout)
     meta = scan.metadata
     report: dict[str, object] = {"folder": layout.root, "found": scan.found.kind.value}

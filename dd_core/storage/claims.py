@@ -1,21 +1,14 @@
-"""Per-row-group claims: one generator of a row group at a time, across processes.
+"""Per-row-group claims: one generator of a row group at a time, across processes and machines.
 
-Used where several runs write one dataset at once (Dagster backfills). An OS file lock, so a
-killed holder releases its claim immediately.
+Used where several runs write one dataset at once (Dagster backfills). A killed holder's claim
+is released by the OS (local disk) or expires (object storage lease).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
-
-from filelock import FileLock
+from dd_core.storage.filesystems import StoragePath, storage_path
 
 
-@contextmanager
-def row_group_claim(lock_path: Path, timeout_s: float = -1) -> Iterator[None]:
+def row_group_claim(lock_path: StoragePath | str, wait_s: float = -1):
     """Hold the claim on one row group; waits for another holder (forever by default)."""
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(lock_path), timeout=timeout_s):
-        yield
+    return storage_path(lock_path).lock(wait_s=wait_s)

@@ -11,15 +11,14 @@ import logging
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from dd_core.errors import DatasetDamagedError
 from dd_core.resume import Checkpoint, Found, FoundState
-from dd_core.storage.atomic import atomic_write, fsync_dir, remove_temp_files, temp_path_for
 from dd_core.storage.faults import fault_point
+from dd_core.storage.filesystems import StoragePath, local_temp_file, storage_path
 from dd_core.storage.layout import DatasetLayout, batch_index
 from dd_core.storage.metadata import COMPLETE, DatasetMetadata, RowCounts, load_metadata
 from dd_core.storage.row_group_files import RowGroupInfo, read_info, read_table, strip_dd_metadata, write_row_group_file
@@ -36,14 +35,12 @@ class FolderScan:
 
 
 def list_batches(layout: DatasetLayout) -> dict[int, str]:
-    """Row-group index -> file name, from one directory listing (no Path objects: 10k files)."""
-    if not layout.parquet_dir.is_dir():
-        return {}
+    """Row-group index -> file name, from one directory listing (names only: 10k files)."""
     batches = {}
-    for entry in os.scandir(layout.parquet_dir):
-        index = batch_index(entry.name)
+    for name in layout.parquet_dir.list_names():
+        index = batch_index(name)
         if index is not None:
-            batches[index] = entry.name
+            batches[index] = name
     return batches
 
 
@@ -78,7 +75,7 @@ def scan_folder(layout: DatasetLayout) -> FolderScan:
     return FolderScan(found, meta, unrecorded)
 
 
-def _check_belongs(info: RowGroupInfo, index: int, meta: DatasetMetadata, path: Path) -> None:
+def _check_belongs(info: RowGroupInfo, index: int, meta: DatasetMetadata, path: StoragePath) -> None:
     if info.row_group != index or info.config_hash != meta.config_hash or info.buffer_size != meta.buffer_size:
         raise DatasetDamagedError(
             f"{path} says it is row group {info.row_group} of config {info.config_hash} (buffer_size "
@@ -97,14 +94,13 @@ class DatasetWriter:
 
     def start(self, resolved_config: dict, unrecorded: dict[int, RowGroupInfo]) -> None:
         """Clear interrupted writes, adopt finished-but-unrecorded files, record the run parameters."""
-        self.layout.parquet_dir.mkdir(parents=True, exist_ok=True)
         for folder in (self.layout.root, self.layout.parquet_dir):
-            for name in remove_temp_files(folder):
+            for name in folder.remove_temp_files():
                 log.info("removed %s left by an interrupted write", folder / name)
         for index, info in unrecorded.items():
             log.info("row group %d was written but not recorded before a crash; recorded it now", index)
             self.metadata.completed[index] = RowCounts(info.requested_rows, info.num_rows)
-        atomic_write(self.layout.config, json.dumps(resolved_config, indent=2).encode(), fault_prefix="config")
+        self.layout.config.write_atomic(json.dumps(resolved_config, indent=2).encode(), fault_prefix="config")
         self.metadata.status = "in_progress"
         self.metadata.dataset_path = None
         self.metadata.save(self.layout.metadata)
@@ -139,9 +135,13 @@ def iter_row_group_tables(layout: DatasetLayout, indices: list[int]) -> Iterator
         yield strip_dd_metadata(read_table(layout.batch(index)))
 
 
-def write_streamed(path: Path, tables: Iterator[pa.Table], schema: pa.Schema) -> int:
-    """Stream tables into one parquet file at ``path``, crash-safely; returns the row count."""
-    tmp = temp_path_for(path)
+def write_streamed(path: StoragePath | str, tables: Iterator[pa.Table], schema: pa.Schema) -> int:
+    """Stream tables into one parquet file at ``path``, crash-safely; returns the row count.
+
+    Built in a local temp file (beside the target when local), then published atomically.
+    """
+    path = storage_path(path)
+    tmp = local_temp_file(path)
     rows = 0
     try:
         with pq.ParquetWriter(tmp, schema) as writer:
@@ -151,8 +151,7 @@ def write_streamed(path: Path, tables: Iterator[pa.Table], schema: pa.Schema) ->
                 fault_point("final_partial")
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
-        fsync_dir(path.parent)
+        path.publish(tmp)
     finally:
         tmp.unlink(missing_ok=True)
     return rows

@@ -1,8 +1,9 @@
 """Named crash points for fault-injection tests.
 
 ``DD_FAULT_POINT=<name>`` makes the process stop at that point: ``DD_FAULT_ACTION=kill``
-(default) sends itself SIGKILL, ``pause`` sleeps until killed. ``DD_FAULT_HIT=N`` acts on the
-N-th time the point is reached (default 1). Without the variable every point is a no-op.
+(default) sends itself SIGKILL, ``pause`` sleeps until killed, ``raise`` raises
+``InjectedFault`` (for in-process runs). ``DD_FAULT_HIT=N`` acts on the N-th time the point is
+reached (default 1). Without the variable every point is a no-op.
 """
 
 from __future__ import annotations
@@ -16,6 +17,15 @@ from collections import Counter
 _hits: Counter[str] = Counter()
 
 
+class InjectedFault(RuntimeError):
+    """Raised at a fault point with DD_FAULT_ACTION=raise."""
+
+
+def reset_fault_hits() -> None:
+    """Start counting hits from zero again (tests running several in-process runs)."""
+    _hits.clear()
+
+
 def fault_point(name: str) -> None:
     if os.environ.get("DD_FAULT_POINT") != name:
         return
@@ -23,7 +33,10 @@ def fault_point(name: str) -> None:
     if _hits[name] != int(os.environ.get("DD_FAULT_HIT", "1")):
         return
     print(f"dd: fault point {name} reached", file=sys.stderr, flush=True)
-    if os.environ.get("DD_FAULT_ACTION", "kill") == "pause":
+    action = os.environ.get("DD_FAULT_ACTION", "kill")
+    if action == "raise":
+        raise InjectedFault(f"fault injected at {name} (hit {_hits[name]})")
+    if action == "pause":
         while True:
             time.sleep(3600)
     os.kill(os.getpid(), signal.SIGKILL)

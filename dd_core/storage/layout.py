@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from pathlib import Path
+
+from dd_core.storage.filesystems import StoragePath, storage_path
 
 PARQUET_DIR = "parquet-files"
 METADATA_FILE = "metadata.json"
@@ -12,7 +13,6 @@ CONFIG_FILE = "config.json"
 FINAL_FILE = "dataset.parquet"
 LLM_CACHE_DIR = "llm-cache"
 LOCK_FILE = ".dd.lock"
-LOCK_HOLDER_FILE = ".dd.lock.json"
 _BATCH = re.compile(r"^batch_(\d{5,})\.parquet$")
 
 
@@ -27,41 +27,40 @@ def batch_index(name: str) -> int | None:
 
 @dataclass(frozen=True)
 class DatasetLayout:
-    root: Path
+    root: StoragePath
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", storage_path(self.root))  # also accepts a path or URI
 
     @property
     def name(self) -> str:
         return self.root.name
 
     @property
-    def metadata(self) -> Path:
+    def metadata(self) -> StoragePath:
         return self.root / METADATA_FILE
 
     @property
-    def config(self) -> Path:
+    def config(self) -> StoragePath:
         return self.root / CONFIG_FILE
 
     @property
-    def parquet_dir(self) -> Path:
+    def parquet_dir(self) -> StoragePath:
         return self.root / PARQUET_DIR
 
     @property
-    def final(self) -> Path:
+    def final(self) -> StoragePath:
         """The processed dataset; written only when the config has processors."""
         return self.root / FINAL_FILE
 
     @property
-    def llm_cache(self) -> Path:
+    def llm_cache(self) -> StoragePath:
         """Successful LLM calls, one log per row group (see dd_core.engine.llm.cache)."""
         return self.root / LLM_CACHE_DIR
 
     @property
-    def lock(self) -> Path:
+    def lock(self) -> StoragePath:
         return self.root / LOCK_FILE
 
-    @property
-    def lock_holder(self) -> Path:
-        return self.root / LOCK_HOLDER_FILE
-
-    def batch(self, index: int) -> Path:
+    def batch(self, index: int) -> StoragePath:
         return self.parquet_dir / batch_file_name(index)

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from dd_core.errors import DatasetDamagedError
-from dd_core.storage.atomic import atomic_write
+from dd_core.storage.filesystems import StoragePath, storage_path
 
 FORMAT_VERSION = 1
 IN_PROGRESS = "in_progress"
@@ -100,7 +100,7 @@ class DatasetMetadata:
         }
 
     @classmethod
-    def from_json(cls, data: dict[str, Any], path: Path) -> DatasetMetadata:
+    def from_json(cls, data: dict[str, Any], path: StoragePath) -> DatasetMetadata:
         try:
             if data.get("format_version") != FORMAT_VERSION:
                 raise ValueError(f"format_version {data.get('format_version')!r} (this dd reads {FORMAT_VERSION})")
@@ -130,9 +130,9 @@ class DatasetMetadata:
                 "the row-group files still describe themselves (see 'dd status')"
             ) from exc
 
-    def save(self, path: Path) -> None:
+    def save(self, path: StoragePath) -> None:
         self.updated_at = now_iso()
-        atomic_write(path, json.dumps(self.to_json(), indent=2).encode(), fault_prefix="metadata")
+        path.write_atomic(json.dumps(self.to_json(), indent=2).encode(), fault_prefix="metadata")
 
 
 _DERIVED = (
@@ -146,9 +146,10 @@ _DERIVED = (
 )
 
 
-def load_metadata(path: Path) -> DatasetMetadata:
+def load_metadata(path: StoragePath | str | os.PathLike) -> DatasetMetadata:
+    path = storage_path(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise DatasetDamagedError(
             f"{path} is unreadable or not JSON ({exc}). Nothing was changed; the row-group files "

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from dd_core.errors import DatasetDamagedError
-from dd_core.storage.atomic import atomic_write
+from dd_core.storage.filesystems import StoragePath, storage_path
 
 PREFIX = "dd."
 
@@ -32,7 +31,7 @@ class RowGroupInfo:
         return {f"{PREFIX}{k}".encode(): str(v).encode() for k, v in self.__dict__.items()}
 
     @classmethod
-    def from_kv(cls, kv: dict[bytes, bytes], path: Path) -> RowGroupInfo:
+    def from_kv(cls, kv: dict[bytes, bytes], path: StoragePath) -> RowGroupInfo:
         values = {k.decode()[len(PREFIX):]: v.decode() for k, v in (kv or {}).items() if k.startswith(PREFIX.encode())}
         try:
             return cls(
@@ -51,20 +50,25 @@ class RowGroupInfo:
             ) from exc
 
 
-def write_row_group_file(path: Path, table: pa.Table, info: RowGroupInfo) -> str:
+def write_row_group_file(path: StoragePath | str, table: pa.Table, info: RowGroupInfo) -> str:
     """Write crash-safely (the file appears whole under its final name or not at all);
     returns the sha256 of the file's bytes."""
+    path = storage_path(path)
     table = table.replace_schema_metadata({**(table.schema.metadata or {}), **info.to_kv()})
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink)
     data = sink.getvalue().to_pybytes()
-    atomic_write(path, data, fault_prefix="parquet")
+    path.write_atomic(data, fault_prefix="parquet")
     return hashlib.sha256(data).hexdigest()
 
 
-def read_info(path: Path) -> RowGroupInfo:
+def read_info(path: StoragePath | str) -> RowGroupInfo:
+    """What a row-group file says about itself (raises FileNotFoundError when it is gone)."""
+    path = storage_path(path)
     try:
-        kv = pq.read_schema(path).metadata
+        kv = pq.read_schema(path.arrow_source()).metadata
+    except FileNotFoundError:
+        raise
     except (OSError, pa.ArrowException) as exc:
         raise DatasetDamagedError(
             f"row-group file {path} is unreadable ({exc}). It was not changed; restore it from a "
@@ -73,9 +77,10 @@ def read_info(path: Path) -> RowGroupInfo:
     return RowGroupInfo.from_kv(kv, path)
 
 
-def read_table(path: Path) -> pa.Table:
+def read_table(path: StoragePath | str) -> pa.Table:
+    path = storage_path(path)
     try:
-        return pq.read_table(path)
+        return pq.read_table(path.arrow_source())
     except (OSError, pa.ArrowException) as exc:
         raise DatasetDamagedError(f"row-group file {path} is unreadable ({exc}); it was not changed") from exc
 

@@ -48,7 +48,8 @@ def sqlite_instance_config(*, monitoring_poll_seconds: int = 1, dequeue_interval
     (`supports_check_run_worker_health` is False): the code server that spawned the worker marks
     the run FAILURE (its cleanup thread checks every 0.5 s; measured 1-2 s after a SIGKILL).
     Monitoring still enforces `start_timeout_seconds`, `cancel_timeout_seconds` and
-    `max_runtime_seconds`, and catches runs whose code server died with them.
+    `max_runtime_seconds`; a run whose worker and code server both die stays STARTED (measured:
+    still STARTED 96 s later) unless `max_runtime_seconds` or a `dagster/max_runtime` tag is set.
     """
     return {
         "telemetry": {"enabled": False},
@@ -118,6 +119,10 @@ def _signal_group(pgid: int, sig: int) -> None:
         pass
 
 
+def _venv_executable(name: str) -> str:
+    return str(Path(sys.executable).parent / name)
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -185,6 +190,7 @@ class DagsterServices:
         """Start both services and wait until the code locations loaded and the daemons heartbeat."""
         atexit.register(self.stop)
         try:
+            self._create_storage()
             port = self.url.rsplit(":", 1)[1]
             self._spawn("webserver", "dagster-webserver", "-h", "127.0.0.1", "-p", port, "-w", str(self.workspace))
             self._spawn("daemon", "dagster-daemon", "run", "-w", str(self.workspace))
@@ -242,11 +248,30 @@ class DagsterServices:
             if proc.poll() is not None:
                 raise DagsterServiceError(f"{name} exited with code {proc.returncode}\n{self.logs()}")
 
-    def _spawn(self, name: str, executable: str, *args: str) -> None:
+    def _create_storage(self) -> None:
+        """Create the instance's databases before the services start.
+
+        On a new SQLite DAGSTER_HOME the webserver, the daemon and their code servers race to
+        create the schedule storage and can stamp it twice ("Version table 'alembic_version' has
+        more than one head present"), which fails a code location load.
+        """
         self.log_dir.mkdir(exist_ok=True)
+        migrate = subprocess.run(
+            [_venv_executable("dagster"), "instance", "migrate"],
+            env=self._env,
+            cwd=self.dagster_home,
+            capture_output=True,
+            text=True,
+            timeout=self._startup_timeout,
+        )
+        (self.log_dir / "migrate.log").write_text(migrate.stdout + migrate.stderr)
+        if migrate.returncode:
+            raise DagsterServiceError(f"dagster instance migrate failed:\n{migrate.stdout}{migrate.stderr}")
+
+    def _spawn(self, name: str, executable: str, *args: str) -> None:
         with open(self.log_dir / f"{name}.log", "ab") as log:
             self._procs[name] = subprocess.Popen(
-                [str(Path(sys.executable).parent / executable), *args],
+                [_venv_executable(executable), *args],
                 env=self._env,
                 cwd=self.dagster_home,
                 stdin=subprocess.DEVNULL,

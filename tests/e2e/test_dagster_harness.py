@@ -1,6 +1,6 @@
 """End-to-end tests of the Dagster harness against the toy code location.
 
-One webserver + daemon pair serves the module (startup ~10 s; each backfill 30-60 s because the
+One webserver + daemon pair serves the module (startup 10-17 s; each backfill 30-60 s because the
 backfill daemon ticks every 30 s).
 """
 
@@ -14,6 +14,7 @@ import psutil
 import pytest
 
 from tests.e2e.dagster_services import (
+    TERMINAL_RUN_STATUSES,
     DagsterServiceError,
     DagsterServices,
     backfill_status,
@@ -114,7 +115,7 @@ def test_killed_run_fails_and_backfill_reexecutes_from_failure(
 
 def test_launch_job_run_for_one_partition(services: DagsterServices, registered_tick: dict) -> None:
     run_id = launch_job_run(services, "toy_job", partition_key="row-001", tags={"purpose": "e2e"})
-    run = wait_for_run_status(services, run_id, ["SUCCESS", "FAILURE", "CANCELED"], timeout=120)
+    run = wait_for_run_status(services, run_id, TERMINAL_RUN_STATUSES, timeout=120)
     assert run["status"] == "SUCCESS", services.logs()
     assert run["tags"]["dagster/partition"] == "row-001"
     assert run["tags"]["purpose"] == "e2e"

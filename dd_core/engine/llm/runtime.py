@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from dd_core.config.models import ModelConfig
 from dd_core.errors import ConfigIssue, DDConfigError
+from dd_core.storage.filesystems import StoragePath
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,7 @@ class Endpoint:
 @dataclass
 class LLMRuntime:
     #: Where successful calls are kept (one log per row group); None keeps them in memory only.
-    cache_dir: Path | None = None
+    cache_dir: StoragePath | None = None
     overrides: dict[str, ModelOverride] = field(default_factory=dict)
     #: Adaptive concurrency carried from one row group to the next, per model alias.
     limits: dict[str, int] = field(default_factory=dict)

@@ -1,0 +1,91 @@
+"""Dagster's overhead over standalone generation, and the cost of reading checkpoints.
+
+    .venv/bin/python bench/dagster_overhead.py [--row-groups 100] [--checkpoint-partitions 10000]
+
+1. The same 100 row groups x 1,000 rows of examples/customers.yaml made by ``dd_core.generate``
+   and by materializing the row-group asset in process over the whole range (one run, a
+   SQLite instance on disk, as `make demo` does). Target (issue 5): Dagster within 1.25x.
+2. Reading the latest checkpoint of every partition of an asset with 10,000 materialized
+   partitions (one batched query), as every row-group run does. Target: under 1 s on SQLite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import dagster as dg
+from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+
+import dd_core
+from dd_dagster import DagsterDataset, DataDesignerResource, build_dataset_definitions, register_partitions
+from dd_dagster.checkpoints import latest_records
+
+CONFIG = Path(__file__).resolve().parents[1] / "examples" / "customers.yaml"
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
+def standalone(row_groups: int, out: Path) -> float:
+    start = time.perf_counter()
+    dd_core.generate(CONFIG, row_groups * 1000, buffer_size=1000, artifact_path=out)
+    return time.perf_counter() - start
+
+
+def through_dagster(row_groups: int, out: Path, home: Path) -> float:
+    defs = build_dataset_definitions(CONFIG, num_records=row_groups * 1000, buffer_size=1000, resource=DataDesignerResource(artifact_path=str(out)))
+    dataset = DagsterDataset.create(CONFIG, row_groups * 1000, 1000)
+    home.mkdir(parents=True)
+    with dg.instance_for_test(temp_dir=str(home)) as instance:
+        register_partitions(instance, dataset)
+        job = defs.resolve_job_def("customers_row_groups_job")
+        tags = {ASSET_PARTITION_RANGE_START_TAG: dataset.partition_keys[0], ASSET_PARTITION_RANGE_END_TAG: dataset.partition_keys[-1]}
+        start = time.perf_counter()
+        result = job.execute_in_process(instance=instance, tags=tags, run_config=QUIET)
+        seconds = time.perf_counter() - start
+        assert result.success and len(result.get_asset_materialization_events()) == row_groups
+    return seconds
+
+
+def checkpoint_read(partitions: int, home: Path) -> tuple[float, float]:
+    key = dg.AssetKey(["bench", "row_groups"])
+    keys = [f"{i:05d}" for i in range(partitions)]
+    home.mkdir(parents=True)
+    with dg.instance_for_test(temp_dir=str(home)) as instance:
+        start = time.perf_counter()
+        for k in keys:
+            metadata = {"config_hash": "sha256:x", "requested_rows": 1000, "buffer_size": 1000, "path": f"/data/batch_{k}.parquet", "num_rows": 1000}
+            instance.report_runless_asset_event(dg.AssetMaterialization(asset_key=key, partition=k, metadata=metadata))
+        built = time.perf_counter() - start
+        runs = []
+        for _ in range(3):
+            start = time.perf_counter()
+            records = latest_records(instance, key, keys)
+            runs.append(time.perf_counter() - start)
+        assert len(records) == partitions
+    return statistics.median(runs), built
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--row-groups", type=int, default=100)
+    ap.add_argument("--checkpoint-partitions", type=int, default=10_000)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        plain = standalone(args.row_groups, tmp / "standalone")
+        dagster = through_dagster(args.row_groups, tmp / "dagster", tmp / "home")
+        print(f"{args.row_groups} row groups x 1,000 rows of customers.yaml")
+        print(f"  dd generate (standalone):                 {plain:7.2f} s")
+        print(f"  row-group asset, one in-process run:       {dagster:7.2f} s")
+        ratio = dagster / plain
+        print(f"  Dagster / standalone: {ratio:.2f}x (target <= 1.25x: {'met' if ratio <= 1.25 else 'NOT met'})")
+        read, built = checkpoint_read(args.checkpoint_partitions, tmp / "home2")
+        print(f"checkpoint read of {args.checkpoint_partitions:,} partitions (SQLite, built in {built:.0f} s): {read * 1000:.0f} ms "
+              f"(target < 1 s: {'met' if read < 1 else 'NOT met'})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,120 @@
+"""Producing row groups for a Dagster run, in a worker process beside the run.
+
+Dagster's bookkeeping is CPU work in the run's process (~30 ms per row group on SQLite: a
+planned and a materialization event). Generating in a separate worker process lets both
+proceed at once on two cores, so a run is about as fast as ``dd generate``. The worker claims
+each row group, writes its file crash-safely and returns a small summary; the run reports it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import multiprocessing
+import time
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from dd_core import DatasetConfig, DatasetDamagedError, LLMRuntime, RowGroupInfo, StoragePath, read_info, row_group_claim, run_row_group, write_row_group_file
+
+#: Below this many row groups to generate, a worker's start-up (~1 s) costs more than it saves.
+MIN_ROW_GROUPS_FOR_WORKER = 4
+
+
+@dataclass(frozen=True)
+class RowGroupJob:
+    """Everything needed to produce one row group, picklable for the worker process."""
+
+    config: DatasetConfig
+    index: int
+    requested_rows: int
+    buffer_size: int
+    config_hash: str
+    config_hash_version: int
+    path: StoragePath
+    claim_path: StoragePath
+    #: Reuse a finished file found at ``path`` (written by a run that died before reporting it).
+    reuse_finished_file: bool
+    runtime: LLMRuntime = field(repr=False)
+
+
+@dataclass(frozen=True)
+class RowGroupOutcome:
+    index: int
+    path: StoragePath
+    num_rows: int
+    data_version: str
+    reused: bool
+    seconds: float = 0.0
+    dropped_rows: int = 0
+    usage: dict = field(default_factory=dict)
+
+
+def file_version(path: StoragePath) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
+def intact(path: StoragePath, index: int, config_hash: str, requested_rows: int, buffer_size: int) -> bool:
+    """The file exists and says it is this row group of this config and size."""
+    try:
+        info = read_info(path)
+    except (DatasetDamagedError, FileNotFoundError):
+        return False
+    return (info.row_group, info.config_hash, info.requested_rows, info.buffer_size) == (index, config_hash, requested_rows, buffer_size)
+
+
+def produce(job: RowGroupJob) -> RowGroupOutcome:
+    """Claim, then reuse a finished file or generate and write one. Runs in the worker."""
+    with row_group_claim(job.claim_path):  # a parallel run of the same row group waits here
+        if job.reuse_finished_file and intact(job.path, job.index, job.config_hash, job.requested_rows, job.buffer_size):
+            return RowGroupOutcome(job.index, job.path, read_info(job.path).num_rows, file_version(job.path), reused=True)
+        started = time.perf_counter()
+        result = run_row_group(job.config, job.index, job.requested_rows, buffer_size=job.buffer_size, llm=job.runtime)
+        info = RowGroupInfo(job.index, job.requested_rows, result.table.num_rows, job.config_hash, job.config_hash_version, job.buffer_size, job.config.seed)
+        digest = write_row_group_file(job.path, result.table, info)
+    usage = {alias: u.to_json() for alias, u in result.usage.items()}
+    return RowGroupOutcome(job.index, job.path, result.table.num_rows, digest[:16], False, time.perf_counter() - started, result.dropped_rows, usage)
+
+
+@contextmanager
+def produced(jobs: list[RowGroupJob], use_worker: bool) -> Iterator[Iterator[RowGroupOutcome]]:
+    """Outcomes of ``jobs`` in order. With a worker (a spawned process: no state forked from
+    the run) the next row groups are produced while the caller reports the current one;
+    inline, each is produced when the caller asks for it."""
+    if not use_worker or len(jobs) < MIN_ROW_GROUPS_FOR_WORKER:
+        yield (produce(job) for job in jobs)
+        return
+    pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+    try:
+        yield _in_order(pool, jobs, ahead=2)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _in_order(pool: Executor, jobs: list[RowGroupJob], ahead: int) -> Iterator[RowGroupOutcome]:
+    pending: deque[Future] = deque(pool.submit(_produce_in_worker, job) for job in jobs[: ahead + 1])
+    rest = iter(jobs[ahead + 1 :])
+    while pending:
+        outcome = pending.popleft().result()
+        job = next(rest, None)
+        if job is not None:
+            pending.append(pool.submit(_produce_in_worker, job))
+        yield outcome
+
+
+class _WorkerState:
+    failed = False
+
+
+def _produce_in_worker(job: RowGroupJob) -> RowGroupOutcome:
+    """After one row group fails, the worker produces nothing more: the run stops there, as
+    it would inline, and re-executing it from failure finds exactly the unfinished ones."""
+    if _WorkerState.failed:
+        raise RuntimeError(f"row group {job.index} skipped: an earlier row group of this run failed")
+    try:
+        return produce(job)
+    except BaseException:
+        _WorkerState.failed = True
+        raise

@@ -1,0 +1,37 @@
+"""Model endpoints and keys come from the resource; keys never reach metadata, logs, run config or files."""
+
+from __future__ import annotations
+
+import dagster as dg
+from dagster._serdes import serialize_value
+
+from dd_dagster import DagsterDataset, DataDesignerResource, ModelEndpoint, build_dataset_definitions, register_partitions
+from dd_core.testing.openai_server import OpenAIServer
+from tests.core.test_llm_columns import chain_config
+from tests.dagster.helpers import outcome, run_range
+
+SECRET = "sk-dagster-9d1e-NEVER-LOGGED"
+
+
+def test_endpoint_override_and_env_var_key_stay_secret(tmp_path, instance, monkeypatch):
+    monkeypatch.setenv("DD_SECRET_KEY", SECRET)
+    config = chain_config("http://127.0.0.1:9/v1")  # unreachable: the resource must override it
+    config["name"] = "tiny"
+    with OpenAIServer(api_key=SECRET) as server:
+        resource = DataDesignerResource(
+            artifact_path=str(tmp_path),
+            models={"writer": ModelEndpoint(base_url=server.base_url, api_key=dg.EnvVar("DD_SECRET_KEY"), max_parallel_requests=4)},
+        )
+        defs = build_dataset_definitions(config, num_records=40, buffer_size=20, resource=resource)
+        register_partitions(instance, DagsterDataset.create(config, 40, 20))
+        result = run_range(defs, instance, 0, 1)
+        assert outcome(result) == {0: "generated", 1: "generated"}
+        assert server.stats()["succeeded"] == 80 and server.stats()["max_in_flight"] <= 4
+    usage = result.get_asset_materialization_events()[0].materialization.metadata["llm_usage"].value
+    assert usage["writer"]["calls"] == 40
+    events = instance.all_logs(result.run_id)
+    assert events and all(SECRET not in serialize_value(e) for e in events)
+    assert SECRET not in serialize_value(instance.get_run_by_id(result.run_id))
+    for file in tmp_path.rglob("*"):
+        if file.is_file():
+            assert SECRET.encode() not in file.read_bytes(), file
