@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import multiprocessing
+import threading
 import time
 from collections import deque
 from collections.abc import Iterator
@@ -80,17 +81,22 @@ def produce(job: RowGroupJob) -> RowGroupOutcome:
 
 @contextmanager
 def produced(jobs: list[RowGroupJob], use_worker: bool) -> Iterator[Iterator[RowGroupOutcome]]:
-    """Outcomes of ``jobs`` in order. With a worker (a spawned process: no state forked from
-    the run) the next row groups are produced while the caller reports the current one;
-    inline, each is produced when the caller asks for it."""
+    """Outcomes of ``jobs`` in order. With a worker process the next row groups are produced
+    while the caller reports the current one; inline, each is produced when asked for."""
     if not use_worker or len(jobs) < MIN_ROW_GROUPS_FOR_WORKER:
         yield (produce(job) for job in jobs)
         return
-    pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+    pool = ProcessPoolExecutor(max_workers=1, mp_context=_worker_context())
     try:
         yield _in_order(pool, jobs, ahead=2)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _worker_context() -> multiprocessing.context.BaseContext:
+    """Fork when the run process has no other thread (fast, and warm: modules and caches are
+    already loaded); otherwise a fork server, since forking beside threads can inherit a held lock."""
+    return multiprocessing.get_context("fork" if threading.active_count() == 1 else "forkserver")
 
 
 def _in_order(pool: Executor, jobs: list[RowGroupJob], ahead: int) -> Iterator[RowGroupOutcome]:
