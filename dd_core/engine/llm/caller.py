@@ -3,11 +3,13 @@ with the run's single retry layer (tenacity) honouring ``Retry-After``."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
+import random
 from typing import Any
 
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
 from dd_core.config.models import ModelConfig
 from dd_core.engine.llm.cache import RowGroupCache
@@ -16,7 +18,8 @@ from dd_core.engine.llm.limiter import AdaptiveLimiter
 from dd_core.engine.llm.usage import ModelUsage
 
 MAX_RETRY_AFTER_S = 60.0
-_backoff = wait_exponential_jitter(multiplier=0.25, max=20.0)
+BACKOFF_BASE_S = 0.25
+BACKOFF_MAX_S = 20.0
 
 
 def serialise(body: dict[str, Any]) -> bytes:
@@ -25,11 +28,12 @@ def serialise(body: dict[str, Any]) -> bytes:
     return json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode()
 
 
-def _wait(state: RetryCallState) -> float:
-    exc = state.outcome.exception() if state.outcome else None
+def retry_delay(exc: BaseException | None, attempt: int) -> float:
+    """Seconds before retry number ``attempt``: the server's Retry-After when it sent one,
+    else exponential backoff (0.25 s, 0.5 s, 1 s, ... up to 20 s) with full jitter."""
     if isinstance(exc, CallFailed) and exc.retry_after is not None:
         return min(exc.retry_after, MAX_RETRY_AFTER_S)
-    return _backoff(state)
+    return random.uniform(0, min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2 ** (attempt - 1)))
 
 
 def _retryable(exc: BaseException) -> bool:
@@ -58,22 +62,36 @@ class ModelCaller:
         return completion
 
     async def _send(self, payload: bytes, priority: tuple) -> Completion:
+        """The first attempt runs bare (most calls succeed: no retry machinery on the hot path);
+        after a transient failure, tenacity runs the remaining attempts."""
+        try:
+            return await self._attempt(payload, priority)
+        except CallFailed as exc:
+            if not exc.retryable or self.model.max_retries == 0:
+                raise
+            first_failure = exc
+        self.usage.retries += 1
+        await asyncio.sleep(retry_delay(first_failure, 1))
         retrying = AsyncRetrying(
-            stop=stop_after_attempt(self.model.max_retries + 1),
-            wait=_wait,
+            stop=stop_after_attempt(self.model.max_retries),
+            wait=lambda state: retry_delay(state.outcome.exception(), state.attempt_number + 1),
             retry=retry_if_exception(_retryable),
             before_sleep=self._count_retry,
             reraise=True,
         )
         async for attempt in retrying:
             with attempt:
-                async with self.limiter.slot(priority):
-                    try:
-                        completion = await self.client.complete(payload)
-                    except CallFailed as exc:
-                        self._note(exc)
-                        raise
-                self.limiter.on_success()
+                completion = await self._attempt(payload, priority)
+        return completion
+
+    async def _attempt(self, payload: bytes, priority: tuple) -> Completion:
+        async with self.limiter.slot(priority):
+            try:
+                completion = await self.client.complete(payload)
+            except CallFailed as exc:
+                self._note(exc)
+                raise
+        self.limiter.on_success()
         return completion
 
     def _note(self, exc: CallFailed) -> None:

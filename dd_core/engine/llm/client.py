@@ -67,8 +67,9 @@ class ChatClient:
         """POST an already-serialised JSON body (serialised once, for the cache key too)."""
         try:
             async with self._session.post(self._url, data=payload, headers=self._headers, timeout=self._timeout) as response:
-                text = await response.text()
+                body = await response.read()
                 if response.status != 200:
+                    text = body.decode("utf-8", "replace")
                     raise CallFailed(
                         f"HTTP {response.status}: {_error_message(text)}",
                         code=str(response.status),
@@ -80,16 +81,16 @@ class ChatClient:
             raise CallFailed(f"no reply within {self._timeout.total:g} s", code="timeout", retryable=True) from exc
         except aiohttp.ClientError as exc:
             raise CallFailed(f"connection failed: {type(exc).__name__}: {exc}", code="network", retryable=True) from exc
-        return _parse(text)
+        return _parse(body)
 
 
-def _parse(text: str) -> Completion:
+def _parse(body: bytes) -> Completion:
     try:
-        data = json.loads(text)
+        data = json.loads(body)
         content = data["choices"][0]["message"]["content"]
         usage = data.get("usage") or {}
         if not isinstance(content, str):
             raise TypeError("content is not a string")
         return Completion(content, int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0)))
     except (ValueError, KeyError, IndexError, TypeError) as exc:
-        raise CallFailed(f"malformed completion body ({type(exc).__name__}: {exc}): {text[:200]!r}", code="malformed", retryable=True) from exc
+        raise CallFailed(f"malformed completion body ({type(exc).__name__}: {exc}): {body[:200]!r}", code="malformed", retryable=True) from exc
