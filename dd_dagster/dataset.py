@@ -11,8 +11,10 @@ new config never overwrites the file an older materialization points to:
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from functools import cached_property
+from urllib.parse import urlsplit
 
 import dagster as dg
 
@@ -59,6 +61,19 @@ class DagsterDataset:
     @cached_property
     def partition_keys(self) -> list[str]:
         return [self.partition_key(i) for i in self.sizes]
+
+    def llm_endpoint(self, overrides: dict[str, str | None] | None = None) -> str | None:
+        """The model server of the dataset's first LLM column (base URL), after overrides."""
+        for col in self.config.generation_order:
+            alias = getattr(col, "model", None)
+            if alias is not None:
+                return (overrides or {}).get(alias) or self.config.model(alias).base_url
+        return None
+
+    @staticmethod
+    def llm_pool(endpoint: str) -> str:
+        """A Dagster concurrency pool per model server, e.g. ``dd_llm_127_0_0_1_8000``."""
+        return "dd_llm_" + re.sub(r"[^A-Za-z0-9]+", "_", urlsplit(endpoint).netloc or endpoint).strip("_")
 
     @cached_property
     def partitions_def(self) -> dg.DynamicPartitionsDefinition:

@@ -14,6 +14,9 @@ from dd_dagster.resource import DataDesignerResource
 from dd_dagster.row_groups import build_row_groups_asset
 from dd_dagster.translator import DatasetAssetProps, DDDatasetTranslator
 
+#: Run tag naming the model server, for the run queue's per-endpoint tag limits.
+LLM_ENDPOINT_TAG = "dd/llm_endpoint"
+
 
 def build_dataset_definitions(
     config: DatasetConfig | dict | str | Path,
@@ -32,19 +35,23 @@ def build_dataset_definitions(
 
     Several datasets share one code location through ``dg.Definitions.merge``; they expect a
     ``DataDesignerResource`` under the key ``data_designer`` (pass ``resource`` once, or add it).
+    Datasets with LLM columns hold the concurrency pool of their model server, and their job's
+    runs carry the ``dd/llm_endpoint`` tag (pass ``resource`` so endpoint overrides count).
     """
     if row_groups_per_run < 1:
         raise ValueError(f"row_groups_per_run must be at least 1, got {row_groups_per_run}")
     dataset = DagsterDataset.create(config, num_records, buffer_size, dataset_name)
     translator = translator or DDDatasetTranslator()
     row_groups_spec = translator.get_asset_spec(DatasetAssetProps(dataset, "row_groups"))
-    row_groups = build_row_groups_asset(dataset, row_groups_spec, row_groups_per_run)
+    endpoint = dataset.llm_endpoint({alias: m.base_url for alias, m in resource.models.items()} if resource else None)
+    row_groups = build_row_groups_asset(dataset, row_groups_spec, row_groups_per_run, endpoint)
     combined = build_dataset_asset(dataset, translator.get_asset_spec(DatasetAssetProps(dataset, "dataset")), row_groups_spec.key)
     job = dg.define_asset_job(
         f"{dataset.name}_row_groups_job",
         selection=dg.AssetSelection.assets(row_groups_spec.key),
         executor_def=dg.in_process_executor,
         description=f"Generates row groups of {dataset.name}; launch it over a partition range.",
+        tags={LLM_ENDPOINT_TAG: endpoint} if endpoint else None,
     )
     schedules = [build_refresh_schedule(dataset, job, row_groups_spec.key, refresh_cron, row_groups_per_run)] if refresh_cron else []
     return dg.Definitions(

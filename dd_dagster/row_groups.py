@@ -25,7 +25,9 @@ class RowGroupsConfig(dg.Config):
     resume: Literal["never", "always", "if_possible"] = "if_possible"
 
 
-def build_row_groups_asset(dataset: DagsterDataset, spec: dg.AssetSpec, row_groups_per_run: int) -> dg.AssetsDefinition:
+def build_row_groups_asset(dataset: DagsterDataset, spec: dg.AssetSpec, row_groups_per_run: int, llm_endpoint: str | None) -> dg.AssetsDefinition:
+    """``llm_endpoint`` (the model server, if any) names the Dagster concurrency pool the runs
+    hold, so the instance can cap parallel runs per model server however they were launched."""
     spec = spec.replace_attributes(code_version=dataset.config_hash, skippable=True)
 
     @dg.multi_asset(
@@ -33,6 +35,7 @@ def build_row_groups_asset(dataset: DagsterDataset, spec: dg.AssetSpec, row_grou
         specs=[spec],
         partitions_def=dataset.partitions_def,
         backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=row_groups_per_run),
+        pool=dataset.llm_pool(llm_endpoint) if llm_endpoint else None,
     )
     def row_groups(context: dg.AssetExecutionContext, config: RowGroupsConfig, data_designer: DataDesignerResource):
         yield from RowGroupMaterializer(dataset, data_designer, context).run(context.partition_keys, ResumeMode(config.resume))
