@@ -13,7 +13,7 @@ install: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dagster,test]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dagster,s3,test]'
 	touch $(STAMP)
 
 $(DAGSTER_HOME)/dagster.yaml: deployments/local/dagster.yaml

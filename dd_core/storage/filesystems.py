@@ -188,7 +188,10 @@ class _LocalAppender(LogAppender):
 class S3FileSystem(FileSystem):
     """An S3 bucket through boto3. Picklable: the client is made again in each process."""
 
-    lease_s = 60.0
+    @property
+    def lease_s(self) -> float:
+        """How long a lock outlives a holder that stops renewing it (DD_S3_LEASE_SECONDS, default 60)."""
+        return float(os.environ.get("DD_S3_LEASE_SECONDS", "60"))
 
     def __init__(self) -> None:
         self._client = None
@@ -350,8 +353,7 @@ class _Lease:
             if self._put(IfNoneMatch="*"):
                 break
             info, etag = self._current()
-            expired = info is not None and float(info.get("expires_at", 0)) < time.time()
-            if etag is not None and expired and self._put(IfMatch=etag):
+            if etag is not None and _abandoned(info) and self._put(IfMatch=etag):
                 break
             if deadline is not None and time.monotonic() >= deadline:
                 raise LockHeld(describe_holder(info) + (f" (its lease ends by {time.ctime(float(info['expires_at']))})" if info and "expires_at" in info else ""))
@@ -371,6 +373,23 @@ class _Lease:
         info, etag = self._current()
         if etag == self.etag:
             self.fs.client.delete_object(Bucket=self.bucket, Key=self.key)
+
+
+def _abandoned(info: dict | None) -> bool:
+    """The lease expired, or its holder was a process on this host that no longer exists."""
+    if info is None:
+        return False
+    if float(info.get("expires_at", 0)) < time.time():
+        return True
+    if info.get("host") != socket.gethostname():
+        return False
+    try:
+        os.kill(int(info["pid"]), 0)
+    except ProcessLookupError:
+        return True
+    except (OSError, KeyError, ValueError):
+        return False
+    return False
 
 
 _LOCAL = LocalFileSystem()
