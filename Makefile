@@ -31,8 +31,13 @@ ui: install $(DAGSTER_HOME)/dagster.yaml
 test: install
 	$(BIN)/python -m pytest
 
+# Every benchmark in turn (about 30 minutes, most of it the reference generator at 200k records).
 bench: install
 	$(BIN)/python bench/throughput.py
+	$(BIN)/python bench/resume_planning.py
+	$(BIN)/python bench/llm_throughput.py
+	$(BIN)/python bench/dagster_overhead.py
+	$(BIN)/python bench/parallel_runs.py
 
 clean:
 	rm -rf $(VENV) artifacts .bench .dagster_home
