@@ -69,3 +69,19 @@ def quiet_logging() -> None:
         root_level="WARNING",
     ))
     logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+def import_data_designer(seed: int | None):
+    """Prepare the environment, import data-designer and silence it; returns (config module,
+    DataDesigner class, seconds spent importing) so workloads report import time apart."""
+    import time
+
+    started = time.perf_counter()
+    prepare_environment(seed)
+    import data_designer.config as dd
+    from data_designer.interface import DataDesigner
+
+    import_s = time.perf_counter() - started
+    quiet_logging()
+    block_tokenizer_download()
+    return dd, DataDesigner, import_s

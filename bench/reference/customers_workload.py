@@ -23,7 +23,7 @@ import argparse
 import json
 import time
 
-from _common import VERSION, block_tokenizer_download, prepare_environment, quiet_logging
+from _common import VERSION, import_data_designer
 
 SUMMARY = ("{{ person.first_name }} {{ person.last_name }} ({{ region }}/{{ city }}) score={{ score }}"
            " orders={{ n_orders }} active={{ is_active }} since {{ signup_date }}")
@@ -63,15 +63,8 @@ def main() -> None:
                     help="disable its default loopback Prometheus metrics endpoint (RunConfig.otel_metrics_port)")
     a = ap.parse_args()
 
+    dd, DataDesigner, import_s = import_data_designer(a.seed)
     t0 = time.perf_counter()
-    prepare_environment(a.seed)
-    import data_designer.config as dd
-    from data_designer.interface import DataDesigner
-    import_s = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
-    quiet_logging()
-    block_tokenizer_download()
     builder = build_config(dd)
     # A placeholder provider (never called: no LLM column) so that it does not load
     # its default providers and warn at length about their missing API keys.

@@ -24,7 +24,7 @@ import os
 import time
 from urllib.parse import urlsplit
 
-from _common import VERSION, block_tokenizer_download, prepare_environment, quiet_logging
+from _common import VERSION, import_data_designer
 
 
 def main() -> None:
@@ -45,15 +45,8 @@ def main() -> None:
     if a.api_key_env and a.api_key_env not in os.environ:
         ap.error(f"--api-key-env: {a.api_key_env} is not set")
 
+    dd, DataDesigner, import_s = import_data_designer(a.seed)
     t0 = time.perf_counter()
-    prepare_environment(a.seed)
-    import data_designer.config as dd
-    from data_designer.interface import DataDesigner
-    import_s = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
-    quiet_logging()
-    block_tokenizer_download()
     # api_key is resolved by its secret resolver: an env var name, else taken as-is.
     provider = dd.ModelProvider(name="bench", endpoint=base_url, provider_type="openai", api_key=a.api_key_env)
     model = dd.ModelConfig(alias="bench-model", model=a.model, provider="bench",

@@ -9,7 +9,7 @@ from pydantic import Field, field_validator, model_validator
 
 from dd_core.config.base import ConfigModel, FieldProblem
 from dd_core.config.columns import ColumnConfig, Scalar
-from dd_core.config.templates import TemplateProblem, check_safe, referenced_names
+from dd_core.config.templates import check_safe, referenced_names
 
 
 class LLMColumn(ColumnConfig):
@@ -27,10 +27,7 @@ class LLMColumn(ColumnConfig):
     @classmethod
     def _template(cls, text: str | None) -> str | None:
         if text is not None:
-            try:
-                check_safe(text)
-            except TemplateProblem as exc:
-                raise ValueError(str(exc)) from exc
+            check_safe(text)  # a TemplateProblem is a ValueError: pydantic reports it on this field
         return text
 
     def dependencies(self) -> dict[str, set[str]]:
