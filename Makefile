@@ -35,6 +35,7 @@ test: install
 bench: install
 	$(BIN)/python bench/throughput.py
 	$(BIN)/python bench/resume_planning.py
+	$(BIN)/python bench/export_memory.py
 	$(BIN)/python bench/llm_throughput.py
 	$(BIN)/python bench/dagster_overhead.py
 	$(BIN)/python bench/parallel_runs.py
