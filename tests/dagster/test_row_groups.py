@@ -184,3 +184,39 @@ def test_refresh_schedule_requests_stale_and_missing_ranges(tmp_path, instance):
     run_range(v2, instance, 0, 9)
     with dg.build_schedule_context(instance=instance, repository_def=v2.get_repository_def(), scheduled_execution_time=datetime.datetime(2026, 11, 28, 3)) as ctx:
         assert "current" in schedule.evaluate_tick(ctx).skip_message
+
+
+def test_processors_and_seed_files_give_the_same_data_as_dd_generate(tmp_path, instance):
+    from dd_dagster import DataDesignerResource, build_dataset_definitions
+    from tests.support import EXAMPLES
+
+    config = EXAMPLES / "orders_from_seed.yaml"
+    defs = build_dataset_definitions(config, num_records=1200, buffer_size=300, resource=DataDesignerResource(artifact_path=str(tmp_path)))
+    register_partitions(instance, DagsterDataset.create(config, 1200, 300))
+    run_range(defs, instance, 2, 3, name="orders")
+    run_range(defs, instance, 0, 1, name="orders")
+    result = materialize_dataset(defs, instance, name="orders")
+    combined = pq.read_table(result.get_asset_materialization_events()[0].materialization.metadata["path"].value).to_pandas()
+    assert combined.equals(generate(config, 1200, buffer_size=300, artifact_path=tmp_path / "standalone").load())
+    assert "discount" not in combined.columns and "description" in combined.columns
+
+
+def test_row_count_check_accounts_for_rows_dropped_by_failed_llm_cells(tmp_path, instance):
+    from dd_core.testing.openai_server import OpenAIServer
+    from dd_dagster import DataDesignerResource, build_dataset_definitions
+    from tests.core.test_llm_columns import chain_config
+
+    with OpenAIServer() as server:
+        config = chain_config(server.base_url, max_retries=0)
+        config["name"] = "tiny"
+        config["max_failed_row_share"] = 0.5
+        server.set_faults([{"kind": "status", "status": 500, "match": "about tea"}])
+        defs = build_dataset_definitions(config, num_records=60, buffer_size=30, resource=DataDesignerResource(artifact_path=str(tmp_path)))
+        register_partitions(instance, DagsterDataset.create(config, 60, 30))
+        events = run_range(defs, instance, 0, 1).get_asset_materialization_events()
+        dropped = sum(e.materialization.metadata["dropped_rows"].value for e in events)
+        assert dropped > 0
+        result = materialize_dataset(defs, instance)
+    meta = result.get_asset_materialization_events()[0].materialization.metadata
+    assert meta["dagster/row_count"].value == 60 - dropped and meta["dropped_rows"].value == dropped
+    assert {e.check_name: e.passed for e in result.get_asset_check_evaluations()} == {"row_groups_current": True, "row_count_matches": True}
