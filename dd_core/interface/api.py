@@ -102,19 +102,23 @@ def generate(
             return DatasetResult(_user_path(layout.root), scan.metadata.to_json(), True, 0, time.perf_counter() - started)
         writer = DatasetWriter(layout, _metadata_for_run(scan, name, fp, config, num_records, buffer_size))
         writer.start(_resolved_config(config, fp), scan.unrecorded)
-        todo = plan.generate
         llm = LLMRuntime(cache_dir=layout.llm_cache, overrides=model_overrides or {})
-        usage = {a: ModelUsage.from_json(u) for a, u in writer.metadata.extra.get("llm_usage", {}).items()}
-        for done, index in enumerate(todo, start=1):
-            part = run_row_group(config, index, plan.sizes[index], buffer_size=buffer_size, llm=llm)
-            info = RowGroupInfo(index, plan.sizes[index], part.table.num_rows, fp["config_hash"], fp["config_hash_version"], buffer_size, config.seed)
-            if part.usage:
-                writer.metadata.extra["llm_usage"] = {a: u.to_json() for a, u in merge_usage(usage, part.usage).items()}
-            writer.write_row_group(part.table, info)
-            if progress:
-                progress(done, len(todo))
+        _write_row_groups(config, fp, writer, plan, buffer_size, llm, progress)
         _finalize(config, writer, plan)
-        return DatasetResult(_user_path(layout.root), writer.metadata.to_json(), False, len(todo), time.perf_counter() - started)
+        return DatasetResult(_user_path(layout.root), writer.metadata.to_json(), False, len(plan.generate), time.perf_counter() - started)
+
+
+def _write_row_groups(config: DatasetConfig, fp: dict, writer: DatasetWriter, plan: ResumePlan, buffer_size: int, llm: LLMRuntime, progress: ProgressCallback | None) -> None:
+    """Generate the plan's row groups in order; each is a checkpoint once written."""
+    usage = {alias: ModelUsage.from_json(u) for alias, u in writer.metadata.extra.get("llm_usage", {}).items()}
+    for done, index in enumerate(plan.generate, start=1):
+        part = run_row_group(config, index, plan.sizes[index], buffer_size=buffer_size, llm=llm)
+        info = RowGroupInfo(index, plan.sizes[index], part.table.num_rows, fp["config_hash"], fp["config_hash_version"], buffer_size, config.seed)
+        if part.usage:
+            writer.metadata.extra["llm_usage"] = {alias: u.to_json() for alias, u in merge_usage(usage, part.usage).items()}
+        writer.write_row_group(part.table, info)
+        if progress:
+            progress(done, len(plan.generate))
 
 
 def _user_path(root: StoragePath) -> Path | StoragePath:
