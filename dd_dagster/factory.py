@@ -37,6 +37,7 @@ def build_dataset_definitions(
     ``DataDesignerResource`` under the key ``data_designer`` (pass ``resource`` once, or add it).
     Datasets with LLM columns hold the concurrency pool of their model server, and their job's
     runs carry the ``dd/llm_endpoint`` tag (pass ``resource`` so endpoint overrides count).
+    The definitions set the in-process executor, which backfill runs of the code location use.
     """
     if row_groups_per_run < 1:
         raise ValueError(f"row_groups_per_run must be at least 1, got {row_groups_per_run}")
@@ -60,4 +61,7 @@ def build_dataset_definitions(
         sensors=[build_registration_sensor(dataset)],
         schedules=schedules,
         resources={"data_designer": resource} if resource is not None else {},
+        # Backfills run the implicit asset job, which takes the code location's executor:
+        # in-process, so a run is one process (no step subprocess per run).
+        executor=dg.in_process_executor,
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import multiprocessing
+import os
 import threading
 import time
 from collections import deque
@@ -86,7 +87,7 @@ def produced(jobs: list[RowGroupJob], use_worker: bool) -> Iterator[Iterator[Row
     if not use_worker or len(jobs) < MIN_ROW_GROUPS_FOR_WORKER:
         yield (produce(job) for job in jobs)
         return
-    pool = ProcessPoolExecutor(max_workers=1, mp_context=_worker_context())
+    pool = ProcessPoolExecutor(max_workers=1, mp_context=_worker_context(), initializer=_init_worker, initargs=(os.getpid(), dict(os.environ)))
     try:
         yield _in_order(pool, jobs, ahead=2)
     finally:
@@ -108,6 +109,24 @@ def _in_order(pool: Executor, jobs: list[RowGroupJob], ahead: int) -> Iterator[R
         if job is not None:
             pending.append(pool.submit(_produce_in_worker, job))
         yield outcome
+
+
+def _init_worker(owner_pid: int, environ: dict[str, str]) -> None:
+    """Give the worker the run's environment (a fork server keeps the one it started with), and
+    make it leave when the run process is gone (e.g. SIGKILLed or OOM-killed): otherwise it would
+    keep running, holding its row group's claim."""
+    os.environ.clear()
+    os.environ.update(environ)
+
+    def watch() -> None:
+        while True:
+            time.sleep(1.0)
+            try:
+                os.kill(owner_pid, 0)
+            except ProcessLookupError:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="dd-owner-watch", daemon=True).start()
 
 
 class _WorkerState:
