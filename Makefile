@@ -6,6 +6,8 @@ STAMP := $(VENV)/.installed
 
 DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export DAGSTER_HOME
+# The webserver's and daemon's telemetry upload thread ignores dagster.yaml's `telemetry` setting.
+export DAGSTER_DISABLE_TELEMETRY = 1
 
 .PHONY: install demo ui test bench clean
 

@@ -65,6 +65,7 @@ export DAGSTER_HOME
 DAGSTER_HOME=$(pg dagster-home "$DEPLOY/dagster_home" \
     ${DD_LLM_ENDPOINT_RUN_LIMIT:+--llm-endpoint-limit "$DD_LLM_ENDPOINT_RUN_LIMIT"})
 export DD_MAX_CONCURRENT_RUNS=${DD_MAX_CONCURRENT_RUNS:-4}  # dagster.yaml's `env:` has no default
+export DAGSTER_DISABLE_TELEMETRY=1  # the services' upload thread ignores dagster.yaml's telemetry setting
 
 launch webserver "$BIN/dagster-webserver" -h 127.0.0.1 -p "$PORT" -w "$WORKSPACE"
 launch daemon "$BIN/dagster-daemon" run -w "$WORKSPACE"

@@ -169,8 +169,15 @@ class DagsterServices:
             write_instance_yaml(self.dagster_home, instance_config)
         self.workspace = _workspace_file(code, self.dagster_home)
         self.url = f"http://127.0.0.1:{_free_port()}"
-        self.log_dir = self.dagster_home / "logs"
-        self._env = {**os.environ, **(env or {}), "DAGSTER_HOME": str(self.dagster_home), "PYTHONUNBUFFERED": "1"}
+        # Not DAGSTER_HOME/logs: that is Dagster's telemetry queue, which its upload thread empties.
+        self.log_dir = self.dagster_home / "service-logs"
+        self._env = {
+            **os.environ,
+            **(env or {}),
+            "DAGSTER_HOME": str(self.dagster_home),
+            "PYTHONUNBUFFERED": "1",
+            "DAGSTER_DISABLE_TELEMETRY": "1",  # the upload thread ignores dagster.yaml's telemetry setting
+        }
         self._startup_timeout = startup_timeout
         self._procs: dict[str, subprocess.Popen] = {}
         self._http = httpx.Client(timeout=60)
