@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 import dagster as dg
 
-from dd_core import DatasetConfig, StoragePath, fingerprint, load_config, row_group_sizes, storage_path
+from dd_core import Checkpoint, DatasetConfig, StoragePath, fingerprint, load_config, row_group_sizes, storage_path
 
 
 @dataclass(frozen=True)
@@ -82,14 +82,16 @@ class DagsterDataset:
     def root(self, artifact_path: str) -> StoragePath:
         return storage_path(artifact_path) / self.name
 
-    def version_dir(self, artifact_path: str) -> StoragePath:
-        digest = self.config_hash.split(":", 1)[1][:16]
-        return self.root(artifact_path) / f"{digest}-b{self.buffer_size}"
+    def version_dir(self, artifact_path: str, config_hash: str | None = None, buffer_size: int | None = None) -> StoragePath:
+        """The folder of one version of the dataset (the current one by default)."""
+        digest = (config_hash or self.config_hash).split(":", 1)[1][:16]
+        return self.root(artifact_path) / f"{digest}-b{buffer_size or self.buffer_size}"
 
-    def row_group_path(self, artifact_path: str, index: int) -> StoragePath:
-        rows = self.sizes[index]
-        suffix = "" if rows == self.buffer_size else f"-rows{rows}"
-        return self.version_dir(artifact_path) / "parquet-files" / f"batch_{index:05d}{suffix}.parquet"
+    def row_group_path(self, artifact_path: str, index: int, checkpoint: Checkpoint | None = None) -> StoragePath:
+        """Where row group ``index`` is (or goes): of the current config, or of ``checkpoint``'s."""
+        cp = checkpoint or Checkpoint(self.config_hash, self.sizes[index], self.buffer_size)
+        suffix = "" if cp.requested_rows == cp.buffer_size else f"-rows{cp.requested_rows}"
+        return self.version_dir(artifact_path, cp.config_hash, cp.buffer_size) / "parquet-files" / f"batch_{index:05d}{suffix}.parquet"
 
     def claim_path(self, artifact_path: str, index: int) -> StoragePath:
         return self.version_dir(artifact_path) / "claims" / f"batch_{index:05d}.lock"

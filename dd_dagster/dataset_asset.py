@@ -36,7 +36,8 @@ def combine(context: dg.AssetExecutionContext, dataset: DagsterDataset, artifact
     ordered = [records[k] for k in dataset.partition_keys if k in records]
     if not ordered:
         raise dg.Failure(description=f"no row group of {dataset.name} is materialized yet; materialize {row_groups_key.to_user_string()} first")
-    tables = (apply_processors(dataset.config, strip_dd_metadata(read_table(rec.path))) for rec in ordered)
+    paths = [dataset.row_group_path(artifact_path, dataset.index(rec.partition_key), rec.checkpoint) for rec in ordered]
+    tables = (apply_processors(dataset.config, strip_dd_metadata(read_table(path))) for path in paths)
     first = next(tables)
     path = dataset.combined_path(artifact_path)
     preview = first.slice(0, PREVIEW_ROWS)

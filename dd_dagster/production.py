@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from dd_core import DatasetConfig, DatasetDamagedError, LLMRuntime, RowGroupInfo, StoragePath, read_info, row_group_claim, run_row_group, write_row_group_file
+from dd_dagster.checkpoints import row_group_version
 
 #: Below this many row groups to generate, a worker's start-up (~1 s) costs more than it saves.
 MIN_ROW_GROUPS_FOR_WORKER = 4
@@ -47,6 +48,7 @@ class RowGroupOutcome:
     index: int
     path: StoragePath
     num_rows: int
+    #: The row group's Dagster data version (see ``checkpoints.row_group_version``).
     data_version: str
     reused: bool
     seconds: float = 0.0
@@ -54,8 +56,9 @@ class RowGroupOutcome:
     usage: dict = field(default_factory=dict)
 
 
-def file_version(path: StoragePath) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+def _version(job: RowGroupJob, num_rows: int, content: bytes | str) -> str:
+    digest = content if isinstance(content, str) else hashlib.sha256(content).hexdigest()
+    return row_group_version(job.config_hash, job.buffer_size, job.requested_rows, num_rows, digest[:16])
 
 
 def intact(path: StoragePath, index: int, config_hash: str, requested_rows: int, buffer_size: int) -> bool:
@@ -71,13 +74,15 @@ def produce(job: RowGroupJob) -> RowGroupOutcome:
     """Claim, then reuse a finished file or generate and write one. Runs in the worker."""
     with row_group_claim(job.claim_path):  # a parallel run of the same row group waits here
         if job.reuse_finished_file and intact(job.path, job.index, job.config_hash, job.requested_rows, job.buffer_size):
-            return RowGroupOutcome(job.index, job.path, read_info(job.path).num_rows, file_version(job.path), reused=True)
+            num_rows = read_info(job.path).num_rows
+            return RowGroupOutcome(job.index, job.path, num_rows, _version(job, num_rows, job.path.read_bytes()), reused=True)
         started = time.perf_counter()
         result = run_row_group(job.config, job.index, job.requested_rows, buffer_size=job.buffer_size, llm=job.runtime)
         info = RowGroupInfo(job.index, job.requested_rows, result.table.num_rows, job.config_hash, job.config_hash_version, job.buffer_size, job.config.seed)
         digest = write_row_group_file(job.path, result.table, info)
     usage = {alias: u.to_json() for alias, u in result.usage.items()}
-    return RowGroupOutcome(job.index, job.path, result.table.num_rows, digest[:16], False, time.perf_counter() - started, result.dropped_rows, usage)
+    num_rows = result.table.num_rows
+    return RowGroupOutcome(job.index, job.path, num_rows, _version(job, num_rows, digest), False, time.perf_counter() - started, result.dropped_rows, usage)
 
 
 @contextmanager

@@ -16,7 +16,7 @@ import dagster as dg
 from dd_core import DDConfigError, GenerationError, ResumeConflictError, ResumeMode, StaleRowGroupError, plan_resume
 from dd_dagster.checkpoints import CODE_VERSION_TAG, DATA_VERSION_TAG, found_state, latest_records
 from dd_dagster.dataset import DagsterDataset
-from dd_dagster.production import RowGroupJob, RowGroupOutcome, file_version, intact, produced
+from dd_dagster.production import RowGroupJob, RowGroupOutcome, intact, produced
 from dd_dagster.resource import DataDesignerResource
 
 class RowGroupsConfig(dg.Config):
@@ -60,17 +60,20 @@ class RowGroupMaterializer:
         reuse = {}
         for index in plan.reuse:
             record = records[ds.partition_key(index)]
-            if intact(record.path, index, ds.config_hash, ds.sizes[index], ds.buffer_size):
-                reuse[index] = RowGroupOutcome(index, record.path, record.num_rows, record.data_version or file_version(record.path), reused=True)
+            path = ds.row_group_path(self.artifact_path, index, record.checkpoint)
+            if intact(path, index, ds.config_hash, ds.sizes[index], ds.buffer_size):
+                reuse[index] = RowGroupOutcome(index, path, record.num_rows, record.data_version, reused=True)
             else:
-                self.context.log.warning(f"row group {index}: {record.path} is missing or damaged; regenerating it")
+                self.context.log.warning(f"row group {index}: {path} is missing or damaged; regenerating it")
         jobs = [self._job(i, mode) for i in indices if i not in reuse]
         self.context.log.info(f"{len(reuse)} row group(s) to reuse, {len(jobs)} to generate (resume={mode.value})")
+        # Each log line is an event Dagster stores (~10 ms on SQLite): report progress about ten times a run.
+        every = max(1, len(indices) // 10)
         with produced(jobs, self.use_worker) as outcomes:
-            for index in indices:
+            for done, index in enumerate(indices, start=1):
                 outcome = reuse.get(index) or self._next(outcomes)
-                if not outcome.reused:
-                    self.context.log.info(f"row group {index}: generated {outcome.num_rows} rows in {outcome.seconds:.2f} s")
+                if done % every == 0 or done == len(indices):
+                    self.context.log.info(f"{done}/{len(indices)} row groups done (row group {index}: {outcome.num_rows} rows, {'reused' if outcome.reused else f'generated in {outcome.seconds:.2f} s'})")
                 yield self._materialization(outcome)
 
     def _next(self, outcomes: Iterator[RowGroupOutcome]) -> RowGroupOutcome:
@@ -124,5 +127,5 @@ class RowGroupMaterializer:
             metadata.update({"duration_s": round(outcome.seconds, 3), "dropped_rows": outcome.dropped_rows})
         if outcome.usage:
             metadata["llm_usage"] = dg.MetadataValue.json(outcome.usage)
-        tags = {CODE_VERSION_TAG: ds.config_hash, DATA_VERSION_TAG: outcome.data_version}
+        tags = {CODE_VERSION_TAG: ds.config_hash, DATA_VERSION_TAG: outcome.data_version}  # see checkpoints.py
         return dg.AssetMaterialization(asset_key=self.asset_key, partition=ds.partition_key(index), metadata=metadata, tags=tags)
