@@ -15,7 +15,6 @@ import json
 import statistics
 import tempfile
 import time
-from pathlib import Path
 
 import dd_core
 from dd_core.fingerprinting import fingerprint

@@ -43,7 +43,7 @@ def main() -> None:
     print(f"{'workload':<34}{'rows':>10}{'seconds':>10}{'rows/s':>12}{'peak RSS MB':>14}")
     for n in sizes:
         a, b = ours(n, 1000), reference(n, 1000)
-        for label, r in ((f"dd, buffer 1,000", a), (f"data-designer 0.9.7, buffer 1,000", b)):
+        for label, r in (("dd, buffer 1,000", a), ("data-designer 0.9.7, buffer 1,000", b)):
             print(f"{label:<34}{r['rows']:>10,}{r['seconds']:>10.2f}{r['rows_per_s']:>12,.0f}{r['peak_rss_mb']:>14,.0f}")
         ratio = a["rows_per_s"] / b["rows_per_s"]
         print(f"  -> {n:,} records: dd is {ratio:.1f}x the reference's rows/s (target >= 20x: {'met' if ratio >= 20 else 'NOT met'})")

@@ -31,9 +31,8 @@ class DagsterDataset:
     @classmethod
     def create(cls, config, num_records: int, buffer_size: int, name: str | None = None) -> DagsterDataset:
         config = load_config(config)
-        dataset = cls(config, name or config.name or "dataset", num_records, buffer_size)
-        dataset.sizes  # validates num_records and buffer_size now, at definition time
-        return dataset
+        row_group_sizes(num_records, buffer_size)  # a bad target fails now, at definition time
+        return cls(config, name or config.name or "dataset", num_records, buffer_size)
 
     @cached_property
     def fingerprint(self) -> dict:
