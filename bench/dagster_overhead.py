@@ -28,15 +28,15 @@ CONFIG = Path(__file__).resolve().parents[1] / "examples" / "customers.yaml"
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
-def standalone(row_groups: int, out: Path) -> float:
+def standalone(row_groups: int, out: Path, rows: int = 1000) -> float:
     start = time.perf_counter()
-    dd_core.generate(CONFIG, row_groups * 1000, buffer_size=1000, artifact_path=out)
+    dd_core.generate(CONFIG, row_groups * rows, buffer_size=rows, artifact_path=out)
     return time.perf_counter() - start
 
 
-def through_dagster(row_groups: int, out: Path, home: Path) -> float:
-    defs = build_dataset_definitions(CONFIG, num_records=row_groups * 1000, buffer_size=1000, resource=DataDesignerResource(artifact_path=str(out)))
-    dataset = DagsterDataset.create(CONFIG, row_groups * 1000, 1000)
+def through_dagster(row_groups: int, out: Path, home: Path, rows: int = 1000) -> float:
+    defs = build_dataset_definitions(CONFIG, num_records=row_groups * rows, buffer_size=rows, resource=DataDesignerResource(artifact_path=str(out)))
+    dataset = DagsterDataset.create(CONFIG, row_groups * rows, rows)
     home.mkdir(parents=True)
     with dg.instance_for_test(temp_dir=str(home)) as instance:
         register_partitions(instance, dataset)
@@ -71,21 +71,24 @@ def checkpoint_read(partitions: int, home: Path) -> tuple[float, float]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--row-groups", type=int, default=100)
-    ap.add_argument("--checkpoint-partitions", type=int, default=10_000)
+    ap.add_argument("--checkpoint-partitions", type=int, default=10_000, help="0 skips the checkpoint-read measurement")
+    ap.add_argument("--rows-per-group", type=int, default=1000, help="rows per row group (the target is stated for 1,000)")
     ap.add_argument("--repeat", type=int, default=3, help="alternating repetitions; medians are compared")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         plains, dagsters = [], []
         for i in range(args.repeat):
-            plains.append(standalone(args.row_groups, tmp / f"standalone{i}"))
-            dagsters.append(through_dagster(args.row_groups, tmp / f"dagster{i}", tmp / f"home{i}"))
+            plains.append(standalone(args.row_groups, tmp / f"standalone{i}", args.rows_per_group))
+            dagsters.append(through_dagster(args.row_groups, tmp / f"dagster{i}", tmp / f"home{i}", args.rows_per_group))
         plain, dagster = statistics.median(plains), statistics.median(dagsters)
-        print(f"{args.row_groups} row groups x 1,000 rows of customers.yaml, median of {args.repeat} alternating runs")
+        print(f"{args.row_groups} row groups x {args.rows_per_group:,} rows of customers.yaml, median of {args.repeat} alternating runs")
         print(f"  dd generate (standalone):                 {plain:7.2f} s  ({', '.join(f'{x:.2f}' for x in plains)})")
         print(f"  row-group asset, one in-process run:       {dagster:7.2f} s  ({', '.join(f'{x:.2f}' for x in dagsters)})")
         ratio = dagster / plain
         print(f"  Dagster / standalone: {ratio:.2f}x (target <= 1.25x: {'met' if ratio <= 1.25 else 'NOT met'})")
+        if not args.checkpoint_partitions:
+            return
         read, built = checkpoint_read(args.checkpoint_partitions, tmp / "checkpoints")
         print(f"checkpoint read of {args.checkpoint_partitions:,} partitions (SQLite, built in {built:.0f} s): {read * 1000:.0f} ms "
               f"(target < 1 s: {'met' if read < 1 else 'NOT met'})")
