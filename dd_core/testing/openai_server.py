@@ -2,7 +2,8 @@
 
 It speaks the wire protocol of ``POST /v1/chat/completions`` and ``GET /v1/models``
 like vLLM or OpenAI, answers deterministically from a hash of the request,
-simulates latency with ``asyncio.sleep`` (so concurrent requests overlap) and
+simulates latency with ``asyncio.sleep`` counted from the request's arrival (so concurrent
+requests overlap, and the server's own work is part of the latency, as at a real endpoint) and
 injects faults configured at runtime through a control API:
 
 - ``POST /_control/faults`` ``{"rules": [...]}`` replaces the fault rules,
@@ -575,7 +576,8 @@ class _ChatService:
         except SchemaError as exc:
             return _error(400, f"Unsupported response_format schema: {exc}")
         rule = self._pick_fault(body)
-        await asyncio.sleep(self._latency_s(exchange.key))
+        # The latency counts from the request's arrival, so the server's own work is inside it.
+        await asyncio.sleep(max(0.0, exchange.t_start + self._latency_s(exchange.key) - time.monotonic()))
         if rule is None:
             exchange.succeeded = True
             return _completion(body, content)
