@@ -34,6 +34,10 @@ from dd_core.engine.llm.runtime import LLMRuntime
 from dd_core.engine.llm.usage import ModelUsage
 
 
+#: Rows in progress per request slot of the row group's models (see ``_RowGroupStage.run``).
+ROWS_PER_SLOT = 4
+
+
 class CellFailed(Exception):
     def __init__(self, alias: str, message: str):
         super().__init__(message)
@@ -92,7 +96,10 @@ class _RowGroupStage:
         # No cookie jar: an API client has no cookies, and the jar costs time on every request.
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), cookie_jar=aiohttp.DummyCookieJar()) as session:
             self.callers = {a: self._caller(a, session) for a in self.aliases}
-            tasks = [asyncio.ensure_future(self._row(r, cache)) for r in range(self.ctx.num_rows)]
+            # Rows start a window at a time: enough to keep every request slot busy, few enough
+            # that rendering the first prompts of the whole row group does not stall the loop.
+            window = asyncio.Semaphore(ROWS_PER_SLOT * max(1, sum(c.limiter.max_limit for c in self.callers.values())))
+            tasks = [asyncio.ensure_future(self._windowed_row(window, r, cache)) for r in range(self.ctx.num_rows)]
             try:
                 rows = await asyncio.gather(*tasks)
             finally:
@@ -121,6 +128,10 @@ class _RowGroupStage:
     @staticmethod
     def _type(col) -> pa.DataType:
         return expression_type(col) if isinstance(col, ExpressionColumn) else arrow_type(col)
+
+    async def _windowed_row(self, window: asyncio.Semaphore, row: int, cache: RowGroupCache) -> dict[str, Any] | None:
+        async with window:
+            return await self._row(row, cache)
 
     async def _row(self, row: int, cache: RowGroupCache) -> dict[str, Any] | None:
         context = {name: values[row] for name, values in self.base.items()}
