@@ -8,6 +8,7 @@ each row group, writes its file crash-safely and returns a small summary; the ru
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import multiprocessing
 import os
@@ -117,11 +118,15 @@ def _in_order(pool: Executor, jobs: list[RowGroupJob], ahead: int) -> Iterator[R
 
 
 def _init_worker(owner_pid: int, environ: dict[str, str]) -> None:
-    """Give the worker the run's environment (a fork server keeps the one it started with), and
-    make it leave when the run process is gone (e.g. SIGKILLed or OOM-killed): otherwise it would
-    keep running, holding its row group's claim."""
+    """Give the worker the run's environment (a fork server keeps the one it started with), keep
+    the collector off the inherited heap, and make it leave when the run process is gone (e.g.
+    SIGKILLed or OOM-killed): otherwise it would keep running, holding its row group's claim."""
     os.environ.clear()
     os.environ.update(environ)
+    # A forked worker inherits the run process's whole heap (Dagster, the asset graph): frozen,
+    # the collector's full passes skip it instead of walking, and copy-on-write copying, all of
+    # it (~0.2 s per pass; 100 row groups of 1,000 rows: ~6.1 s -> ~5.1 s).
+    gc.freeze()
 
     def watch() -> None:
         while True:
