@@ -59,7 +59,7 @@ def through_dagster(row_groups: int, out: Path, home: Path, rows: int = 1000) ->
 
 
 def checkpoint_read(partitions: int, home: Path) -> tuple[float, float]:
-    key = dg.AssetKey(["bench", "row_groups"])
+    key = dg.AssetKey(["bench_row_groups"])
     keys = [f"{i:05d}" for i in range(partitions)]
     home.mkdir(parents=True)
     with dg.instance_for_test(temp_dir=str(home)) as instance:

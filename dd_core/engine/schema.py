@@ -3,7 +3,8 @@ how each is made.
 
 Types come from the engine itself, not from a second table of rules: the columns drawn for
 the whole row group are made for one row, and the row-wise ones (LLM columns and the
-expressions that read them) declare their type.
+expressions that read them) declare their type; then they are the types a Parquet file of
+them reads back with.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from dd_core.config import ConfigSource, DatasetConfig, load_config
 from dd_core.config.columns import ExpressionColumn
@@ -45,13 +47,17 @@ def column_schema(config: ConfigSource, *, processed: bool = True) -> list[Colum
 
 
 def _types(config: DatasetConfig) -> dict[str, pa.DataType]:
+    """Types as stored: Parquet has no second-resolution timestamps, so files read back as ms."""
     ctx = RowGroupContext(config.seed, 0, 1, row_offset=0)
     vectorised_columns(config, ctx)
     types = {name: array.type for name, array in ctx.columns.items()}
     for col in config.columns:
         if col.name in config.rowwise_names:
             types[col.name] = expression_type(col) if isinstance(col, ExpressionColumn) else arrow_type(col)
-    return types
+    buffer = pa.BufferOutputStream()
+    pq.write_table(pa.schema(list(types.items())).empty_table(), buffer)
+    stored = pq.read_schema(pa.BufferReader(buffer.getvalue()))
+    return dict(zip(stored.names, stored.types))
 
 
 def _after_processors(config: DatasetConfig, columns: list[ColumnInfo]) -> list[ColumnInfo]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pyarrow.parquet as pq
 import pytest
 
 from dd_core import apply_processors, column_schema, generate_row_group, load_config, storage_path
@@ -11,15 +12,18 @@ from tests.core.test_llm_columns import all_types_config
 from tests.support import EXAMPLES
 
 
-def _written(config, llm=None):
+def _written(config, tmp_path, llm=None):
+    """The schemas of a row-group file and of the processed dataset, as written and read back."""
     table = generate_row_group(config, 0, 20, llm=llm)
-    return table.schema, apply_processors(config, table).schema
+    pq.write_table(table, tmp_path / "generated.parquet")
+    pq.write_table(apply_processors(config, table), tmp_path / "processed.parquet")
+    return pq.read_schema(tmp_path / "generated.parquet"), pq.read_schema(tmp_path / "processed.parquet")
 
 
 @pytest.mark.parametrize("name", ["customers.yaml", "orders_from_seed.yaml"])
-def test_schema_before_generation_equals_the_files(name):
+def test_schema_before_generation_equals_the_files(name, tmp_path):
     config = load_config(EXAMPLES / name)
-    generated, processed = _written(config)
+    generated, processed = _written(config, tmp_path)
     assert [(c.name, c.type) for c in column_schema(config, processed=False)] == list(zip(generated.names, generated.types))
     assert [(c.name, c.type) for c in column_schema(config)] == list(zip(processed.names, processed.types))
 
@@ -30,7 +34,7 @@ def test_llm_columns_and_their_expressions_have_their_types_before_any_call(tmp_
         before = server.stats()["succeeded"]
         schema = column_schema(config)
         assert server.stats()["succeeded"] == before  # nothing was asked of the model
-        generated, _ = _written(config, LLMRuntime(cache_dir=storage_path(str(tmp_path))))
+        generated, _ = _written(config, tmp_path, LLMRuntime(cache_dir=storage_path(str(tmp_path / "cache"))))
     assert [(c.name, c.type) for c in schema] == list(zip(generated.names, generated.types))
 
 
