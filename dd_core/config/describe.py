@@ -10,7 +10,6 @@ from dd_core.config.columns import (
     BernoulliColumn,
     BinomialColumn,
     CategoryColumn,
-    ColumnConfig,
     DatetimeColumn,
     ExpressionColumn,
     GaussianColumn,
