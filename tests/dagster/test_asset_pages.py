@@ -85,22 +85,26 @@ def test_llm_usage_is_numeric_per_model_and_summed_on_the_combined_asset(tmp_pat
     assert {k: v.value for k, v in again.items() if k.startswith("llm/")} == totals
 
 
-def test_preview_is_a_few_short_flat_rows(tmp_path, instance):
+def test_preview_is_a_few_rows_on_their_side_flat_and_short(tmp_path, instance):
     defs = build_dataset_definitions(EXAMPLES / "customers.yaml", num_records=200, buffer_size=100, resource=DataDesignerResource(artifact_path=str(tmp_path)))
     register_partitions(instance, DagsterDataset.create(EXAMPLES / "customers.yaml", 200, 100))
     run_range(defs, instance, 0, 1, name="customers")
-    preview = materialize_dataset(defs, instance, name="customers").get_asset_materialization_events()[0].materialization.metadata["preview"].value
-    names = [c.name for c in preview.schema.columns]
-    assert "person" not in names and {"person.first_name", "person.email", "person.age"} <= set(names)
-    assert len(preview.records) == 5
+    meta = materialize_dataset(defs, instance, name="customers").get_asset_materialization_events()[0].materialization.metadata
+    preview = meta["preview"].value
+    assert [c.name for c in preview.schema.columns] == ["column", "type", "row 0", "row 1", "row 2"]
+    lines = {r.data["column"]: r.data for r in preview.records}
+    assert "person" not in lines and {"person.first_name", "person.email", "person.age"} <= set(lines)
+    assert lines["person.age"]["type"] == "int64" and isinstance(lines["person.age"]["row 0"], int)
+    first = pq.read_table(meta["path"].value).slice(0, 1).to_pylist()[0]
+    assert lines["region"]["row 0"] == first["region"] and lines["person.email"]["row 0"] == first["person"]["email"]
     assert all(len(v) <= PREVIEW_CHARS for r in preview.records for v in r.data.values() if isinstance(v, str))
 
 
 def test_preview_cuts_long_text_and_shows_lists_and_odd_numbers_as_text():
     table = pa.table({"text": ["word " * 100], "tags": [["a", "b"]], "ratio": [float("nan")], "n": [2**62]})
-    [record] = preview(table).value.records
-    assert len(record.data["text"]) == PREVIEW_CHARS and record.data["text"].endswith("…")
-    assert (record.data["tags"], record.data["ratio"], record.data["n"]) == ('["a", "b"]', "nan", str(2**62))  # beyond what a browser holds exactly
+    cells = {r.data["column"]: r.data["row 0"] for r in preview(table).value.records}
+    assert len(cells["text"]) == PREVIEW_CHARS and cells["text"].endswith("…")
+    assert (cells["tags"], cells["ratio"], cells["n"]) == ('["a", "b"]', "nan", str(2**62))  # beyond what a browser holds exactly
 
 
 def test_run_config_and_resource_fields_are_described():

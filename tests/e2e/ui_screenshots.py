@@ -29,21 +29,23 @@ from tests.support import EXAMPLES
 LOCATION = "ui_demo"
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-VIEWPORT = {"width": 1600, "height": 1000}
-#: (file name, path under the webserver): what a user opens to see the datasets.
+#: Tall, so a page's own scroll areas (metadata, columns) show whole.
+VIEWPORT = {"width": 1600, "height": 2000}
+#: (file name, path under the webserver, a button to press once the page is there).
 PAGES = [
-    ("01-lineage", "/asset-groups/customers"),
-    ("02-catalog", "/assets"),
-    ("03-row-groups-overview", "/assets/customers_row_groups"),
-    ("04-row-groups-partitions", "/assets/customers_row_groups?view=partitions"),
-    ("05-row-groups-checks", "/assets/customers_row_groups?view=checks"),
-    ("06-combined-overview", "/assets/customers"),
-    ("07-combined-checks", "/assets/customers?view=checks"),
-    ("08-tickets-row-groups-plots", "/assets/tickets_row_groups?view=plots"),
-    ("09-tickets-combined-overview", "/assets/tickets"),
-    ("10-tickets-combined-events", "/assets/tickets?view=events"),
-    ("11-launchpad", f"/locations/{LOCATION}/jobs/customers_row_groups_job/playground"),
-    ("12-resource", f"/locations/{LOCATION}/resources/data_designer"),
+    ("01-lineage", "/asset-groups/customers", None),
+    ("02-catalog", "/assets", None),
+    ("03-row-groups-overview", "/assets/customers_row_groups", None),
+    ("04-row-groups-partitions", "/assets/customers_row_groups?view=partitions&partition=00003", None),
+    ("05-row-groups-checks", "/assets/customers_row_groups?view=checks", None),
+    ("06-combined-overview", "/assets/customers", None),
+    ("07-combined-events", "/assets/customers?view=events", None),
+    ("08-tickets-row-groups-plots", "/assets/tickets_row_groups", "Plots"),
+    ("09-tickets-combined-overview", "/assets/tickets", None),
+    ("10-tickets-combined-plots", "/assets/tickets", "Plots"),
+    ("11-launchpad", f"/locations/{LOCATION}/jobs/customers_row_groups_job/playground", None),
+    ("12-resource", f"/locations/{LOCATION}/resources/data_designer", None),
+    ("13-sensors", f"/locations/{LOCATION}/sensors", None),
 ]
 
 
@@ -65,7 +67,7 @@ def main() -> None:
                 _materialize_everything(svc)
                 _photograph(svc, out / "before")
                 _change_config(svc, work / "customers.yaml")
-                _photograph(svc, out / "after", extra=[("13-refused-run", f"/runs/{svc.refused_run}")])
+                _photograph(svc, out / "after", extra=[("14-refused-run", f"/runs/{svc.refused_run}", None)])
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(f"screenshots in {out}/before and {out}/after")
@@ -98,19 +100,31 @@ def _change_config(svc: DagsterServices, config: Path) -> None:
     wait_for_run_status(svc, svc.refused_run, TERMINAL_RUN_STATUSES, timeout=180)
 
 
-def _photograph(svc: DagsterServices, folder: Path, extra: list[tuple[str, str]] = ()) -> None:
+def _photograph(svc: DagsterServices, folder: Path, extra: list[tuple[str, str, str | None]] = ()) -> None:
     from playwright.sync_api import sync_playwright
 
     folder.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as pw, tempfile.TemporaryDirectory(prefix="dd-chromium-") as profile:
         browser = pw.chromium.launch_persistent_context(profile, executable_path=CHROMIUM, headless=True, args=FLAGS, viewport=VIEWPORT)
         page = browser.new_page()
-        for name, path in [*PAGES, *extra]:
+        for name, path, button in [*PAGES, *extra]:
             page.goto(svc.url + path, wait_until="networkidle", timeout=60_000)
+            _dismiss_welcome(page)
+            if button:
+                page.get_by_role("button", name=button, exact=True).first.click()
+                page.wait_for_load_state("networkidle")
             time.sleep(1.5)  # charts and lazily loaded panels settle after the network does
             page.screenshot(path=str(folder / f"{name}.png"), full_page=True)
             print(f"{folder.name}/{name}.png  {path}", flush=True)
         browser.close()
+
+
+def _dismiss_welcome(page) -> None:
+    """A fresh browser profile is greeted with "Join the Dagster community": skip it."""
+    skip = page.get_by_role("button", name="Skip", exact=True)
+    if skip.count():
+        skip.first.click()
+        page.wait_for_timeout(300)
 
 
 if __name__ == "__main__":
