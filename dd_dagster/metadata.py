@@ -23,9 +23,10 @@ from dd_dagster.dataset import DagsterDataset
 #: ``dd_core.ModelUsage`` counters shown per model and summed by the combined asset.
 USAGE_COUNTERS = ("calls", "cache_hits", "retries", "invalid_replies", "failed_cells", "throttled", "prompt_tokens", "completion_tokens", "request_seconds")
 USAGE_PREFIX = "llm/"
-PREVIEW_ROWS = 3
-#: Longest text shown in a preview cell.
-PREVIEW_CHARS = 60
+#: Rows in the preview: two fit the UI's metadata column side by side at 1,600 px.
+PREVIEW_ROWS = 2
+#: Longest text shown in a preview cell (two rows then fit beside the metadata keys).
+PREVIEW_CHARS = 32
 
 
 def table_schema(dataset: DagsterDataset, *, processed: bool) -> dg.TableSchema:
@@ -89,16 +90,13 @@ def _rounded(value: float | int) -> float | int:
 def preview(table: pa.Table) -> dg.MetadataValue:
     """The first rows, turned on their side so they read in the UI's narrow metadata column:
     one line per column (struct fields as their own lines, ``person.email``), one column per
-    row; nested values as JSON text, long text cut."""
+    row; nested values as JSON text, long text cut. (Types are in the column schema.)"""
     table = table.slice(0, PREVIEW_ROWS)
     while any(pa.types.is_struct(f.type) for f in table.schema):
         table = table.flatten()
     rows = [f"row {i}" for i in range(table.num_rows)]
-    columns = [dg.TableColumn("column", "string"), dg.TableColumn("type", "string"), *(dg.TableColumn(r, "string") for r in rows)]
-    records = [
-        dg.TableRecord({"column": field.name, "type": str(field.type), **{r: _cell(v) for r, v in zip(rows, table.column(field.name).to_pylist())}})
-        for field in table.schema
-    ]
+    columns = [dg.TableColumn("column", "string"), *(dg.TableColumn(r, "string") for r in rows)]
+    records = [dg.TableRecord({"column": field.name, **{r: _cell(v) for r, v in zip(rows, table.column(field.name).to_pylist())}}) for field in table.schema]
     return dg.MetadataValue.table(records, dg.TableSchema(columns=columns))
 
 

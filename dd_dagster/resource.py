@@ -34,7 +34,7 @@ class DataDesignerResource(dg.ConfigurableResource):
 
     artifact_path: str = Field(
         default="artifacts/dagster",
-        description="Folder or s3://bucket/prefix for the datasets: <artifact_path>/<dataset>/<fingerprint>-b<buffer_size>/...",
+        description="Folder or s3://bucket/prefix in which each dataset gets a folder of its name (one subfolder per config fingerprint).",
     )
     models: dict[str, ModelEndpoint] = Field(
         default={}, description="Per model alias of the configs: the endpoint, key and limits to use in this deployment."

@@ -91,10 +91,10 @@ def test_preview_is_a_few_rows_on_their_side_flat_and_short(tmp_path, instance):
     run_range(defs, instance, 0, 1, name="customers")
     meta = materialize_dataset(defs, instance, name="customers").get_asset_materialization_events()[0].materialization.metadata
     preview = meta["preview"].value
-    assert [c.name for c in preview.schema.columns] == ["column", "type", "row 0", "row 1", "row 2"]
+    assert [c.name for c in preview.schema.columns] == ["column", "row 0", "row 1"]
     lines = {r.data["column"]: r.data for r in preview.records}
     assert "person" not in lines and {"person.first_name", "person.email", "person.age"} <= set(lines)
-    assert lines["person.age"]["type"] == "int64" and isinstance(lines["person.age"]["row 0"], int)
+    assert isinstance(lines["person.age"]["row 0"], int)
     first = pq.read_table(meta["path"].value).slice(0, 1).to_pylist()[0]
     assert lines["region"]["row 0"] == first["region"] and lines["person.email"]["row 0"] == first["person"]["email"]
     assert all(len(v) <= PREVIEW_CHARS for r in preview.records for v in r.data.values() if isinstance(v, str))

@@ -33,7 +33,7 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
 VIEWPORT = {"width": 1600, "height": 2000}
 #: (file name, path under the webserver, a button to press once the page is there).
 PAGES = [
-    ("01-lineage", "/asset-groups/customers", None),
+    ("01-lineage", f"/locations/{LOCATION}/asset-groups/customers", None),
     ("02-catalog", "/assets", None),
     ("03-row-groups-overview", "/assets/customers_row_groups", None),
     ("04-row-groups-partitions", "/assets/customers_row_groups?view=partitions&partition=00003", None),
@@ -43,9 +43,9 @@ PAGES = [
     ("08-tickets-row-groups-plots", "/assets/tickets_row_groups", "Plots"),
     ("09-tickets-combined-overview", "/assets/tickets", None),
     ("10-tickets-combined-plots", "/assets/tickets", "Plots"),
-    ("11-launchpad", f"/locations/{LOCATION}/jobs/customers_row_groups_job/playground", None),
+    ("11-launchpad", f"/locations/{LOCATION}/jobs/customers_row_groups_job/playground", "data_designer"),
     ("12-resource", f"/locations/{LOCATION}/resources/data_designer", None),
-    ("13-sensors", f"/locations/{LOCATION}/sensors", None),
+    ("13-automation", "/automation", None),
 ]
 
 
@@ -111,7 +111,7 @@ def _photograph(svc: DagsterServices, folder: Path, extra: list[tuple[str, str, 
             page.goto(svc.url + path, wait_until="networkidle", timeout=60_000)
             _dismiss_welcome(page)
             if button:
-                page.get_by_role("button", name=button, exact=True).first.click()
+                page.get_by_text(button, exact=True).last.click(timeout=10_000)  # the last: e.g. the launchpad's docs pane
                 page.wait_for_load_state("networkidle")
             time.sleep(1.5)  # charts and lazily loaded panels settle after the network does
             page.screenshot(path=str(folder / f"{name}.png"), full_page=True)
