@@ -27,10 +27,8 @@ class ModelEndpoint(dg.Config):
 
 
 class DataDesignerResource(dg.ConfigurableResource):
-    """Shared by the dd datasets of a code location: where row groups and datasets are written,
-    and where each model alias is served. For example
-    `DataDesignerResource(artifact_path="s3://bucket/datasets", models={"writer": ModelEndpoint(base_url="http://vllm:8000/v1", api_key=EnvVar("VLLM_KEY"))})`.
-    """
+    """Where the dd datasets of a code location write their files, and where each model alias
+    of their configs is served in this deployment (endpoint, key, limits)."""
 
     artifact_path: str = Field(
         default="artifacts/dagster",

@@ -146,7 +146,7 @@ def run_events(svc: Target, run_id: str) -> dict[str, list[dict]]:
 
 _CHECK_EXECUTIONS = f"""
 query($key: AssetKeyInput!, $name: String!, $limit: Int!) {{ assetCheckExecutions(assetKey: $key, checkName: $name, limit: $limit) {{
-  runId status evaluation {{ success severity description {_META} }}
+  runId status run {{ creationTime }} evaluation {{ success severity description {_META} }}
 }} }}
 """
 

@@ -99,7 +99,7 @@ query($key: AssetKeyInput!) { assetNodeOrError(assetKey: $key) { __typename ... 
 @pytest.mark.timeout(900)
 def test_killed_backfill_retried_from_failure_equals_dd_generate(tmp_path: Path) -> None:
     config_path = tmp_path / "config.yaml"
-    config_path.write_text(yaml.safe_dump(CONFIG, sort_keys=False), NUM_RECORDS, BUFFER_SIZE)
+    config_path.write_text(yaml.safe_dump(CONFIG, sort_keys=False))
     artifacts = tmp_path / "artifacts"
     home = tmp_path / "dagster-home"
     expected = dd_generate_dataset(config_path, tmp_path / "standalone", NUM_RECORDS, BUFFER_SIZE)

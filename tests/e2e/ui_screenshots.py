@@ -8,7 +8,9 @@ SQLite instance (tests/e2e/ui_location: `customers` from samplers, `tickets` fro
 on a local OpenAI-compatible server), materializes everything, photographs the pages into
 OUT/before/, changes customers.yaml in a way that changes the data, reloads the code location,
 runs the row-group check and tries the combined asset (as "Materialize unsynced" would), and
-photographs the same pages into OUT/after/. Not part of the test suite: it is for looking at.
+photographs the same pages into OUT/after/; then turns on the regeneration sensor, materializes
+the combined asset again and photographs the result into OUT/regenerated/. Not part of the test
+suite: it is for looking at.
 """
 
 from __future__ import annotations
@@ -22,15 +24,25 @@ from pathlib import Path
 import yaml
 
 from dd_core.testing.openai_server import OpenAIServerProcess
-from tests.e2e.asset_graphql import launch_asset_run, reload_location
-from tests.e2e.dagster_services import TERMINAL_RUN_STATUSES, DagsterServices, launch_job_run, partition_keys, poll, sqlite_instance_config, wait_for_run_status
+from tests.e2e.asset_graphql import check_executions, launch_asset_run, reload_location
+from tests.e2e.dagster_services import (
+    TERMINAL_RUN_STATUSES,
+    DagsterServices,
+    launch_job_run,
+    partition_keys,
+    poll,
+    sqlite_instance_config,
+    start_sensor,
+    stop_sensor,
+    wait_for_run_status,
+)
 from tests.support import EXAMPLES
 
 LOCATION = "ui_demo"
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 #: Tall, so a page's own scroll areas (metadata, columns) show whole.
-VIEWPORT = {"width": 1600, "height": 2000}
+VIEWPORT = {"width": 1600, "height": 2600}
 #: (file name, path under the webserver, a button to press once the page is there).
 PAGES = [
     ("01-lineage", f"/locations/{LOCATION}/asset-groups/customers", None),
@@ -41,9 +53,9 @@ PAGES = [
     ("06-combined-overview", "/assets/customers", None),
     ("07-combined-events", "/assets/customers?view=events", None),
     ("08-tickets-row-groups-plots", "/assets/tickets_row_groups", "Plots"),
-    ("09-tickets-combined-overview", "/assets/tickets", None),
+    ("09-tickets-combined-events", "/assets/tickets?view=events", None),
     ("10-tickets-combined-plots", "/assets/tickets", "Plots"),
-    ("11-launchpad", f"/locations/{LOCATION}/jobs/customers_row_groups_job/playground", "data_designer"),
+    ("11-launchpad", f"/locations/{LOCATION}/jobs/customers_row_groups_job/playground", None),
     ("12-resource", f"/locations/{LOCATION}/resources/data_designer", None),
     ("13-automation", "/automation", None),
 ]
@@ -68,6 +80,8 @@ def main() -> None:
                 _photograph(svc, out / "before")
                 _change_config(svc, work / "customers.yaml")
                 _photograph(svc, out / "after", extra=[("14-refused-run", f"/runs/{svc.refused_run}", None)])
+                _regenerate(svc)
+                _photograph(svc, out / "regenerated", pages=[p for p in PAGES if p[0][:2] in ("01", "03", "05", "06", "13")])
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(f"screenshots in {out}/before and {out}/after")
@@ -100,18 +114,29 @@ def _change_config(svc: DagsterServices, config: Path) -> None:
     wait_for_run_status(svc, svc.refused_run, TERMINAL_RUN_STATUSES, timeout=180)
 
 
-def _photograph(svc: DagsterServices, folder: Path, extra: list[tuple[str, str, str | None]] = ()) -> None:
+def _regenerate(svc: DagsterServices) -> None:
+    """What the check and the refusal tell the user to do: turn on the regeneration sensor,
+    let its runs finish, then materialize the combined asset again."""
+    turned_on = time.time()
+    start_sensor(svc, "customers_regenerate_stale")
+    poll(svc, lambda: check_executions(svc, ["customers_row_groups"], "row_groups_current", limit=1), lambda e: e and e[0]["status"] == "SUCCEEDED" and e[0]["run"]["creationTime"] >= turned_on, 300, "the regenerated row groups")
+    stop_sensor(svc, "customers_regenerate_stale")
+    combined = launch_asset_run(svc, [["customers"]])
+    assert wait_for_run_status(svc, combined, TERMINAL_RUN_STATUSES, timeout=180)["status"] == "SUCCESS", svc.logs()
+
+
+def _photograph(svc: DagsterServices, folder: Path, extra: list[tuple[str, str, str | None]] = (), pages: list | None = None) -> None:
     from playwright.sync_api import sync_playwright
 
     folder.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as pw, tempfile.TemporaryDirectory(prefix="dd-chromium-") as profile:
         browser = pw.chromium.launch_persistent_context(profile, executable_path=CHROMIUM, headless=True, args=FLAGS, viewport=VIEWPORT)
         page = browser.new_page()
-        for name, path, button in [*PAGES, *extra]:
+        for name, path, button in [*(PAGES if pages is None else pages), *extra]:
             page.goto(svc.url + path, wait_until="networkidle", timeout=60_000)
             _dismiss_welcome(page)
             if button:
-                page.get_by_text(button, exact=True).last.click(timeout=10_000)  # the last: e.g. the launchpad's docs pane
+                page.get_by_text(button, exact=True).first.click(timeout=10_000)
                 page.wait_for_load_state("networkidle")
             time.sleep(1.5)  # charts and lazily loaded panels settle after the network does
             page.screenshot(path=str(folder / f"{name}.png"), full_page=True)
