@@ -66,6 +66,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("ui-screenshots"))
     args = parser.parse_args()
     out = args.out.resolve()
+    for phase in ("before", "after", "regenerated"):
+        shutil.rmtree(out / phase, ignore_errors=True)
     work = Path(tempfile.mkdtemp(prefix="dd-ui-"))
     try:
         shutil.copy(EXAMPLES / "customers.yaml", work / "customers.yaml")
