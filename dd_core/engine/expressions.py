@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import jinja2
 import pyarrow as pa
+from jinja2 import nodes
 
 from dd_core.config.columns import ExpressionColumn
 from dd_core.config.templates import compile_template
@@ -47,6 +50,48 @@ def render_rows(source: str, column: str, field: str, contexts: list[dict]) -> l
         raise DDConfigError([ConfigIssue(f"template uses something undefined: {exc}", column, field)]) from exc
     except (TypeError, ValueError, ArithmeticError) as exc:
         raise DDConfigError([ConfigIssue(f"template failed to render: {exc}", column, field)]) from exc
+
+
+def compile_renderer(source: str, column: str, field: str) -> Callable[[dict], str]:
+    """A template as a function of one row's context, with ``render_rows``' errors.
+
+    Templates that only splice names into text (``"Answer: {{ question }}"``, the usual prompt)
+    skip Jinja's per-call set-up and join the parts directly, which renders the same text
+    (Jinja writes ``str(value)``; its lexer already normalised the literal text); anything
+    else, and any missing name, goes through Jinja.
+    """
+    template = compile_template(source)
+
+    def render(context: dict) -> str:
+        return render_rows(source, column, field, [context])[0]
+
+    parts = _spliced_parts(template.environment.parse(source))
+    if parts is None:
+        return render
+
+    def splice(context: dict) -> str:
+        try:
+            return "".join([part if literal else str(context[part]) for literal, part in parts])
+        except KeyError:
+            return render(context)  # Jinja's own undefined-name error
+
+    return splice
+
+
+def _spliced_parts(tree: nodes.Template) -> list[tuple[bool, str]] | None:
+    """[(is_literal, text_or_name)] when the template is only text and ``{{ name }}``."""
+    parts: list[tuple[bool, str]] = []
+    for node in tree.body:
+        if not isinstance(node, nodes.Output):
+            return None
+        for child in node.nodes:
+            if isinstance(child, nodes.TemplateData):
+                parts.append((True, child.data))
+            elif isinstance(child, nodes.Name) and child.ctx == "load":
+                parts.append((False, child.name))
+            else:
+                return None
+    return parts
 
 
 def row_contexts(names: set[str], ctx: RowGroupContext) -> list[dict]:

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
-from dd_core.config import ConfigSource, load_config
+from dd_core.config import ConfigSource, DatasetConfig, load_config
 from dd_core.config.columns import ExpressionColumn, PersonColumn
 from dd_core.config.seed_dataset import SeedDatasetColumn
 from dd_core.engine.context import RowGroupContext
@@ -19,6 +20,9 @@ from dd_core.engine.person import generate_person
 from dd_core.engine.samplers import SAMPLERS
 from dd_core.engine.seed_rows import seed_rows
 from dd_core.errors import GenerationError
+
+if TYPE_CHECKING:
+    from dd_core.engine.rowwise import RowwiseOutcome
 
 _SINGLE = {**SAMPLERS, PersonColumn: generate_person, ExpressionColumn: expression}
 
@@ -40,12 +44,26 @@ def run_row_group(
     """Generate row group ``index`` (before processors), with LLM usage and dropped rows.
 
     Raises ``GenerationError`` when more than the config's ``max_failed_row_share`` of rows
-    lost an LLM cell; the calls that did succeed stay in the response cache.
+    lost an LLM cell; the calls that did succeed stay in the response cache. (Several row
+    groups at once, pipelined or in worker processes: ``dd_core.produce_row_groups``.)
     """
     config = load_config(config)
     if index < 0 or num_rows < 0:
         raise ValueError(f"index and num_rows must not be negative (got {index}, {num_rows})")
-    ctx = RowGroupContext(config.seed, index, num_rows, row_offset=index * (buffer_size or num_rows))
+    if not config.rowwise_names:
+        return assemble(config, vector_stage(config, index, num_rows, buffer_size or num_rows))
+
+    from dd_core.engine.pipeline import RowGroupJob, produce_row_groups  # aiohttp: only with LLM columns
+
+    with produce_row_groups(config, [RowGroupJob(index, num_rows)], buffer_size=buffer_size or num_rows, llm=llm) as produced:
+        part = next(iter(produced))
+    return RowGroupResult(part.table, num_rows, part.usage)
+
+
+def vector_stage(config: DatasetConfig, index: int, num_rows: int, buffer_size: int) -> RowGroupContext:
+    """Every column computed a whole column at a time: samplers, seed rows, expressions that
+    read no LLM column."""
+    ctx = RowGroupContext(config.seed, index, num_rows, row_offset=index * buffer_size)
     for col in config.generation_order:
         if col.name in config.rowwise_names:
             continue
@@ -53,15 +71,18 @@ def run_row_group(
             ctx.columns.update(seed_rows(col, ctx))
         else:
             ctx.columns[col.name] = _SINGLE[type(col)](col, ctx)
-    if not config.rowwise_names:
+    return ctx
+
+
+def assemble(config: DatasetConfig, ctx: RowGroupContext, outcome: RowwiseOutcome | None = None) -> RowGroupResult:
+    """The row group's table: vectorised columns, plus the row-wise ones and without the rows
+    that lost an LLM cell. Raises ``GenerationError`` past ``max_failed_row_share``."""
+    num_rows = ctx.num_rows
+    if outcome is None:
         return RowGroupResult(pa.table({name: ctx.columns[name] for name in config.generated_names}), num_rows)
-
-    from dd_core.engine.rowwise import run_rowwise  # aiohttp is only needed with LLM columns
-
-    outcome = run_rowwise(config, ctx, llm or LLMRuntime())
     dropped = num_rows - int(outcome.kept.sum())
     if num_rows and dropped / num_rows > config.max_failed_row_share:
-        raise GenerationError(_failure_report(index, num_rows, dropped, config.max_failed_row_share, outcome))
+        raise GenerationError(_failure_report(ctx.index, num_rows, dropped, config.max_failed_row_share, outcome))
     mask = pa.array(outcome.kept)
     columns = {**{n: a.filter(mask) if dropped else a for n, a in ctx.columns.items()}, **outcome.columns}
     return RowGroupResult(pa.table({name: columns[name] for name in config.generated_names}), num_rows, outcome.usage)

@@ -7,6 +7,7 @@ import asyncio
 import hashlib
 import json
 import random
+import time
 from typing import Any
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
@@ -41,66 +42,75 @@ def _retryable(exc: BaseException) -> bool:
 
 
 class ModelCaller:
-    def __init__(self, model: ModelConfig, client: ChatClient, limiter: AdaptiveLimiter, usage: ModelUsage):
+    """One model's call path, shared by every row group in progress; usage is counted into the
+    ``ModelUsage`` of the row group that asked (each row group reports its own)."""
+
+    def __init__(self, model: ModelConfig, client: ChatClient, limiter: AdaptiveLimiter):
         self.model = model
         self.client = client
         self.limiter = limiter
-        self.usage = usage
 
-    async def complete(self, body: dict[str, Any], cache: RowGroupCache, priority: tuple) -> Completion:
+    async def complete(self, body: dict[str, Any], cache: RowGroupCache, priority: tuple, usage: ModelUsage) -> Completion:
         payload = serialise(body)
         key = hashlib.sha256(payload).hexdigest()
         cached = cache.get(key)
         if cached is not None:
-            self.usage.cache_hits += 1
+            usage.cache_hits += 1
             return cached
-        completion = await self._send(payload, priority)
-        await cache.put(key, completion)
-        self.usage.calls += 1
-        self.usage.prompt_tokens += completion.prompt_tokens
-        self.usage.completion_tokens += completion.completion_tokens
+        completion = await self._send(payload, priority, usage)
+        cache.put(key, completion)
+        usage.calls += 1
+        usage.prompt_tokens += completion.prompt_tokens
+        usage.completion_tokens += completion.completion_tokens
         return completion
 
-    async def _send(self, payload: bytes, priority: tuple) -> Completion:
+    async def _send(self, payload: bytes, priority: tuple, usage: ModelUsage) -> Completion:
         """The first attempt runs bare (most calls succeed: no retry machinery on the hot path);
         after a transient failure, tenacity runs the remaining attempts."""
         try:
-            return await self._attempt(payload, priority)
+            return await self._attempt(payload, priority, usage)
         except CallFailed as exc:
             if not exc.retryable or self.model.max_retries == 0:
                 raise
             first_failure = exc
-        self.usage.retries += 1
+        usage.retries += 1
         await asyncio.sleep(retry_delay(first_failure, 1))
+
+        def count_retry(state: RetryCallState) -> None:
+            usage.retries += 1
+
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.model.max_retries),
             wait=lambda state: retry_delay(state.outcome.exception(), state.attempt_number + 1),
             retry=retry_if_exception(_retryable),
-            before_sleep=self._count_retry,
+            before_sleep=count_retry,
             reraise=True,
         )
         async for attempt in retrying:
             with attempt:
-                completion = await self._attempt(payload, priority)
+                completion = await self._attempt(payload, priority, usage)
         return completion
 
-    async def _attempt(self, payload: bytes, priority: tuple) -> Completion:
-        async with self.limiter.slot(priority):
-            try:
-                completion = await self.client.complete(payload)
-            except CallFailed as exc:
-                self._note(exc)
-                raise
-        self.limiter.on_success()
+    async def _attempt(self, payload: bytes, priority: tuple, usage: ModelUsage) -> Completion:
+        limiter = self.limiter
+        await limiter.acquire(priority)
+        started = time.monotonic()
+        try:
+            completion = await self.client.complete(payload)
+        except CallFailed as exc:
+            limiter.release()
+            self._note(exc, usage)
+            raise
+        except BaseException:
+            limiter.release()
+            raise
+        limiter.release(time.monotonic() - started)
         return completion
 
-    def _note(self, exc: CallFailed) -> None:
-        self.usage.errors[exc.code] += 1
-        self.usage.sample_error = self.usage.sample_error or str(exc)
+    def _note(self, exc: CallFailed, usage: ModelUsage) -> None:
+        usage.errors[exc.code] += 1
+        usage.sample_error = usage.sample_error or str(exc)
         if exc.status == 429:
-            self.usage.throttled += 1
+            usage.throttled += 1
             self.limiter.on_throttled()
-            self.usage.lowest_concurrency = self.limiter.lowest_limit
-
-    def _count_retry(self, state: RetryCallState) -> None:
-        self.usage.retries += 1
+            usage.lowest_concurrency = min(self.limiter.limit, usage.lowest_concurrency or self.limiter.limit)
