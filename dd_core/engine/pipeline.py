@@ -109,11 +109,13 @@ def produce_row_groups(
     runtime = llm or LLMRuntime()
     sizes = _Sizes(config, buffer_size)
     if workers > 1:
-        from dd_core.engine.workers import WorkerPool
+        from dd_core.engine.workers import WorkerPool, worker_runtimes
 
-        with WorkerPool(config, sizes, runtime, workers) as pool:
-            yield _in_order(pool.results(jobs), ordered)
-        return
+        runtimes = worker_runtimes(config, runtime, workers)
+        if len(runtimes) > 1:
+            with WorkerPool(config, sizes, runtimes) as pool:
+                yield _in_order(pool.results(jobs), ordered)
+            return
     if not config.rowwise_names:
         yield _vectorised(config, sizes, jobs)
         return

@@ -59,8 +59,9 @@ def reference(tmp_path_factory):
     }
 
 
-def _command(config, artifacts):
-    return [sys.executable, "-m", "dd_core", "generate", str(config), "-n", str(RECORDS), "--buffer-size", str(BUFFER), "--artifact-path", str(artifacts)]
+def _command(config, artifacts, workers=1):
+    """Named points count their hits in one process: the writer's, with one worker."""
+    return [sys.executable, "-m", "dd_core", "generate", str(config), "-n", str(RECORDS), "--buffer-size", str(BUFFER), "--artifact-path", str(artifacts), "--workers", str(workers)]
 
 
 def _killed_run(config, artifacts, point, hit):
@@ -103,10 +104,11 @@ def test_kill_while_writing_the_processed_dataset(tmp_path, reference, point, hi
 
 @pytest.mark.parametrize("seed", range(4))
 def test_kill_at_a_random_instant_repeatedly(tmp_path, reference, seed):
-    """An outside SIGKILL at random moments, several times in a row, then one clean resume."""
+    """An outside SIGKILL of the parent at random moments, several times in a row, while two
+    worker processes write row groups (they die with it), then one clean resume."""
     rng = random.Random(seed)
     for _ in range(3):
-        proc = subprocess.Popen(_command(CUSTOMERS, tmp_path), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(_command(CUSTOMERS, tmp_path, workers=2), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(rng.uniform(0.9, 1.6))  # interpreter start is ~1 s: kills land mid-generation
         proc.send_signal(signal.SIGKILL)
         proc.wait()
