@@ -88,8 +88,9 @@ class RowwiseStage:
     def __init__(self, config: DatasetConfig, callers: dict[str, ModelCaller]):
         self.config = config
         self.columns = [c for c in config.generation_order if c.name in config.rowwise_names]
-        reads = {config.producers[r].name for c in self.columns for refs in c.dependencies().values() for r in refs}
-        self.base_names = sorted(reads - config.rowwise_names)
+        reads = {r for c in self.columns for refs in c.dependencies().values() for r in refs}
+        # Names, not their producers: a seed dataset column produces several names.
+        self.base_names = sorted(r for r in reads if config.producers[r].name not in config.rowwise_names)
         self.aliases = sorted({c.model for c in self.columns if isinstance(c, LLMColumn)})
         self.cells = {c.name: _Cell(c, callers[c.model]) for c in self.columns if isinstance(c, LLMColumn)}
         self.expressions = {c.name: compile_renderer(c.expr, c.name, "expr") for c in self.columns if isinstance(c, ExpressionColumn)}

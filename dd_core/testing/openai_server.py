@@ -383,6 +383,7 @@ class _Exchange:
     model: str | None = None
     fault: str | None = None
     succeeded: bool = False
+    prompt: str | None = None  # the last message's first 200 characters
 
 
 class _Stats:
@@ -436,6 +437,7 @@ class _Stats:
                 "key": exchange.key,
                 "model": exchange.model,
                 "fault": exchange.fault,
+                "prompt": exchange.prompt,
             }
         )
 
@@ -653,6 +655,7 @@ class _ChatService:
         if problem:
             return _error(400, problem)
         exchange.key, exchange.model = request_key(body), body["model"]
+        exchange.prompt = _text(body["messages"][-1].get("content"))[:200]
         try:
             content = reply_content(body, exchange.key)
         except SchemaError as exc:
