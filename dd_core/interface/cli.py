@@ -4,6 +4,7 @@ error's code: 2 config/usage, 3 resume conflict, 4 damaged dataset, 5 folder loc
 
 from __future__ import annotations
 
+import importlib.abc
 import json
 import logging
 import os
@@ -101,6 +102,7 @@ def generate(
     ] = None,
 ) -> None:
     """Generate a dataset into <artifact-path>/<dataset-name>/, resuming where a run stopped."""
+    _without_pandas()
     from dd_core.interface.api import generate as run
 
     with user_errors(), _progress() as on_progress:
@@ -133,6 +135,20 @@ def generate(
             f"tokens {usage['prompt_tokens']} in / {usage['completion_tokens']} out"
         )
     out.print(f"Dataset: {result.path}")
+
+
+class _NoPandas(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "pandas" or name.startswith("pandas."):
+            raise ModuleNotFoundError(f"{name} is not needed by 'dd generate'", name=name)
+        return None
+
+
+def _without_pandas() -> None:
+    """``dd generate`` never needs pandas, but pyarrow imports it (~0.15-0.3 s) on the first
+    ``pa.array`` of a Python list when it is installed; refused, pyarrow works without it."""
+    if "pandas" not in sys.modules:
+        sys.meta_path.insert(0, _NoPandas())
 
 
 def available_cores() -> int:
