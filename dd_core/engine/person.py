@@ -14,6 +14,7 @@ Faker's files, and rebuilt when those change or the file cannot be read.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import json
@@ -116,7 +117,8 @@ def _write_cached(path: Path, data: dict) -> None:
         tmp.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
         os.replace(tmp, path)
     except OSError:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            tmp.unlink()
 
 
 _FIELDS = {"male", "male_weights", "female", "female_weights", "last", "last_weights", "email_domains", "cities", "states"}
