@@ -265,16 +265,16 @@ class _Pipeline:
             self.feeding: deque[_Group] = deque()
             self.running_rows = 0
             self.admitted_rows = 0
+            self.unstarted_rows = 0
             self.failure: tuple[int, BaseException] | None = None
             self.fatal: BaseException | None = None
             self.no_more_jobs = False
-            self.changed = asyncio.Event()
+            self.room = asyncio.Event()  # the admission loop may look again
+            self.done = asyncio.Event()
             self.cleanups: set[asyncio.Task] = set()
             admit = asyncio.create_task(self._admit_all())
             try:
-                while not self._finished():
-                    self.changed.clear()
-                    await self.changed.wait()
+                await self.done.wait()
                 if admit.done() and admit.exception() is not None:
                     raise admit.exception()
                 if self.fatal is not None:
@@ -287,13 +287,11 @@ class _Pipeline:
                     self._discard(group)
                 await asyncio.gather(admit, *self.cleanups, return_exceptions=True)
 
-    def _finished(self) -> bool:
-        if self.fatal is not None:
-            return True
-        return (self.no_more_jobs or self.failure is not None) and not self.active
-
     def _changed(self) -> None:
-        self.changed.set()
+        """Something that admission or the end of the run waits for may have happened."""
+        self.room.set()
+        if self.fatal is not None or ((self.no_more_jobs or self.failure is not None) and not self.active):
+            self.done.set()
 
     async def _admit_all(self) -> None:
         from dd_core.engine.llm.cache import RowGroupCache, cache_path
@@ -306,8 +304,8 @@ class _Pipeline:
                     break
                 job, cells = prepared
                 while not self._room_for(job.num_rows):
-                    self.changed.clear()
-                    await self.changed.wait()
+                    self.room.clear()
+                    await self.room.wait()
                 if self.failure is not None:
                     await cells.cache.aclose()
                     break
@@ -332,17 +330,17 @@ class _Pipeline:
     def _room_for(self, num_rows: int) -> bool:
         if self.fatal is not None or self.failure is not None or not self.active:
             return True
-        unstarted = sum(g.job.num_rows - g.next_row for g in self.feeding)
         return (
             len(self.active) < MAX_ROW_GROUPS_IN_FLIGHT
             and self.admitted_rows + num_rows <= self.lookahead
-            and unstarted < self.window
+            and self.unstarted_rows < self.window
         )
 
     def _admit(self, seq: int, job: RowGroupJob, cells) -> None:
         group = _Group(seq, job, cells, time.perf_counter())
         self.active[seq] = group
         self.admitted_rows += job.num_rows
+        self.unstarted_rows += job.num_rows
         if job.num_rows == 0:
             self._complete_soon(group)
             return
@@ -353,6 +351,7 @@ class _Pipeline:
         """Start rows, oldest row group first, while the window has room."""
         loop = self._loop
         feeding = self.feeding
+        started = 0
         while self.running_rows < self.window and feeding:
             group = feeding[0]
             row = group.next_row
@@ -360,10 +359,13 @@ class _Pipeline:
             if group.next_row == group.job.num_rows:
                 feeding.popleft()
             self.running_rows += 1
+            started += 1
             task = loop.create_task(self._row(group, row))
             group.tasks.add(task)
             task.add_done_callback(group.tasks.discard)
-        self._changed()
+        self.unstarted_rows -= started
+        if self.unstarted_rows < self.window:
+            self.room.set()
 
     async def _row(self, group: _Group, row: int) -> None:
         try:
@@ -414,6 +416,7 @@ class _Pipeline:
             self.admitted_rows -= group.job.num_rows
         if group in self.feeding:
             self.feeding.remove(group)
+            self.unstarted_rows -= group.job.num_rows - group.next_row
 
     def _discard(self, group: _Group) -> None:
         """Cancel a row group's rows; its answered calls stay in its cache, which is closed."""

@@ -1,8 +1,8 @@
 """Response cache: every successful call, stored before anything else happens.
 
-One append-only log per row group (see ``filesystems``): on a local disk each entry is
-appended with a single ``os.write`` as soon as its reply is parsed, so a SIGKILL loses no call
-the process has read, and ``fsync`` runs (in a thread) every ``sync_interval_s`` and when the row
+One append-only log per row group (see ``filesystems``): on a local disk the entries of the
+replies read in one turn of the event loop are appended with a single ``os.write`` at the end
+of that turn, before the loop waits again, so a SIGKILL loses no call the process has acted on, and ``fsync`` runs (in a thread) every ``sync_interval_s`` and when the row
 group ends. On object storage entries are flushed as one object every few seconds. A torn last
 line is skipped on reading.
 """
@@ -28,6 +28,7 @@ class RowGroupCache:
         self._appender: LogAppender | None = None
         self._last_sync = time.monotonic()
         self._syncing: asyncio.Future | None = None
+        self._pending: list[str] = []
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -43,7 +44,17 @@ class RowGroupCache:
         if self._appender is None:
             self._appender = self._path.log_appender()
         entry = {"key": key, "content": completion.content, "prompt_tokens": completion.prompt_tokens, "completion_tokens": completion.completion_tokens}
-        self._appender.append((json.dumps(entry, ensure_ascii=False) + "\n").encode())
+        if not self._pending:
+            # The replies read in this turn of the event loop go out in one write at its end,
+            # before the loop waits for anything again.
+            asyncio.get_running_loop().call_soon(self._flush)
+        self._pending.append(json.dumps(entry, ensure_ascii=False) + "\n")
+
+    def _flush(self) -> None:
+        if not self._pending or self._appender is None:
+            return
+        lines, self._pending = self._pending, []
+        self._appender.append("".join(lines).encode())
         fault_point("llm_cache_written")
         now = time.monotonic()
         if now - self._last_sync >= self._appender.sync_interval_s and (self._syncing is None or self._syncing.done()):
@@ -52,6 +63,7 @@ class RowGroupCache:
 
     async def aclose(self) -> None:
         """Wait for a sync in progress, then sync and close (off the event loop)."""
+        self._flush()
         if self._syncing is not None:
             await asyncio.gather(self._syncing, return_exceptions=True)
             self._syncing = None
