@@ -36,4 +36,6 @@ def run_measured(command: list[str], *, env: dict | None = None, timeout: float 
         raise RuntimeError(f"{name} printed nothing on stdout")
     result = json.loads(lines[-1])
     result["peak_rss_mb"] = round(rusage.ru_maxrss / 1024.0, 1)
+    # CPU seconds of the process and the children it waited for (e.g. worker processes).
+    result["cpu_s"] = round(rusage.ru_utime + rusage.ru_stime, 3)
     return result

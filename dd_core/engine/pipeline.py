@@ -42,9 +42,11 @@ from dd_core.fingerprinting import fingerprint
 from dd_core.storage.filesystems import StoragePath
 from dd_core.storage.row_group_files import RowGroupInfo, write_row_group_file
 
-#: Rows in progress per request slot of the models: enough that a freed slot is refilled at
-#: once, few enough that rendering prompts ahead does not stall the event loop.
-ROWS_PER_SLOT = 4
+#: Rows in progress beyond the models' request slots (a share of them, at least ``MIN_SPARE_ROWS``):
+#: a row holds at most one request at a time, so a few spare rows keep every slot busy while
+#: rows finish and new ones start; more would only wait at the limiter.
+SPARE_ROWS_PER_SLOT = 1 / 8
+MIN_SPARE_ROWS = 4
 #: Rows of admitted, unfinished row groups per request slot: room for the next row groups to
 #: run while an older one waits for a straggler (~10 s at the tail of a lognormal latency).
 LOOKAHEAD_ROWS_PER_SLOT = 16
@@ -188,7 +190,8 @@ class _Group:
         self.started = started
         self.next_row = 0
         self.remaining = job.num_rows
-        self.tasks: set[asyncio.Task] = set()
+        #: The row workers running one of its rows now (cancelled if it is discarded).
+        self.workers: set[asyncio.Task] = set()
 
 
 class _Pipeline:
@@ -259,11 +262,12 @@ class _Pipeline:
         async with ModelSessions(self.config, self.runtime) as sessions:
             self.stage = RowwiseStage(self.config, sessions.callers)
             slots = sessions.slots
-            self.window = ROWS_PER_SLOT * slots
+            self.window = slots + max(MIN_SPARE_ROWS, int(slots * SPARE_ROWS_PER_SLOT))
             self.lookahead = LOOKAHEAD_ROWS_PER_SLOT * slots
             self.active: dict[int, _Group] = {}
             self.feeding: deque[_Group] = deque()
-            self.running_rows = 0
+            self.rows_ready = asyncio.Event()
+            self.row_workers: set[asyncio.Task] = set()
             self.admitted_rows = 0
             self.unstarted_rows = 0
             self.failure: tuple[int, BaseException] | None = None
@@ -273,6 +277,7 @@ class _Pipeline:
             self.done = asyncio.Event()
             self.cleanups: set[asyncio.Task] = set()
             admit = asyncio.create_task(self._admit_all())
+            self._add_row_workers(self.window)
             try:
                 await self.done.wait()
                 if admit.done() and admit.exception() is not None:
@@ -285,7 +290,9 @@ class _Pipeline:
                 admit.cancel()
                 for group in list(self.active.values()):
                     self._discard(group)
-                await asyncio.gather(admit, *self.cleanups, return_exceptions=True)
+                for worker in self.row_workers:
+                    worker.cancel()
+                await asyncio.gather(admit, *self.row_workers, *self.cleanups, return_exceptions=True)
 
     def _changed(self) -> None:
         """Something that admission or the end of the run waits for may have happened."""
@@ -317,6 +324,7 @@ class _Pipeline:
             raise
         finally:
             self.no_more_jobs = True
+            self.rows_ready.set()  # idle row workers see there is no more work
             self._changed()
 
     def _prepare(self, cache_type, cache_path):
@@ -345,41 +353,46 @@ class _Pipeline:
             self._complete_soon(group)
             return
         self.feeding.append(group)
-        self._dispatch()
+        self.rows_ready.set()
 
-    def _dispatch(self) -> None:
-        """Start rows, oldest row group first, while the window has room."""
-        loop = self._loop
+    def _add_row_workers(self, count: int) -> None:
+        for _ in range(count):
+            task = self._loop.create_task(self._row_worker())
+            self.row_workers.add(task)
+            task.add_done_callback(self.row_workers.discard)
+
+    async def _row_worker(self) -> None:
+        """Run rows one after another, oldest row group first: ``window`` of these run at once
+        (a task per worker, not per row)."""
+        me = asyncio.current_task()
         feeding = self.feeding
-        started = 0
-        while self.running_rows < self.window and feeding:
+        while True:
+            if not feeding:
+                if self.no_more_jobs or self.failure is not None or self.fatal is not None:
+                    return
+                self.rows_ready.clear()
+                await self.rows_ready.wait()
+                continue
             group = feeding[0]
             row = group.next_row
             group.next_row += 1
             if group.next_row == group.job.num_rows:
                 feeding.popleft()
-            self.running_rows += 1
-            started += 1
-            task = loop.create_task(self._row(group, row))
-            group.tasks.add(task)
-            task.add_done_callback(group.tasks.discard)
-        self.unstarted_rows -= started
-        if self.unstarted_rows < self.window:
-            self.room.set()
-
-    async def _row(self, group: _Group, row: int) -> None:
-        try:
-            await self.stage.row(group.cells, row)
-        except Exception as exc:  # a template error or a bug: nothing sensible continues
-            self.fatal = exc
-            self._changed()
-            return
-        finally:
-            self.running_rows -= 1
-        group.remaining -= 1
-        if group.remaining == 0:
-            self._complete_soon(group)
-        self._dispatch()
+            self.unstarted_rows -= 1
+            if self.unstarted_rows < self.window:
+                self.room.set()
+            group.workers.add(me)
+            try:
+                await self.stage.row(group.cells, row)
+            except Exception as exc:  # a template error or a bug: nothing sensible continues
+                self.fatal = exc
+                self._changed()
+                return
+            finally:
+                group.workers.discard(me)
+            group.remaining -= 1
+            if group.remaining == 0:
+                self._complete_soon(group)
 
     def _complete_soon(self, group: _Group) -> None:
         task = self._loop.create_task(self._complete(group))
@@ -421,9 +434,11 @@ class _Pipeline:
     def _discard(self, group: _Group) -> None:
         """Cancel a row group's rows; its answered calls stay in its cache, which is closed."""
         self._leave(group)
-        tasks = list(group.tasks)
+        tasks = list(group.workers)
         for task in tasks:
-            task.cancel()
+            task.cancel()  # each is inside one of this row group's rows
+        if self.fatal is None and not self.done.is_set():
+            self._add_row_workers(len(tasks))
 
         async def close() -> None:
             await asyncio.gather(*tasks, return_exceptions=True)

@@ -25,6 +25,7 @@ from dd_core.engine.llm.caller import ModelCaller
 from dd_core.engine.llm.cells import InvalidReply, arrow_type, instructions, parse_reply, response_format
 from dd_core.engine.llm.client import CallFailed
 from dd_core.engine.llm.usage import ModelUsage
+from dd_core.engine.llm.wire import BodyTemplate
 
 
 class CellFailed(Exception):
@@ -69,10 +70,11 @@ class _Cell:
         self.prompt = compile_renderer(col.prompt, col.name, "prompt")
         self.system = compile_renderer(col.system_prompt, col.name, "system_prompt") if col.system_prompt else None
         self.instructions = instructions(col)
-        self.body = {"model": caller.model.model, **caller.model.sampling_params()}
+        body = {"model": caller.model.model, **caller.model.sampling_params()}
         fmt = response_format(col)
         if fmt is not None:
-            self.body["response_format"] = fmt
+            body["response_format"] = fmt
+        self.body = BodyTemplate(body)
 
     def messages(self, context: dict) -> list[dict[str, str]]:
         system = self.system(context) if self.system else None
@@ -135,9 +137,9 @@ class RowwiseStage:
         messages = cell.messages(context)
         problem = None
         for attempt in range(col.max_invalid_retries + 1):
-            body = {**cell.body, "messages": messages, "seed": cell_seed(self.config.seed, group.ctx.index, row, col.name, attempt)}
+            payload = cell.body.payload(messages, cell_seed(self.config.seed, group.ctx.index, row, col.name, attempt))
             try:
-                completion = await caller.complete(body, group.cache, priority, usage)
+                completion = await caller.complete(payload, group.cache, priority, usage)
             except CallFailed as exc:
                 raise CellFailed(col.model, f"column '{col.name}', row {row}: {exc}") from exc
             try:

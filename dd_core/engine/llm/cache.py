@@ -15,6 +15,7 @@ import logging
 import time
 
 from dd_core.engine.llm.client import Completion
+from dd_core.engine.llm.wire import cache_line
 from dd_core.storage.faults import fault_point
 from dd_core.storage.filesystems import LogAppender, StoragePath
 
@@ -43,12 +44,11 @@ class RowGroupCache:
             return
         if self._appender is None:
             self._appender = self._path.log_appender()
-        entry = {"key": key, "content": completion.content, "prompt_tokens": completion.prompt_tokens, "completion_tokens": completion.completion_tokens}
         if not self._pending:
             # The replies read in this turn of the event loop go out in one write at its end,
             # before the loop waits for anything again.
             asyncio.get_running_loop().call_soon(self._flush)
-        self._pending.append(json.dumps(entry, ensure_ascii=False) + "\n")
+        self._pending.append(cache_line(key, completion.content, completion.prompt_tokens, completion.completion_tokens))
 
     def _flush(self) -> None:
         if not self._pending or self._appender is None:

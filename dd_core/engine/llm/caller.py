@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import random
 import time
 from typing import Any
@@ -21,12 +20,6 @@ from dd_core.engine.llm.usage import ModelUsage
 MAX_RETRY_AFTER_S = 60.0
 BACKOFF_BASE_S = 0.25
 BACKOFF_MAX_S = 20.0
-
-
-def serialise(body: dict[str, Any]) -> bytes:
-    """The request body in canonical form: sent as is, and hashed as the cache key (the body
-    holds everything that shapes the reply, and no secret or timeout)."""
-    return json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 def retry_delay(exc: BaseException | None, attempt: int) -> float:
@@ -50,8 +43,8 @@ class ModelCaller:
         self.client = client
         self.limiter = limiter
 
-    async def complete(self, body: dict[str, Any], cache: RowGroupCache, priority: tuple, usage: ModelUsage) -> Completion:
-        payload = serialise(body)
+    async def complete(self, payload: bytes, cache: RowGroupCache, priority: tuple, usage: ModelUsage) -> Completion:
+        """``payload``: the serialised body (see ``serialise``), also the cache key's source."""
         key = hashlib.sha256(payload).hexdigest()
         cached = cache.get(key)
         if cached is not None:
