@@ -40,8 +40,10 @@ class ModelSessions:
             if carried:
                 limiter.set_limit(self.runtime.limits[alias])
             client = ChatClient(self.session, endpoint.base_url, endpoint.api_key, endpoint.timeout_s)
-            self.callers[alias] = ModelCaller(self.config.model(alias), client, limiter)
-            self._followers.append(asyncio.create_task(follow_server(limiter, self.session, endpoint.base_url, carried=carried)))
+            model = self.config.model(alias)
+            self.callers[alias] = ModelCaller(model, client, limiter)
+            if model.adaptive_concurrency:
+                self._followers.append(asyncio.create_task(follow_server(limiter, self.session, endpoint.base_url, carried=carried)))
         return self
 
     async def __aexit__(self, *exc_info) -> None:
