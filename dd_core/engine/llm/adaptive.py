@@ -6,7 +6,7 @@ throughput. Two signals find the knee, chosen per model when the run starts:
 
 - **queue depth** (preferred): the server's Prometheus ``/metrics`` (``vllm:num_requests_waiting``
   and ``vllm:num_requests_running``; SGLang's ``sglang:num_queue_reqs``/``num_running_reqs``),
-  polled every ``POLL_S``. While requests wait beyond a small allowance, the limit is set to what
+  polled every ``POLL_S`` (0.25 s). While requests wait beyond a small allowance, the limit is set to what
   the server is actually running of ours plus that allowance; while nothing waits and the limit
   holds requests back, it grows by a tenth. Several processes sharing a server each take their
   proportional share of the queue, so together they converge on the same knee.
@@ -32,7 +32,7 @@ from dd_core.engine.llm.limiter import AdaptiveLimiter
 
 log = logging.getLogger(__name__)
 
-POLL_S = 0.5
+POLL_S = 0.25
 #: Requests allowed to wait at the server (a share of those running), so its batch never runs dry.
 QUEUE_ALLOWANCE = 0.05
 MIN_QUEUE_ALLOWANCE = 2.0

@@ -47,9 +47,11 @@ class ModelSessions:
         return self
 
     async def __aexit__(self, *exc_info) -> None:
-        for task in self._followers:
-            task.cancel()
-        await asyncio.gather(*self._followers, return_exceptions=True)
         for alias, caller in self.callers.items():
             self.runtime.limits[alias] = caller.limiter.limit
-        await self.session.close()
+        for task in self._followers:
+            task.cancel()
+        try:
+            await asyncio.gather(*self._followers, return_exceptions=True)
+        finally:  # also when the run is cancelled while it winds down
+            await self.session.close()
