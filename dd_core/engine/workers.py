@@ -64,7 +64,7 @@ def worker_runtimes(config: DatasetConfig, runtime: LLMRuntime, workers: int) ->
 
 class WorkerPool:
     def __init__(self, config: DatasetConfig, sizes, runtimes: list[LLMRuntime]):
-        from dd_core.engine.pipeline import LOOKAHEAD_ROWS_PER_SLOT, MAX_ROW_GROUPS_IN_FLIGHT
+        from dd_core.engine.row_group_loop import LOOKAHEAD_ROWS_PER_SLOT, MAX_ROW_GROUPS_IN_FLIGHT
 
         self.config = config
         self.sizes = sizes

@@ -7,7 +7,6 @@ import asyncio
 import hashlib
 import random
 import time
-from typing import Any
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
