@@ -50,16 +50,19 @@ def standalone(row_groups: int, out: Path, rows: int = 1000) -> float:
 
 def through_dagster(row_groups: int, out: Path, home: Path, rows: int = 1000) -> float:
     defs = build_dataset_definitions(CONFIG, num_records=row_groups * rows, buffer_size=rows, resource=DataDesignerResource(artifact_path=str(out)))
-    dataset = DagsterDataset.create(CONFIG, row_groups * rows, rows)
+    return _run_range(defs.resolve_job_def("customers_row_groups_job"), DagsterDataset.create(CONFIG, row_groups * rows, rows), home)
+
+
+def _run_range(job: dg.JobDefinition, dataset: DagsterDataset, home: Path) -> float:
+    """One in-process run over every row group, on a fresh SQLite instance on disk."""
     home.mkdir(parents=True)
     with dg.instance_for_test(temp_dir=str(home)) as instance:
         register_partitions(instance, dataset)
-        job = defs.resolve_job_def("customers_row_groups_job")
         tags = {ASSET_PARTITION_RANGE_START_TAG: dataset.partition_keys[0], ASSET_PARTITION_RANGE_END_TAG: dataset.partition_keys[-1]}
         start = time.perf_counter()
         result = job.execute_in_process(instance=instance, tags=tags, run_config=QUIET)
         seconds = time.perf_counter() - start
-        assert result.success and len(result.get_asset_materialization_events()) == row_groups
+        assert result.success and len(result.get_asset_materialization_events()) == len(dataset.partition_keys)
     return seconds
 
 
@@ -98,15 +101,7 @@ def no_op_dagster(row_groups: int, home: Path, rows: int = 1000) -> float:
     spec = next(iter(real.specs))
     noop = _noop_asset(dataset, spec.replace_attributes(code_version=dataset.config_hash))
     job = dg.Definitions(assets=[noop], jobs=[dg.define_asset_job("noop_job", selection=[noop])]).resolve_job_def("noop_job")
-    home.mkdir(parents=True)
-    with dg.instance_for_test(temp_dir=str(home)) as instance:
-        register_partitions(instance, dataset)
-        tags = {ASSET_PARTITION_RANGE_START_TAG: dataset.partition_keys[0], ASSET_PARTITION_RANGE_END_TAG: dataset.partition_keys[-1]}
-        start = time.perf_counter()
-        result = job.execute_in_process(instance=instance, tags=tags, run_config=QUIET)
-        seconds = time.perf_counter() - start
-        assert result.success and len(result.get_asset_materialization_events()) == row_groups
-    return seconds
+    return _run_range(job, dataset, home)
 
 
 def checkpoint_read(partitions: int, home: Path) -> tuple[float, float]:
