@@ -18,6 +18,7 @@ from collections.abc import Iterable, Iterator
 
 from dd_core.config import DatasetConfig
 from dd_core.engine.jobs import ProducedRowGroup, RowGroupJob, RowGroupSizes, finish
+from dd_core.engine.llm.cache import RowGroupCache, cache_path
 from dd_core.engine.llm.runtime import LLMRuntime
 from dd_core.engine.row_group import assemble, vector_stage
 from dd_core.errors import GenerationError
@@ -31,7 +32,6 @@ MIN_SPARE_ROWS = 4
 #: run while an older one waits for a straggler (~10 s at the tail of a lognormal latency).
 LOOKAHEAD_ROWS_PER_SLOT = 16
 MAX_ROW_GROUPS_IN_FLIGHT = 64
-
 
 
 class _Group:
@@ -155,19 +155,17 @@ class RowGroupLoop:
             self.done.set()
 
     async def _admit_all(self) -> None:
-        from dd_core.engine.llm.cache import RowGroupCache, cache_path
-
         seq = 0
         try:
             while self.failure is None:
-                prepared = await asyncio.to_thread(self._prepare, RowGroupCache, cache_path)
+                prepared = await asyncio.to_thread(self._prepare)
                 if prepared is None:
                     break
                 job, cells = prepared
                 while not self._room_for(job.num_rows):
                     self.room.clear()
                     await self.room.wait()
-                if self.failure is not None:
+                if self.failure is not None or self.fatal is not None:
                     await cells.cache.aclose()
                     break
                 self._admit(seq, job, cells)
@@ -181,13 +179,13 @@ class RowGroupLoop:
             self.rows_ready.set()  # idle row workers see there is no more work
             self._changed()
 
-    def _prepare(self, cache_type, cache_path):
+    def _prepare(self):
         """In a worker thread: the next job, its vectorised stage and response cache."""
         job = next(self.jobs, None)
         if job is None:
             return None
         ctx = vector_stage(self.config, job.index, job.num_rows, self.sizes.buffer_size)
-        return job, self.stage.cells_of(ctx, cache_type(cache_path(self.runtime.cache_dir, job.index)))
+        return job, self.stage.cells_of(ctx, RowGroupCache(cache_path(self.runtime.cache_dir, job.index)))
 
     def _room_for(self, num_rows: int) -> bool:
         if self.fatal is not None or self.failure is not None or not self.active:

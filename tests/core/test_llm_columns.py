@@ -249,7 +249,7 @@ def test_fingerprint_ignores_endpoints_secrets_and_limits_but_not_model_settings
     base = hash_of()
     assert hash_of(base_url="http://10.0.0.1/v1") == base
     assert hash_of(api_key_env="OTHER_KEY") == base
-    assert hash_of(max_parallel_requests=64, timeout_s=5, max_retries=0) == base
+    assert hash_of(max_parallel_requests=64, adaptive_concurrency=False, timeout_s=5, max_retries=0) == base
     for changed in ({"model": "other-model"}, {"temperature": 0.2}, {"top_p": 0.5}, {"max_tokens": 64}, {"extra_body": {"min_p": 0.1}}):
         assert hash_of(**changed) != base, changed
     renamed = chain_config("http://127.0.0.1:1/v1")
