@@ -23,11 +23,11 @@ from dd_core.engine.llm.runtime import LLMRuntime
 from dd_core.engine.row_group import assemble, vector_stage
 from dd_core.errors import GenerationError
 
-#: Rows in progress beyond the models' request slots (a share of them, at least ``MIN_SPARE_ROWS``):
-#: a row holds at most one request at a time, so a few spare rows keep every slot busy while
-#: rows finish and new ones start; more would only wait at the limiter.
-SPARE_ROWS_PER_SLOT = 1 / 8
-MIN_SPARE_ROWS = 4
+#: Rows in progress: one per request slot. A row holds at most one request at a time and its worker
+#: moves straight on to the next row, so with one model one row per slot keeps every slot busy
+#: and no request ever waits at the limiter (unless the adaptive limit is below the maximum).
+#: With several models, a row waiting for one model leaves another's slot free: twice as many.
+ROWS_PER_SLOT_SEVERAL_MODELS = 2
 #: Rows of admitted, unfinished row groups per request slot: room for the next row groups to
 #: run while an older one waits for a straggler (~10 s at the tail of a lognormal latency).
 LOOKAHEAD_ROWS_PER_SLOT = 16
@@ -116,7 +116,7 @@ class RowGroupLoop:
         async with ModelSessions(self.config, self.runtime) as sessions:
             self.stage = RowwiseStage(self.config, sessions.callers)
             slots = sessions.slots
-            self.window = slots + max(MIN_SPARE_ROWS, int(slots * SPARE_ROWS_PER_SLOT))
+            self.window = slots if len(sessions.callers) == 1 else slots * ROWS_PER_SLOT_SEVERAL_MODELS
             self.lookahead = LOOKAHEAD_ROWS_PER_SLOT * slots
             self.active: dict[int, _Group] = {}
             self.feeding: deque[_Group] = deque()
