@@ -6,10 +6,12 @@ import jinja2
 import pyarrow as pa
 
 from dd_core.config.columns import ExpressionColumn
-from dd_core.config.templates import compile_template
+from dd_core.config.render_limits import RenderLimitExceeded, RenderLimits
+from dd_core.config.templates import compile_template, render
 from dd_core.engine.context import RowGroupContext
 from dd_core.errors import ConfigIssue, DDConfigError
 
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 _TRUE = {"true", "1", "yes", "y", "t"}
 _FALSE = {"false", "0", "no", "n", "f"}
 
@@ -36,11 +38,17 @@ def _to_bool(text: str) -> bool:
 _CONVERTERS = {"str": (str, pa.string()), "int": (_to_int, pa.int64()), "float": (float, pa.float64()), "bool": (_to_bool, pa.bool_())}
 
 
-def render_rows(source: str, column: str, field: str, contexts: list[dict]) -> list[str]:
-    """Render one template for many rows; sandbox and undefined-name failures name the column."""
+def render_rows(source: str, column: str, field: str, contexts: list[dict], limits: RenderLimits) -> list[str]:
+    """Render one template for many rows, each cell within ``limits``; failures name the column."""
     template = compile_template(source)
     try:
-        return [template.render(row) for row in contexts]
+        return [render(template, row, limits) for row in contexts]
+    except RenderLimitExceeded as exc:
+        raise DDConfigError([ConfigIssue(f"template exceeds its render limits: {exc}", column, field)]) from exc
+    except RecursionError as exc:
+        raise DDConfigError([ConfigIssue("template recursion is too deep (does a macro call itself without end?)", column, field)]) from exc
+    except MemoryError as exc:
+        raise DDConfigError([ConfigIssue("template ran out of memory while rendering one cell; lower its work per row", column, field)]) from exc
     except jinja2.exceptions.SecurityError as exc:
         raise DDConfigError([ConfigIssue(f"template refused by the sandbox: {exc}", column, field)]) from exc
     except jinja2.UndefinedError as exc:
@@ -55,7 +63,7 @@ def row_contexts(names: set[str], ctx: RowGroupContext) -> list[dict]:
 
 
 def expression(col: ExpressionColumn, ctx: RowGroupContext) -> pa.Array:
-    texts = render_rows(col.expr, col.name, "expr", row_contexts(col.dependencies()["expr"], ctx))
+    texts = render_rows(col.expr, col.name, "expr", row_contexts(col.dependencies()["expr"], ctx), ctx.render_limits)
     return pa.array([convert_value(text, col, row) for row, text in enumerate(texts)], expression_type(col))
 
 
@@ -71,6 +79,9 @@ def convert_value(text: str, col: ExpressionColumn, row: int):
     if not text:
         return None
     try:
-        return _CONVERTERS[col.dtype][0](text)
-    except ValueError as exc:
-        raise DDConfigError([ConfigIssue(f"row {row} rendered {text!r}, which is not a {col.dtype}", col.name, "dtype")]) from exc
+        value = _CONVERTERS[col.dtype][0](text)
+    except (ValueError, OverflowError) as exc:
+        raise DDConfigError([ConfigIssue(f"row {row} rendered {text[:80]!r}, which is not a {col.dtype}", col.name, "dtype")]) from exc
+    if col.dtype == "int" and not INT64_MIN <= value <= INT64_MAX:
+        raise DDConfigError([ConfigIssue(f"row {row} rendered {text[:80]!r}, which does not fit in a 64-bit int", col.name, "dtype")])
+    return value

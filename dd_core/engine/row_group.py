@@ -45,7 +45,7 @@ def run_row_group(
     config = load_config(config)
     if index < 0 or num_rows < 0:
         raise ValueError(f"index and num_rows must not be negative (got {index}, {num_rows})")
-    ctx = RowGroupContext(config.seed, index, num_rows, row_offset=index * (buffer_size or num_rows))
+    ctx = RowGroupContext(config.seed, index, num_rows, row_offset=index * (buffer_size or num_rows), render_limits=config.render_limits)
     for col in config.generation_order:
         if col.name in config.rowwise_names:
             continue

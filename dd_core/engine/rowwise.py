@@ -23,6 +23,7 @@ import pyarrow as pa
 from dd_core.config import DatasetConfig
 from dd_core.config.columns import ExpressionColumn
 from dd_core.config.llm_columns import LLMColumn
+from dd_core.config.render_limits import RenderLimits
 from dd_core.engine.context import RowGroupContext
 from dd_core.engine.expressions import convert_value, expression_type, render_rows
 from dd_core.engine.llm.cache import RowGroupCache, cache_path
@@ -138,7 +139,7 @@ class _RowGroupStage:
         produced = {}
         for depth, col in enumerate(self.columns):
             if isinstance(col, ExpressionColumn):
-                value = convert_value(_render(col.expr, col.name, "expr", context), col, row)
+                value = convert_value(_render(col.expr, col.name, "expr", context, self.ctx.render_limits), col, row)
             else:
                 try:
                     value = await self._cell(col, context, row, (-depth, row), cache)
@@ -151,7 +152,7 @@ class _RowGroupStage:
 
     async def _cell(self, col: LLMColumn, context: dict, row: int, priority: tuple, cache: RowGroupCache) -> Any:
         caller = self.callers[col.model]
-        messages = _messages(col, context)
+        messages = _messages(col, context, self.ctx.render_limits)
         problem = None
         for attempt in range(col.max_invalid_retries + 1):
             body = {
@@ -175,15 +176,15 @@ class _RowGroupStage:
         raise CellFailed(col.model, f"column '{col.name}', row {row}: {col.max_invalid_retries + 1} invalid replies; last: {problem}")
 
 
-def _render(source: str, column: str, field: str, context: dict) -> str:
-    return render_rows(source, column, field, [context])[0]
+def _render(source: str, column: str, field: str, context: dict, limits: RenderLimits) -> str:
+    return render_rows(source, column, field, [context], limits)[0]
 
 
-def _messages(col: LLMColumn, context: dict) -> list[dict[str, str]]:
-    system = _render(col.system_prompt, col.name, "system_prompt", context) if col.system_prompt else None
+def _messages(col: LLMColumn, context: dict, limits: RenderLimits) -> list[dict[str, str]]:
+    system = _render(col.system_prompt, col.name, "system_prompt", context, limits) if col.system_prompt else None
     extra = instructions(col)
     if extra:
         system = f"{system}\n\n{extra}" if system else extra
     messages = [{"role": "system", "content": system}] if system else []
-    messages.append({"role": "user", "content": _render(col.prompt, col.name, "prompt", context)})
+    messages.append({"role": "user", "content": _render(col.prompt, col.name, "prompt", context, limits)})
     return messages
