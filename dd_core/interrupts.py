@@ -62,6 +62,9 @@ def _on_main_thread() -> bool:
 
 
 def _raise_terminated(signum: int, frame: FrameType | None) -> None:
+    # Once: a second SIGTERM while the first unwinds must not cut the clean-up short
+    # (SIGKILL still ends the process at once).
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     raise Terminated()
 
 

@@ -52,8 +52,10 @@ def read_config_file(path: Path) -> str:
     try:
         if path.is_dir():
             raise DDConfigError(f"config path {path} is a directory; expected a YAML or JSON file")
-        if not path.is_file():
+        if not path.exists():
             raise DDConfigError(f"config file {path} does not exist")
+        if not path.is_file():
+            raise DDConfigError(f"config path {path} is not a regular file; expected a YAML or JSON file")
         size = path.stat().st_size
         if size > MAX_CONFIG_BYTES:
             raise DDConfigError(f"config file {path} is {size:,} bytes; a config is at most {MAX_CONFIG_BYTES:,} bytes (is this the right file?)")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+import string
 import threading
 import time
 from typing import Any
@@ -280,6 +281,11 @@ def check_call(obj: Any, args: tuple, kwargs: dict) -> None:
     if not isinstance(owner, (str, bytes)):
         return
     name = getattr(obj, "__name__", "")
+    if name in ("format", "format_map") and isinstance(owner, str):
+        for _, _, spec, _ in string.Formatter().parse(owner):
+            if spec and "{" not in spec:
+                check_format_spec(spec)
+        return
     if name == "join" and args:
         items = list(args[0]) if not isinstance(args[0], (str, bytes)) else [args[0]]
         check_joined(items, owner, "join")

@@ -182,6 +182,8 @@ def check_safe(source: str) -> None:
             raise TemplateProblem(f"template uses {_unseeded_message(node.name)}")
     try:
         compile_template(source)
+    except jinja2.TemplateSyntaxError as exc:  # e.g. an unknown filter or test
+        raise TemplateProblem(f"template error on line {exc.lineno}: {exc.message}") from exc
     except (RecursionError, MemoryError, SyntaxError) as exc:
         raise TemplateProblem("template nests too deeply to be compiled; flatten its expressions") from exc
 
@@ -205,7 +207,9 @@ class _Unknown(Exception):
 def _const(node: nodes.Node) -> Any:
     if isinstance(node, nodes.Const):
         return node.value
-    if isinstance(node, (nodes.List, nodes.Tuple)):
+    if isinstance(node, nodes.Tuple):
+        return tuple(_const(item) for item in node.items)
+    if isinstance(node, nodes.List):
         return [_const(item) for item in node.items]
     if isinstance(node, nodes.Neg):
         return -_const(node.node)

@@ -53,7 +53,7 @@ def render_rows(source: str, column: str, field: str, contexts: list[dict], limi
         raise DDConfigError([ConfigIssue(f"template refused by the sandbox: {exc}", column, field)]) from exc
     except jinja2.UndefinedError as exc:
         raise DDConfigError([ConfigIssue(f"template uses something undefined: {exc}", column, field)]) from exc
-    except (TypeError, ValueError, ArithmeticError) as exc:
+    except (TypeError, ValueError, ArithmeticError, jinja2.TemplateError) as exc:
         raise DDConfigError([ConfigIssue(f"template failed to render: {exc}", column, field)]) from exc
 
 

@@ -114,7 +114,11 @@ def generate(
     llm = LLMRuntime(overrides=model_overrides or {})
     llm.check_endpoints(config)  # an unset key or a bad URL fails before a folder exists
     layout = DatasetLayout(_artifact_root(artifact_path) / name)
-    plan = _plan(mode, scan_folder(layout), fp["config_hash"], num_records, buffer_size, layout)
+    scan = scan_folder(layout)
+    plan = _plan(mode, scan, fp["config_hash"], num_records, buffer_size, layout)
+    if plan.action is Action.ALREADY_COMPLETE:
+        # Nothing to write, so no lock to take (a finished dataset on read-only storage is fine).
+        return _already_complete(layout, scan.metadata, started)
     if plan.action is Action.NEW_FOLDER:
         layout = _fresh_layout(layout)
         mode = ResumeMode.IF_POSSIBLE  # the new folder is empty: create
@@ -125,9 +129,7 @@ def generate(
             scan = scan_folder(layout)  # authoritative, under the lock
             plan = _plan(mode, scan, fp["config_hash"], num_records, buffer_size, layout)
             if plan.action is Action.ALREADY_COMPLETE:
-                _verify_finished(layout, scan.metadata)
-                log.debug("%s is already complete (%d records); nothing generated", layout.root, scan.metadata.actual_num_records)
-                return DatasetResult(_user_path(layout.root), scan.metadata.to_json(), True, 0, time.perf_counter() - started)
+                return _already_complete(layout, scan.metadata, started)
             writer = DatasetWriter(layout, _metadata_for_run(scan, name, fp, config, num_records, buffer_size))
             try:
                 writer.start(config.resolved_dump(), scan.unrecorded)
@@ -241,6 +243,12 @@ def _dataset_metadata(layout: DatasetLayout) -> DatasetMetadata:
         detail = "it has row-group files but no metadata.json" if has_data else "it has no metadata.json"
         raise DDUsageError(f"{layout.root} is not a dd dataset folder ({detail}); expected a folder made by dd generate")
     return load_metadata(layout.metadata)
+
+
+def _already_complete(layout: DatasetLayout, meta: DatasetMetadata, started: float) -> DatasetResult:
+    _verify_finished(layout, meta)
+    log.debug("%s is already complete (%d records); nothing generated", layout.root, meta.actual_num_records)
+    return DatasetResult(_user_path(layout.root), meta.to_json(), True, 0, time.perf_counter() - started)
 
 
 def _verify_finished(layout: DatasetLayout, meta: DatasetMetadata) -> None:

@@ -67,7 +67,7 @@ class _DDGroup(TyperGroup):
             if ctx.params.get("debug"):
                 raise
             say_error(
-                f"internal error (a bug in dd): {type(exc).__name__}: {exc}. Nothing was left half-written. "
+                f"internal error (a bug in dd): {type(exc).__name__}: {str(exc).rstrip('.')}. Nothing was left half-written. "
                 "Rerun with --debug to see the traceback, and report it."
             )
             raise typer.Exit(INTERNAL_ERROR_EXIT) from None
@@ -211,7 +211,7 @@ def _progress():
 def status(
     dataset: Annotated[str, typer.Argument(help="A dataset folder (local or s3://...).")],
     config: Annotated[Optional[Path], typer.Option(help="Would this config resume the dataset?")] = None,
-    num_records: Annotated[Optional[int], typer.Option(help="Target to check with --config (default: the stored one).")] = None,
+    num_records: Annotated[Optional[int], typer.Option(min=1, help="Target to check with --config (default: the stored one).")] = None,
 ) -> None:
     """Show a dataset folder's target, progress, fingerprint and resumability."""
     from dd_core.interface.status import describe

@@ -55,6 +55,15 @@ def create_new(path: Path) -> int:
         return os.open(path, _NEW_FILE, 0o644)
 
 
+def discard(path: Path) -> None:
+    """Remove a temp file if it is there; never fails (a read-only file system refuses even to
+    unlink what does not exist, and the original error is the one to report)."""
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
 def fsync_dir(folder: Path) -> None:
     fd = os.open(folder, os.O_RDONLY)
     try:
@@ -81,7 +90,7 @@ def atomic_write(path: Path, data: bytes, *, fault_prefix: str = "file") -> None
             fault_point(f"{fault_prefix}_tmp_written")
             os.replace(tmp, path)
         except BaseException:
-            tmp.unlink(missing_ok=True)
+            discard(tmp)
             raise
         fsync_dir(path.parent)
     except OSError as exc:

@@ -21,6 +21,7 @@ from dd_core.errors import DatasetDamagedError
 from dd_core.redaction import logger
 from dd_core.interrupts import deferred
 from dd_core.resume import Checkpoint, Found, FoundState, RangeCheckpoints
+from dd_core.storage.atomic import discard, storage_failure
 from dd_core.storage.faults import fault_point
 from dd_core.storage.filesystems import StoragePath, local_temp_file, storage_path
 from dd_core.storage.layout import LOCK_FILE, DatasetLayout, batch_index
@@ -210,6 +211,8 @@ def write_streamed(path: StoragePath | str, tables: Iterator[pa.Table], schema: 
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         path.publish(tmp)
+    except OSError as exc:
+        raise storage_failure(path, exc) from exc
     finally:
-        tmp.unlink(missing_ok=True)
+        discard(tmp)
     return rows

@@ -522,7 +522,10 @@ class StoragePath:
         without reading the file), the object's bytes otherwise."""
         import pyarrow as pa
 
-        return self.path if self.is_local else pa.BufferReader(self.read_bytes())
+        if self.is_local:
+            _regular_or_absent(self.path)  # arrow would block forever opening a FIFO
+            return self.path
+        return pa.BufferReader(self.read_bytes())
 
     def write_atomic(self, data: bytes, fault_prefix: str = "file") -> None:
         self.fs.write_atomic(self.path, data, fault_prefix)

@@ -192,7 +192,7 @@ class DatasetMetadata:
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise DatasetDamagedError(
-                f"{path} is not valid dd metadata ({type(exc).__name__}: {str(exc)[:300]}). Nothing was changed; "
+                f"{path} is not valid dd metadata ({str(exc)[:300] if not isinstance(exc, KeyError) else f'{exc} is missing'}). Nothing was changed; "
                 "the row-group files still describe themselves (see 'dd status')"
             ) from exc
 
