@@ -210,3 +210,19 @@ def test_a_planted_link_in_the_llm_cache_is_refused(tmp_path, llm, key_env):
     outcome = invoke("generate", path, "-n", 8, "--buffer-size", 4, "--artifact-path", tmp_path / "out", "--dataset-name", "ds", env=key_env)
     check(outcome, 4, "rg_00001.jsonl is a symbolic link", "never writes through a link")
     assert finished.read_bytes() == data
+
+
+def test_a_prompt_past_its_render_limits_leaves_no_folder_and_calls_nothing(tmp_path, llm, key_env):
+    config = llm_config(llm.base_url)
+    config["columns"][1]["prompt"] = "Ask about {{ topic * 10**7 }}."
+    llm.reset_stats()
+    check(_generate(tmp_path, config, key_env), 2, "column 'question'", "field 'prompt'", "render limits")
+    assert not (tmp_path / "out" / "ds").exists()
+    assert llm.stats()["requests_total"] == 0
+
+
+def test_an_expression_over_llm_output_past_its_limits_leaves_no_folder(tmp_path, llm, key_env):
+    config = llm_config(llm.base_url)
+    config["columns"].append({"name": "loud", "type": "expression", "expr": "{{ question * 10**6 }}"})
+    check(_generate(tmp_path, config, key_env), 2, "column 'loud'", "render limits")
+    assert not (tmp_path / "out" / "ds").exists()
