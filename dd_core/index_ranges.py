@@ -5,7 +5,10 @@ finished is one range, and "what is left to generate" is computed without listin
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Generic, TypeVar
+
+V = TypeVar("V")
 
 
 class IndexRanges:
@@ -124,3 +127,37 @@ class IndexRanges:
             if start <= end:
                 pieces.append((start, end))
         return IndexRanges(pieces)
+
+
+class RangeMap(Mapping[int, V], Generic[V]):
+    """Indices held as ranges, each mapped to ``regular`` except the few listed in ``irregular``
+    (e.g. finished row groups: all full-size but a shorter last one)."""
+
+    def __init__(self, indices: IndexRanges, regular: V, irregular: Mapping[int, V] | None = None):
+        self.irregular: dict[int, V] = dict(irregular or {})
+        outside = [i for i in self.irregular if i not in indices]
+        self.indices = IndexRanges([*indices.ranges(), *((i, i) for i in outside)]) if outside else indices
+        self.regular = regular
+
+    def __getitem__(self, index: int) -> V:
+        if index in self.irregular:
+            return self.irregular[index]
+        if index in self.indices:
+            return self.regular
+        raise KeyError(index)
+
+    def __setitem__(self, index: int, value: V) -> None:
+        self.indices.add(index)
+        if value == self.regular:
+            self.irregular.pop(index, None)
+        else:
+            self.irregular[index] = value
+
+    def __contains__(self, index: object) -> bool:
+        return index in self.indices
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)

@@ -14,7 +14,7 @@ from enum import StrEnum
 from typing import Literal
 
 from dd_core.errors import DDConfigError, ResumeConflictError
-from dd_core.index_ranges import IndexRanges
+from dd_core.index_ranges import IndexRanges, RangeMap
 
 #: Rows one row group may have: it is generated in memory as a whole.
 MAX_BUFFER_SIZE = 1_000_000
@@ -54,30 +54,9 @@ class Checkpoint:
     buffer_size: int
 
 
-class RangeCheckpoints(Mapping[int, Checkpoint]):
+class RangeCheckpoints(RangeMap[Checkpoint]):
     """A folder's checkpoints without one object per row group: the row groups in ``indices``
     are ``regular`` (same config, full size), except those listed in ``irregular``."""
-
-    def __init__(self, indices: IndexRanges, regular: Checkpoint, irregular: Mapping[int, Checkpoint]):
-        self.irregular = dict(irregular)
-        self.indices = indices if not self.irregular else IndexRanges([*indices.ranges(), *((i, i) for i in self.irregular)])
-        self.regular = regular
-
-    def __getitem__(self, index: int) -> Checkpoint:
-        if index in self.irregular:
-            return self.irregular[index]
-        if index in self.indices:
-            return self.regular
-        raise KeyError(index)
-
-    def __contains__(self, index: object) -> bool:
-        return index in self.indices
-
-    def __iter__(self) -> Iterator[int]:
-        return iter(self.indices)
-
-    def __len__(self) -> int:
-        return len(self.indices)
 
 
 @dataclass(frozen=True)

@@ -10,12 +10,12 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from dd_core.errors import DatasetDamagedError
-from dd_core.index_ranges import IndexRanges
+from dd_core.index_ranges import IndexRanges, RangeMap
 from dd_core.resume import MAX_BUFFER_SIZE, MAX_ROW_GROUPS, Checkpoint, RangeCheckpoints
 from dd_core.storage.filesystems import StoragePath, storage_path
 from dd_core.storage.layout import FINAL_FILE, PARQUET_DIR
@@ -44,15 +44,13 @@ class RowCounts:
     rows: int
 
 
-class CompletedRowGroups(Mapping[int, RowCounts]):
+class CompletedRowGroups(RangeMap[RowCounts]):
     """Finished row groups by index: ranges of indices, plus the few whose counts differ from
     ``(buffer_size, buffer_size)``. Totals are arithmetic; nothing is expanded per row group."""
 
     def __init__(self, buffer_size: int, indices: IndexRanges | None = None, irregular: Mapping[int, RowCounts] | None = None):
+        super().__init__(indices if indices is not None else IndexRanges(), RowCounts(buffer_size, buffer_size), irregular)
         self.buffer_size = buffer_size
-        self.indices = indices if indices is not None else IndexRanges()
-        self.irregular: dict[int, RowCounts] = dict(irregular or {})
-        self._regular = RowCounts(buffer_size, buffer_size)
 
     @classmethod
     def of(cls, buffer_size: int, counts: Mapping[int, RowCounts]) -> CompletedRowGroups:
@@ -60,27 +58,6 @@ class CompletedRowGroups(Mapping[int, RowCounts]):
         for index, count in counts.items():
             done[index] = count
         return done
-
-    def __getitem__(self, index: int) -> RowCounts:
-        if index not in self.indices:
-            raise KeyError(index)
-        return self.irregular.get(index, self._regular)
-
-    def __setitem__(self, index: int, counts: RowCounts) -> None:
-        self.indices.add(index)
-        if counts == self._regular:
-            self.irregular.pop(index, None)
-        else:
-            self.irregular[index] = counts
-
-    def __contains__(self, index: object) -> bool:
-        return index in self.indices
-
-    def __iter__(self) -> Iterator[int]:
-        return iter(self.indices)
-
-    def __len__(self) -> int:
-        return len(self.indices)
 
     @property
     def rows(self) -> int:
