@@ -44,12 +44,6 @@ class ConfigIssue:
 INTERNAL_ERROR_EXIT = 70
 
 
-class DDUsageError(DDError):
-    """A command-line argument or path is unusable (not a config problem): exit 2."""
-
-    exit_code = 2
-
-
 class DDConfigError(DDError):
     """The dataset config (or a command-line argument) is invalid."""
 
@@ -77,6 +71,18 @@ class DDConfigError(DDError):
     @property
     def field(self) -> str | None:
         return self.issues[0].field if self.issues else None
+
+
+class DDUsageError(DDConfigError):
+    """An argument or path is unusable (a target, a name, a folder that is not a dataset): exit 2.
+
+    A ``DDConfigError`` for whoever catches those, with a plain message (no "Invalid dataset
+    config" heading: the config is fine)."""
+
+    def __init__(self, message: str):
+        self.issues = [ConfigIssue(message)]
+        self.source = None
+        Exception.__init__(self, message)
 
 
 class ResumeConflictError(DDError):

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Literal
 
-from dd_core.errors import DDConfigError, ResumeConflictError
+from dd_core.errors import DDUsageError, ResumeConflictError
 from dd_core.index_ranges import IndexRanges, RangeMap
 
 #: Rows one row group may have: it is generated in memory as a whole.
@@ -36,7 +36,7 @@ class ResumeMode(StrEnum):
             return cls(text)
         except ValueError:
             valid = ", ".join(m.value for m in cls)
-            raise DDConfigError(f"unknown resume mode {value!r}; valid modes: {valid}") from None
+            raise DDUsageError(f"unknown resume mode {value!r}; valid modes: {valid}") from None
 
 
 class Found(StrEnum):
@@ -126,15 +126,15 @@ def _whole(value: object) -> bool:
 def row_group_sizes(num_records: int, buffer_size: int) -> RowGroupSizes:
     """The row groups of a target, after checking it is one dd can make."""
     if not (_whole(num_records) and _whole(buffer_size)) or num_records < 1 or buffer_size < 1:
-        raise DDConfigError(f"num_records and buffer_size must be whole numbers of at least 1 (got {num_records!r}, {buffer_size!r})")
+        raise DDUsageError(f"num_records and buffer_size must be whole numbers of at least 1 (got {num_records!r}, {buffer_size!r})")
     if buffer_size > MAX_BUFFER_SIZE:
-        raise DDConfigError(
+        raise DDUsageError(
             f"buffer_size {buffer_size:,} is more than the {MAX_BUFFER_SIZE:,} rows a row group may have "
             "(a row group is generated in memory); use a smaller --buffer-size"
         )
     sizes = RowGroupSizes(num_records, buffer_size)
     if sizes.count > MAX_ROW_GROUPS:
-        raise DDConfigError(
+        raise DDUsageError(
             f"num_records {num_records:,} with buffer_size {buffer_size:,} makes {sizes.count:,} row groups, more than "
             f"the {MAX_ROW_GROUPS:,} a dataset may have; raise --buffer-size or lower --num-records"
         )
@@ -215,7 +215,7 @@ def _plan_asset(mode, found, config_hash, sizes, buffer_size, location, row_grou
     targets = tuple(sorted(row_groups)) if row_groups is not None else tuple(sizes)
     unknown = [i for i in targets if i not in sizes]
     if unknown:
-        raise DDConfigError(f"row groups {unknown} are outside the dataset of {len(sizes)} row groups ({location})")
+        raise DDUsageError(f"row groups {unknown} are outside the dataset of {len(sizes)} row groups ({location})")
     if mode is ResumeMode.ALWAYS and found.kind is Found.NOTHING:
         raise ResumeConflictError(
             f"Cannot resume {location}: found no materialized row group, expected at least one from an earlier "
