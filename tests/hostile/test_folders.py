@@ -165,11 +165,11 @@ CASES = [
     ("row-group-is-a-fifo", "done", replace_path("parquet-files/batch_00000.parquet", lambda p: os.mkfifo(p)), ("export", "resume"), 4, ["batch_00000.parquet", "unreadable"]),
     ("unrecorded-foreign-file", "partial", lambda ds: pq.write_table(pa.table({"x": [1]}), ds / "parquet-files" / "batch_00003.parquet"), ("resume", "status"), 4, ["batch_00003.parquet is not a dd row-group file"]),
     # planted links and odd files where dd writes
-    ("lock-holder-links-to-a-row-group", "partial", lambda ds: os.symlink(ds / "parquet-files" / "batch_00000.parquet", ds / ".dd.lock.json"), ("resume",), 4, [".dd.lock.json is a symbolic link", "never writes through a link"]),
-    ("lock-links-to-a-row-group", "partial", lambda ds: _replace_with_link(ds / ".dd.lock", ds / "parquet-files" / "batch_00000.parquet"), ("resume",), 4, [".dd.lock is a symbolic link"]),
-    ("lock-is-a-directory", "partial", replace_path(".dd.lock", lambda p: p.mkdir()), ("resume",), 4, [".dd.lock is a directory"]),
-    ("lock-holder-is-a-directory", "partial", lambda ds: (ds / ".dd.lock.json").mkdir(), ("resume",), 4, [".dd.lock.json is a directory"]),
-    ("lock-is-a-fifo", "partial", replace_path(".dd.lock", lambda p: os.mkfifo(p)), ("resume",), 4, [".dd.lock is not a regular file"]),
+    ("lock-holder-links-to-a-row-group", "partial", lambda ds: os.symlink(ds / "parquet-files" / "batch_00000.parquet", ds / ".dd.lock.json"), ("resume", "generate"), 4, [".dd.lock.json is a symbolic link", "never writes through a link"]),
+    ("lock-links-to-a-row-group", "partial", lambda ds: _replace_with_link(ds / ".dd.lock", ds / "parquet-files" / "batch_00000.parquet"), ("resume", "generate"), 4, [".dd.lock is a symbolic link"]),
+    ("lock-is-a-directory", "partial", replace_path(".dd.lock", lambda p: p.mkdir()), ("resume", "generate"), 4, [".dd.lock is a directory"]),
+    ("lock-holder-is-a-directory", "partial", lambda ds: (ds / ".dd.lock.json").mkdir(), ("resume", "generate"), 4, [".dd.lock.json is a directory"]),
+    ("lock-is-a-fifo", "partial", replace_path(".dd.lock", lambda p: os.mkfifo(p)), ("resume", "generate"), 4, [".dd.lock is not a regular file"]),
     # config.json
     ("config-json-missing", "partial", lambda ds: (ds / "config.json").unlink(), ("resume",), 4, ["has a metadata.json but no config.json"]),
     ("config-json-edited", "partial", edit_config_seed, ("resume",), 4, ["config.json gives config sha256:", "was edited"]),

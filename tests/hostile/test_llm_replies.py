@@ -158,7 +158,7 @@ def test_a_base_url_without_scheme_is_a_config_error(tmp_path, llm, key_env):
 def test_a_long_retry_after_fails_the_cells_at_once(tmp_path, llm, key_env):
     """Retry-After: 3600 used to mean five silent 60 s sleeps per cell."""
     llm.set_faults([{"kind": "status", "status": 429, "retry_after": 3600}])
-    config = llm_config(llm.base_url, max_retries=5, max_retry_wait_s=60)
+    config = llm_config(llm.base_url, max_retries=5)  # the default max_retry_wait_s: 60 s
     check(_generate(tmp_path, config, key_env), 6, "429 x4", "gave up waiting", "asked to wait 3600 s (Retry-After)", "retry_wait_budget_s of 300 s")
 
 
