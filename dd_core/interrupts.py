@@ -11,6 +11,7 @@ arrives inside it is delivered when the section ends.
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -53,8 +54,12 @@ class Interrupted(KeyboardInterrupt):
         )
 
 
+#: Set once SIGTERM arrived: a KeyboardInterrupt raised by asyncio after it is this SIGTERM.
+_terminating = False
+
+
 def signal_number(exc: KeyboardInterrupt) -> int:
-    return getattr(exc, "signum", signal.SIGINT)
+    return getattr(exc, "signum", signal.SIGTERM if _terminating else signal.SIGINT)
 
 
 def _on_main_thread() -> bool:
@@ -62,10 +67,29 @@ def _on_main_thread() -> bool:
 
 
 def _raise_terminated(signum: int, frame: FrameType | None) -> None:
+    global _terminating
     # Once: a second SIGTERM while the first unwinds must not cut the clean-up short
     # (SIGKILL still ends the process at once).
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    _terminating = True
+    if _event_loop_running():
+        # Inside asyncio.run (the LLM stage) Ctrl-C cancels the running tasks at their next
+        # await, so no reply already read is lost, then raises KeyboardInterrupt: SIGTERM
+        # takes the same road.
+        signal.raise_signal(signal.SIGINT)
+        return
     raise Terminated()
+
+
+def _event_loop_running() -> bool:
+    asyncio = sys.modules.get("asyncio")
+    if asyncio is None:
+        return False
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 @contextmanager

@@ -71,16 +71,25 @@ def slow_server():
         yield srv
 
 
-def test_sigterm_inside_the_llm_stage_keeps_every_paid_call(tmp_path, slow_server):
+def _cached_lines(cache: Path, name: str) -> int:
+    try:
+        return len((cache / name).read_bytes().splitlines())
+    except OSError:
+        return 0
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)], ids=["SIGTERM", "SIGINT"])
+@pytest.mark.parametrize("moment", [1, 9], ids=["first-reply-of-row-group-1", "mid-row-group-1"])
+def test_signal_inside_the_llm_stage_keeps_every_paid_call(tmp_path, slow_server, signum, code, moment):
     config = write_config(tmp_path / "llm.yaml", llm_config(slow_server.base_url))
     env = {KEY_ENV: SECRET}
     folder = tmp_path / "a" / "ds"
     proc = _start("generate", config, "-n", 80, "--buffer-size", 16, "--artifact-path", tmp_path / "a", "--dataset-name", "ds", env=env)
     cache = folder / "llm-cache"
-    _wait_for(lambda: _finished(folder) >= 1 and any(p.stat().st_size for p in cache.glob("rg_*.jsonl") if p.name != "rg_00000.jsonl"), proc)
-    proc.send_signal(signal.SIGTERM)
+    _wait_for(lambda: _cached_lines(cache, "rg_00001.jsonl") >= moment, proc)
+    proc.send_signal(signum)
     out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 143, err
+    assert proc.returncode == code, err
     assert "Traceback" not in err and f"Continue with: dd resume {folder}" in err
     assert_no_secret(out + err)
     cached = sum(len(p.read_text().splitlines()) for p in cache.glob("rg_*.jsonl"))
