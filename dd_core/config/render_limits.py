@@ -68,6 +68,11 @@ def end(saved: tuple) -> None:
     _budget.limits, _budget.deadline, _budget.chars = saved
 
 
+def budget() -> _Budget:
+    """This thread's budget (the render loop restarts its deadline for every cell)."""
+    return _budget
+
+
 def tick() -> None:
     """Stop a render that has used up its time."""
     if time.monotonic() > _budget.deadline:

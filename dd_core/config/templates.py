@@ -10,6 +10,7 @@ global generator, so a row group would not come out the same twice.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Iterator
 from functools import lru_cache
 from typing import Any
@@ -262,12 +263,19 @@ def compile_template(source: str) -> jinja2.Template:
     return environment().from_string(source)
 
 
-def render(template: jinja2.Template, context: dict, render_limits: RenderLimits) -> str:
-    """Render one cell within ``render_limits`` (raises ``RenderLimitExceeded`` past them)."""
+def render(template: jinja2.Template, contexts: list[dict], render_limits: RenderLimits) -> list[str]:
+    """Render one cell per context, each within ``render_limits`` (``RenderLimitExceeded`` past them)."""
     saved = limits.begin(render_limits)
+    budget, timeout_s, most = limits.budget(), render_limits.timeout_s, render_limits.max_output_chars
+    root, new_context, concat = template.root_render_func, template.new_context, template.environment.concat
+    texts = []
     try:
-        text = template.environment.concat(template.root_render_func(template.new_context(context)))
-        limits.check_final(text)
+        for context in contexts:
+            budget.deadline, budget.chars = time.monotonic() + timeout_s, 0  # each cell has its own budget
+            text = concat(root(new_context(context)))
+            if len(text) > most:
+                limits.check_final(text)
+            texts.append(text)
     finally:
         limits.end(saved)
-    return text
+    return texts

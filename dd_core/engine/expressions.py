@@ -42,7 +42,7 @@ def render_rows(source: str, column: str, field: str, contexts: list[dict], limi
     """Render one template for many rows, each cell within ``limits``; failures name the column."""
     template = compile_template(source)
     try:
-        return [render(template, row, limits) for row in contexts]
+        return render(template, contexts, limits)
     except RenderLimitExceeded as exc:
         raise DDConfigError([ConfigIssue(f"template exceeds its render limits: {exc}", column, field)]) from exc
     except RecursionError as exc:
