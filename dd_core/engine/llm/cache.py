@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import time
 
-from dd_core.engine.llm.client import Completion
+from dd_core.engine.llm.replies import Completion
 from dd_core.engine.llm.wire import cache_line
+from dd_core.redaction import logger
 from dd_core.storage.faults import fault_point
 from dd_core.storage.filesystems import LogAppender, StoragePath
 
-log = logging.getLogger(__name__)
+log = logger(__name__)
 
 
 class RowGroupCache:
@@ -77,8 +77,10 @@ def _read(path: StoragePath) -> dict[str, Completion]:
     for number, line in enumerate(path.read_log(), start=1):
         try:
             entry = json.loads(line)
+            if not isinstance(entry["content"], str):
+                raise TypeError("content is not text")
             entries[entry["key"]] = Completion(entry["content"], int(entry["prompt_tokens"]), int(entry["completion_tokens"]))
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, OverflowError, RecursionError):
             log.warning("skipping unreadable line %d of %s (a write cut short by a crash)", number, path)
     return entries
 
