@@ -56,7 +56,6 @@ _EXPORTS = {
     "strip_dd_metadata": "dd_core.storage.row_group_files",
     "write_row_group_file": "dd_core.storage.row_group_files",
     "write_streamed": "dd_core.storage.dataset_folder",
-    "row_group_claim": "dd_core.storage.claims",
     "StoragePath": "dd_core.storage.filesystems",
     "storage_path": "dd_core.storage.filesystems",
 }
@@ -84,7 +83,6 @@ if TYPE_CHECKING:
     from dd_core.engine.row_group import RowGroupResult, run_row_group
     from dd_core.engine.schema import ColumnInfo, column_schema
     from dd_core.resume import Checkpoint, Found, FoundState, ResumeMode, ResumePlan, StaleRowGroupError, plan_resume, row_group_sizes
-    from dd_core.storage.claims import row_group_claim
     from dd_core.storage.filesystems import StoragePath, storage_path
     from dd_core.storage.dataset_folder import write_streamed
     from dd_core.storage.row_group_files import RowGroupInfo, read_info, read_table, strip_dd_metadata, write_row_group_file

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass
 
 import pyarrow as pa
 
 from dd_core.config import DatasetConfig
+from dd_core.errors import DatasetDamagedError
 from dd_core.engine.llm.usage import ModelUsage
 from dd_core.engine.row_group import RowGroupResult
 from dd_core.fingerprinting import fingerprint
 from dd_core.storage.filesystems import StoragePath
-from dd_core.storage.row_group_files import RowGroupInfo, write_row_group_file
+from dd_core.storage.row_group_files import RowGroupInfo, read_info, write_row_group_file
 
 
 @dataclass(frozen=True)
@@ -23,6 +25,14 @@ class RowGroupJob:
     num_rows: int
     #: Write the finished row group here (crash-safely); None hands the table back instead.
     path: StoragePath | None = None
+    #: Several producers of one dataset at once (parallel Dagster runs): the producer holds
+    #: this claim from before the row group starts until its file is written, in the process
+    #: that writes it; a second claimant waits (see ``dd_core.storage.claims``).
+    claim: StoragePath | None = None
+    #: Hand back a file already at ``path`` that says it is this row group of this config and
+    #: sizes (``reused``) instead of producing it again: one a parallel producer finished while
+    #: this one waited for the claim, or one whose producer died before it was recorded.
+    reuse_finished: bool = False
 
 
 @dataclass
@@ -37,6 +47,8 @@ class ProducedRowGroup:
     path: StoragePath | None = None
     #: sha256 of the written file's bytes.
     sha256: str | None = None
+    #: Found finished at the job's path (``RowGroupJob.reuse_finished``), not produced now.
+    reused: bool = False
 
     @property
     def index(self) -> int:
@@ -74,3 +86,18 @@ def finish(job: RowGroupJob, result: RowGroupResult, sizes: RowGroupSizes, start
         return ProducedRowGroup(info, result.usage, time.perf_counter() - started, table=result.table)
     digest = write_row_group_file(job.path, result.table, info)
     return ProducedRowGroup(info, result.usage, time.perf_counter() - started, path=job.path, sha256=digest)
+
+
+def finished_file(job: RowGroupJob, sizes: RowGroupSizes) -> ProducedRowGroup | None:
+    """The file at ``job.path`` when the job may reuse it and it says it is this row group of
+    this config and sizes; None when it is missing, damaged or another's."""
+    if not job.reuse_finished or job.path is None:
+        return None
+    try:
+        info = read_info(job.path)
+        if info != sizes.info(job, info.num_rows):
+            return None
+        digest = hashlib.sha256(job.path.read_bytes()).hexdigest()
+    except (DatasetDamagedError, FileNotFoundError):
+        return None
+    return ProducedRowGroup(info, {}, 0.0, path=job.path, sha256=digest, reused=True)

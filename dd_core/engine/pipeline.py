@@ -16,7 +16,14 @@ group fails (``GenerationError``), no later one is started, those already starte
 cancelled (their finished calls stay in the response cache), the earlier ones are finished and
 handed back, and then the failure is raised.
 
-``workers > 1`` produces the row groups in that many processes (``dd_core.engine.workers``).
+``workers > 1`` produces the row groups in that many processes (``dd_core.engine.workers``);
+``out_of_process`` does so even with one, leaving the caller's process free for its own work
+(an orchestrator recording each row group runs beside generation, on another core).
+
+A job with a ``claim`` is produced only while its producer holds the claim, and with
+``reuse_finished`` a file found finished at its path (after waiting for the claim) is handed
+back as ``reused`` instead of being produced again: parallel producers of one dataset (Dagster
+runs) never make the same row group twice.
 """
 
 from __future__ import annotations
@@ -26,9 +33,10 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
 from dd_core.config import ConfigSource, DatasetConfig, load_config
-from dd_core.engine.jobs import ProducedRowGroup, RowGroupJob, RowGroupSizes, finish
+from dd_core.engine.jobs import ProducedRowGroup, RowGroupJob, RowGroupSizes, finish, finished_file
 from dd_core.engine.llm.runtime import LLMRuntime
 from dd_core.engine.row_group import assemble, vector_stage
+from dd_core.storage.claims import RowGroupClaim
 
 __all__ = ["ProducedRowGroup", "RowGroupJob", "produce_row_groups"]
 
@@ -42,6 +50,7 @@ def produce_row_groups(
     llm: LLMRuntime | None = None,
     workers: int = 1,
     ordered: bool = False,
+    out_of_process: bool = False,
 ) -> Iterator[Iterator[ProducedRowGroup]]:
     """Produce ``jobs`` pipelined (and in ``workers`` processes); iterate what it yields.
 
@@ -58,11 +67,11 @@ def produce_row_groups(
     config = load_config(config)
     runtime = llm or LLMRuntime()
     sizes = RowGroupSizes(config, buffer_size)
-    if workers > 1:
+    if workers > 1 or out_of_process:
         from dd_core.engine.workers import WorkerPool, worker_runtimes
 
         runtimes = worker_runtimes(config, runtime, workers)
-        if len(runtimes) > 1:
+        if len(runtimes) > 1 or out_of_process:
             with WorkerPool(config, sizes, runtimes) as pool:
                 yield _in_order(pool.results(jobs), ordered)
             return
@@ -82,8 +91,14 @@ def produce_row_groups(
 def _vectorised(config: DatasetConfig, sizes: RowGroupSizes, jobs: Iterable[RowGroupJob]) -> Iterator[ProducedRowGroup]:
     """No LLM column: nothing to wait for, so each row group is made when asked for."""
     for job in jobs:
-        started = time.perf_counter()
-        yield finish(job, assemble(config, vector_stage(config, job.index, job.num_rows, sizes.buffer_size)), sizes, started)
+        claim = RowGroupClaim(job.claim)
+        claim.take()
+        try:
+            started = time.perf_counter()
+            part = finished_file(job, sizes) or finish(job, assemble(config, vector_stage(config, job.index, job.num_rows, sizes.buffer_size)), sizes, started)
+        finally:
+            claim.release()
+        yield part
 
 
 def _in_order(parts: Iterator[tuple[int, ProducedRowGroup]], ordered: bool) -> Iterator[ProducedRowGroup]:

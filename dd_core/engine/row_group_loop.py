@@ -1,7 +1,7 @@
 """The event loop that runs the row-wise stage of several row groups at once (see ``pipeline``).
 
-It lives in a thread of its own: admission (the next row group's vectorised stage, computed in
-a worker thread, admitted while the look-ahead has room), row workers (``window`` coroutines
+It lives in a thread of its own: admission (the next row group's claim and vectorised stage,
+taken and computed in a worker thread, admitted while the look-ahead has room), row workers (``window`` coroutines
 that each run rows one after another, oldest row group first), completion (assemble, write,
 hand back through a queue) and failure (later row groups cancelled, earlier ones finished).
 """
@@ -17,11 +17,12 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 
 from dd_core.config import DatasetConfig
-from dd_core.engine.jobs import ProducedRowGroup, RowGroupJob, RowGroupSizes, finish
+from dd_core.engine.jobs import ProducedRowGroup, RowGroupJob, RowGroupSizes, finish, finished_file
 from dd_core.engine.llm.cache import RowGroupCache, cache_path
 from dd_core.engine.llm.runtime import LLMRuntime
 from dd_core.engine.row_group import assemble, vector_stage
 from dd_core.errors import GenerationError
+from dd_core.storage.claims import RowGroupClaim
 
 #: Rows in progress: one per request slot. A row holds at most one request at a time and its worker
 #: moves straight on to the next row, so with one model one row per slot keeps every slot busy
@@ -37,9 +38,12 @@ MAX_ROW_GROUPS_IN_FLIGHT = 64
 class _Group:
     """A row group admitted to the row-wise stage."""
 
-    def __init__(self, seq: int, job: RowGroupJob, cells, started: float):
+    def __init__(self, seq: int, job: RowGroupJob, claim: RowGroupClaim, cells, started: float):
         self.seq = seq
         self.job = job
+        #: Held until the row group is written or abandoned.
+        self.claim = claim
+        self.completing = False
         self.cells = cells
         self.started = started
         self.next_row = 0
@@ -161,14 +165,22 @@ class RowGroupLoop:
                 prepared = await asyncio.to_thread(self._prepare)
                 if prepared is None:
                     break
-                job, cells = prepared
-                while not self._room_for(job.num_rows):
-                    self.room.clear()
-                    await self.room.wait()
-                if self.failure is not None or self.fatal is not None:
-                    await cells.cache.aclose()
-                    break
-                self._admit(seq, job, cells)
+                job, claim, cells, reused = prepared
+                if reused is not None:
+                    self._results.put(("part", (seq, reused)))
+                    seq += 1
+                    continue
+                try:
+                    while not self._room_for(job.num_rows):
+                        self.room.clear()
+                        await self.room.wait()
+                    if self.failure is not None or self.fatal is not None:
+                        await cells.cache.aclose()
+                        break
+                except BaseException:
+                    claim.release()
+                    raise
+                self._admit(seq, job, claim, cells)
                 seq += 1
         except BaseException as exc:
             if not isinstance(exc, asyncio.CancelledError):
@@ -180,12 +192,24 @@ class RowGroupLoop:
             self._changed()
 
     def _prepare(self):
-        """In a worker thread: the next job, its vectorised stage and response cache."""
+        """In a worker thread: the next job and its claim (waiting for another holder), then
+        either the finished file it reuses or its vectorised stage and response cache."""
         job = next(self.jobs, None)
         if job is None:
             return None
-        ctx = vector_stage(self.config, job.index, job.num_rows, self.sizes.buffer_size)
-        return job, self.stage.cells_of(ctx, RowGroupCache(cache_path(self.runtime.cache_dir, job.index)))
+        claim = RowGroupClaim(job.claim)
+        if not claim.take(stopping=lambda: self._stopping or self.failure is not None or self.fatal is not None):
+            return None
+        try:
+            reused = finished_file(job, self.sizes)
+            if reused is not None:
+                claim.release()
+                return job, claim, None, reused
+            ctx = vector_stage(self.config, job.index, job.num_rows, self.sizes.buffer_size)
+            return job, claim, self.stage.cells_of(ctx, RowGroupCache(cache_path(self.runtime.cache_dir, job.index))), None
+        except BaseException:
+            claim.release()
+            raise
 
     def _room_for(self, num_rows: int) -> bool:
         if self.fatal is not None or self.failure is not None or not self.active:
@@ -196,8 +220,8 @@ class RowGroupLoop:
             and self.unstarted_rows < self.window
         )
 
-    def _admit(self, seq: int, job: RowGroupJob, cells) -> None:
-        group = _Group(seq, job, cells, time.perf_counter())
+    def _admit(self, seq: int, job: RowGroupJob, claim: RowGroupClaim, cells) -> None:
+        group = _Group(seq, job, claim, cells, time.perf_counter())
         self.active[seq] = group
         self.admitted_rows += job.num_rows
         self.unstarted_rows += job.num_rows
@@ -252,6 +276,7 @@ class RowGroupLoop:
         task.add_done_callback(self.cleanups.discard)
 
     async def _complete(self, group: _Group) -> None:
+        group.completing = True
         try:
             await group.cells.cache.aclose()
             result = assemble(self.config, group.cells.ctx, self.stage.outcome(group.cells))
@@ -263,6 +288,8 @@ class RowGroupLoop:
             self.fatal = exc
             self._changed()
             return
+        finally:
+            group.claim.release()
         self._leave(group)
         self._results.put(("part", (group.seq, part)))
         self._changed()
@@ -295,6 +322,8 @@ class RowGroupLoop:
         async def close() -> None:
             await asyncio.gather(*tasks, return_exceptions=True)
             await group.cells.cache.aclose()
+            if not group.completing:  # else the completion releases it once written
+                group.claim.release()
 
         task = self._loop.create_task(close())
         self.cleanups.add(task)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import dataclasses
+import gc
 import multiprocessing
 import multiprocessing.connection
 import os
@@ -218,6 +219,10 @@ class _Exec(subprocess.Popen):
 
 def _worker_main(conn, config: DatasetConfig, sizes, runtime: LLMRuntime, parent_pid: int) -> None:
     _die_with_parent(parent_pid)
+    # A forked worker inherits its parent's whole heap (in a Dagster run: Dagster and the asset
+    # graph). Frozen, the collector's full passes skip it instead of walking it (and copying
+    # every page it touches).
+    gc.freeze()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the parent decides
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     from dd_core.engine.pipeline import produce_row_groups

@@ -180,7 +180,9 @@ class LocalFileSystem(FileSystem):
             raise storage_failure(Path(path).parent, exc, "create") from exc
         refuse_link_or_odd(path, "the lock file")
         refuse_link_or_odd(holder_file, "the lock's holder file")
-        lock = FileLock(path, timeout=wait_s)
+        # Not bound to a thread: a row-group claim is taken where a row group is prepared and
+        # released where it is written (different threads of the producer).
+        lock = FileLock(path, timeout=wait_s, thread_local=False)
         try:
             lock.acquire()
         except Timeout as exc:

@@ -10,14 +10,16 @@ import json
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import psutil
 import pytest
 
-from dd_core import GenerationError, RowGroupJob, generate, load_config, produce_row_groups
+from dd_core import GenerationError, RowGroupJob, generate, load_config, produce_row_groups, storage_path
 from dd_core.engine.row_group import run_row_group
 from dd_core.fingerprinting import fingerprint
+from dd_core.storage.claims import RowGroupClaim
 from dd_core.storage.row_group_files import RowGroupInfo, write_row_group_file
 from dd_core.testing.openai_server import OpenAIServer
 from tests.support import ROOT
@@ -186,3 +188,87 @@ def test_sigkill_during_pipelined_generation_then_resume_resends_no_answered_req
         assert max(after["success_keys"].values()) == 1, "a request that had been answered was sent again"
         clean = generate(cfg, RECORDS, buffer_size=BUFFER, artifact_path=tmp_path, dataset_name="clean")
     assert batch_bytes(result) == batch_bytes(clean)
+
+
+# --------------------------------------------------------------------------- claims (parallel producers)
+
+SAMPLERS_ONLY = {"name": "plain", "columns": [{"name": "n", "type": "uniform", "low": 0, "high": 9, "dtype": "int"}, {"name": "uid", "type": "uuid"}]}
+
+
+def claimed_jobs(folder, count: int = 6, reuse: bool = True) -> list[RowGroupJob]:
+    """Jobs as parallel Dagster runs make them: a file and a claim per row group."""
+    rows = [min(BUFFER, RECORDS - i * BUFFER) for i in range(count)]
+    return [
+        RowGroupJob(i, rows[i], storage_path(folder / f"batch_{i:05d}.parquet"), claim=storage_path(folder / "claims" / f"{i}.lock"), reuse_finished=reuse)
+        for i in range(count)
+    ]
+
+
+@pytest.mark.parametrize("llm", [True, False], ids=["llm", "samplers"])
+def test_two_producers_at_once_make_each_row_group_once_and_the_other_reuses_it(tmp_path, server, parts_csv, llm):
+    """Two runs over the same row groups at once (one in two worker processes, one in this
+    process): each row group is made by one of them; the other waits for its claim, then
+    hands back the very file it finds, marked reused."""
+    cfg = config(server.base_url, parts_csv) if llm else SAMPLERS_ONLY
+    server.reset_stats()
+    handed_back: dict[str, dict[int, tuple[bool, str]]] = {}
+
+    def run(name: str, workers: int) -> None:
+        with produce_row_groups(cfg, claimed_jobs(tmp_path), buffer_size=BUFFER, workers=workers) as produced:
+            handed_back[name] = {part.index: (part.reused, part.sha256) for part in produced}
+
+    runs = [threading.Thread(target=run, args=("workers", 2)), threading.Thread(target=run, args=("inline", 1))]
+    for thread in runs:
+        thread.start()
+    for thread in runs:
+        thread.join(timeout=120)
+    assert sorted(handed_back) == ["inline", "workers"]
+    for index in range(6):
+        (reused_a, digest_a), (reused_b, digest_b) = handed_back["workers"][index], handed_back["inline"][index]
+        assert {reused_a, reused_b} == {True, False}, f"row group {index}: reused flags {reused_a}, {reused_b}"
+        assert digest_a == digest_b
+    if llm:
+        stats = server.stats()
+        assert len(stats["success_keys"]) == 3 * RECORDS and max(stats["success_keys"].values()) == 1, "a row group was made twice"
+        assert [p.read_bytes() for p in sorted(tmp_path.glob("batch_*.parquet"))] == one_at_a_time(cfg, tmp_path / "reference")
+
+
+def test_a_finished_file_is_reused_and_a_damaged_or_foreign_one_is_made_again(tmp_path, server, parts_csv):
+    cfg = config(server.base_url, parts_csv)
+    reference = one_at_a_time(cfg, tmp_path / "reference")[:3]
+    with produce_row_groups(cfg, claimed_jobs(tmp_path, 3), buffer_size=BUFFER) as produced:
+        assert not any(part.reused for part in produced)
+    files = sorted(tmp_path.glob("batch_*.parquet"))
+    with open(files[1], "r+b") as fh:  # truncated: damaged
+        fh.truncate(200)
+    files[2].write_bytes(files[0].read_bytes())  # another row group's file
+    server.reset_stats()
+    with produce_row_groups(cfg, claimed_jobs(tmp_path, 3), buffer_size=BUFFER) as produced:
+        reused = {part.index: part.reused for part in produced}
+    assert reused == {0: True, 1: False, 2: False}
+    assert {part_of(e) for e in server.stats()["request_log"]} == {1, 2}, "row group 0 was made again"
+    assert [p.read_bytes() for p in files] == reference
+    # Without reuse_finished, a finished file is made again.
+    with produce_row_groups(cfg, claimed_jobs(tmp_path, 1, reuse=False), buffer_size=BUFFER) as produced:
+        assert [part.reused for part in produced] == [False]
+
+
+def test_a_row_group_waits_while_another_holds_its_claim(tmp_path, server, parts_csv):
+    cfg = config(server.base_url, parts_csv)
+    (job,) = claimed_jobs(tmp_path, 1)
+    held = RowGroupClaim(job.claim)
+    assert held.take()
+    server.reset_stats()
+    parts = []
+
+    def run() -> None:
+        with produce_row_groups(cfg, [job], buffer_size=BUFFER) as produced:
+            parts.extend(produced)
+
+    producer = threading.Thread(target=run)
+    producer.start()
+    time.sleep(0.6)
+    assert server.stats()["request_log"] == [] and not job.path.exists(), "the row group started while its claim was held elsewhere"
+    held.release()
+    producer.join(timeout=60)
+    assert [(p.index, p.reused) for p in parts] == [(0, False)] and job.path.exists()
