@@ -78,7 +78,8 @@ class DatasetComponent(dg.Component, dg.Model, dg.Resolvable):
     refresh_cron: Annotated[Optional[str], _about("Cron schedule requesting stale or missing row groups (none by default).")] = None
     artifact_path: Annotated[str, _about("Folder or s3://bucket/prefix for the data; relative paths start at the project root.")] = "artifacts/dagster"
     models: Annotated[dict[str, ModelEndpointAttributes], _about("Per model alias of the config: the endpoint to use.")] = {}
-    generation_worker: Annotated[bool, _about("Generate in a worker process beside the run.")] = True
+    generation_worker: Annotated[bool, _about("Generate in worker processes beside the run (off: in the run's own process).")] = True
+    workers: Annotated[Optional[int], _about("Worker processes generating a run's row groups (default: the cores available).")] = None
     translation: Optional[
         Annotated[
             TranslationFn[DatasetAssetProps],
@@ -93,6 +94,7 @@ class DatasetComponent(dg.Component, dg.Model, dg.Resolvable):
             artifact_path=_absolute(self.artifact_path, context.project_root),
             models={alias: m.endpoint() for alias, m in self.models.items()},
             generation_worker=self.generation_worker,
+            workers=self.workers,
         )
         return build_dataset_definitions(
             config_path,

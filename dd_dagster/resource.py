@@ -1,4 +1,5 @@
-"""``DataDesignerResource``: where datasets are written and how models are reached.
+"""``DataDesignerResource``: where datasets are written, how models are reached, and how a
+run's row groups are produced (in how many worker processes).
 
 API keys come in through ``dagster.EnvVar`` so run config and the UI only ever show the
 variable's name; the key is used in request headers and nowhere else.
@@ -6,12 +7,16 @@ variable's name; the key is used in request headers and nowhere else.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from typing import Optional
 
 import dagster as dg
 from pydantic import Field
 
-from dd_core import LLMRuntime, ModelOverride
+from dd_core import LLMRuntime, ModelOverride, ProducedRowGroup, RowGroupJob
+from dd_dagster.dataset import DagsterDataset
+from dd_dagster.production import produce
 
 
 class ModelEndpoint(dg.Config):
@@ -39,7 +44,18 @@ class DataDesignerResource(dg.ConfigurableResource):
     )
     generation_worker: bool = Field(
         default=True,
-        description="Generate row groups in a worker process beside the run (runs of 4 or more row groups), so Dagster's bookkeeping and generation use two cores.",
+        description=(
+            "Generate row groups in worker processes beside the run (runs of 2 or more row groups), so Dagster's bookkeeping "
+            "and generation use different cores. Off: in the run's own process (one pipeline; workers is then not used)."
+        ),
+    )
+    workers: Optional[int] = Field(
+        default=None,
+        ge=1,
+        description=(
+            "Worker processes generating a run's row groups, as dd generate --workers (default: the cores available to the run). "
+            "Each model's max_parallel_requests is split between them, so the total in flight never exceeds it."
+        ),
     )
 
     def llm_runtime(self, cache_dir) -> LLMRuntime:
@@ -48,3 +64,9 @@ class DataDesignerResource(dg.ConfigurableResource):
             for alias, e in self.models.items()
         }
         return LLMRuntime(cache_dir=cache_dir, overrides=overrides)
+
+    def produce(self, dataset: DagsterDataset, jobs: list[RowGroupJob]) -> AbstractContextManager[Iterator[ProducedRowGroup]]:
+        """What a run's row groups come from: ``jobs`` produced as this resource says (the one
+        place a run turns jobs into files; ``bench/dagster_overhead.py`` replaces it)."""
+        runtime = self.llm_runtime(dataset.llm_cache_dir(self.artifact_path))
+        return produce(dataset, jobs, runtime, beside_run=self.generation_worker, workers=self.workers)

@@ -1,14 +1,17 @@
 """The row-group asset: one dynamic partition per row group, resumed from Dagster's records.
 
 A run may cover many row groups (``context.partition_keys``). Their checkpoints are read in one
-batched query and dd_core's pure resume planner decides per row group. Every row group is
-reported as its own materialization the moment it is written (or verified and reused), with
-code- and data-version tags so Dagster can tell stale partitions apart.
+batched query and dd_core's pure resume planner decides per row group. Reused row groups are
+verified and reported first; the others are produced (``DataDesignerResource.produce``:
+pipelined, in worker processes) and each is reported as its own materialization the moment
+it is written, in the order they finish, with code- and data-version tags so Dagster can tell
+stale partitions apart.
 """
 
 # No `from __future__ import annotations`: Dagster reads the asset function's annotations
 # (config, resources) at definition time.
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from itertools import chain
 from typing import Literal
 
 from pydantic import Field
@@ -20,7 +23,7 @@ from dd_dagster.checkpoints import CODE_VERSION_TAG, DATA_VERSION_TAG, found_sta
 from dd_dagster.checks import check_evaluation
 from dd_dagster.dataset import DagsterDataset
 from dd_dagster.metadata import usage_entries, usage_metadata
-from dd_dagster.production import RowGroupJob, RowGroupOutcome, intact, produced
+from dd_dagster.production import RowGroupOutcome, intact, jobs_for
 from dd_dagster.resource import DataDesignerResource
 from dd_dagster.status import SHOWN_KEYS, RowGroupStatus
 
@@ -64,9 +67,8 @@ def build_row_groups_asset(
 class RowGroupMaterializer:
     def __init__(self, dataset: DagsterDataset, resource: DataDesignerResource, context: dg.AssetExecutionContext):
         self.dataset = dataset
+        self.resource = resource
         self.artifact_path = resource.artifact_path
-        self.runtime = resource.llm_runtime(dataset.llm_cache_dir(resource.artifact_path))
-        self.use_worker = resource.generation_worker
         self.context = context
         self.asset_key = context.asset_key
         #: Per reused row group: the LLM usage its earlier materialization recorded.
@@ -87,15 +89,16 @@ class RowGroupMaterializer:
             else:
                 self.context.log.warning(f"row group {index}: {path} is missing or damaged; regenerating it")
         self.earlier_usage = self._earlier_usage(reuse)
-        jobs = [self._job(i, mode) for i in indices if i not in reuse]
+        jobs = jobs_for(ds, self.artifact_path, [i for i in indices if i not in reuse], mode)
         self.context.log.info(f"{len(reuse)} row group(s) to reuse, {len(jobs)} to generate (resume={mode.value})")
         # Each log line is an event Dagster stores (~10 ms on SQLite): report progress about ten times a run.
         every = max(1, len(indices) // 10)
-        with produced(jobs, self.use_worker) as outcomes:
-            for done, index in enumerate(indices, start=1):
-                outcome = reuse.get(index) or self._next(outcomes)
+        with self.resource.produce(ds, jobs) as produced:
+            outcomes = chain(reuse.values(), (RowGroupOutcome.of(ds, part) for part in produced))
+            for done, outcome in enumerate(self._failing_clearly(outcomes), start=1):
                 if done % every == 0 or done == len(indices):
-                    self.context.log.info(f"{done}/{len(indices)} row groups done (row group {index}: {outcome.num_rows} rows, {'reused' if outcome.reused else f'generated in {outcome.seconds:.2f} s'})")
+                    how = "reused" if outcome.reused else f"generated in {outcome.seconds:.2f} s"
+                    self.context.log.info(f"{done}/{len(indices)} row groups done (row group {outcome.index}: {outcome.num_rows} rows, {how})")
                 yield self._materialization(outcome)
         # The dataset-level check, evaluated again now that these row groups are done.
         self.context.log_event(check_evaluation(RowGroupStatus.read(self.context.instance, ds, self.asset_key), self.asset_key))
@@ -124,9 +127,12 @@ class RowGroupMaterializer:
         records = latest_materializations(self.context.instance, self.asset_key, keys) if keys else {}
         return {self.dataset.index(k): usage_entries(r.asset_materialization.metadata) for k, r in records.items()}
 
-    def _next(self, outcomes: Iterator[RowGroupOutcome]) -> RowGroupOutcome:
+    @staticmethod
+    def _failing_clearly(outcomes: Iterable[RowGroupOutcome]) -> Iterator[RowGroupOutcome]:
+        """A row group that fails (its LLM cells) fails the step with dd's message; the row
+        groups finished before it have been reported."""
         try:
-            return next(outcomes)
+            yield from outcomes
         except GenerationError as exc:
             raise dg.Failure(description=str(exc)) from exc
 
@@ -140,21 +146,6 @@ class RowGroupMaterializer:
             raise dg.Failure(description=str(exc), metadata=metadata, allow_retries=False) from exc
         except (ResumeConflictError, DDConfigError) as exc:
             raise dg.Failure(description=str(exc), metadata={"current_config_hash": ds.config_hash}, allow_retries=False) from exc
-
-    def _job(self, index: int, mode: ResumeMode) -> RowGroupJob:
-        ds = self.dataset
-        return RowGroupJob(
-            config=ds.config,
-            index=index,
-            requested_rows=ds.sizes[index],
-            buffer_size=ds.buffer_size,
-            config_hash=ds.config_hash,
-            config_hash_version=ds.fingerprint["config_hash_version"],
-            path=ds.row_group_path(self.artifact_path, index),
-            claim_path=ds.claim_path(self.artifact_path, index),
-            reuse_finished_file=mode is not ResumeMode.NEVER,
-            runtime=self.runtime,
-        )
 
     def _materialization(self, outcome: RowGroupOutcome) -> dg.AssetMaterialization:
         """Numeric entries only where they change per row group (Dagster plots every number);

@@ -12,7 +12,6 @@ from __future__ import annotations
 import importlib.abc
 import json
 import logging
-import os
 import sys
 from contextlib import contextmanager
 from enum import StrEnum
@@ -27,6 +26,7 @@ from rich.table import Table
 from rich.text import Text
 from typer.core import TyperGroup
 
+from dd_core.cores import available_cores
 from dd_core.errors import INTERNAL_ERROR_EXIT, DDError
 from dd_core.interrupts import Interrupted, signal_number, sigterm_raises
 from dd_core.redaction import redact_handler, scrub
@@ -216,13 +216,6 @@ def _without_pandas() -> None:
     ``pa.array`` of a Python list when it is installed; refused, pyarrow works without it."""
     if "pandas" not in sys.modules:
         sys.meta_path.insert(0, _NoPandas())
-
-
-def available_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 @contextmanager

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import dagster as dg
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
@@ -27,9 +30,34 @@ def tiny_defs(artifact_path, high: int = 100, num_records: int = 200, buffer_siz
     return build_dataset_definitions(tiny_config(high), num_records=num_records, buffer_size=buffer_size, resource=resource, **kwargs)
 
 
+def parts_config(folder: Path, base_url: str, num_records: int, buffer_size: int, parallel: int = 6) -> Path:
+    """An LLM config (two chained columns) whose every prompt names its row group ("(part
+    p3)", from an ordered seed file), so a server fault can target one row group and the
+    server's request log says which row group each request served. Returns the config file."""
+    folder.mkdir(parents=True, exist_ok=True)
+    seed = folder / "parts.csv"
+    seed.write_text("part\n" + "".join(f"p{row // buffer_size}\n" for row in range(num_records)))
+    config = {
+        "name": "parts",
+        "models": [{"alias": "writer", "model": "test-model", "base_url": base_url, "max_parallel_requests": parallel, "max_retries": 0}],
+        "columns": [
+            {"name": "parts", "type": "seed_dataset", "path": str(seed)},
+            {"name": "question", "type": "llm_text", "model": "writer", "prompt": "Ask a question (part {{ part }})."},
+            {"name": "answer", "type": "llm_text", "model": "writer", "prompt": "Answer it: {{ question }}"},
+        ],
+    }
+    path = folder / "parts.json"
+    path.write_text(json.dumps(config))
+    return path
+
+
+def range_tags(start: int, end: int) -> dict[str, str]:
+    return {ASSET_PARTITION_RANGE_START_TAG: f"{start:05d}", ASSET_PARTITION_RANGE_END_TAG: f"{end:05d}"}
+
+
 def run_range(defs: dg.Definitions, instance, start: int, end: int, mode: str = "if_possible", name: str = "tiny", raise_on_error: bool = True):
     job = defs.resolve_job_def(f"{name}_row_groups_job")
-    tags = {ASSET_PARTITION_RANGE_START_TAG: f"{start:05d}", ASSET_PARTITION_RANGE_END_TAG: f"{end:05d}"}
+    tags = range_tags(start, end)
     run_config = {**QUIET, "ops": {f"{name}_row_groups": {"config": {"resume": mode}}}}
     return job.execute_in_process(instance=instance, tags=tags, run_config=run_config, raise_on_error=raise_on_error)
 

@@ -114,7 +114,7 @@ def test_run_config_and_resource_fields_are_described():
     resume = config_type.fields["ops"].config_type.fields["customers_row_groups"].config_type.fields["config"].config_type.fields["resume"]
     assert "if_possible (default): reuse those made under the current config" in resume.description
     resource = config_type.fields["resources"].config_type.fields["data_designer"].config_type.fields["config"].config_type
-    for name in ("artifact_path", "models", "generation_worker"):
+    for name in ("artifact_path", "models", "generation_worker", "workers"):
         assert resource.fields[name].description, name
     endpoint = DataDesignerResource.model_json_schema()["$defs"]["ModelEndpoint"]["properties"]
     assert all(field.get("description") for field in endpoint.values())

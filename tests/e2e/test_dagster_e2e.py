@@ -7,8 +7,10 @@ tests/e2e/dd_location serving one dataset of 8 row groups (the last one partial)
 
 How the run is stopped mid-way, deterministically: every Dagster process gets
 DD_FAULT_POINT=parquet_renamed, DD_FAULT_ACTION=pause, DD_FAULT_HIT=5. The backfill makes one run
-of all 8 row groups (row_groups_per_run=8), which produces them in a worker process beside the run
-(>= 4 to generate, dd_dagster/production.py). That worker writes row groups 0-4 and pauses forever
+of all 8 row groups (row_groups_per_run=8), which produces them in one worker process beside the
+run (workers=1: hits are counted per process, so with one worker the 5th file written is row
+group 4; tests/e2e/test_dagster_killed_workers.py kills a run with 2). That worker (a config
+without LLM columns: one row group after another) writes row groups 0-4 and pauses forever
 right after row group 4's file is renamed into place, before returning it to the run; so the run
 reports exactly row groups 0-3, and row group 4 is finished on disk but unreported. The test then
 SIGKILLs the run's whole process tree. Hits are counted per process, so the retry never pauses:
@@ -110,6 +112,7 @@ def test_killed_backfill_retried_from_failure_equals_dd_generate(tmp_path: Path)
         "DD_E2E_BUFFER_SIZE": str(BUFFER_SIZE),
         "DD_E2E_ROW_GROUPS_PER_RUN": str(len(KEYS)),  # the whole backfill in one run
         "DD_E2E_ARTIFACTS": str(artifacts),
+        "DD_E2E_WORKERS": "1",
         **FAULT_ENV,
     }
     started = time.time()

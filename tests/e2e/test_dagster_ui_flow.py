@@ -133,7 +133,7 @@ def test_dagster_user_flow(flow):
     assert row_groups["checks"][CHECK]["canExecuteIndividually"] == "CAN_EXECUTE" and not row_groups["checks"][CHECK]["blocking"]
     assert set(combined["checks"]) == {"row_count_matches"}
     described = config_field_descriptions(svc, f"{NAME}_row_groups_job", location=LOCATION)
-    for field in ("resume", "artifact_path", "models", "generation_worker", "base_url", "api_key", "max_parallel_requests", "timeout_s"):
+    for field in ("resume", "artifact_path", "models", "generation_worker", "workers", "base_url", "api_key", "max_parallel_requests", "timeout_s"):
         assert all(described[field]), f"{field} has no description in the launchpad: {described.get(field)}"
     assert "if_possible (default)" in next(iter(described["resume"]))
     # The example components project: two datasets from one defs.yaml, each with its own resource.
