@@ -1,0 +1,573 @@
+"""OpenAI's Files and Batch APIs in the local test server (in memory).
+
+- ``POST /v1/files`` (multipart: ``file``, ``purpose=batch``), ``GET /v1/files/{id}``,
+  ``GET /v1/files/{id}/content``, ``DELETE /v1/files/{id}``;
+- ``POST /v1/batches`` (``input_file_id``, ``endpoint``, ``completion_window``, ``metadata``),
+  ``GET /v1/batches/{id}``, ``POST /v1/batches/{id}/cancel``, ``GET /v1/batches`` (newest first,
+  ``limit``, ``after``).
+
+Each request line is answered exactly as ``/v1/chat/completions`` answers the same body (same
+content, same usage; fault rules of kind ``status`` and ``invalid_structured`` apply too), so a
+dataset made through batches equals one made online. A batch moves through ``validating``,
+``in_progress`` (``request_counts.completed`` grows with time), ``finalizing`` and ends
+``completed``, ``expired``, ``failed`` (the input file is invalid: ``errors``) or ``cancelled``;
+its state is derived from the clock whenever it is read, so a batch also progresses while no
+client is connected. Successful lines go to ``output_file_id``, failed ones (an error status,
+``batch_expired``, ``batch_cancelled``) to ``error_file_id``, in an order that differs from the
+input's (clients must match lines by ``custom_id``).
+
+Control API: ``POST /_control/batches`` sets :class:`BatchSettings` for batches created from then
+on; ``GET /_control/batches`` returns counts (files, batches, polls...), each batch's request keys,
+and the log of every Files/Batch API call; ``DELETE /_control/batches`` forgets files, batches and
+the log (not the settings).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import hashlib
+import json
+import math
+import random
+import re
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from aiohttp import web
+
+ENDPOINT = "/v1/chat/completions"
+COMPLETION_WINDOW = re.compile(r"^([1-9][0-9]{0,3})([hd])$")
+TERMINAL = ("completed", "failed", "expired", "cancelled")
+#: Lines answered between two yields to the event loop while a batch is processed.
+_CHUNK = 200
+
+#: Answers one chat-completions body: (HTTP status, JSON body), as the online endpoint would.
+Answer = Callable[[Any], tuple[int, dict[str, Any]]]
+ErrorResponse = Callable[[int, str], web.Response]
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchSettings:
+    """How batches created from now on behave (a JSON object to ``POST /_control/batches``)."""
+
+    validating_s: float = 0.0
+    #: Time in ``in_progress``; ``request_counts.completed`` grows evenly over it.
+    processing_s: float = 0.0
+    finalizing_s: float = 0.0
+    #: Share of requests answered with ``failure_status`` (error file), chosen from a hash of
+    #: (``seed``, request body); one request body fails at most ``failures_per_request`` times
+    #: over the server's life (null: every time), so a retry in a later batch can succeed.
+    failure_share: float = 0.0
+    failure_status: int = 500
+    failures_per_request: int | None = 1
+    #: Above 0 the batch ends ``expired``: this share of its requests (chosen like failures) was
+    #: not run (``batch_expired`` lines in the error file), the rest is in the output file.
+    expire_share: float = 0.0
+    seed: int = 0
+    max_requests: int = 50_000
+
+    def __post_init__(self) -> None:
+        for name in ("validating_s", "processing_s", "finalizing_s"):
+            value = getattr(self, name)
+            if not (_is_number(value) and math.isfinite(value) and 0 <= value <= 86_400):
+                raise ValueError(f"{name!r} must be a number of seconds between 0 and 86400, got {value!r}")
+        for name in ("failure_share", "expire_share"):
+            value = getattr(self, name)
+            if not (_is_number(value) and 0 <= value <= 1):
+                raise ValueError(f"{name!r} must be between 0 and 1, got {value!r}")
+        if not (isinstance(self.failure_status, int) and 400 <= self.failure_status <= 599):
+            raise ValueError(f"'failure_status' must be 4xx or 5xx, got {self.failure_status!r}")
+        if self.failures_per_request is not None and not (isinstance(self.failures_per_request, int) and self.failures_per_request >= 0):
+            raise ValueError("'failures_per_request' must be a whole number >= 0 or null")
+        if not (isinstance(self.max_requests, int) and self.max_requests >= 1):
+            raise ValueError("'max_requests' must be a whole number >= 1")
+
+    @classmethod
+    def from_json(cls, data: Any) -> BatchSettings:
+        if not isinstance(data, dict):
+            raise ValueError(f"batch settings must be a JSON object, got {data!r}")
+        try:
+            return cls(**data)
+        except TypeError as exc:
+            raise ValueError(f"bad batch settings {data!r}: {exc}") from None
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _share(seed: int, purpose: str, body: Any) -> float:
+    """A number in [0, 1) fixed by (seed, purpose, request body)."""
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    digest = hashlib.sha256(f"{seed}/{purpose}/{text}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def _new_id(prefix: str) -> str:
+    return f"{prefix}{uuid.uuid4().hex[:24]}"
+
+
+@dataclasses.dataclass
+class _File:
+    id: str
+    filename: str
+    purpose: str
+    content: bytes
+    created_at: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "object": "file", "bytes": len(self.content), "created_at": self.created_at,
+            "filename": self.filename, "purpose": self.purpose, "status": "processed",
+        }  # fmt: skip
+
+
+@dataclasses.dataclass
+class _Line:
+    custom_id: str
+    body: Any
+    key: str  # sha256 of the canonical body: which request this is, across batches
+
+
+@dataclasses.dataclass
+class _Batch:
+    id: str
+    input_file_id: str
+    completion_window: str
+    metadata: dict[str, str] | None
+    settings: BatchSettings
+    lines: list[_Line]
+    errors: list[dict[str, Any]]  # validation errors: the batch fails
+    created: float  # monotonic
+    created_at: int  # unix seconds
+    window_s: float
+    results: list[dict[str, Any]] | None = None  # one per line once processed: output or error line
+    cancelled_at: float | None = None
+    status: str = "validating"
+    output_file_id: str | None = None
+    error_file_id: str | None = None
+    counts: dict[str, int] | None = None  # final request counts, once ended
+    ended: dict[str, int] = dataclasses.field(default_factory=dict)  # event -> unix time
+
+
+class BatchService:
+    """Files, batches, their lifecycle, and the log of every call."""
+
+    def __init__(self, answer: Answer, authorized: Callable[[web.Request], bool], error: ErrorResponse, clock=time.monotonic):
+        self._answer = answer
+        self._authorized = authorized
+        self._error = error
+        self._clock = clock
+        self.settings = BatchSettings()
+        self.failures: Counter[str] = Counter()  # request key -> injected failures so far
+        self.reset()
+
+    def reset(self) -> None:
+        self.files: dict[str, _File] = {}
+        self.batches: dict[str, _Batch] = {}
+        self.log: list[dict[str, Any]] = []
+        self.counts: Counter[str] = Counter()
+        self._tasks: set[asyncio.Task] = set()
+
+    def add_routes(self, app: web.Application) -> None:
+        app.add_routes(
+            [
+                web.post("/v1/files", self._upload),
+                web.get("/v1/files/{file_id}", self._file_info),
+                web.get("/v1/files/{file_id}/content", self._file_content),
+                web.delete("/v1/files/{file_id}", self._delete_file),
+                web.post("/v1/batches", self._create),
+                web.get("/v1/batches", self._list),
+                web.get("/v1/batches/{batch_id}", self._retrieve),
+                web.post("/v1/batches/{batch_id}/cancel", self._cancel),
+                web.post("/_control/batches", self._set_settings),
+                web.get("/_control/batches", self._stats),
+                web.delete("/_control/batches", self._reset),
+            ]
+        )
+
+    def _note(self, op: str, **fields: Any) -> None:
+        self.counts[op] += 1
+        self.log.append({"t": self._clock(), "op": op, **fields})
+
+    # --- files ---------------------------------------------------------------------
+
+    async def _upload(self, request: web.Request) -> web.Response:
+        if not self._authorized(request):
+            return self._error(401, "Incorrect API key provided.")
+        if not request.content_type.startswith("multipart/"):
+            return self._error(400, "Uploads must be multipart/form-data with fields 'file' and 'purpose'.")
+        form = await request.post()
+        upload, purpose = form.get("file"), form.get("purpose")
+        if not isinstance(upload, web.FileField) or not isinstance(purpose, str):
+            return self._error(400, "Uploads need a 'file' part and a 'purpose' field.")
+        if purpose != "batch":
+            return self._error(400, f"This server accepts files with purpose 'batch' only, got {purpose!r}.")
+        content = upload.file.read()
+        file = _File(_new_id("file-"), upload.filename or "upload.jsonl", purpose, content, int(time.time()))
+        self.files[file.id] = file
+        self._note("upload", file_id=file.id, bytes=len(content), lines=content.count(b"\n"))
+        return web.json_response(file.to_json())
+
+    def _file(self, request: web.Request) -> _File | None:
+        return self.files.get(request.match_info["file_id"])
+
+    async def _file_info(self, request: web.Request) -> web.Response:
+        if not self._authorized(request):
+            return self._error(401, "Incorrect API key provided.")
+        file = self._file(request)
+        return web.json_response(file.to_json()) if file else self._error(404, "No such file.")
+
+    async def _file_content(self, request: web.Request) -> web.Response:
+        if not self._authorized(request):
+            return self._error(401, "Incorrect API key provided.")
+        file = self._file(request)
+        if file is None:
+            return self._error(404, "No such file.")
+        self._note("content", file_id=file.id)
+        return web.Response(body=file.content, content_type="application/octet-stream")
+
+    async def _delete_file(self, request: web.Request) -> web.Response:
+        if not self._authorized(request):
+            return self._error(401, "Incorrect API key provided.")
+        file = self.files.pop(request.match_info["file_id"], None)
+        if file is None:
+            return self._error(404, "No such file.")
+        self._note("delete_file", file_id=file.id)
+        return web.json_response({"id": file.id, "object": "file", "deleted": True})
+
+    # --- batches -------------------------------------------------------------------
+
+    async def _create(self, request: web.Request) -> web.Response:
+        if not self._authorized(request):
+            return self._error(401, "Incorrect API key provided.")
+        try:
+            body = await request.json()
+        except ValueError:
+            body = None
+        problem = _create_problem(body, self.files)
+        if problem:
+            return self._error(400, problem)
+        file = self.files[body["input_file_id"]]
+        lines, errors = _parse_input(file.content, self.settings.max_requests)
+        match = COMPLETION_WINDOW.match(body["completion_window"])
+        window_s = int(match.group(1)) * (3600 if match.group(2) == "h" else 86_400)
+        batch = _Batch(
+            id=_new_id("batch_"), input_file_id=file.id, completion_window=body["completion_window"],
+            metadata=body.get("metadata"), settings=self.settings, lines=lines, errors=errors,
+            created=self._clock(), created_at=int(time.time()), window_s=window_s,
+        )  # fmt: skip
+        self.batches[batch.id] = batch
+        if not errors:
+            task = asyncio.ensure_future(self._process(batch))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        self._note("create", batch_id=batch.id, input_file_id=file.id, requests=len(lines))
+        return web.json_response(self._view(batch))
+
+    async def _process(self, batch: _Batch) -> None:
+        """Answer every line (yielding to the loop now and then); reveal them when the clock says."""
+        settings, results = batch.settings, []
+        for number, line in enumerate(batch.lines):
+            if number and number % _CHUNK == 0:
+                await asyncio.sleep(0)
+            if settings.expire_share and _share(settings.seed, "expire", line.body) < settings.expire_share:
+                results.append(_error_line(line, "batch_expired", "This request could not be executed before the completion window expired."))
+            elif self._inject_failure(settings, line):
+                message = f"Injected batch failure: HTTP {settings.failure_status}."
+                results.append(_response_line(line, settings.failure_status, _error_body(settings.failure_status, message)))
+            else:
+                results.append(_response_line(line, *self._answer(line.body)))
+        batch.results = results
+
+    def _inject_failure(self, settings: BatchSettings, line: _Line) -> bool:
+        if not settings.failure_share or _share(settings.seed, "fail", line.body) >= settings.failure_share:
+            return False
+        if settings.failures_per_request is not None and self.failures[line.key] >= settings.failures_per_request:
+            return False
+        self.failures[line.key] += 1
+        return True
+
+    def _advance(self, batch: _Batch) -> None:
+        """Move the batch to the state the clock puts it in; write its files when it ends."""
+        if batch.status in TERMINAL:
+            return
+        if batch.cancelled_at is not None:
+            if batch.results is not None or batch.errors:
+                self._end(batch, "cancelled")
+            return
+        s = batch.settings
+        elapsed = self._clock() - batch.created
+        if elapsed < s.validating_s:
+            return
+        if batch.errors:
+            self._end(batch, "failed")
+            return
+        batch.status = "in_progress"
+        batch.ended.setdefault("in_progress_at", batch.created_at + int(s.validating_s))
+        if elapsed < s.validating_s + s.processing_s or batch.results is None:
+            return
+        batch.status = "finalizing"
+        batch.ended.setdefault("finalizing_at", int(time.time()))
+        if elapsed < s.validating_s + s.processing_s + s.finalizing_s:
+            return
+        self._end(batch, "expired" if s.expire_share else "completed")
+
+    def _end(self, batch: _Batch, status: str) -> None:
+        batch.status = status
+        batch.ended[f"{status}_at"] = int(time.time())
+        if status == "failed":
+            return
+        results = list(batch.results or [])
+        if status == "cancelled":
+            done = self._progress(batch, batch.cancelled_at)
+            cut = [_error_line(line, "batch_cancelled", "This request was not run: the batch was cancelled.") for line in batch.lines[done:]]
+            results = results[:done] + cut
+        random.Random(batch.id).shuffle(results)  # lines come back in another order than sent
+        succeeded = [r for r in results if _succeeded(r)]
+        failed = [r for r in results if not _succeeded(r)]
+        batch.counts = {"total": len(batch.lines), "completed": len(succeeded), "failed": len(failed)}
+        batch.output_file_id = self._result_file(batch, "output", succeeded)
+        batch.error_file_id = self._result_file(batch, "errors", failed)
+
+    def _result_file(self, batch: _Batch, kind: str, lines: list[dict[str, Any]]) -> str | None:
+        if not lines:
+            return None
+        content = "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines).encode()
+        file = _File(_new_id("file-"), f"{batch.id}_{kind}.jsonl", "batch_output", content, int(time.time()))
+        self.files[file.id] = file
+        return file.id
+
+    def _progress(self, batch: _Batch, at: float | None = None) -> int:
+        """How many of the batch's requests count as run at monotonic time ``at`` (default now)."""
+        s = batch.settings
+        elapsed = (self._clock() if at is None else at) - batch.created - s.validating_s
+        if elapsed <= 0:
+            return 0
+        if batch.results is None:
+            return 0
+        share = 1.0 if s.processing_s == 0 else min(1.0, elapsed / s.processing_s)
+        return int(len(batch.lines) * share)
+
+    def _view(self, batch: _Batch) -> dict[str, Any]:
+        """The batch object in OpenAI's shape."""
+        total = len(batch.lines)
+        if batch.counts is not None:
+            counts = batch.counts
+        elif batch.status in ("in_progress", "finalizing"):
+            counts = {"total": total, "completed": self._progress(batch), "failed": 0}
+        else:
+            counts = {"total": 0 if batch.errors else total, "completed": 0, "failed": 0}
+        return {
+            "id": batch.id,
+            "object": "batch",
+            "endpoint": ENDPOINT,
+            "errors": {"object": "list", "data": batch.errors} if batch.errors else None,
+            "input_file_id": batch.input_file_id,
+            "completion_window": batch.completion_window,
+            "status": batch.status,
+            "output_file_id": batch.output_file_id,
+            "error_file_id": batch.error_file_id,
+            "created_at": batch.created_at,
+            "in_progress_at": batch.ended.get("in_progress_at"),
+            "expires_at": batch.created_at + int(batch.window_s),
+            "finalizing_at": batch.ended.get("finalizing_at"),
+            "completed_at": batch.ended.get("completed_at"),
+            "failed_at": batch.ended.get("failed_at"),
+            "expired_at": batch.ended.get("expired_at"),
+            "cancelling_at": batch.ended.get("cancelling_at"),
+            "cancelled_at": batch.ended.get("cancelled_at"),
+            "request_counts": counts,
+            "metadata": batch.metadata,
+        }
+
+    def _batch(self, request: web.Request) -> _Batch | None:
+        batch = self.batches.get(request.match_info["batch_id"])
+        if batch is not None:
+            self._advance(batch)
+        return batch
+
+    async def _retrieve(self, request: web.Request) -> web.Response:
+        if not self._authorized(request):
+            return self._error(401, "Incorrect API key provided.")
+        batch = self._batch(request)
+        if batch is None:
+            return self._error(404, "No such batch.")
+        view = self._view(batch)
+        self._note("poll", batch_id=batch.id, status=batch.status, completed=view["request_counts"]["completed"])
+        return web.json_response(view)
+
+    async def _cancel(self, request: web.Request) -> web.Response:
+        if not self._authorized(request):
+            return self._error(401, "Incorrect API key provided.")
+        batch = self._batch(request)
+        if batch is None:
+            return self._error(404, "No such batch.")
+        if batch.status in TERMINAL:
+            return self._error(409, f"Cannot cancel a batch with status {batch.status!r}.")
+        if batch.cancelled_at is None:
+            batch.cancelled_at = self._clock()
+            batch.ended["cancelling_at"] = int(time.time())
+        self._note("cancel", batch_id=batch.id)
+        batch.status = "cancelling"
+        if batch.results is not None:
+            self._end(batch, "cancelled")
+        return web.json_response(self._view(batch))
+
+    async def _list(self, request: web.Request) -> web.Response:
+        if not self._authorized(request):
+            return self._error(401, "Incorrect API key provided.")
+        try:
+            limit = int(request.query.get("limit", "20"))
+        except ValueError:
+            limit = 0
+        if not 1 <= limit <= 100:
+            return self._error(400, "'limit' must be a whole number between 1 and 100.")
+        newest_first = list(reversed(self.batches.values()))
+        after = request.query.get("after")
+        if after is not None:
+            ids = [b.id for b in newest_first]
+            newest_first = newest_first[ids.index(after) + 1 :] if after in ids else []
+        page = newest_first[:limit]
+        for batch in page:
+            self._advance(batch)
+        self._note("list", after=after)
+        data = [self._view(b) for b in page]
+        return web.json_response(
+            {
+                "object": "list",
+                "data": data,
+                "first_id": data[0]["id"] if data else None,
+                "last_id": data[-1]["id"] if data else None,
+                "has_more": len(newest_first) > limit,
+            }
+        )
+
+    # --- control -------------------------------------------------------------------
+
+    async def _set_settings(self, request: web.Request) -> web.Response:
+        try:
+            self.settings = BatchSettings.from_json(await request.json())
+        except ValueError as exc:  # also a body that is not JSON
+            return self._error(400, str(exc))
+        return web.json_response(dataclasses.asdict(self.settings))
+
+    async def _stats(self, request: web.Request) -> web.Response:
+        for batch in self.batches.values():
+            self._advance(batch)
+        return web.json_response(self.snapshot())
+
+    async def _reset(self, request: web.Request) -> web.Response:
+        for task in self._tasks:
+            task.cancel()
+        self.reset()
+        self.failures.clear()
+        return web.json_response({"reset": True})
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "settings": dataclasses.asdict(self.settings),
+            "counts": {op: self.counts[op] for op in ("upload", "create", "poll", "content", "cancel", "list", "delete_file")},
+            "batches": [
+                {
+                    "id": b.id,
+                    "status": b.status,
+                    "requests": len(b.lines),
+                    "keys": [line.key for line in b.lines],
+                    "custom_ids": [line.custom_id for line in b.lines],
+                    "metadata": b.metadata,
+                }
+                for b in self.batches.values()
+            ],
+            "log": self.log,
+        }
+
+
+def _create_problem(body: Any, files: Mapping[str, _File]) -> str | None:
+    if not isinstance(body, dict):
+        return "The request body must be a JSON object."
+    file_id = body.get("input_file_id")
+    if not isinstance(file_id, str) or file_id not in files:
+        return f"No such input file: {file_id!r}."
+    if files[file_id].purpose != "batch":
+        return f"File {file_id} has purpose {files[file_id].purpose!r}; a batch needs a file uploaded with purpose 'batch'."
+    if body.get("endpoint") != ENDPOINT:
+        return f"'endpoint' must be {ENDPOINT!r} on this server, got {body.get('endpoint')!r}."
+    window = body.get("completion_window")
+    if not isinstance(window, str) or not COMPLETION_WINDOW.match(window):
+        return f"'completion_window' must look like '24h', got {window!r}."
+    metadata = body.get("metadata")
+    if metadata is not None:
+        if not isinstance(metadata, dict) or len(metadata) > 16:
+            return "'metadata' must be an object of at most 16 string pairs."
+        for key, value in metadata.items():
+            if not isinstance(value, str) or len(key) > 64 or len(value) > 512:
+                return "'metadata' keys are at most 64 characters and values strings of at most 512."
+    return None
+
+
+def _parse_input(content: bytes, max_requests: int) -> tuple[list[_Line], list[dict[str, Any]]]:
+    """The request lines of an input file, and the validation errors that fail the batch."""
+    lines: list[_Line] = []
+    errors: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for number, raw in enumerate(content.splitlines(), start=1):
+        if not raw.strip():
+            continue
+        problem, request = _line_problem(raw, seen)
+        if problem:
+            errors.append({"code": "invalid_request", "message": problem, "param": None, "line": number})
+            if len(errors) >= 100:
+                break
+            continue
+        seen.add(request["custom_id"])
+        canonical = json.dumps(request["body"], sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+        lines.append(_Line(request["custom_id"], request["body"], hashlib.sha256(canonical.encode()).hexdigest()))
+    if not lines and not errors:
+        errors.append({"code": "empty_file", "message": "The input file holds no requests.", "param": None, "line": None})
+    if len(lines) > max_requests:
+        errors.append({"code": "too_many_requests", "message": f"A batch holds at most {max_requests} requests, got {len(lines)}.", "param": None, "line": None})
+    return lines, errors
+
+
+def _line_problem(raw: bytes, seen: set[str]) -> tuple[str | None, Any]:
+    try:
+        request = json.loads(raw)
+    except ValueError:
+        return "The line is not valid JSON.", None
+    if not isinstance(request, dict):
+        return "Each line must be a JSON object.", None
+    custom_id = request.get("custom_id")
+    if not isinstance(custom_id, str) or not custom_id:
+        return "'custom_id' must be a non-empty string.", None
+    if custom_id in seen:
+        return f"Duplicate custom_id {custom_id!r}.", None
+    if request.get("method") != "POST":
+        return "'method' must be 'POST'.", None
+    if request.get("url") != ENDPOINT:
+        return f"'url' must be {ENDPOINT!r} (the batch's endpoint), got {request.get('url')!r}.", None
+    if not isinstance(request.get("body"), dict):
+        return "'body' must be a JSON object.", None
+    return None, request
+
+
+def _succeeded(result: dict[str, Any]) -> bool:
+    return result["error"] is None and result["response"]["status_code"] == 200
+
+
+def _error_body(status: int, message: str) -> dict[str, Any]:
+    kind = "server_error" if status >= 500 else "invalid_request_error"
+    return {"error": {"message": message, "type": kind, "param": None, "code": None}}
+
+
+def _response_line(line: _Line, status: int, body: dict[str, Any]) -> dict[str, Any]:
+    response = {"status_code": status, "request_id": _new_id("req_"), "body": body}
+    return {"id": _new_id("batch_req_"), "custom_id": line.custom_id, "response": response, "error": None}
+
+
+def _error_line(line: _Line, code: str, message: str) -> dict[str, Any]:
+    return {"id": _new_id("batch_req_"), "custom_id": line.custom_id, "response": None, "error": {"code": code, "message": message}}
