@@ -34,7 +34,7 @@ import re
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from aiohttp import web
@@ -69,6 +69,11 @@ class BatchSettings:
     expire_share: float = 0.0
     seed: int = 0
     max_requests: int = 50_000
+    #: The next ``fail_calls`` Files/Batch API calls are answered ``fail_status`` (transient trouble).
+    fail_calls: int = 0
+    fail_status: int = 503
+    #: The next ``lose_create_replies`` creates make their batch, then drop the connection unanswered.
+    lose_create_replies: int = 0
 
     def __post_init__(self) -> None:
         for name in ("validating_s", "processing_s", "finalizing_s"):
@@ -79,8 +84,12 @@ class BatchSettings:
             value = getattr(self, name)
             if not (_is_number(value) and 0 <= value <= 1):
                 raise ValueError(f"{name!r} must be between 0 and 1, got {value!r}")
-        if not (isinstance(self.failure_status, int) and 400 <= self.failure_status <= 599):
-            raise ValueError(f"'failure_status' must be 4xx or 5xx, got {self.failure_status!r}")
+        for name in ("failure_status", "fail_status"):
+            if not (isinstance(getattr(self, name), int) and 400 <= getattr(self, name) <= 599):
+                raise ValueError(f"{name!r} must be 4xx or 5xx, got {getattr(self, name)!r}")
+        for name in ("fail_calls", "lose_create_replies"):
+            if not (isinstance(getattr(self, name), int) and getattr(self, name) >= 0):
+                raise ValueError(f"{name!r} must be a whole number >= 0")
         if self.failures_per_request is not None and not (isinstance(self.failures_per_request, int) and self.failures_per_request >= 0):
             raise ValueError("'failures_per_request' must be a whole number >= 0 or null")
         if not (isinstance(self.max_requests, int) and self.max_requests >= 1):
@@ -164,6 +173,7 @@ class BatchService:
         self._clock = clock
         self.settings = BatchSettings()
         self.failures: Counter[str] = Counter()  # request key -> injected failures so far
+        self._fail_calls = self._lose_creates = 0
         self.reset()
 
     def reset(self) -> None:
@@ -174,21 +184,36 @@ class BatchService:
         self._tasks: set[asyncio.Task] = set()
 
     def add_routes(self, app: web.Application) -> None:
+        api = self._api
         app.add_routes(
             [
-                web.post("/v1/files", self._upload),
-                web.get("/v1/files/{file_id}", self._file_info),
-                web.get("/v1/files/{file_id}/content", self._file_content),
-                web.delete("/v1/files/{file_id}", self._delete_file),
-                web.post("/v1/batches", self._create),
-                web.get("/v1/batches", self._list),
-                web.get("/v1/batches/{batch_id}", self._retrieve),
-                web.post("/v1/batches/{batch_id}/cancel", self._cancel),
+                web.post("/v1/files", api(self._upload)),
+                web.get("/v1/files/{file_id}", api(self._file_info)),
+                web.get("/v1/files/{file_id}/content", api(self._file_content)),
+                web.delete("/v1/files/{file_id}", api(self._delete_file)),
+                web.post("/v1/batches", api(self._create)),
+                web.get("/v1/batches", api(self._list)),
+                web.get("/v1/batches/{batch_id}", api(self._retrieve)),
+                web.post("/v1/batches/{batch_id}/cancel", api(self._cancel)),
                 web.post("/_control/batches", self._set_settings),
                 web.get("/_control/batches", self._stats),
                 web.delete("/_control/batches", self._reset),
             ]
         )
+
+    def _api(self, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        """A Files/Batch API handler behind the key check and the injected transient failures."""
+
+        async def handle(request: web.Request) -> web.StreamResponse:
+            if not self._authorized(request):
+                return self._error(401, "Incorrect API key provided.")
+            if self._fail_calls:
+                self._fail_calls -= 1
+                self._note("failed_call", path=request.path, status=self.settings.fail_status)
+                return self._error(self.settings.fail_status, f"Injected fault: HTTP {self.settings.fail_status}.")
+            return await handler(request)
+
+        return handle
 
     def _note(self, op: str, **fields: Any) -> None:
         self.counts[op] += 1
@@ -197,8 +222,6 @@ class BatchService:
     # --- files ---------------------------------------------------------------------
 
     async def _upload(self, request: web.Request) -> web.Response:
-        if not self._authorized(request):
-            return self._error(401, "Incorrect API key provided.")
         if not request.content_type.startswith("multipart/"):
             return self._error(400, "Uploads must be multipart/form-data with fields 'file' and 'purpose'.")
         form = await request.post()
@@ -217,14 +240,10 @@ class BatchService:
         return self.files.get(request.match_info["file_id"])
 
     async def _file_info(self, request: web.Request) -> web.Response:
-        if not self._authorized(request):
-            return self._error(401, "Incorrect API key provided.")
         file = self._file(request)
         return web.json_response(file.to_json()) if file else self._error(404, "No such file.")
 
     async def _file_content(self, request: web.Request) -> web.Response:
-        if not self._authorized(request):
-            return self._error(401, "Incorrect API key provided.")
         file = self._file(request)
         if file is None:
             return self._error(404, "No such file.")
@@ -232,8 +251,6 @@ class BatchService:
         return web.Response(body=file.content, content_type="application/octet-stream")
 
     async def _delete_file(self, request: web.Request) -> web.Response:
-        if not self._authorized(request):
-            return self._error(401, "Incorrect API key provided.")
         file = self.files.pop(request.match_info["file_id"], None)
         if file is None:
             return self._error(404, "No such file.")
@@ -243,8 +260,6 @@ class BatchService:
     # --- batches -------------------------------------------------------------------
 
     async def _create(self, request: web.Request) -> web.Response:
-        if not self._authorized(request):
-            return self._error(401, "Incorrect API key provided.")
         try:
             body = await request.json()
         except ValueError:
@@ -267,6 +282,10 @@ class BatchService:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         self._note("create", batch_id=batch.id, input_file_id=file.id, requests=len(lines))
+        if self._lose_creates:
+            self._lose_creates -= 1
+            request.protocol.force_close()  # the batch exists; its reply never arrives
+            return web.Response()
         return web.json_response(self._view(batch))
 
     async def _process(self, batch: _Batch) -> None:
@@ -392,8 +411,6 @@ class BatchService:
         return batch
 
     async def _retrieve(self, request: web.Request) -> web.Response:
-        if not self._authorized(request):
-            return self._error(401, "Incorrect API key provided.")
         batch = self._batch(request)
         if batch is None:
             return self._error(404, "No such batch.")
@@ -402,8 +419,6 @@ class BatchService:
         return web.json_response(view)
 
     async def _cancel(self, request: web.Request) -> web.Response:
-        if not self._authorized(request):
-            return self._error(401, "Incorrect API key provided.")
         batch = self._batch(request)
         if batch is None:
             return self._error(404, "No such batch.")
@@ -419,8 +434,6 @@ class BatchService:
         return web.json_response(self._view(batch))
 
     async def _list(self, request: web.Request) -> web.Response:
-        if not self._authorized(request):
-            return self._error(401, "Incorrect API key provided.")
         try:
             limit = int(request.query.get("limit", "20"))
         except ValueError:
@@ -454,6 +467,7 @@ class BatchService:
             self.settings = BatchSettings.from_json(await request.json())
         except ValueError as exc:  # also a body that is not JSON
             return self._error(400, str(exc))
+        self._fail_calls, self._lose_creates = self.settings.fail_calls, self.settings.lose_create_replies
         return web.json_response(dataclasses.asdict(self.settings))
 
     async def _stats(self, request: web.Request) -> web.Response:
@@ -471,7 +485,7 @@ class BatchService:
     def snapshot(self) -> dict[str, Any]:
         return {
             "settings": dataclasses.asdict(self.settings),
-            "counts": {op: self.counts[op] for op in ("upload", "create", "poll", "content", "cancel", "list", "delete_file")},
+            "counts": {op: self.counts[op] for op in ("upload", "create", "poll", "content", "cancel", "list", "delete_file", "failed_call")},
             "batches": [
                 {
                     "id": b.id,
