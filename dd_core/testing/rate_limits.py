@@ -1,12 +1,16 @@
 """Requests- and tokens-per-minute limits of the local test server, as hosted endpoints enforce them.
 
-A sliding window over the last ``window_s`` seconds (60 by default) of admitted chat requests:
-a request that would take the window past a limit is answered 429. Every chat answer carries
-OpenAI's headers (``x-ratelimit-limit-requests``, ``x-ratelimit-remaining-requests``,
-``x-ratelimit-reset-requests`` and the same for ``-tokens``; resets in OpenAI's format, e.g.
-``"1s"``, ``"6m0s"``, ``"20ms"``): the reset is the time until the window is back to its full
-capacity. A request's tokens are those of its reply's usage (the server computes the reply on
-arrival), so a test can check the limits from the arrival log alone.
+Enforced the way OpenAI describes its limits: one bucket per limit, holding up to the limit and
+refilled continuously over ``window_s`` seconds (60 by default); a request that finds too little
+in a bucket is answered 429. Every chat answer carries OpenAI's headers
+(``x-ratelimit-limit-requests``, ``x-ratelimit-remaining-requests``, ``x-ratelimit-reset-requests``
+and the same for ``-tokens``; resets in OpenAI's format, e.g. ``"1s"``, ``"6m0s"``, ``"20ms"``:
+the time until the bucket is full again). A request's tokens are those of its reply's usage (the
+server computes the reply on arrival).
+
+A bucket lets up to twice its limit through in one window (a full bucket, then a window's
+refill), so the server refusing nothing does not show that a client kept to a limit: the
+arrival log does (see ``max_in_any_window``).
 
 Configured at runtime through ``POST /_control/rate_limits`` ``{"requests_per_minute": 60,
 "tokens_per_minute": 1000, "window_s": 60, "enforce": true}`` (``DELETE`` removes the limits);
@@ -52,10 +56,6 @@ class RateLimitSettings:
         except TypeError as exc:
             raise ValueError(f"bad rate-limit settings {data!r}: {exc}") from None
 
-    @property
-    def active(self) -> bool:
-        return self.requests_per_minute is not None or self.tokens_per_minute is not None
-
 
 def duration_header(seconds: float) -> str:
     """Seconds in OpenAI's reset format: ``"20ms"``, ``"1s"``, ``"1.5s"``, ``"6m0s"``, ``"1h2m3s"``."""
@@ -71,55 +71,60 @@ def duration_header(seconds: float) -> str:
     return f"{secs_text}s"
 
 
+@dataclasses.dataclass
+class _Bucket:
+    limit: float
+    refill_s: float  # time to refill from empty
+    level: float
+    at: float
+
+    def refill(self, now: float) -> None:
+        self.level = min(self.limit, self.level + max(0.0, now - self.at) * self.limit / self.refill_s)
+        self.at = max(self.at, now)
+
+    def headers(self, kind: str) -> dict[str, str]:
+        reset = (self.limit - self.level) * self.refill_s / self.limit
+        return {
+            f"x-ratelimit-limit-{kind}": str(int(self.limit)),
+            f"x-ratelimit-remaining-{kind}": str(max(0, math.floor(self.level))),
+            f"x-ratelimit-reset-{kind}": duration_header(reset),
+        }
+
+
 class ServerRateLimits:
-    """The sliding window, the arrival log, and the headers of each answer."""
+    """The buckets, the arrival log, and the headers of each answer."""
 
     def __init__(self) -> None:
         self.settings = RateLimitSettings()
-        self._window: deque[tuple[float, int]] = deque()  # admitted (arrival, tokens), oldest first
-        self._window_tokens = 0
+        self._buckets: dict[str, _Bucket] = {}
         self.arrivals: deque[dict[str, Any]] = deque(maxlen=ARRIVAL_LOG_SIZE)
 
     def configure(self, settings: RateLimitSettings) -> None:
         self.settings = settings
-        self._window.clear()
-        self._window_tokens = 0
+        self._buckets = {}
         self.arrivals.clear()
+        for kind, limit in (("requests", settings.requests_per_minute), ("tokens", settings.tokens_per_minute)):
+            if limit is not None:
+                self._buckets[kind] = _Bucket(limit, settings.window_s, float(limit), -math.inf)
 
     def admit(self, arrival: float, tokens: int) -> tuple[bool, dict[str, str]]:
         """Whether a request that arrived at ``arrival`` with ``tokens`` may be answered, and the
         ``x-ratelimit-*`` headers of its answer (none while no limit is set)."""
-        settings = self.settings
-        if not settings.active:
+        if not self._buckets:
             return True, {}
-        self._expire(arrival)
-        too_many = settings.requests_per_minute is not None and len(self._window) + 1 > settings.requests_per_minute
-        too_large = settings.tokens_per_minute is not None and self._window_tokens + tokens > settings.tokens_per_minute
-        admitted = not settings.enforce or not (too_many or too_large)
+        need = {"requests": 1, "tokens": tokens}
+        for bucket in self._buckets.values():
+            bucket.refill(arrival)
+        fits = all(bucket.level >= need[kind] for kind, bucket in self._buckets.items())
+        admitted = fits or not self.settings.enforce
         if admitted:
-            self._window.append((arrival, tokens))
-            self._window_tokens += tokens
+            for kind, bucket in self._buckets.items():
+                bucket.level -= need[kind]  # below zero only when not enforcing
         self.arrivals.append({"t": arrival, "tokens": tokens, "admitted": admitted})
-        return admitted, self._headers(arrival)
-
-    def _expire(self, now: float) -> None:
-        horizon = now - self.settings.window_s
-        while self._window and self._window[0][0] <= horizon:
-            self._window_tokens -= self._window.popleft()[1]
-
-    def _headers(self, now: float) -> dict[str, str]:
-        settings = self.settings
-        reset = duration_header(self._window[-1][0] + settings.window_s - now) if self._window else "0s"
-        headers = {}
-        if settings.requests_per_minute is not None:
-            headers["x-ratelimit-limit-requests"] = str(settings.requests_per_minute)
-            headers["x-ratelimit-remaining-requests"] = str(max(0, settings.requests_per_minute - len(self._window)))
-            headers["x-ratelimit-reset-requests"] = reset
-        if settings.tokens_per_minute is not None:
-            headers["x-ratelimit-limit-tokens"] = str(settings.tokens_per_minute)
-            headers["x-ratelimit-remaining-tokens"] = str(max(0, settings.tokens_per_minute - self._window_tokens))
-            headers["x-ratelimit-reset-tokens"] = reset
-        return headers
+        headers: dict[str, str] = {}
+        for kind, bucket in self._buckets.items():
+            headers.update(bucket.headers(kind))
+        return admitted, headers
 
     def snapshot(self) -> dict[str, Any]:
         return {**dataclasses.asdict(self.settings), "arrivals": list(self.arrivals)}

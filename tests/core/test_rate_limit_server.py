@@ -87,16 +87,18 @@ def test_reset_durations_in_openai_format(seconds, text):
     assert duration_header(seconds) == text
 
 
-def test_remaining_recovers_as_the_window_moves():
+def test_buckets_refill_evenly_and_headers_say_when_they_are_full():
     limits = ServerRateLimits()
-    limits.configure(RateLimitSettings(requests_per_minute=2, tokens_per_minute=100))
-    assert limits.admit(0.0, 40) == (True, {
-        "x-ratelimit-limit-requests": "2", "x-ratelimit-remaining-requests": "1", "x-ratelimit-reset-requests": "1m0s",
-        "x-ratelimit-limit-tokens": "100", "x-ratelimit-remaining-tokens": "60", "x-ratelimit-reset-tokens": "1m0s",
+    limits.configure(RateLimitSettings(requests_per_minute=2, tokens_per_minute=120))
+    assert limits.admit(0.0, 60) == (True, {
+        "x-ratelimit-limit-requests": "2", "x-ratelimit-remaining-requests": "1", "x-ratelimit-reset-requests": "30s",
+        "x-ratelimit-limit-tokens": "120", "x-ratelimit-remaining-tokens": "60", "x-ratelimit-reset-tokens": "30s",
     })  # fmt: skip
-    assert limits.admit(10.0, 70)[0] is False  # 110 tokens in the window
-    assert limits.admit(60.0, 70)[0] is True  # the first one left the window at 60 s
-    assert limits.admit(60.0, 1)[1]["x-ratelimit-remaining-requests"] == "0"
+    assert limits.admit(1.0, 70)[0] is False  # 62 tokens in the bucket
+    assert limits.admit(5.0, 70)[0] is True  # refilled 2 tokens a second
+    refused = limits.admit(5.0, 1)
+    assert refused[0] is False and refused[1]["x-ratelimit-remaining-requests"] == "0"
+    assert [a["admitted"] for a in limits.snapshot()["arrivals"]] == [True, False, True, False]
 
 
 @pytest.mark.parametrize("bad", [{"requests_per_minute": 0}, {"tokens_per_minute": 1.5}, {"window_s": -1}, {"rpm": 3}])
