@@ -26,21 +26,31 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import hashlib
 import json
 import math
 import random
-import re
 import time
-import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
 
-ENDPOINT = "/v1/chat/completions"
-COMPLETION_WINDOW = re.compile(r"^([1-9][0-9]{0,3})([hd])$")
+from dd_core.testing.batch_lines import (
+    COMPLETION_WINDOW,
+    ENDPOINT,
+    RequestLine,
+    StoredFile,
+    create_problem,
+    error_body,
+    error_line,
+    new_id,
+    parse_input,
+    response_line,
+    share,
+    succeeded,
+)
+
 TERMINAL = ("completed", "failed", "expired", "cancelled")
 #: Lines answered between two yields to the event loop while a batch is processed.
 _CHUNK = 200
@@ -109,39 +119,6 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def _share(seed: int, purpose: str, body: Any) -> float:
-    """A number in [0, 1) fixed by (seed, purpose, request body)."""
-    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    digest = hashlib.sha256(f"{seed}/{purpose}/{text}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64
-
-
-def _new_id(prefix: str) -> str:
-    return f"{prefix}{uuid.uuid4().hex[:24]}"
-
-
-@dataclasses.dataclass
-class _File:
-    id: str
-    filename: str
-    purpose: str
-    content: bytes
-    created_at: int
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "id": self.id, "object": "file", "bytes": len(self.content), "created_at": self.created_at,
-            "filename": self.filename, "purpose": self.purpose, "status": "processed",
-        }  # fmt: skip
-
-
-@dataclasses.dataclass
-class _Line:
-    custom_id: str
-    body: Any
-    key: str  # sha256 of the canonical body: which request this is, across batches
-
-
 @dataclasses.dataclass
 class _Batch:
     id: str
@@ -149,7 +126,7 @@ class _Batch:
     completion_window: str
     metadata: dict[str, str] | None
     settings: BatchSettings
-    lines: list[_Line]
+    lines: list[RequestLine]
     errors: list[dict[str, Any]]  # validation errors: the batch fails
     created: float  # monotonic
     created_at: int  # unix seconds
@@ -177,7 +154,7 @@ class BatchService:
         self.reset()
 
     def reset(self) -> None:
-        self.files: dict[str, _File] = {}
+        self.files: dict[str, StoredFile] = {}
         self.batches: dict[str, _Batch] = {}
         self.log: list[dict[str, Any]] = []
         self.counts: Counter[str] = Counter()
@@ -231,12 +208,12 @@ class BatchService:
         if purpose != "batch":
             return self._error(400, f"This server accepts files with purpose 'batch' only, got {purpose!r}.")
         content = upload.file.read()
-        file = _File(_new_id("file-"), upload.filename or "upload.jsonl", purpose, content, int(time.time()))
+        file = StoredFile(new_id("file-"), upload.filename or "upload.jsonl", purpose, content, int(time.time()))
         self.files[file.id] = file
         self._note("upload", file_id=file.id, bytes=len(content), lines=content.count(b"\n"))
         return web.json_response(file.to_json())
 
-    def _file(self, request: web.Request) -> _File | None:
+    def _file(self, request: web.Request) -> StoredFile | None:
         return self.files.get(request.match_info["file_id"])
 
     async def _file_info(self, request: web.Request) -> web.Response:
@@ -264,15 +241,15 @@ class BatchService:
             body = await request.json()
         except ValueError:
             body = None
-        problem = _create_problem(body, self.files)
+        problem = create_problem(body, self.files)
         if problem:
             return self._error(400, problem)
         file = self.files[body["input_file_id"]]
-        lines, errors = _parse_input(file.content, self.settings.max_requests)
+        lines, errors = parse_input(file.content, self.settings.max_requests)
         match = COMPLETION_WINDOW.match(body["completion_window"])
         window_s = int(match.group(1)) * (3600 if match.group(2) == "h" else 86_400)
         batch = _Batch(
-            id=_new_id("batch_"), input_file_id=file.id, completion_window=body["completion_window"],
+            id=new_id("batch_"), input_file_id=file.id, completion_window=body["completion_window"],
             metadata=body.get("metadata"), settings=self.settings, lines=lines, errors=errors,
             created=self._clock(), created_at=int(time.time()), window_s=window_s,
         )  # fmt: skip
@@ -294,17 +271,17 @@ class BatchService:
         for number, line in enumerate(batch.lines):
             if number and number % _CHUNK == 0:
                 await asyncio.sleep(0)
-            if settings.expire_share and _share(settings.seed, "expire", line.body) < settings.expire_share:
-                results.append(_error_line(line, "batch_expired", "This request could not be executed before the completion window expired."))
+            if settings.expire_share and share(settings.seed, "expire", line.body) < settings.expire_share:
+                results.append(error_line(line, "batch_expired", "This request could not be executed before the completion window expired."))
             elif self._inject_failure(settings, line):
                 message = f"Injected batch failure: HTTP {settings.failure_status}."
-                results.append(_response_line(line, settings.failure_status, _error_body(settings.failure_status, message)))
+                results.append(response_line(line, settings.failure_status, error_body(settings.failure_status, message)))
             else:
-                results.append(_response_line(line, *self._answer(line.body)))
+                results.append(response_line(line, *self._answer(line.body)))
         batch.results = results
 
-    def _inject_failure(self, settings: BatchSettings, line: _Line) -> bool:
-        if not settings.failure_share or _share(settings.seed, "fail", line.body) >= settings.failure_share:
+    def _inject_failure(self, settings: BatchSettings, line: RequestLine) -> bool:
+        if not settings.failure_share or share(settings.seed, "fail", line.body) >= settings.failure_share:
             return False
         if settings.failures_per_request is not None and self.failures[line.key] >= settings.failures_per_request:
             return False
@@ -344,20 +321,20 @@ class BatchService:
         results = list(batch.results or [])
         if status == "cancelled":
             done = self._progress(batch, batch.cancelled_at)
-            cut = [_error_line(line, "batch_cancelled", "This request was not run: the batch was cancelled.") for line in batch.lines[done:]]
+            cut = [error_line(line, "batch_cancelled", "This request was not run: the batch was cancelled.") for line in batch.lines[done:]]
             results = results[:done] + cut
         random.Random(batch.id).shuffle(results)  # lines come back in another order than sent
-        succeeded = [r for r in results if _succeeded(r)]
-        failed = [r for r in results if not _succeeded(r)]
-        batch.counts = {"total": len(batch.lines), "completed": len(succeeded), "failed": len(failed)}
-        batch.output_file_id = self._result_file(batch, "output", succeeded)
+        answered = [r for r in results if succeeded(r)]
+        failed = [r for r in results if not succeeded(r)]
+        batch.counts = {"total": len(batch.lines), "completed": len(answered), "failed": len(failed)}
+        batch.output_file_id = self._result_file(batch, "output", answered)
         batch.error_file_id = self._result_file(batch, "errors", failed)
 
     def _result_file(self, batch: _Batch, kind: str, lines: list[dict[str, Any]]) -> str | None:
         if not lines:
             return None
         content = "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines).encode()
-        file = _File(_new_id("file-"), f"{batch.id}_{kind}.jsonl", "batch_output", content, int(time.time()))
+        file = StoredFile(new_id("file-"), f"{batch.id}_{kind}.jsonl", "batch_output", content, int(time.time()))
         self.files[file.id] = file
         return file.id
 
@@ -499,89 +476,3 @@ class BatchService:
             ],
             "log": self.log,
         }
-
-
-def _create_problem(body: Any, files: Mapping[str, _File]) -> str | None:
-    if not isinstance(body, dict):
-        return "The request body must be a JSON object."
-    file_id = body.get("input_file_id")
-    if not isinstance(file_id, str) or file_id not in files:
-        return f"No such input file: {file_id!r}."
-    if files[file_id].purpose != "batch":
-        return f"File {file_id} has purpose {files[file_id].purpose!r}; a batch needs a file uploaded with purpose 'batch'."
-    if body.get("endpoint") != ENDPOINT:
-        return f"'endpoint' must be {ENDPOINT!r} on this server, got {body.get('endpoint')!r}."
-    window = body.get("completion_window")
-    if not isinstance(window, str) or not COMPLETION_WINDOW.match(window):
-        return f"'completion_window' must look like '24h', got {window!r}."
-    metadata = body.get("metadata")
-    if metadata is not None:
-        if not isinstance(metadata, dict) or len(metadata) > 16:
-            return "'metadata' must be an object of at most 16 string pairs."
-        for key, value in metadata.items():
-            if not isinstance(value, str) or len(key) > 64 or len(value) > 512:
-                return "'metadata' keys are at most 64 characters and values strings of at most 512."
-    return None
-
-
-def _parse_input(content: bytes, max_requests: int) -> tuple[list[_Line], list[dict[str, Any]]]:
-    """The request lines of an input file, and the validation errors that fail the batch."""
-    lines: list[_Line] = []
-    errors: list[dict[str, Any]] = []
-    seen: set[str] = set()
-    for number, raw in enumerate(content.splitlines(), start=1):
-        if not raw.strip():
-            continue
-        problem, request = _line_problem(raw, seen)
-        if problem:
-            errors.append({"code": "invalid_request", "message": problem, "param": None, "line": number})
-            if len(errors) >= 100:
-                break
-            continue
-        seen.add(request["custom_id"])
-        canonical = json.dumps(request["body"], sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-        lines.append(_Line(request["custom_id"], request["body"], hashlib.sha256(canonical.encode()).hexdigest()))
-    if not lines and not errors:
-        errors.append({"code": "empty_file", "message": "The input file holds no requests.", "param": None, "line": None})
-    if len(lines) > max_requests:
-        errors.append({"code": "too_many_requests", "message": f"A batch holds at most {max_requests} requests, got {len(lines)}.", "param": None, "line": None})
-    return lines, errors
-
-
-def _line_problem(raw: bytes, seen: set[str]) -> tuple[str | None, Any]:
-    try:
-        request = json.loads(raw)
-    except ValueError:
-        return "The line is not valid JSON.", None
-    if not isinstance(request, dict):
-        return "Each line must be a JSON object.", None
-    custom_id = request.get("custom_id")
-    if not isinstance(custom_id, str) or not custom_id:
-        return "'custom_id' must be a non-empty string.", None
-    if custom_id in seen:
-        return f"Duplicate custom_id {custom_id!r}.", None
-    if request.get("method") != "POST":
-        return "'method' must be 'POST'.", None
-    if request.get("url") != ENDPOINT:
-        return f"'url' must be {ENDPOINT!r} (the batch's endpoint), got {request.get('url')!r}.", None
-    if not isinstance(request.get("body"), dict):
-        return "'body' must be a JSON object.", None
-    return None, request
-
-
-def _succeeded(result: dict[str, Any]) -> bool:
-    return result["error"] is None and result["response"]["status_code"] == 200
-
-
-def _error_body(status: int, message: str) -> dict[str, Any]:
-    kind = "server_error" if status >= 500 else "invalid_request_error"
-    return {"error": {"message": message, "type": kind, "param": None, "code": None}}
-
-
-def _response_line(line: _Line, status: int, body: dict[str, Any]) -> dict[str, Any]:
-    response = {"status_code": status, "request_id": _new_id("req_"), "body": body}
-    return {"id": _new_id("batch_req_"), "custom_id": line.custom_id, "response": response, "error": None}
-
-
-def _error_line(line: _Line, code: str, message: str) -> dict[str, Any]:
-    return {"id": _new_id("batch_req_"), "custom_id": line.custom_id, "response": None, "error": {"code": code, "message": message}}
