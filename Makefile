@@ -13,9 +13,10 @@ export DAGSTER_DISABLE_TELEMETRY = 1
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): pyproject.toml constraints.txt examples/dd_components/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dagster,s3,test]'
+	$(BIN)/python -m pip install --quiet --no-deps -e examples/dd_components
 	touch $(STAMP)
 
 $(DAGSTER_HOME)/dagster.yaml: deployments/local/dagster.yaml

@@ -13,6 +13,9 @@
    storage costs the UI its "in progress" and "failed" partition statuses; dd does not set it.
 2. Reading the latest checkpoint of every partition of an asset with 10,000 materialized
    partitions (one indexed query), as every row-group run does. Target: under 1 s on SQLite.
+   Then again after deleting the tag rows of ``--untagged`` of them (default 1,000), as a run
+   killed between a materialization and its tag rows on PostgreSQL leaves them: those are read
+   from their materialization records (batched).
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ import time
 from pathlib import Path
 
 import dagster as dg
+import sqlalchemy as sa
+from dagster._core.events import DagsterEventType
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from measure import run_measured
@@ -58,8 +63,18 @@ def through_dagster(row_groups: int, out: Path, home: Path, rows: int = 1000) ->
     return seconds
 
 
-def checkpoint_read(partitions: int, home: Path) -> tuple[float, float]:
-    key = dg.AssetKey(["bench", "row_groups"])
+def _median_read(instance, key, keys) -> float:
+    runs = []
+    for _ in range(3):
+        start = time.perf_counter()
+        records = latest_records(instance, key, keys)
+        runs.append(time.perf_counter() - start)
+    assert len(records) == len(keys)
+    return statistics.median(runs)
+
+
+def checkpoint_read(partitions: int, untagged: int, home: Path) -> tuple[float, float, float]:
+    key = dg.AssetKey(["bench_row_groups"])
     keys = [f"{i:05d}" for i in range(partitions)]
     home.mkdir(parents=True)
     with dg.instance_for_test(temp_dir=str(home)) as instance:
@@ -68,13 +83,11 @@ def checkpoint_read(partitions: int, home: Path) -> tuple[float, float]:
             version = row_group_version("sha256:" + "ab" * 32, 1000, 1000, 1000, f"{int(k):016x}")
             instance.report_runless_asset_event(dg.AssetMaterialization(asset_key=key, partition=k, metadata={"num_rows": 1000}, tags={DATA_VERSION_TAG: version}))
         built = time.perf_counter() - start
-        runs = []
-        for _ in range(3):
-            start = time.perf_counter()
-            records = latest_records(instance, key, keys)
-            runs.append(time.perf_counter() - start)
-        assert len(records) == partitions
-    return statistics.median(runs), built
+        read = _median_read(instance, key, keys)
+        ids = instance.get_latest_storage_id_by_partition(key, DagsterEventType.ASSET_MATERIALIZATION, partitions=set(keys[:untagged]))
+        with instance.event_log_storage.index_connection() as conn:
+            conn.execute(sa.text(f"DELETE FROM asset_event_tags WHERE event_id IN ({', '.join(map(str, ids.values()))})"))
+        return read, _median_read(instance, key, keys), built
 
 
 def main() -> None:
@@ -84,6 +97,7 @@ def main() -> None:
     ap.add_argument("--rows-per-group", type=int, default=1000, help="rows per row group (the target is stated for 1,000)")
     ap.add_argument("--subset-planned-events", action="store_true", help="set DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS (see above)")
     ap.add_argument("--repeat", type=int, default=3, help="alternating repetitions; medians are compared")
+    ap.add_argument("--untagged", type=int, default=1000, help="partitions whose tag rows are deleted for the second read")
     args = ap.parse_args()
     if args.subset_planned_events:
         os.environ["DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS"] = "true"
@@ -102,9 +116,10 @@ def main() -> None:
         print(f"  Dagster / standalone: {ratio:.2f}x (target <= 1.25x: {'met' if ratio <= 1.25 else 'NOT met'})")
         if not args.checkpoint_partitions:
             return
-        read, built = checkpoint_read(args.checkpoint_partitions, tmp / "checkpoints")
+        read, fallback, built = checkpoint_read(args.checkpoint_partitions, args.untagged, tmp / "checkpoints")
         print(f"checkpoint read of {args.checkpoint_partitions:,} partitions (SQLite, built in {built:.0f} s): {read * 1000:.0f} ms "
               f"(target < 1 s: {'met' if read < 1 else 'NOT met'})")
+        print(f"  the same with {args.untagged:,} of them without tag rows (read from their records): {fallback * 1000:.0f} ms")
 
 
 if __name__ == "__main__":

@@ -166,7 +166,7 @@ def measure(concurrency: int, args: argparse.Namespace, llm: OpenAIServerProcess
     work.mkdir(parents=True)
     config_path = work / "config.json"
     config_path.write_text(json.dumps(llm_config(llm.base_url, args.max_parallel)))
-    asset = [DATASET, "row_groups"]
+    asset = [f"{DATASET}_row_groups"]
     keys = [f"{i:05d}" for i in range(args.row_groups)]
     with throwaway_postgres(work) as pg:
         home, env = postgres_dagster_home(work, pg, max_concurrent_runs=concurrency, tag_limit=2)

@@ -14,6 +14,8 @@ _EXPORTS = {
     "load_config": "dd_core.config",
     "apply_processors": "dd_core.engine",
     "generate_row_group": "dd_core.engine",
+    "ColumnInfo": "dd_core.engine.schema",
+    "column_schema": "dd_core.engine.schema",
     "DDError": "dd_core.errors",
     "DDConfigError": "dd_core.errors",
     "DatasetDamagedError": "dd_core.errors",
@@ -70,6 +72,7 @@ if TYPE_CHECKING:
     from dd_core.engine.llm.runtime import LLMRuntime, ModelOverride
     from dd_core.engine.llm.usage import ModelUsage, merge_usage
     from dd_core.engine.row_group import RowGroupResult, run_row_group
+    from dd_core.engine.schema import ColumnInfo, column_schema
     from dd_core.resume import Checkpoint, Found, FoundState, ResumeMode, ResumePlan, StaleRowGroupError, plan_resume, row_group_sizes
     from dd_core.storage.claims import row_group_claim
     from dd_core.storage.filesystems import StoragePath, storage_path

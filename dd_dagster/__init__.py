@@ -1,6 +1,7 @@
 """Dagster integration of dd: row groups as dynamic partitions, materializations as checkpoints."""
 
 from dd_dagster.automation import register_partitions
+from dd_dagster.component import DatasetComponent
 from dd_dagster.dataset import DagsterDataset
 from dd_dagster.factory import build_dataset_definitions
 from dd_dagster.resource import DataDesignerResource, ModelEndpoint
@@ -10,6 +11,7 @@ from dd_dagster.translator import DatasetAssetProps, DDDatasetTranslator
 __all__ = [
     "DDDatasetTranslator",
     "DagsterDataset",
+    "DatasetComponent",
     "DataDesignerResource",
     "DatasetAssetProps",
     "ModelEndpoint",

@@ -21,6 +21,9 @@ from dd_core import Checkpoint, Found, FoundState
 DATA_VERSION_TAG = "dagster/data_version"
 CODE_VERSION_TAG = "dagster/code_version"
 _FORMAT = "dd1"
+#: Partitions per batched read: well under ``fetch_materializations``' limit of 10,000 and
+#: SQLite's limit on query parameters.
+RECORDS_PER_QUERY = 1000
 
 
 @dataclass(frozen=True)
@@ -55,15 +58,36 @@ def latest_records(instance: dg.DagsterInstance, asset_key: dg.AssetKey, partiti
     """Latest checkpoint per partition; partitions without one (or not written by dd) are absent.
 
     Partitions of deleted keys keep their history in Dagster, so only ``partition_keys`` count.
+    The tag index can lag behind the event log: dagster-postgres commits a materialization and
+    its tag rows in two transactions, so a run killed between them leaves a partition Dagster
+    counts as materialized (retries and "materialize missing" skip it) with no tag row. Those
+    partitions are read from their materialization records instead, so dd sees what Dagster sees.
     """
     wanted = set(partition_keys)
     tags = instance.event_log_storage.get_latest_tags_by_partition(asset_key, DagsterEventType.ASSET_MATERIALIZATION, [DATA_VERSION_TAG])
+    untagged = (instance.get_materialized_partitions(asset_key) & wanted) - tags.keys()
+    if untagged:
+        tags = {**tags, **{key: record.asset_materialization.tags or {} for key, record in latest_materializations(instance, asset_key, untagged).items()}}
     records = {}
     for key, values in tags.items():
         record = parse_row_group_version(key, values.get(DATA_VERSION_TAG, "")) if key in wanted else None
         if record is not None:
             records[key] = record
     return records
+
+
+def latest_materializations(instance: dg.DagsterInstance, asset_key: dg.AssetKey, partition_keys: Iterable[str]) -> dict[str, dg.EventLogRecord]:
+    """The latest materialization record of each partition (that has one), in batched queries:
+    ~0.3 s per 1,000 partitions, against ~10 s one partition at a time."""
+    keys = sorted(set(partition_keys))
+    found: dict[str, dg.EventLogRecord] = {}
+    for start in range(0, len(keys), RECORDS_PER_QUERY):
+        chunk = set(keys[start : start + RECORDS_PER_QUERY])
+        ids = instance.get_latest_storage_id_by_partition(asset_key, DagsterEventType.ASSET_MATERIALIZATION, partitions=chunk)
+        if ids:
+            batch = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=asset_key, storage_ids=list(ids.values())), limit=len(ids))
+            found.update((record.partition_key, record) for record in batch.records)
+    return found
 
 
 def found_state(instance: dg.DagsterInstance, asset_key: dg.AssetKey, records: dict[str, RowGroupRecord], index_of: Callable[[str], int]) -> FoundState:

@@ -12,11 +12,14 @@ new config never overwrites the file an older materialization points to:
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import dagster as dg
+import yaml
 
 from dd_core import Checkpoint, DatasetConfig, StoragePath, fingerprint, load_config, row_group_sizes, storage_path
 
@@ -27,12 +30,22 @@ class DagsterDataset:
     name: str
     num_records: int
     buffer_size: int
+    #: The config file, when the config came from one (shown in the UI as a code reference).
+    config_path: Path | None = None
 
     @classmethod
     def create(cls, config, num_records: int, buffer_size: int, name: str | None = None) -> DagsterDataset:
+        path = Path(config).resolve() if isinstance(config, (str, Path)) and str(config).endswith((".yaml", ".yml", ".json")) else None
         config = load_config(config)
         row_group_sizes(num_records, buffer_size)  # a bad target fails now, at definition time
-        return cls(config, name or config.name or "dataset", num_records, buffer_size)
+        return cls(config, name or config.name or "dataset", num_records, buffer_size, path)
+
+    @cached_property
+    def config_text(self) -> str:
+        """The config as its author wrote it (the file), else as YAML."""
+        if self.config_path is not None:
+            return self.config_path.read_text(encoding="utf-8")
+        return yaml.safe_dump(self.config.model_dump(mode="json", exclude_defaults=True), sort_keys=False)
 
     @cached_property
     def fingerprint(self) -> dict:
@@ -43,19 +56,45 @@ class DagsterDataset:
         return self.fingerprint["config_hash"]
 
     @cached_property
-    def sizes(self) -> dict[int, int]:
+    def sizes(self) -> Mapping[int, int]:
         """Requested rows per row group."""
         return row_group_sizes(self.num_records, self.buffer_size)
 
+    @property
+    def num_row_groups(self) -> int:
+        return len(self.sizes)
+
+    def is_current(self, checkpoint: Checkpoint | None, index: int) -> bool:
+        """Whether a row group's checkpoint was made under the current config and target."""
+        return checkpoint is not None and (checkpoint.config_hash, checkpoint.requested_rows, checkpoint.buffer_size) == (
+            self.config_hash,
+            self.sizes[index],
+            self.buffer_size,
+        )
+
     @cached_property
     def key_width(self) -> int:
-        return max(5, len(str(len(self.sizes) - 1)))
+        return max(5, len(str(self.num_row_groups - 1)))
 
     def partition_key(self, index: int) -> str:
         return f"{index:0{self.key_width}d}"
 
     def index(self, partition_key: str) -> int:
+        """The row group a valid key names; see ``invalid_keys``."""
         return int(partition_key)
+
+    @property
+    def key_range(self) -> str:
+        """The valid keys, e.g. ``00000..00009``."""
+        return f"{self.partition_key(0)}..{self.partition_key(self.num_row_groups - 1)}"
+
+    def is_valid_key(self, partition_key: str) -> bool:
+        """Whether the key names a row group of the target: digits only, the keys' width, in range."""
+        key = partition_key
+        return len(key) == self.key_width and key.isascii() and key.isdigit() and int(key) < self.num_row_groups
+
+    def invalid_keys(self, partition_keys: Iterable[str]) -> list[str]:
+        return [key for key in partition_keys if not self.is_valid_key(key)]
 
     @cached_property
     def partition_keys(self) -> list[str]:

@@ -7,7 +7,8 @@ from pathlib import Path
 import dagster as dg
 
 from dd_core import DatasetConfig
-from dd_dagster.automation import build_refresh_schedule, build_registration_sensor
+from dd_dagster.automation import build_refresh_schedule, build_regeneration_sensor, build_registration_sensor
+from dd_dagster.checks import build_current_check
 from dd_dagster.dataset import DagsterDataset
 from dd_dagster.dataset_asset import build_dataset_asset
 from dd_dagster.resource import DataDesignerResource
@@ -28,13 +29,15 @@ def build_dataset_definitions(
     refresh_cron: str | None = None,
     translator: DDDatasetTranslator | None = None,
     resource: DataDesignerResource | None = None,
+    resource_key: str = "data_designer",
 ) -> dg.Definitions:
-    """Definitions for one dataset: the row-group asset (a dynamic partition per row group), the
-    combined dataset asset with blocking checks, a job, a partition-registering sensor, and (with
-    ``refresh_cron``) a schedule for stale or missing row groups.
+    """Definitions for one dataset: the row-group asset (a dynamic partition per row group) with
+    its ``row_groups_current`` check, the combined dataset asset with a blocking row-count check,
+    a job, a partition-registering sensor, a regeneration sensor for stale or missing row groups
+    (stopped until turned on), and (with ``refresh_cron``) a schedule doing the same.
 
     Several datasets share one code location through ``dg.Definitions.merge``; they expect a
-    ``DataDesignerResource`` under the key ``data_designer`` (pass ``resource`` once, or add it).
+    ``DataDesignerResource`` under ``resource_key`` (pass ``resource`` once, or add it).
     Datasets with LLM columns hold the concurrency pool of their model server, and their job's
     runs carry the ``dd/llm_endpoint`` tag (pass ``resource`` so endpoint overrides count).
     The definitions set the in-process executor, which backfill runs of the code location use.
@@ -45,11 +48,12 @@ def build_dataset_definitions(
     translator = translator or DDDatasetTranslator()
     row_groups_spec = translator.get_asset_spec(DatasetAssetProps(dataset, "row_groups"))
     endpoint = dataset.llm_endpoint({alias: m.base_url for alias, m in resource.models.items()} if resource else None)
-    row_groups = build_row_groups_asset(dataset, row_groups_spec, row_groups_per_run, endpoint)
-    combined = build_dataset_asset(dataset, translator.get_asset_spec(DatasetAssetProps(dataset, "dataset")), row_groups_spec.key)
+    row_groups = build_row_groups_asset(dataset, row_groups_spec, row_groups_per_run, endpoint, resource_key)
+    combined = build_dataset_asset(dataset, translator.get_asset_spec(DatasetAssetProps(dataset, "dataset")), row_groups_spec.key, resource_key)
     job = dg.define_asset_job(
         f"{dataset.name}_row_groups_job",
-        selection=dg.AssetSelection.assets(row_groups_spec.key),
+        # Without the check's own step: every run of the asset evaluates it when it ends.
+        selection=dg.AssetSelection.assets(row_groups_spec.key).without_checks(),
         executor_def=dg.in_process_executor,
         description=f"Generates row groups of {dataset.name}; launch it over a partition range.",
         tags={LLM_ENDPOINT_TAG: endpoint} if endpoint else None,
@@ -57,10 +61,11 @@ def build_dataset_definitions(
     schedules = [build_refresh_schedule(dataset, job, row_groups_spec.key, refresh_cron, row_groups_per_run)] if refresh_cron else []
     return dg.Definitions(
         assets=[row_groups, combined],
+        asset_checks=[build_current_check(dataset, row_groups_spec.key)],
         jobs=[job],
-        sensors=[build_registration_sensor(dataset)],
+        sensors=[build_registration_sensor(dataset), build_regeneration_sensor(dataset, job, row_groups_spec.key, row_groups_per_run)],
         schedules=schedules,
-        resources={"data_designer": resource} if resource is not None else {},
+        resources={resource_key: resource} if resource is not None else {},
         # Backfills run the implicit asset job, which takes the code location's executor:
         # in-process, so a run is one process (no step subprocess per run).
         executor=dg.in_process_executor,

@@ -9,35 +9,38 @@ from __future__ import annotations
 from typing import Optional
 
 import dagster as dg
+from pydantic import Field
 
 from dd_core import LLMRuntime, ModelOverride
 
 
 class ModelEndpoint(dg.Config):
-    """Replaces what a config's model alias points at, for runs in this deployment."""
+    """Where one model alias of the dataset configs is served in this deployment. Fields left
+    empty keep the config's value; none of them changes the config fingerprint."""
 
-    base_url: Optional[str] = None
-    api_key: Optional[str] = None
-    max_parallel_requests: Optional[int] = None
-    timeout_s: Optional[float] = None
+    base_url: Optional[str] = Field(default=None, description="OpenAI-compatible endpoint, e.g. http://vllm:8000/v1 (replaces the config's base_url).")
+    api_key: Optional[str] = Field(
+        default=None, description="API key; pass it as an environment variable (EnvVar(\"VLLM_KEY\")), so the UI shows only its name."
+    )
+    max_parallel_requests: Optional[int] = Field(default=None, description="Requests in flight at once for this model, over all its columns.")
+    timeout_s: Optional[float] = Field(default=None, description="Seconds before one request is abandoned and retried.")
 
 
 class DataDesignerResource(dg.ConfigurableResource):
-    """Shared by every dd dataset of a code location.
+    """Where the dd datasets of a code location write their files, and where each model alias
+    of their configs is served in this deployment (endpoint, key, limits)."""
 
-    Example::
-
-        DataDesignerResource(
-            artifact_path="s3://bucket/datasets",  # or a local folder
-            models={"writer": ModelEndpoint(base_url="http://vllm:8000/v1", api_key=dg.EnvVar("VLLM_KEY"))},
-        )
-    """
-
-    artifact_path: str = "artifacts/dagster"
-    models: dict[str, ModelEndpoint] = {}
-    #: Generate row groups in a worker process beside the run, so Dagster's bookkeeping and
-    #: generation use two cores (runs of 4 or more row groups).
-    generation_worker: bool = True
+    artifact_path: str = Field(
+        default="artifacts/dagster",
+        description="Folder or s3://bucket/prefix in which each dataset gets a folder of its name (one subfolder per config fingerprint).",
+    )
+    models: dict[str, ModelEndpoint] = Field(
+        default={}, description="Per model alias of the configs: the endpoint, key and limits to use in this deployment."
+    )
+    generation_worker: bool = Field(
+        default=True,
+        description="Generate row groups in a worker process beside the run (runs of 4 or more row groups), so Dagster's bookkeeping and generation use two cores.",
+    )
 
     def llm_runtime(self, cache_dir) -> LLMRuntime:
         overrides = {

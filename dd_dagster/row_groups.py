@@ -11,23 +11,39 @@ code- and data-version tags so Dagster can tell stale partitions apart.
 from collections.abc import Iterator
 from typing import Literal
 
+from pydantic import Field
+
 import dagster as dg
 
 from dd_core import DDConfigError, GenerationError, ResumeConflictError, ResumeMode, StaleRowGroupError, plan_resume
-from dd_dagster.checkpoints import CODE_VERSION_TAG, DATA_VERSION_TAG, found_state, latest_records
+from dd_dagster.checkpoints import CODE_VERSION_TAG, DATA_VERSION_TAG, found_state, latest_materializations, latest_records
+from dd_dagster.checks import check_evaluation
 from dd_dagster.dataset import DagsterDataset
+from dd_dagster.metadata import usage_entries, usage_metadata
 from dd_dagster.production import RowGroupJob, RowGroupOutcome, intact, produced
 from dd_dagster.resource import DataDesignerResource
+from dd_dagster.status import SHOWN_KEYS, RowGroupStatus
+
 
 class RowGroupsConfig(dg.Config):
     """Run config of the row-group asset, chosen per launch in the launchpad."""
 
-    resume: Literal["never", "always", "if_possible"] = "if_possible"
+    resume: Literal["never", "always", "if_possible"] = Field(
+        default="if_possible",
+        description=(
+            "What to do with row groups that already have a materialization. if_possible (default): reuse those made under "
+            "the current config, regenerate stale or missing ones. always: reuse, and fail on a row group made under another "
+            "config. never: regenerate every row group of the run."
+        ),
+    )
 
 
-def build_row_groups_asset(dataset: DagsterDataset, spec: dg.AssetSpec, row_groups_per_run: int, llm_endpoint: str | None) -> dg.AssetsDefinition:
+def build_row_groups_asset(
+    dataset: DagsterDataset, spec: dg.AssetSpec, row_groups_per_run: int, llm_endpoint: str | None, resource_key: str
+) -> dg.AssetsDefinition:
     """``llm_endpoint`` (the model server, if any) names the Dagster concurrency pool the runs
-    hold, so the instance can cap parallel runs per model server however they were launched."""
+    hold, so the instance can cap parallel runs per model server however they were launched.
+    ``resource_key`` names the ``DataDesignerResource`` the runs use."""
     spec = spec.replace_attributes(code_version=dataset.config_hash, skippable=True)
 
     @dg.multi_asset(
@@ -36,9 +52,11 @@ def build_row_groups_asset(dataset: DagsterDataset, spec: dg.AssetSpec, row_grou
         partitions_def=dataset.partitions_def,
         backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=row_groups_per_run),
         pool=dataset.llm_pool(llm_endpoint) if llm_endpoint else None,
+        required_resource_keys={resource_key},
     )
-    def row_groups(context: dg.AssetExecutionContext, config: RowGroupsConfig, data_designer: DataDesignerResource):
-        yield from RowGroupMaterializer(dataset, data_designer, context).run(context.partition_keys, ResumeMode(config.resume))
+    def row_groups(context: dg.AssetExecutionContext, config: RowGroupsConfig):
+        resource = getattr(context.resources, resource_key)
+        yield from RowGroupMaterializer(dataset, resource, context).run(context.partition_keys, ResumeMode(config.resume))
 
     return row_groups
 
@@ -51,9 +69,12 @@ class RowGroupMaterializer:
         self.use_worker = resource.generation_worker
         self.context = context
         self.asset_key = context.asset_key
+        #: Per reused row group: the LLM usage its earlier materialization recorded.
+        self.earlier_usage: dict[int, dict] = {}
 
     def run(self, partition_keys: list[str], mode: ResumeMode) -> Iterator[dg.AssetMaterialization]:
         ds = self.dataset
+        self._check_keys(partition_keys)
         indices = sorted(ds.index(k) for k in partition_keys)
         records = latest_records(self.context.instance, self.asset_key, partition_keys)
         plan = self._plan(mode, found_state(self.context.instance, self.asset_key, records, ds.index), indices)
@@ -65,6 +86,7 @@ class RowGroupMaterializer:
                 reuse[index] = RowGroupOutcome(index, path, record.num_rows, record.data_version, reused=True)
             else:
                 self.context.log.warning(f"row group {index}: {path} is missing or damaged; regenerating it")
+        self.earlier_usage = self._earlier_usage(reuse)
         jobs = [self._job(i, mode) for i in indices if i not in reuse]
         self.context.log.info(f"{len(reuse)} row group(s) to reuse, {len(jobs)} to generate (resume={mode.value})")
         # Each log line is an event Dagster stores (~10 ms on SQLite): report progress about ten times a run.
@@ -75,6 +97,32 @@ class RowGroupMaterializer:
                 if done % every == 0 or done == len(indices):
                     self.context.log.info(f"{done}/{len(indices)} row groups done (row group {index}: {outcome.num_rows} rows, {'reused' if outcome.reused else f'generated in {outcome.seconds:.2f} s'})")
                 yield self._materialization(outcome)
+        # The dataset-level check, evaluated again now that these row groups are done.
+        self.context.log_event(check_evaluation(RowGroupStatus.read(self.context.instance, ds, self.asset_key), self.asset_key))
+
+    def _check_keys(self, partition_keys: list[str]) -> None:
+        """Fail before anything else on keys that name no row group (added by hand in the UI, or
+        left over from a larger target)."""
+        ds = self.dataset
+        bad = ds.invalid_keys(partition_keys)
+        if bad:
+            shown = ", ".join(repr(k) for k in bad[:SHOWN_KEYS]) + (f" ... ({len(bad)} in all)" if len(bad) > SHOWN_KEYS else "")
+            raise dg.Failure(
+                description=(
+                    f"partition key(s) {shown} name no row group of {ds.name}: valid keys are {ds.key_range} "
+                    f"({ds.num_row_groups} row groups of {ds.num_records:,} records, {ds.key_width} digits). "
+                    "Delete the stray partitions; the sensor registers every valid key."
+                ),
+                metadata={"invalid_keys": ", ".join(bad[:SHOWN_KEYS]), "valid_keys": ds.key_range},
+                allow_retries=False,
+            )
+
+    def _earlier_usage(self, reuse: dict[int, RowGroupOutcome]) -> dict[int, dict]:
+        """The LLM usage the materializations being reused recorded, so a reused row group still
+        says what it cost to make (and the combined asset's totals do not drop)."""
+        keys = {self.dataset.partition_key(i) for i in reuse}
+        records = latest_materializations(self.context.instance, self.asset_key, keys) if keys else {}
+        return {self.dataset.index(k): usage_entries(r.asset_materialization.metadata) for k, r in records.items()}
 
     def _next(self, outcomes: Iterator[RowGroupOutcome]) -> RowGroupOutcome:
         try:
@@ -109,23 +157,23 @@ class RowGroupMaterializer:
         )
 
     def _materialization(self, outcome: RowGroupOutcome) -> dg.AssetMaterialization:
+        """Numeric entries only where they change per row group (Dagster plots every number);
+        constants are definition metadata, identifiers are text."""
         ds = self.dataset
         index = outcome.index
         metadata = {
             "config_hash": ds.config_hash,
-            "config_hash_version": ds.fingerprint["config_hash_version"],
-            "row_group": index,
-            "num_rows": outcome.num_rows,
-            "requested_rows": ds.sizes[index],
-            "buffer_size": ds.buffer_size,
-            "seed": ds.config.seed,
+            "config_hash_version": dg.MetadataValue.text(str(ds.fingerprint["config_hash_version"])),
+            "row_group": dg.MetadataValue.text(ds.partition_key(index)),
+            "seed": dg.MetadataValue.text(str(ds.config.seed)),
             "path": dg.MetadataValue.path(str(outcome.path)),
             "reused": outcome.reused,
+            "num_rows": outcome.num_rows,
             "dagster/row_count": outcome.num_rows,
+            "dropped_rows": ds.sizes[index] - outcome.num_rows,
         }
         if not outcome.reused:
-            metadata.update({"duration_s": round(outcome.seconds, 3), "dropped_rows": outcome.dropped_rows})
-        if outcome.usage:
-            metadata["llm_usage"] = dg.MetadataValue.json(outcome.usage)
+            metadata["duration_s"] = round(outcome.seconds, 3)
+        metadata.update(usage_metadata(outcome.usage) if outcome.usage else self.earlier_usage.get(index, {}))
         tags = {CODE_VERSION_TAG: ds.config_hash, DATA_VERSION_TAG: outcome.data_version}  # see checkpoints.py
         return dg.AssetMaterialization(asset_key=self.asset_key, partition=ds.partition_key(index), metadata=metadata, tags=tags)

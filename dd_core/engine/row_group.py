@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 
-from dd_core.config import ConfigSource, load_config
+from dd_core.config import ConfigSource, DatasetConfig, load_config
 from dd_core.config.columns import ExpressionColumn, PersonColumn
 from dd_core.config.seed_dataset import SeedDatasetColumn
 from dd_core.engine.context import RowGroupContext
@@ -46,13 +46,7 @@ def run_row_group(
     if index < 0 or num_rows < 0:
         raise ValueError(f"index and num_rows must not be negative (got {index}, {num_rows})")
     ctx = RowGroupContext(config.seed, index, num_rows, row_offset=index * (buffer_size or num_rows))
-    for col in config.generation_order:
-        if col.name in config.rowwise_names:
-            continue
-        if isinstance(col, SeedDatasetColumn):
-            ctx.columns.update(seed_rows(col, ctx))
-        else:
-            ctx.columns[col.name] = _SINGLE[type(col)](col, ctx)
+    vectorised_columns(config, ctx)
     if not config.rowwise_names:
         return RowGroupResult(pa.table({name: ctx.columns[name] for name in config.generated_names}), num_rows)
 
@@ -65,6 +59,17 @@ def run_row_group(
     mask = pa.array(outcome.kept)
     columns = {**{n: a.filter(mask) if dropped else a for n, a in ctx.columns.items()}, **outcome.columns}
     return RowGroupResult(pa.table({name: columns[name] for name in config.generated_names}), num_rows, outcome.usage)
+
+
+def vectorised_columns(config: DatasetConfig, ctx: RowGroupContext) -> None:
+    """Make every column drawn for the whole row group at once (all but the row-wise ones) into ``ctx.columns``."""
+    for col in config.generation_order:
+        if col.name in config.rowwise_names:
+            continue
+        if isinstance(col, SeedDatasetColumn):
+            ctx.columns.update(seed_rows(col, ctx))
+        else:
+            ctx.columns[col.name] = _SINGLE[type(col)](col, ctx)
 
 
 def _failure_report(index: int, num_rows: int, dropped: int, share: float, outcome) -> str:

@@ -27,8 +27,8 @@ def test_endpoint_override_and_env_var_key_stay_secret(tmp_path, instance, monke
         result = run_range(defs, instance, 0, 1)
         assert outcome(result) == {0: "generated", 1: "generated"}
         assert server.stats()["succeeded"] == 80 and server.stats()["max_in_flight"] <= 4
-    usage = result.get_asset_materialization_events()[0].materialization.metadata["llm_usage"].value
-    assert usage["writer"]["calls"] == 40
+    metadata = result.get_asset_materialization_events()[0].materialization.metadata
+    assert metadata["llm/writer/calls"].value == 40
     events = instance.all_logs(result.run_id)
     assert events and all(SECRET not in serialize_value(e) for e in events)
     assert SECRET not in serialize_value(instance.get_run_by_id(result.run_id))

@@ -32,5 +32,5 @@ def test_reexecute_from_failure_generates_only_the_unfinished_row_groups(tmp_pat
         assert retried.success
         result = outcome(retried)
     assert result == {**{i: "reused" for i in range(5)}, **{i: "generated" for i in range(5, 10)}}
-    partitions = instance.get_materialized_partitions(dg.AssetKey(["tiny", "row_groups"]))
+    partitions = instance.get_materialized_partitions(dg.AssetKey(["tiny_row_groups"]))
     assert partitions == {f"{i:05d}" for i in range(10)}

@@ -16,7 +16,7 @@ from dd_core import fingerprint, generate, load_config
 from dd_dagster import DagsterDataset, register_partitions
 from tests.dagster.helpers import materialize_dataset, outcome, run_range, tiny_config, tiny_defs
 
-ROW_GROUPS = dg.AssetKey(["tiny", "row_groups"])
+ROW_GROUPS = dg.AssetKey(["tiny_row_groups"])
 
 
 def _hash(high: int = 100) -> str:
@@ -29,9 +29,13 @@ def test_single_partition_run_records_a_full_checkpoint(tmp_path, tiny_registere
     [event] = result.get_asset_materialization_events()
     meta = {k: v.value for k, v in event.materialization.metadata.items()}
     assert event.partition == "00002"
-    assert meta["config_hash"] == _hash() and meta["config_hash_version"] == 1
-    assert (meta["row_group"], meta["num_rows"], meta["requested_rows"], meta["buffer_size"], meta["seed"]) == (2, 50, 50, 50, 42)
+    assert meta["config_hash"] == _hash() and meta["config_hash_version"] == "1"
+    assert (meta["row_group"], meta["num_rows"], meta["seed"], meta["dropped_rows"]) == ("00002", 50, "42", 0)
     assert meta["dagster/row_count"] == 50 and meta["duration_s"] > 0 and meta["reused"] is False
+    # Constants are definition metadata, not repeated (and plotted) per partition.
+    assert not {"requested_rows", "buffer_size"} & set(meta)
+    numeric = {k for k, v in event.materialization.metadata.items() if isinstance(v.value, (int, float)) and not isinstance(v.value, bool)}
+    assert numeric == {"num_rows", "dagster/row_count", "dropped_rows", "duration_s"}
     assert pq.read_table(meta["path"]).num_rows == 50 and _hash()[7:23] in meta["path"]
     tags = event.materialization.tags
     assert tags["dagster/code_version"] == _hash()
@@ -43,7 +47,7 @@ def test_range_run_reports_each_row_group_as_its_own_materialization(tmp_path, t
     result = run_range(tiny_defs(tmp_path), tiny_registered, 0, 3)
     events = result.get_asset_materialization_events()
     assert [e.partition for e in events] == ["00000", "00001", "00002", "00003"]
-    assert [e.materialization.metadata["row_group"].value for e in events] == [0, 1, 2, 3]
+    assert [e.materialization.metadata["row_group"].value for e in events] == ["00000", "00001", "00002", "00003"]
     assert len({e.materialization.metadata["path"].value for e in events}) == 4
     assert len({e.materialization.tags["dagster/data_version"] for e in events}) == 4
 
@@ -127,22 +131,6 @@ def test_reused_row_group_keeps_its_data_version(tmp_path, tiny_registered):
         assert a.materialization.metadata["path"].value == b.materialization.metadata["path"].value
 
 
-def test_checks_pass_when_complete_and_fail_when_not(tmp_path, tiny_registered):
-    v1 = tiny_defs(tmp_path)
-    run_range(v1, tiny_registered, 0, 2)
-    partial = materialize_dataset(v1, tiny_registered)
-    assert {e.check_name: e.passed for e in partial.get_asset_check_evaluations()} == {"row_groups_current": False, "row_count_matches": False}
-    run_range(v1, tiny_registered, 3, 3)
-    complete = materialize_dataset(v1, tiny_registered)
-    assert {e.check_name: e.passed for e in complete.get_asset_check_evaluations()} == {"row_groups_current": True, "row_count_matches": True}
-    v2 = tiny_defs(tmp_path, high=50)
-    run_range(v2, tiny_registered, 0, 0)
-    mixed = materialize_dataset(v2, tiny_registered)
-    checks = {e.check_name: e for e in mixed.get_asset_check_evaluations()}
-    assert not checks["row_groups_current"].passed and checks["row_count_matches"].passed
-    assert checks["row_groups_current"].metadata["stale_or_missing"].value == 3
-
-
 def test_combined_dataset_equals_dd_generate_whatever_the_grouping(tmp_path, tiny_registered):
     defs = tiny_defs(tmp_path)
     for start, end in ((2, 3), (0, 0), (1, 1)):
@@ -151,7 +139,7 @@ def test_combined_dataset_equals_dd_generate_whatever_the_grouping(tmp_path, tin
     meta = result.get_asset_materialization_events()[0].materialization.metadata
     assert meta["dagster/row_count"].value == 200
     assert [c.name for c in meta["dagster/column_schema"].value.columns] == ["kind", "value", "label"]
-    assert len(meta["preview"].value.records) == 10
+    assert [r.data["column"] for r in meta["preview"].value.records] == ["kind", "value", "label"]
     combined = pq.read_table(meta["path"].value).to_pandas()
     standalone = generate(tiny_config(), 200, buffer_size=50, artifact_path=tmp_path / "standalone").load()
     assert combined.equals(standalone)
@@ -222,4 +210,4 @@ def test_row_count_check_accounts_for_rows_dropped_by_failed_llm_cells(tmp_path,
         result = materialize_dataset(defs, instance)
     meta = result.get_asset_materialization_events()[0].materialization.metadata
     assert meta["dagster/row_count"].value == 60 - dropped and meta["dropped_rows"].value == dropped
-    assert {e.check_name: e.passed for e in result.get_asset_check_evaluations()} == {"row_groups_current": True, "row_count_matches": True}
+    assert {e.check_name: e.passed for e in result.get_asset_check_evaluations()} == {"row_count_matches": True}

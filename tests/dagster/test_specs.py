@@ -13,7 +13,7 @@ from tests.support import EXAMPLES
 
 def test_assets_partitions_versions_and_policies(tmp_path):
     defs = tiny_defs(tmp_path, num_records=1050, buffer_size=100, row_groups_per_run=7)
-    row_groups = defs.resolve_assets_def(dg.AssetKey(["tiny", "row_groups"]))
+    row_groups = defs.resolve_assets_def(dg.AssetKey(["tiny_row_groups"]))
     combined = defs.resolve_assets_def(dg.AssetKey(["tiny"]))
     fp = fingerprint(load_config(tiny_config()))["config_hash"]
     assert isinstance(row_groups.partitions_def, dg.DynamicPartitionsDefinition)
@@ -22,8 +22,10 @@ def test_assets_partitions_versions_and_policies(tmp_path):
     assert row_groups.backfill_policy.max_partitions_per_run == 7
     assert combined.partitions_def is None
     assert row_groups.key in {dep.asset_key for dep in combined.specs_by_key[combined.key].deps}
-    assert {c.name for c in combined.check_specs} == {"row_groups_current", "row_count_matches"}
+    assert {c.name for c in combined.check_specs} == {"row_count_matches"}
     assert all(c.blocking for c in combined.check_specs)
+    [current] = [c for c in defs.resolve_asset_graph().asset_check_keys if c.asset_key == row_groups.key]
+    assert current.name == "row_groups_current"
     assert "data_designer" in row_groups.required_resource_keys
 
 
@@ -47,7 +49,7 @@ def test_translator_is_the_one_override_point(tmp_path):
 
     defs = tiny_defs(tmp_path, translator=Custom())
     keys = {key.to_user_string() for key in defs.resolve_asset_graph().get_all_asset_keys()}
-    assert keys == {"synthetic/tiny/row_groups", "synthetic/tiny"}
+    assert keys == {"synthetic/tiny_row_groups", "synthetic/tiny"}
     spec = defs.resolve_assets_def(dg.AssetKey(["synthetic", "tiny"])).specs_by_key[dg.AssetKey(["synthetic", "tiny"])]
     assert spec.group_name == "synthetic" and spec.owners == ["team:ml"]
 

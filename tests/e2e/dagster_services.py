@@ -421,6 +421,12 @@ _START_SENSOR = f"mutation($s: SensorSelector!) {{ startSensor(sensorSelector: $
 _SENSOR = f"query($s: SensorSelector!) {{ sensorOrError(sensorSelector: $s) {{ {_SENSOR_FIELDS} {_ERROR} }} }}"
 
 
+_STOP_SENSOR = f"""
+mutation($id: String!) {{ stopSensor(id: $id) {{ __typename ... on StopSensorMutationResult {{ instigationState {{ status }} }} {_ERROR} }} }}
+"""
+_SENSOR_STATE_ID = f"query($s: SensorSelector!) {{ sensorOrError(sensorSelector: $s) {{ __typename ... on Sensor {{ sensorState {{ id }} }} {_ERROR} }} }}"
+
+
 def _sensor_selector(svc: Target, sensor_name: str, location: str | None, repository: str | None) -> dict:
     return {**repository_selector(svc, location, repository), "sensorName": sensor_name}
 
@@ -428,6 +434,14 @@ def _sensor_selector(svc: Target, sensor_name: str, location: str | None, reposi
 def start_sensor(svc: Target, sensor_name: str, *, location: str | None = None, repository: str | None = None) -> dict:
     selector = _sensor_selector(svc, sensor_name, location, repository)
     return _expect(_graphql(svc)(_START_SENSOR, {"s": selector})["startSensor"], "Sensor", "startSensor")
+
+
+def stop_sensor(svc: Target, sensor_name: str, *, location: str | None = None, repository: str | None = None) -> None:
+    selector = _sensor_selector(svc, sensor_name, location, repository)
+    sensor = _expect(_graphql(svc)(_SENSOR_STATE_ID, {"s": selector})["sensorOrError"], "Sensor", "sensorOrError")
+    result = _graphql(svc)(_STOP_SENSOR, {"id": sensor["sensorState"]["id"]})["stopSensor"]
+    if _expect(result, "StopSensorMutationResult", "stopSensor")["instigationState"]["status"] != "STOPPED":
+        raise DagsterServiceError(f"sensor {sensor_name} did not stop: {result}")
 
 
 def wait_for_sensor_tick(

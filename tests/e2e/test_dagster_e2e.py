@@ -24,9 +24,6 @@ was rewritten after the kill and no temp file is left.
 from __future__ import annotations
 
 import hashlib
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -36,7 +33,8 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from dd_core import load_dataset
+from tests.support import dd_generate_dataset
+from tests.e2e.asset_graphql import launch_asset_run, materializations, run_events
 from tests.e2e.dagster_services import (
     TERMINAL_RUN_STATUSES,
     DagsterServices,
@@ -48,7 +46,6 @@ from tests.e2e.dagster_services import (
     poll,
     processes_using_dagster_home,
     reexecute_backfill_from_failure,
-    repository_selector,
     run_worker_pid,
     runs_of_backfill,
     sqlite_instance_config,
@@ -65,7 +62,7 @@ NAME = "e2e_customers"
 NUM_RECORDS = 1450
 BUFFER_SIZE = 200  # 8 row groups, the last one of 50 rows
 KEYS = [f"{i:05d}" for i in range(8)]
-ROW_GROUPS = [NAME, "row_groups"]
+ROW_GROUPS = [f"{NAME}_row_groups"]
 COMBINED = [NAME]
 SENSOR = f"{NAME}_register_row_groups"
 PAUSED_AT = 4  # the worker pauses after writing this row group (its 5th parquet file), before reporting it
@@ -91,29 +88,8 @@ CONFIG = {
     "processors": [{"type": "drop_columns", "columns": ["person"]}, {"type": "rename_columns", "columns": {"score": "customer_score"}}],
 }
 
-_META = """metadataEntries { label __typename
-  ... on BoolMetadataEntry { boolValue } ... on IntMetadataEntry { intValue }
-  ... on PathMetadataEntry { path } ... on TextMetadataEntry { text } }"""
-_MATERIALIZATIONS = f"""
-query($key: AssetKeyInput!) {{ assetOrError(assetKey: $key) {{
-  __typename ... on Asset {{ assetMaterializations {{ partition runId tags {{ key value }} {_META} }} }}
-  ... on Error {{ message }}
-}} }}
-"""
 _RUN_MATERIALIZED_PARTITIONS = """
 query($id: ID!) { runOrError(runId: $id) { __typename ... on Run { assetMaterializations { partition } } } }
-"""
-_LAUNCH_RUN = """
-mutation($p: ExecutionParams!) { launchRun(executionParams: $p) {
-  __typename ... on LaunchRunSuccess { run { runId } }
-  ... on Error { message } ... on PythonError { message stack }
-  ... on PipelineConfigValidationInvalid { errors { message } }
-} }
-"""
-_CHECK_EVALUATIONS = """
-query($id: ID!) { logsForRun(runId: $id, limit: 1000) { __typename ... on EventConnection { events {
-  __typename ... on AssetCheckEvaluationEvent { evaluation { checkName success } }
-} } } }
 """
 _ASSET_STALE = """
 query($key: AssetKeyInput!) { assetNodeOrError(assetKey: $key) { __typename ... on AssetNode { staleStatus } } }
@@ -126,7 +102,7 @@ def test_killed_backfill_retried_from_failure_equals_dd_generate(tmp_path: Path)
     config_path.write_text(yaml.safe_dump(CONFIG, sort_keys=False))
     artifacts = tmp_path / "artifacts"
     home = tmp_path / "dagster-home"
-    expected = _dd_generate(config_path, tmp_path / "standalone")
+    expected = dd_generate_dataset(config_path, tmp_path / "standalone", NUM_RECORDS, BUFFER_SIZE)
 
     env = {
         "DD_E2E_CONFIG": str(config_path),
@@ -210,7 +186,7 @@ def test_killed_backfill_retried_from_failure_equals_dd_generate(tmp_path: Path)
         _phase(started, "retry backfill COMPLETED_SUCCESS")
 
         # 7. Every row group was generated exactly once (see the module docstring).
-        events = _materializations(svc, ROW_GROUPS)
+        events = materializations(svc, ROW_GROUPS)
         by_partition: dict[str, list[dict]] = {}
         for event in events:
             by_partition.setdefault(event["partition"], []).append(event)
@@ -222,7 +198,7 @@ def test_killed_backfill_retried_from_failure_equals_dd_generate(tmp_path: Path)
             assert (event["runId"], event["meta"]["reused"]) == (expected_run, expected_reused), f"row group {i}: {_summary(events)}"
             path = Path(event["meta"]["path"])
             assert path == _row_group_file(files, i)
-            assert (event["meta"]["row_group"], event["meta"]["num_rows"]) == (i, 50 if i == 7 else BUFFER_SIZE)
+            assert (event["meta"]["row_group"], event["meta"]["num_rows"]) == (key, 50 if i == 7 else BUFFER_SIZE)
             assert event["meta"]["config_hash"].startswith("sha256:")
             assert event["tags"]["dagster/data_version"].endswith("." + hashlib.sha256(path.read_bytes()).hexdigest()[:16])
             if i <= PAUSED_AT:
@@ -235,12 +211,13 @@ def test_killed_backfill_retried_from_failure_equals_dd_generate(tmp_path: Path)
         assert stale_status_by_partition(svc, ROW_GROUPS, KEYS) == {key: "FRESH" for key in KEYS}, svc.logs()
 
         # 9. Materialize the combined asset (with its checks) as the UI's "Materialize" button does.
-        combine_id = _launch_asset_run(svc, COMBINED)
+        combine_id = launch_asset_run(svc, [COMBINED])
         combine_run = wait_for_run_status(svc, combine_id, TERMINAL_RUN_STATUSES, timeout=180)
         assert combine_run["status"] == "SUCCESS", svc.logs()
-        checks = _check_evaluations(svc, combine_id)
-        assert checks == {"row_groups_current": True, "row_count_matches": True}, f"{checks}\n{svc.logs()}"
-        (combined_event,) = _materializations(svc, COMBINED)
+        checks = {e["checkName"]: e["success"] for e in run_events(svc, combine_id)["checks"]}
+        assert checks == {"row_count_matches": True}, f"{checks}\n{svc.logs()}"
+        assert [e["success"] for e in run_events(svc, retry_run["runId"])["checks"]] == [True]  # row_groups_current
+        (combined_event,) = materializations(svc, COMBINED)
         assert combined_event["runId"] == combine_id
         assert (combined_event["meta"]["dagster/row_count"], combined_event["meta"]["row_groups"]) == (NUM_RECORDS, 8)
         combined = pq.read_table(combined_event["meta"]["path"]).replace_schema_metadata(None).to_pandas()
@@ -263,16 +240,6 @@ def test_killed_backfill_retried_from_failure_equals_dd_generate(tmp_path: Path)
 def _phase(started: float, what: str) -> None:
     """Progress with elapsed time (shown by pytest -s, or with a failure)."""
     print(f"[{time.time() - started:6.1f} s] {what}", flush=True)
-
-
-def _dd_generate(config_path: Path, artifact_path: Path) -> pd.DataFrame:
-    """The same dataset made by the `dd` CLI, without fault injection."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DD_FAULT_")}
-    cli = Path(sys.executable).parent / "dd"
-    args = [str(cli), "generate", str(config_path), "--num-records", str(NUM_RECORDS), "--buffer-size", str(BUFFER_SIZE), "--artifact-path", str(artifact_path)]
-    done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stdout + done.stderr
-    return load_dataset(artifact_path / NAME)
 
 
 def _row_group_file(dataset_dir: Path, index: int) -> Path | None:
@@ -315,43 +282,8 @@ def _running(proc: psutil.Process) -> bool:
         return False
 
 
-def _metadata_value(entry: dict):
-    for field in ("boolValue", "intValue", "path", "text"):
-        if field in entry:
-            return entry[field]
-    return None
-
-
-def _materializations(svc: DagsterServices, asset_path: list[str]) -> list[dict]:
-    """Every materialization of the asset (newest first): partition, runId, tags and metadata as dicts."""
-    asset = svc.graphql(_MATERIALIZATIONS, {"key": {"path": asset_path}})["assetOrError"]
-    assert asset["__typename"] == "Asset", asset
-    return [
-        {
-            "partition": event["partition"],
-            "runId": event["runId"],
-            "tags": {tag["key"]: tag["value"] for tag in event["tags"]},
-            "meta": {entry["label"]: _metadata_value(entry) for entry in event["metadataEntries"]},
-        }
-        for event in asset["assetMaterializations"]
-    ]
-
-
 def _summary(events: list[dict]) -> str:
     return "\n".join(f"{e['partition']} run={e['runId'][:8]} reused={e['meta'].get('reused')}" for e in events)
-
-
-def _launch_asset_run(svc: DagsterServices, asset_path: list[str]) -> str:
-    """Launch a run of the implicit asset job for one asset, its checks included (as the UI does)."""
-    selector = {**repository_selector(svc), "jobName": "__ASSET_JOB", "assetSelection": [{"path": asset_path}]}
-    result = svc.graphql(_LAUNCH_RUN, {"p": {"selector": selector, "runConfigData": {}, "executionMetadata": {"tags": []}}})["launchRun"]
-    assert result["__typename"] == "LaunchRunSuccess", result
-    return result["run"]["runId"]
-
-
-def _check_evaluations(svc: DagsterServices, run_id: str) -> dict[str, bool]:
-    logs = svc.graphql(_CHECK_EVALUATIONS, {"id": run_id})["logsForRun"]
-    return {e["evaluation"]["checkName"]: e["evaluation"]["success"] for e in logs["events"] if e["__typename"] == "AssetCheckEvaluationEvent"}
 
 
 def _stale_status(svc: DagsterServices, asset_path: list[str]) -> str:

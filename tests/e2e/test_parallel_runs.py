@@ -122,7 +122,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
             with DagsterServices(home, LOCATION, env=env) as svc, dg.DagsterInstance.from_config(str(home)) as instance:
                 deployment = Deployment(svc, instance, llm, config_path, tmp / "artifacts", tmp)
                 for dataset in (PARALLEL, TWICE):  # the registration sensors are on by default
-                    poll(svc, lambda d=dataset: partition_keys(svc, [d, "row_groups"]), lambda keys: keys == KEYS, 120, f"{dataset}'s partitions")
+                    poll(svc, lambda d=dataset: partition_keys(svc, [f"{d}_row_groups"]), lambda keys: keys == KEYS, 120, f"{dataset}'s partitions")
                 yield deployment
     assert not processes_using_dagster_home(home), "a process of the Dagster deployment outlived the test"
     assert llm.process.poll() is not None, "the LLM server outlived the test"
@@ -193,10 +193,10 @@ def assert_each_key_succeeded_once(dep: Deployment, stats: dict) -> None:
 def test_backfill_runs_in_parallel_and_generates_each_row_group_once(deployment: Deployment) -> None:
     dep, svc = deployment, deployment.svc
     dep.llm.reset_stats()
-    row_groups_key = dg.AssetKey([PARALLEL, "row_groups"])
+    row_groups_key = dg.AssetKey([f"{PARALLEL}_row_groups"])
 
     started = time.monotonic()
-    backfill_id = launch_backfill(svc, [[PARALLEL, "row_groups"], [PARALLEL]], title="parallel runs")
+    backfill_id = launch_backfill(svc, [[f"{PARALLEL}_row_groups"], [PARALLEL]], title="parallel runs")
     backfill = wait_for_backfill(svc, backfill_id, timeout=BACKFILL_TIMEOUT)
     elapsed = time.monotonic() - started
     stats = dep.llm.stats()
@@ -242,7 +242,7 @@ def test_backfill_runs_in_parallel_and_generates_each_row_group_once(deployment:
 def test_same_backfill_twice_at_once_generates_each_row_group_once(deployment: Deployment) -> None:
     dep, svc = deployment, deployment.svc
     dep.llm.reset_stats()
-    asset = [TWICE, "row_groups"]
+    asset = [f"{TWICE}_row_groups"]
 
     started = time.monotonic()
     first = launch_partition_backfill(svc, asset, all_partitions=True, title="twice (1)")

@@ -7,6 +7,7 @@ import asyncio
 import hashlib
 import json
 import random
+import time
 from typing import Any
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
@@ -86,11 +87,14 @@ class ModelCaller:
 
     async def _attempt(self, payload: bytes, priority: tuple) -> Completion:
         async with self.limiter.slot(priority):
+            started = time.perf_counter()
             try:
                 completion = await self.client.complete(payload)
             except CallFailed as exc:
                 self._note(exc)
                 raise
+            finally:
+                self.usage.request_seconds += time.perf_counter() - started
         self.limiter.on_success()
         return completion
 

@@ -22,12 +22,15 @@ class ModelUsage:
     throttled: int = 0  # 429 answers
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    #: Summed duration of this model's HTTP requests, failed ones included (requests overlap,
+    #: so this can exceed the wall time of the row group).
+    request_seconds: float = 0.0
     lowest_concurrency: int | None = None
     errors: Counter[str] = field(default_factory=Counter)  # status code (or "network") -> count
     sample_error: str | None = None
 
     def add(self, other: ModelUsage) -> None:
-        for name in ("calls", "cache_hits", "retries", "invalid_replies", "failed_cells", "throttled", "prompt_tokens", "completion_tokens"):
+        for name in ("calls", "cache_hits", "retries", "invalid_replies", "failed_cells", "throttled", "prompt_tokens", "completion_tokens", "request_seconds"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.errors.update(other.errors)
         self.sample_error = self.sample_error or other.sample_error

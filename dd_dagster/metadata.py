@@ -1,0 +1,114 @@
+"""What the asset pages show: definition metadata (known before any run) and the metadata of
+materializations (numeric where it changes per row group, so Dagster plots it).
+
+LLM usage is one numeric entry per model and counter, ``llm/<alias>/<counter>``; the combined
+asset sums them over its row groups. A new counter (e.g. a cost) is one more name in
+``USAGE_COUNTERS``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import dagster as dg
+import pyarrow as pa
+
+from dd_core import column_schema
+from dd_dagster.dataset import DagsterDataset
+
+#: ``dd_core.ModelUsage`` counters shown per model and summed by the combined asset.
+USAGE_COUNTERS = ("calls", "cache_hits", "retries", "invalid_replies", "failed_cells", "throttled", "prompt_tokens", "completion_tokens", "request_seconds")
+USAGE_PREFIX = "llm/"
+#: Rows in the preview: two fit the UI's metadata column side by side at 1,600 px.
+PREVIEW_ROWS = 2
+#: Longest text shown in a preview cell (two rows then fit beside the metadata keys).
+PREVIEW_CHARS = 32
+
+
+def table_schema(dataset: DagsterDataset, *, processed: bool) -> dg.TableSchema:
+    """Every column with its Arrow type and a description naming its generator."""
+    return dg.TableSchema(
+        columns=[
+            dg.TableColumn(c.name, str(c.type), description=f"{c.description} ({c.generator})" if c.description else c.generator)
+            for c in column_schema(dataset.config, processed=processed)
+        ]
+    )
+
+
+def definition_metadata(dataset: DagsterDataset, *, processed: bool) -> dict[str, Any]:
+    """Shown on the asset's overview before any run: columns, the config and its file, the target."""
+    metadata: dict[str, Any] = {
+        "dagster/column_schema": table_schema(dataset, processed=processed),
+        "config": dg.MetadataValue.md(f"```yaml\n{dataset.config_text.rstrip()}\n```"),
+        "config_hash": dg.MetadataValue.text(dataset.config_hash),
+        "config_hash_version": dg.MetadataValue.text(str(dataset.fingerprint["config_hash_version"])),
+        "num_records": dg.MetadataValue.text(f"{dataset.num_records:,}"),
+        "buffer_size": dg.MetadataValue.text(f"{dataset.buffer_size:,}"),
+        "row_groups": dg.MetadataValue.text(f"{dataset.num_row_groups:,} (partition keys {dataset.key_range})"),
+        "seed": dg.MetadataValue.text(str(dataset.config.seed)),
+    }
+    if dataset.config_path is not None:
+        metadata["dagster/code_references"] = _config_reference(dataset)
+    return metadata
+
+
+def _config_reference(dataset: DagsterDataset) -> dg.CodeReferencesMetadataValue:
+    """A link to the config file ("Open in editor" in the UI). Dagster marks code references
+    beta; the warning would be printed by every process that loads the code location."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", dg.BetaWarning)
+        reference = dg.LocalFileCodeReference(file_path=str(dataset.config_path), line_number=1, label=f"{dataset.name} config")
+        return dg.CodeReferencesMetadataValue(code_references=[reference])
+
+
+def usage_metadata(usage: Mapping[str, Mapping[str, Any]]) -> dict[str, float | int]:
+    """``{"writer": ModelUsage.to_json()}`` -> ``{"llm/writer/calls": 40, ...}``."""
+    return {f"{USAGE_PREFIX}{alias}/{name}": _rounded(counters.get(name, 0)) for alias, counters in sorted(usage.items()) for name in USAGE_COUNTERS}
+
+
+def usage_entries(metadata: Mapping[str, dg.MetadataValue]) -> dict[str, float | int]:
+    """The LLM usage entries of a materialization's metadata."""
+    return {label: value.value for label, value in metadata.items() if label.startswith(USAGE_PREFIX)}
+
+
+def summed(parts: Iterable[Mapping[str, float | int]]) -> dict[str, float | int]:
+    total: dict[str, float | int] = {}
+    for part in parts:
+        for label, value in part.items():
+            total[label] = _rounded(total.get(label, 0) + value)
+    return dict(sorted(total.items()))
+
+
+def _rounded(value: float | int) -> float | int:
+    return round(value, 3) if isinstance(value, float) else value
+
+
+def preview(table: pa.Table) -> dg.MetadataValue:
+    """The first rows, turned on their side so they read in the UI's narrow metadata column:
+    one line per column (struct fields as their own lines, ``person.email``), one column per
+    row; nested values as JSON text, long text cut. (Types are in the column schema.)"""
+    table = table.slice(0, PREVIEW_ROWS)
+    while any(pa.types.is_struct(f.type) for f in table.schema):
+        table = table.flatten()
+    rows = [f"row {i}" for i in range(table.num_rows)]
+    columns = [dg.TableColumn("column", "string"), *(dg.TableColumn(r, "string") for r in rows)]
+    records = [dg.TableRecord({"column": field.name, **{r: _cell(v) for r, v in zip(rows, table.column(field.name).to_pylist())}}) for field in table.schema]
+    return dg.MetadataValue.table(records, dg.TableSchema(columns=columns))
+
+
+#: Larger integers lose digits in the browser (JavaScript numbers): shown as text.
+EXACT_IN_BROWSER = 2**53
+
+
+def _cell(value: Any) -> str | int | float | bool | None:
+    if value is None or isinstance(value, bool) or isinstance(value, int) and abs(value) < EXACT_IN_BROWSER:
+        return value
+    if isinstance(value, float) and math.isfinite(value):
+        return value
+    text = json.dumps(value, default=str) if isinstance(value, (list, dict)) else str(value)
+    text = " ".join(text.split())
+    return text if len(text) <= PREVIEW_CHARS else text[: PREVIEW_CHARS - 1] + "…"
