@@ -31,6 +31,10 @@ _EXPORTS = {
     # For orchestrators (dd_dagster): row groups, checkpoints and crash-safe files.
     "RowGroupResult": "dd_core.engine.row_group",
     "run_row_group": "dd_core.engine.row_group",
+    # Many row groups at once: pipelined, optionally in worker processes.
+    "ProducedRowGroup": "dd_core.engine.pipeline",
+    "RowGroupJob": "dd_core.engine.pipeline",
+    "produce_row_groups": "dd_core.engine.pipeline",
     "LLMRuntime": "dd_core.engine.llm.runtime",
     "ModelOverride": "dd_core.engine.llm.runtime",
     "ModelUsage": "dd_core.engine.llm.usage",
@@ -71,6 +75,7 @@ if TYPE_CHECKING:
     from dd_core.interface.api import DatasetResult, generate, load_dataset, preview
     from dd_core.engine.llm.runtime import LLMRuntime, ModelOverride
     from dd_core.engine.llm.usage import ModelUsage, merge_usage
+    from dd_core.engine.pipeline import ProducedRowGroup, RowGroupJob, produce_row_groups
     from dd_core.engine.row_group import RowGroupResult, run_row_group
     from dd_core.engine.schema import ColumnInfo, column_schema
     from dd_core.resume import Checkpoint, Found, FoundState, ResumeMode, ResumePlan, StaleRowGroupError, plan_resume, row_group_sizes

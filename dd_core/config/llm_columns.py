@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-import jsonschema
 from pydantic import Field, field_validator, model_validator
 
 from dd_core.config.base import ConfigModel, FieldProblem
@@ -50,6 +49,8 @@ class LLMStructuredColumn(LLMColumn):
     @field_validator("output_schema")
     @classmethod
     def _schema(cls, schema: dict[str, Any]) -> dict[str, Any]:
+        import jsonschema  # ~50 ms to import: only configs with structured columns pay for it
+
         try:
             jsonschema.Draft202012Validator.check_schema(schema)
         except jsonschema.SchemaError as exc:

@@ -42,6 +42,10 @@ class ModelConfig(ConfigModel):
     #: Any further request-body fields (e.g. ``{"repetition_penalty": 1.1}``).
     extra_body: dict[str, Any] = Field(default_factory=dict)
     max_parallel_requests: int = Field(default=4, ge=1, le=1024)
+    #: Follow the server below max_parallel_requests: its queue depth (vLLM's /metrics) or,
+    #: without metrics, the latency of recent calls. False keeps max_parallel_requests in flight
+    #: (429s still halve it).
+    adaptive_concurrency: bool = True
     timeout_s: float = Field(default=60.0, gt=0)
     max_retries: int = Field(default=5, ge=0, le=50)
     #: Requests (and tokens, counted from ``max_tokens`` plus the prompt, corrected by the reply's
@@ -57,8 +61,8 @@ class ModelConfig(ConfigModel):
 
     fingerprint_exclude = frozenset(
         {
-            "description", "alias", "base_url", "api_key_env", "max_parallel_requests", "timeout_s", "max_retries",
-            "max_requests_per_minute", "max_tokens_per_minute",
+            "description", "alias", "base_url", "api_key_env", "max_parallel_requests", "adaptive_concurrency",
+            "timeout_s", "max_retries", "max_requests_per_minute", "max_tokens_per_minute",
             "batch", "batch_poll_interval_s", "batch_completion_window", "price",
         }
     )  # fmt: skip

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import jinja2
 import pyarrow as pa
+from jinja2 import nodes
 
 from dd_core.config.columns import ExpressionColumn
 from dd_core.config.templates import compile_template
@@ -49,13 +52,80 @@ def render_rows(source: str, column: str, field: str, contexts: list[dict]) -> l
         raise DDConfigError([ConfigIssue(f"template failed to render: {exc}", column, field)]) from exc
 
 
+def compile_renderer(source: str, column: str, field: str) -> Callable[[dict], str]:
+    """A template as a function of one row's context, with ``render_rows``' errors.
+
+    Templates that only splice values into text (``"Answer: {{ question }}"``,
+    ``"{{ person.first_name }} ({{ city }})"``: the usual prompt or summary) skip Jinja's
+    per-call set-up and join the parts directly, which renders the same text: Jinja writes
+    ``str(value)``, its lexer already normalised the literal text, and on a dict
+    ``name.field`` is ``value[field]`` when ``field`` is no dict attribute. Anything else
+    (filters, tags, a missing name or key, a value that is not a dict) goes through Jinja.
+    """
+
+    def render(context: dict) -> str:
+        return render_rows(source, column, field, [context])[0]
+
+    parts = _spliced_parts(compile_template(source).environment.parse(source))
+    if parts is None:
+        return render
+
+    def splice(context: dict) -> str:
+        out = []
+        try:
+            for kind, name, key in parts:
+                if kind is _TEXT:
+                    out.append(name)
+                    continue
+                value = context[name]
+                if kind is _FIELD:
+                    if type(value) is not dict:
+                        return render(context)
+                    value = value[key]
+                out.append(str(value))
+        except KeyError:
+            return render(context)  # Jinja's own undefined-name error
+        return "".join(out)
+
+    return splice
+
+
+_TEXT, _NAME, _FIELD = "text", "name", "field"
+
+
+def _spliced_parts(tree: nodes.Template) -> list[tuple[str, str, str | None]] | None:
+    """[(kind, text or name, field)] when the template is only text, ``{{ name }}`` and
+    ``{{ name.field }}``; else None."""
+    parts: list[tuple[str, str, str | None]] = []
+    for node in tree.body:
+        if not isinstance(node, nodes.Output):
+            return None
+        for child in node.nodes:
+            if isinstance(child, nodes.TemplateData):
+                parts.append((_TEXT, child.data, None))
+            elif isinstance(child, nodes.Name) and child.ctx == "load":
+                parts.append((_NAME, child.name, None))
+            elif (
+                isinstance(child, nodes.Getattr)
+                and isinstance(child.node, nodes.Name)
+                and child.node.ctx == "load"
+                and not child.attr.startswith("_")
+                and not hasattr(dict, child.attr)  # {{ d.items }} is the method, not d["items"]
+            ):
+                parts.append((_FIELD, child.node.name, child.attr))
+            else:
+                return None
+    return parts
+
+
 def row_contexts(names: set[str], ctx: RowGroupContext) -> list[dict]:
     columns = {name: ctx.python_values(name) for name in sorted(names)}
     return [dict(zip(columns, values)) for values in zip(*columns.values())] if columns else [{}] * ctx.num_rows
 
 
 def expression(col: ExpressionColumn, ctx: RowGroupContext) -> pa.Array:
-    texts = render_rows(col.expr, col.name, "expr", row_contexts(col.dependencies()["expr"], ctx))
+    render = compile_renderer(col.expr, col.name, "expr")
+    texts = [render(context) for context in row_contexts(col.dependencies()["expr"], ctx)]
     return pa.array([convert_value(text, col, row) for row, text in enumerate(texts)], expression_type(col))
 
 

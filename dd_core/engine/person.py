@@ -5,13 +5,24 @@ cumulative sum on every call). Instead, Faker's own name lists (with their weigh
 sampled with numpy from the row group's seeded streams; fields Faker only builds from
 formats (city, state) come from a fixed pool Faker generates once per locale with a fixed
 seed. Same locale data, same seed -> same persons, at numpy speed.
+
+Building a locale's vocabulary (importing Faker, 4,000 formatted cities and states) takes
+~0.2 s, which a 10-row run should not pay each time: it is kept in the user's cache folder
+(``$DD_CACHE_DIR``, else ``$XDG_CACHE_HOME/dd`` or ``~/.cache/dd``), keyed by the installed
+Faker's files, and rebuilt when those change or the file cannot be read.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import importlib.util
+import json
+import os
 import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -45,13 +56,6 @@ class Vocabulary:
     states: pa.Array | None
 
 
-def _choices(entries) -> Choices:
-    if isinstance(entries, dict):
-        weights = np.array(list(entries.values()), dtype=float)
-        return Choices(pa.array(list(entries)), weights / weights.sum())
-    return Choices(pa.array(list(entries)), None)
-
-
 def _ascii(text: str) -> str:
     folded = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
     return "".join(ch for ch in folded.lower() if ch.isalnum())
@@ -65,33 +69,104 @@ def _provider_attr(fake, *names):
     return None
 
 
-def _pool(fake, method: str) -> pa.Array | None:
+def _pool(fake, method: str) -> list[str] | None:
     if not hasattr(fake, method):
         return None
     fake.seed_instance(0)
-    return pa.array([getattr(fake, method)() for _ in range(POOL_SIZE)])
+    return [getattr(fake, method)() for _ in range(POOL_SIZE)]
 
 
 @lru_cache(maxsize=16)
 def vocabulary(locale: str) -> Vocabulary:
+    path = _cache_file(locale)
+    data = _read_cached(path) if path else None
+    if data is None:
+        data = _build(locale)
+        if path:
+            _write_cached(path, data)
+    return _vocabulary(data)
+
+
+def _cache_file(locale: str) -> Path | None:
+    spec = importlib.util.find_spec("faker")
+    if spec is None or not spec.origin:
+        return None
+    package = Path(spec.origin).parent
+    try:
+        stamp = "|".join(f"{p}:{p.stat().st_mtime_ns}:{p.stat().st_size}" for p in (package / "__init__.py", package / "providers" / "person" / locale / "__init__.py"))
+    except OSError:
+        return None
+    key = hashlib.sha256(f"{stamp}|{POOL_SIZE}|v1".encode()).hexdigest()[:16]
+    root = os.environ.get("DD_CACHE_DIR") or os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "dd")
+    return Path(root) / f"faker-{locale}-{key}.json"
+
+
+def _read_cached(path: Path) -> dict | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return data if isinstance(data, dict) and set(data) == _FIELDS else None
+    except (OSError, ValueError):
+        return None
+
+
+def _write_cached(path: Path, data: dict) -> None:
+    """Best effort (a read-only home is fine): written whole under its final name or not at all."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+
+
+_FIELDS = {"male", "male_weights", "female", "female_weights", "last", "last_weights", "email_domains", "cities", "states"}
+
+
+def _entries(entries) -> tuple[list[str], list[float] | None]:
+    if isinstance(entries, dict):
+        weights = np.array(list(entries.values()), dtype=float)
+        return list(entries), (weights / weights.sum()).tolist()
+    return list(entries), None
+
+
+def _build(locale: str) -> dict:
+    """The locale's vocabulary from Faker, as plain JSON data."""
     from faker import Faker
 
     fake = Faker(locale)
     first = _provider_attr(fake, "first_names")
-    male = _choices(_provider_attr(fake, "first_names_male") or first)
-    female = _choices(_provider_attr(fake, "first_names_female") or first)
-    last = _choices(_provider_attr(fake, "last_names", "last_names_male"))
+    male, male_weights = _entries(_provider_attr(fake, "first_names_male") or first)
+    female, female_weights = _entries(_provider_attr(fake, "first_names_female") or first)
+    last, last_weights = _entries(_provider_attr(fake, "last_names", "last_names_male"))
     state_method = "state" if hasattr(fake, "state") else "administrative_unit"
+    return {
+        "male": male, "male_weights": male_weights,
+        "female": female, "female_weights": female_weights,
+        "last": last, "last_weights": last_weights,
+        "email_domains": list(_provider_attr(fake, "free_email_domains") or ["example.com"]),
+        "cities": _pool(fake, "city"),
+        "states": _pool(fake, state_method),
+    }  # fmt: skip
+
+
+def _vocabulary(data: dict) -> Vocabulary:
+    def choices(name: str) -> Choices:
+        weights = data[f"{name}_weights"]
+        return Choices(pa.array(data[name], pa.string()), None if weights is None else np.array(weights, dtype=float))
+
+    male, female, last = choices("male"), choices("female"), choices("last")
     return Vocabulary(
         male=male,
         female=female,
         last=last,
-        ascii_male=[_ascii(v) or "user" for v in male.values.to_pylist()],
-        ascii_female=[_ascii(v) or "user" for v in female.values.to_pylist()],
-        ascii_last=[_ascii(v) or "person" for v in last.values.to_pylist()],
-        email_domains=pa.array(list(_provider_attr(fake, "free_email_domains") or ["example.com"])),
-        cities=_pool(fake, "city"),
-        states=_pool(fake, state_method),
+        ascii_male=[_ascii(v) or "user" for v in data["male"]],
+        ascii_female=[_ascii(v) or "user" for v in data["female"]],
+        ascii_last=[_ascii(v) or "person" for v in data["last"]],
+        email_domains=pa.array(data["email_domains"], pa.string()),
+        cities=None if data["cities"] is None else pa.array(data["cities"], pa.string()),
+        states=None if data["states"] is None else pa.array(data["states"], pa.string()),
     )
 
 

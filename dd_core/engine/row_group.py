@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
@@ -19,6 +20,9 @@ from dd_core.engine.person import generate_person
 from dd_core.engine.samplers import SAMPLERS
 from dd_core.engine.seed_rows import seed_rows
 from dd_core.errors import GenerationError
+
+if TYPE_CHECKING:
+    from dd_core.engine.rowwise import RowwiseOutcome
 
 _SINGLE = {**SAMPLERS, PersonColumn: generate_person, ExpressionColumn: expression}
 
@@ -40,29 +44,26 @@ def run_row_group(
     """Generate row group ``index`` (before processors), with LLM usage and dropped rows.
 
     Raises ``GenerationError`` when more than the config's ``max_failed_row_share`` of rows
-    lost an LLM cell; the calls that did succeed stay in the response cache.
+    lost an LLM cell; the calls that did succeed stay in the response cache. (Several row
+    groups at once, pipelined or in worker processes: ``dd_core.produce_row_groups``.)
     """
     config = load_config(config)
     if index < 0 or num_rows < 0:
         raise ValueError(f"index and num_rows must not be negative (got {index}, {num_rows})")
-    ctx = RowGroupContext(config.seed, index, num_rows, row_offset=index * (buffer_size or num_rows))
-    vectorised_columns(config, ctx)
     if not config.rowwise_names:
-        return RowGroupResult(pa.table({name: ctx.columns[name] for name in config.generated_names}), num_rows)
+        return assemble(config, vector_stage(config, index, num_rows, buffer_size or num_rows))
 
-    from dd_core.engine.rowwise import run_rowwise  # aiohttp is only needed with LLM columns
+    from dd_core.engine.pipeline import RowGroupJob, produce_row_groups  # aiohttp: only with LLM columns
 
-    outcome = run_rowwise(config, ctx, llm or LLMRuntime())
-    dropped = num_rows - int(outcome.kept.sum())
-    if num_rows and dropped / num_rows > config.max_failed_row_share:
-        raise GenerationError(_failure_report(index, num_rows, dropped, config.max_failed_row_share, outcome))
-    mask = pa.array(outcome.kept)
-    columns = {**{n: a.filter(mask) if dropped else a for n, a in ctx.columns.items()}, **outcome.columns}
-    return RowGroupResult(pa.table({name: columns[name] for name in config.generated_names}), num_rows, outcome.usage)
+    with produce_row_groups(config, [RowGroupJob(index, num_rows)], buffer_size=buffer_size or num_rows, llm=llm) as produced:
+        part = next(iter(produced))
+    return RowGroupResult(part.table, num_rows, part.usage)
 
 
-def vectorised_columns(config: DatasetConfig, ctx: RowGroupContext) -> None:
-    """Make every column drawn for the whole row group at once (all but the row-wise ones) into ``ctx.columns``."""
+def vector_stage(config: DatasetConfig, index: int, num_rows: int, buffer_size: int) -> RowGroupContext:
+    """Every column computed a whole column at a time: samplers, seed rows, expressions that
+    read no LLM column."""
+    ctx = RowGroupContext(config.seed, index, num_rows, row_offset=index * buffer_size)
     for col in config.generation_order:
         if col.name in config.rowwise_names:
             continue
@@ -70,6 +71,21 @@ def vectorised_columns(config: DatasetConfig, ctx: RowGroupContext) -> None:
             ctx.columns.update(seed_rows(col, ctx))
         else:
             ctx.columns[col.name] = _SINGLE[type(col)](col, ctx)
+    return ctx
+
+
+def assemble(config: DatasetConfig, ctx: RowGroupContext, outcome: RowwiseOutcome | None = None) -> RowGroupResult:
+    """The row group's table: vectorised columns, plus the row-wise ones and without the rows
+    that lost an LLM cell. Raises ``GenerationError`` past ``max_failed_row_share``."""
+    num_rows = ctx.num_rows
+    if outcome is None:
+        return RowGroupResult(pa.table({name: ctx.columns[name] for name in config.generated_names}), num_rows)
+    dropped = num_rows - int(outcome.kept.sum())
+    if num_rows and dropped / num_rows > config.max_failed_row_share:
+        raise GenerationError(_failure_report(ctx.index, num_rows, dropped, config.max_failed_row_share, outcome))
+    mask = pa.array(outcome.kept)
+    columns = {**{n: a.filter(mask) if dropped else a for n, a in ctx.columns.items()}, **outcome.columns}
+    return RowGroupResult(pa.table({name: columns[name] for name in config.generated_names}), num_rows, outcome.usage)
 
 
 def _failure_report(index: int, num_rows: int, dropped: int, share: float, outcome) -> str:

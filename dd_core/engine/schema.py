@@ -18,10 +18,9 @@ from dd_core.config import ConfigSource, DatasetConfig, load_config
 from dd_core.config.columns import ExpressionColumn
 from dd_core.config.describe import describe_generator
 from dd_core.config.processors import DropColumnsProcessor, RenameColumnsProcessor
-from dd_core.engine.context import RowGroupContext
 from dd_core.engine.expressions import expression_type
 from dd_core.engine.llm.cells import arrow_type
-from dd_core.engine.row_group import vectorised_columns
+from dd_core.engine.row_group import vector_stage
 
 
 @dataclass(frozen=True)
@@ -48,8 +47,7 @@ def column_schema(config: ConfigSource, *, processed: bool = True) -> list[Colum
 
 def _types(config: DatasetConfig) -> dict[str, pa.DataType]:
     """Types as stored: Parquet has no second-resolution timestamps, so files read back as ms."""
-    ctx = RowGroupContext(config.seed, 0, 1, row_offset=0)
-    vectorised_columns(config, ctx)
+    ctx = vector_stage(config, 0, 1, 1)
     types = {name: array.type for name, array in ctx.columns.items()}
     for col in config.columns:
         if col.name in config.rowwise_names:

@@ -9,15 +9,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-
-import pandas as pd
-import pyarrow as pa
+from typing import TYPE_CHECKING
 
 from dd_core.config import ConfigSource, DatasetConfig, load_config
 from dd_core.engine import apply_processors, generate_row_group
 from dd_core.engine.llm.runtime import LLMRuntime, ModelOverride
 from dd_core.engine.llm.usage import ModelUsage, merge_usage
-from dd_core.engine.row_group import run_row_group
+from dd_core.engine.pipeline import RowGroupJob, produce_row_groups
 from dd_core.errors import DDConfigError
 from dd_core.fingerprinting import fingerprint
 from dd_core.resume import Action, ResumeMode, ResumePlan, plan_resume
@@ -26,7 +24,10 @@ from dd_core.storage.filesystems import StoragePath, storage_path
 from dd_core.storage.layout import FINAL_FILE, PARQUET_DIR, DatasetLayout
 from dd_core.storage.lock import dataset_lock
 from dd_core.storage.metadata import DatasetMetadata
-from dd_core.storage.row_group_files import RowGroupInfo, read_table
+from dd_core.storage.row_group_files import read_table
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger("dd")
 
@@ -77,11 +78,13 @@ def generate(
     resume: ResumeMode | str = ResumeMode.IF_POSSIBLE,
     progress: ProgressCallback | None = None,
     model_overrides: dict[str, ModelOverride] | None = None,
+    workers: int = 1,
 ) -> DatasetResult:
     """Generate ``num_records`` records into ``<artifact_path>/<dataset_name>/``, resumably.
 
     See DESIGN.md's resume matrix for what each ``resume`` mode does with an existing folder.
     ``model_overrides`` replaces endpoints, keys or limits of model aliases for this run only.
+    ``workers`` > 1 produces row groups in that many processes (same data, same limits).
     """
     started = time.perf_counter()
     config = load_config(config)
@@ -103,22 +106,26 @@ def generate(
         writer = DatasetWriter(layout, _metadata_for_run(scan, name, fp, config, num_records, buffer_size))
         writer.start(_resolved_config(config, fp), scan.unrecorded)
         llm = LLMRuntime(cache_dir=layout.llm_cache, overrides=model_overrides or {})
-        _write_row_groups(config, fp, writer, plan, buffer_size, llm, progress)
+        _write_row_groups(config, writer, plan, buffer_size, llm, progress, workers)
         _finalize(config, writer, plan)
         return DatasetResult(_user_path(layout.root), writer.metadata.to_json(), False, len(plan.generate), time.perf_counter() - started)
 
 
-def _write_row_groups(config: DatasetConfig, fp: dict, writer: DatasetWriter, plan: ResumePlan, buffer_size: int, llm: LLMRuntime, progress: ProgressCallback | None) -> None:
-    """Generate the plan's row groups in order; each is a checkpoint once written."""
+def _write_row_groups(
+    config: DatasetConfig, writer: DatasetWriter, plan: ResumePlan, buffer_size: int, llm: LLMRuntime, progress: ProgressCallback | None, workers: int
+) -> None:
+    """Produce the plan's row groups (pipelined, in ``workers`` processes); each is written
+    crash-safely by its producer and recorded here, as it finishes, as a checkpoint."""
     usage = {alias: ModelUsage.from_json(u) for alias, u in writer.metadata.extra.get("llm_usage", {}).items()}
-    for done, index in enumerate(plan.generate, start=1):
-        part = run_row_group(config, index, plan.sizes[index], buffer_size=buffer_size, llm=llm)
-        info = RowGroupInfo(index, plan.sizes[index], part.table.num_rows, fp["config_hash"], fp["config_hash_version"], buffer_size, config.seed)
-        if part.usage:
-            writer.metadata.extra["llm_usage"] = {alias: u.to_json() for alias, u in merge_usage(usage, part.usage).items()}
-        writer.write_row_group(part.table, info)
-        if progress:
-            progress(done, len(plan.generate))
+    total = len(plan.generate)
+    jobs = (RowGroupJob(index, plan.sizes[index], writer.layout.batch(index)) for index in plan.generate)
+    with produce_row_groups(config, jobs, buffer_size=buffer_size, llm=llm, workers=max(1, min(workers, total))) as produced:
+        for done, part in enumerate(produced, start=1):
+            if part.usage:
+                writer.metadata.extra["llm_usage"] = {alias: u.to_json() for alias, u in merge_usage(usage, part.usage).items()}
+            writer.record_row_group(part.info)
+            if progress:
+                progress(done, total)
 
 
 def _user_path(root: StoragePath) -> Path | StoragePath:
@@ -188,5 +195,7 @@ def dataset_files(path: str | Path | StoragePath) -> list[StoragePath]:
 
 
 def load_dataset(path: str | Path | StoragePath) -> pd.DataFrame:
+    import pyarrow as pa
+
     tables = [read_table(f) for f in dataset_files(path)]
     return pa.concat_tables(tables).replace_schema_metadata(None).to_pandas()

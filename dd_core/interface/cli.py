@@ -4,8 +4,10 @@ error's code: 2 config/usage, 3 resume conflict, 4 damaged dataset, 5 folder loc
 
 from __future__ import annotations
 
+import importlib.abc
 import json
 import logging
+import os
 import sys
 from contextlib import contextmanager
 from enum import StrEnum
@@ -94,8 +96,13 @@ def generate(
     artifact_path: Annotated[str, typer.Option(help="Folder (or s3://bucket/prefix) that holds dataset folders.")] = "artifacts",
     dataset_name: Annotated[Optional[str], typer.Option(help="Dataset folder name (default: the config's name).")] = None,
     resume: Annotated[ResumeChoice, typer.Option(help="What to do with an existing dataset folder.")] = ResumeChoice.if_possible,
+    workers: Annotated[
+        Optional[int],
+        typer.Option(min=1, help="Processes producing row groups (default: the cores available). Per model, requests in flight stay within max_parallel_requests in total."),
+    ] = None,
 ) -> None:
     """Generate a dataset into <artifact-path>/<dataset-name>/, resuming where a run stopped."""
+    _without_pandas()
     from dd_core.interface.api import generate as run
 
     with user_errors(), _progress() as on_progress:
@@ -107,6 +114,7 @@ def generate(
             dataset_name=dataset_name,
             resume=resume.value,
             progress=on_progress,
+            workers=workers or available_cores(),
         )
     meta = result.metadata
     if result.already_complete:
@@ -129,17 +137,41 @@ def generate(
     out.print(f"Dataset: {result.path}")
 
 
+class _NoPandas(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "pandas" or name.startswith("pandas."):
+            raise ModuleNotFoundError(f"{name} is not needed by 'dd generate'", name=name)
+        return None
+
+
+def _without_pandas() -> None:
+    """``dd generate`` never needs pandas, but pyarrow imports it (~0.15-0.3 s) on the first
+    ``pa.array`` of a Python list when it is installed; refused, pyarrow works without it."""
+    if "pandas" not in sys.modules:
+        sys.meta_path.insert(0, _NoPandas())
+
+
+def available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 @contextmanager
 def _progress():
     if not err.is_terminal:
         yield None
         return
     columns = [TextColumn("row groups"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn()]
-    with Progress(*columns, console=err, transient=True) as bar:
+    # Redrawn on each finished row group, not by rich's refresh thread: with no other thread
+    # running, worker processes can be forked (fast) instead of started afresh.
+    with Progress(*columns, console=err, transient=True, auto_refresh=False) as bar:
         task = bar.add_task("generate", total=None)
 
         def update(done: int, total: int) -> None:
             bar.update(task, completed=done, total=total)
+            bar.refresh()
 
         yield update
 

@@ -21,7 +21,7 @@ from dd_core.storage.faults import fault_point
 from dd_core.storage.filesystems import StoragePath, local_temp_file, storage_path
 from dd_core.storage.layout import DatasetLayout, batch_index
 from dd_core.storage.metadata import COMPLETE, DatasetMetadata, RowCounts, load_metadata
-from dd_core.storage.row_group_files import RowGroupInfo, read_info, read_table, strip_dd_metadata, write_row_group_file
+from dd_core.storage.row_group_files import RowGroupInfo, read_info, read_table, strip_dd_metadata
 
 log = logging.getLogger(__name__)
 
@@ -105,8 +105,8 @@ class DatasetWriter:
         self.metadata.dataset_path = None
         self.metadata.save(self.layout.metadata)
 
-    def write_row_group(self, table: pa.Table, info: RowGroupInfo) -> None:
-        write_row_group_file(self.layout.batch(info.row_group), table, info)
+    def record_row_group(self, info: RowGroupInfo) -> None:
+        """Record a row group whose file is already in place (written by its producer)."""
         self.metadata.completed[info.row_group] = RowCounts(info.requested_rows, info.num_rows)
         self.metadata.save(self.layout.metadata)
 

@@ -7,7 +7,7 @@ The storage layer speaks to ``StoragePath`` only. Each backend keeps the same pr
   file lock, released by the kernel; S3: a lease object created with a conditional PUT and
   renewed while held, which another process may take over once it has expired);
 - append-only logs (the LLM response cache): local, one file appended line by line; S3, one
-  object per flush (at most ``flush_interval_s`` of calls can be lost to a crash).
+  object per flush (at most ``sync_interval_s`` of calls can be lost to a crash).
 
 S3 settings come from the usual AWS variables (``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``,
 ``AWS_REGION``, and ``AWS_ENDPOINT_URL`` for S3-compatible servers).
@@ -91,6 +91,9 @@ class FileSystem(ABC):
 
 
 class LogAppender(ABC):
+    #: How often its owner should call ``sync`` (the most a crash can lose on object storage).
+    sync_interval_s = 0.5
+
     @abstractmethod
     def append(self, line: bytes) -> None: ...
 
@@ -288,25 +291,22 @@ class S3FileSystem(FileSystem):
 class _S3Appender(LogAppender):
     """Lines buffered and written as one new object per flush (S3 objects cannot grow)."""
 
-    flush_interval_s = 2.0
+    sync_interval_s = 2.0
 
     def __init__(self, fs: S3FileSystem, folder: str):
         self._fs = fs
         self._folder = folder
         self._lines: list[bytes] = []
-        self._last = time.monotonic()
 
     def append(self, line: bytes) -> None:
         self._lines.append(line)
-        if time.monotonic() - self._last >= self.flush_interval_s:
-            self.sync()
 
     def sync(self) -> None:
-        self._last = time.monotonic()
-        if self._lines:
+        """May run in another thread while lines are appended: it takes the buffer first."""
+        lines, self._lines = self._lines, []
+        if lines:
             name = f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.jsonl"
-            self._fs.write_atomic(f"{self._folder}/{name}", b"".join(self._lines), fault_prefix="llm_cache")
-            self._lines = []
+            self._fs.write_atomic(f"{self._folder}/{name}", b"".join(lines), fault_prefix="llm_cache")
 
     def close(self) -> None:
         self.sync()

@@ -9,11 +9,19 @@ injects faults configured at runtime through a control API:
 - ``POST /_control/faults`` ``{"rules": [...]}`` replaces the fault rules,
   ``DELETE /_control/faults`` clears them (see :class:`FaultRule`);
 - ``GET /_control/stats``; ``POST /_control/reset`` clears the stats (not the rules);
-- ``POST /_control/latency`` ``{"latency_ms": x, "jitter_ms": y}``;
+- ``POST /_control/latency`` ``{"latency_ms": x, "jitter_ms": y, "sigma": s, "seed": n}``;
 - ``/_control/rate_limits``: requests/tokens-per-minute limits and OpenAI's ``x-ratelimit-*``
   headers (see :mod:`dd_core.testing.rate_limits`);
 - ``/_control/batches``: the Files and Batch APIs' behaviour and call log (see
   :mod:`dd_core.testing.batch_api`).
+
+Latency is ``latency_ms`` plus a jitter in [0, ``jitter_ms``], or, with ``latency_sigma`` > 0,
+lognormal with median ``latency_ms`` and that sigma (drawn per request from its key and
+``latency_seed``, so a run is reproducible). With ``slots=N`` the server models a bounded batch
+as vLLM serves one: N requests are served at once, the rest wait in a FIFO queue, and a
+request's latency is its wait plus its service time. ``GET /metrics`` reports
+``vllm:num_requests_running`` and ``vllm:num_requests_waiting`` in Prometheus' text format
+(``metrics=False`` leaves it out, like a server without metrics).
 
 Run it with :class:`OpenAIServer` (a thread of this process), :class:`OpenAIServerProcess`
 (a child process that shares no GIL with the code under test), or
@@ -35,6 +43,7 @@ import random
 import re
 import select
 import signal
+import statistics
 import subprocess
 import sys
 import threading
@@ -382,14 +391,20 @@ class _Exchange:
     model: str | None = None
     fault: str | None = None
     succeeded: bool = False
+    prompt: str | None = None  # the last message's first 200 characters
 
 
 class _Stats:
     def __init__(self) -> None:
         self.in_flight = 0
+        self.running = 0
+        self.waiting = 0
         self.reset()
 
     def reset(self) -> None:
+        self.since = self.last_change = time.monotonic()
+        self.waiting_seconds = self.running_seconds = 0.0
+        self.max_waiting = self.waiting
         self.requests_total = 0
         self.by_status: Counter[str] = Counter()
         self.faults_injected = dict.fromkeys(FAULT_KINDS, 0)
@@ -406,6 +421,16 @@ class _Stats:
             self.auth_header_requests += 1
         return _Exchange(t_start=time.monotonic())
 
+    def queue_change(self, running: int, waiting: int) -> None:
+        """Account the time spent at the previous queue depth, then move to the new one."""
+        now = time.monotonic()
+        self.running_seconds += self.running * (now - self.last_change)
+        self.waiting_seconds += self.waiting * (now - self.last_change)
+        self.last_change = now
+        self.running += running
+        self.waiting += waiting
+        self.max_waiting = max(self.max_waiting, self.waiting)
+
     def finish(self, exchange: _Exchange) -> None:
         self.in_flight -= 1
         if exchange.status is not None:
@@ -420,6 +445,7 @@ class _Stats:
                 "key": exchange.key,
                 "model": exchange.model,
                 "fault": exchange.fault,
+                "prompt": exchange.prompt,
             }
         )
 
@@ -432,9 +458,18 @@ class _Stats:
             "success_keys": dict(self.success_keys),
             "in_flight": self.in_flight,
             "max_in_flight": self.max_in_flight,
+            # Time-averaged queue since the last reset (requests waiting for a slot, and served).
+            "mean_waiting": self._mean(self.waiting_seconds, self.waiting),
+            "mean_running": self._mean(self.running_seconds, self.running),
+            "max_waiting": self.max_waiting,
             "auth_header_requests": self.auth_header_requests,
             "request_log": list(self.request_log),
         }
+
+    def _mean(self, accumulated: float, current: int) -> float:
+        now = time.monotonic()
+        elapsed = now - self.since
+        return (accumulated + current * (now - self.last_change)) / elapsed if elapsed > 0 else 0.0
 
 
 # --- HTTP service --------------------------------------------------------------------
@@ -528,23 +563,58 @@ def _seconds_header(seconds: float) -> str:
     return str(int(seconds)) if float(seconds).is_integer() else str(seconds)
 
 
+@dataclasses.dataclass
+class Serving:
+    """How the server serves: latency (see the module docstring), batch slots, metrics."""
+
+    latency_ms: float = 0.0
+    jitter_ms: float = 0.0
+    latency_sigma: float = 0.0
+    latency_seed: int = 0
+    slots: int | None = None
+    metrics: bool = True
+
+    def __post_init__(self) -> None:
+        if min(self.latency_ms, self.jitter_ms, self.latency_sigma) < 0 or not all(map(math.isfinite, (self.latency_ms, self.jitter_ms, self.latency_sigma))):
+            raise ValueError("latency, jitter and sigma must be finite and not negative")
+        if self.slots is not None and self.slots < 1:
+            raise ValueError("slots must be at least 1")
+
+    def latency_s(self, key: str) -> float:
+        if self.latency_sigma > 0:
+            digest = hashlib.sha256(f"{self.latency_seed}/{key}".encode()).digest()
+            uniform = (int.from_bytes(digest[:8], "big") + 0.5) / 2**64
+            return self.latency_ms / 1000 * math.exp(self.latency_sigma * _STANDARD_NORMAL.inv_cdf(uniform))
+        jitter = int(key[:8], 16) / 0xFFFFFFFF * self.jitter_ms
+        return (self.latency_ms + jitter) / 1000
+
+    def options(self) -> list[str]:
+        """The same settings as command-line options."""
+        args = ["--latency-ms", str(self.latency_ms), "--jitter-ms", str(self.jitter_ms), "--latency-sigma", str(self.latency_sigma), "--latency-seed", str(self.latency_seed)]
+        if self.slots is not None:
+            args += ["--slots", str(self.slots)]
+        return args if self.metrics else [*args, "--no-metrics"]
+
+
+_STANDARD_NORMAL = statistics.NormalDist()
+
+
 class _ChatService:
     """Request handlers and the mutable state (latency, fault rules, stats) of one server."""
 
     def __init__(
         self,
         *,
-        latency_ms: float = 0.0,
-        jitter_ms: float = 0.0,
+        serving: Serving | None = None,
         models: Iterable[str] = DEFAULT_MODELS,
         api_key: str | None = None,
     ):
-        self.latency_ms = latency_ms
-        self.jitter_ms = jitter_ms
+        self.serving = serving or Serving()
         self.models = tuple(models)
         self.api_key = api_key
         self.rules: list[FaultRule] = []
         self.stats = _Stats()
+        self._slots = asyncio.Semaphore(self.serving.slots) if self.serving.slots else None
         self.rate_limits = ServerRateLimits()
         self.batches = BatchService(self.reply_for_batch, self._authorized, _error)
 
@@ -563,7 +633,21 @@ class _ChatService:
         )
         add_rate_limit_routes(app, self.rate_limits, _error)
         self.batches.add_routes(app)
+        if self.serving.metrics:
+            app.add_routes([web.get("/metrics", self._metrics)])
         return app
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        """vLLM's queue gauges in Prometheus' text format (one label set per listed model)."""
+        running, waiting = (self.stats.running, self.stats.waiting) if self._slots else (self.stats.in_flight, 0)
+        lines = []
+        for name, value, help_text in (
+            ("vllm:num_requests_running", running, "Number of requests in model execution batches."),
+            ("vllm:num_requests_waiting", waiting, "Number of requests waiting to be processed."),
+        ):
+            lines += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge"]
+            lines += [f'{name}{{model_name="{model}"}} {float(value if i == 0 else 0)}' for i, model in enumerate(self.models)]
+        return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
 
     def _authorized(self, request: web.Request) -> bool:
         return self.api_key is None or request.headers.get("Authorization") == f"Bearer {self.api_key}"
@@ -592,6 +676,7 @@ class _ChatService:
         if problem:
             return _error(400, problem)
         exchange.key, exchange.model = request_key(body), body["model"]
+        exchange.prompt = _text(body["messages"][-1].get("content"))[:200]
         try:
             content = reply_content(body, exchange.key)
         except SchemaError as exc:
@@ -600,8 +685,7 @@ class _ChatService:
         if not admitted:
             return _error(429, "Rate limit reached for requests or tokens per minute.", limit_headers)
         rule = self._pick_fault(body)
-        # The latency counts from the request's arrival, so the server's own work is inside it.
-        await asyncio.sleep(max(0.0, exchange.t_start + self._latency_s(exchange.key) - time.monotonic()))
+        await self._serve(exchange)
         if rule is None:
             exchange.succeeded = True
             return _completion(body, content, limit_headers)
@@ -632,10 +716,24 @@ class _ChatService:
             self.stats.faults_injected[rule.kind] += 1
         return rule
 
-    def _latency_s(self, key: str) -> float:
-        """Base latency plus a jitter in [0, jitter_ms] derived from the request key."""
-        jitter = int(key[:8], 16) / 0xFFFFFFFF * self.jitter_ms
-        return (self.latency_ms + jitter) / 1000
+    async def _serve(self, exchange: _Exchange) -> None:
+        """Wait out the request's latency: counted from its arrival (so the server's own work is
+        inside it), or with slots, its wait for a slot and then its service time."""
+        latency = self.serving.latency_s(exchange.key)
+        if self._slots is None:
+            await asyncio.sleep(max(0.0, exchange.t_start + latency - time.monotonic()))
+            return
+        self.stats.queue_change(0, 1)
+        try:
+            await self._slots.acquire()
+        finally:
+            self.stats.queue_change(0, -1)
+        self.stats.queue_change(1, 0)
+        try:
+            await asyncio.sleep(latency)
+        finally:
+            self.stats.queue_change(-1, 0)
+            self._slots.release()
 
     async def _inject(
         self, rule: FaultRule, request: web.Request, body: Mapping[str, Any], exchange: _Exchange, content: str
@@ -681,12 +779,15 @@ class _ChatService:
         body = await _json_or_none(request)
         try:
             latency_ms, jitter_ms = float(body["latency_ms"]), float(body.get("jitter_ms", 0))
+            sigma, seed = float(body.get("sigma", 0)), int(body.get("seed", self.serving.latency_seed))
         except (TypeError, KeyError, ValueError, AttributeError):
-            return _error(400, 'Expected a JSON body {"latency_ms": x, "jitter_ms": y}.')
-        if latency_ms < 0 or jitter_ms < 0:
-            return _error(400, "Latency and jitter must not be negative.")
-        self.latency_ms, self.jitter_ms = latency_ms, jitter_ms
-        return web.json_response({"latency_ms": latency_ms, "jitter_ms": jitter_ms})
+            return _error(400, 'Expected a JSON body {"latency_ms": x, "jitter_ms": y, "sigma": s, "seed": n}.')
+        try:
+            serving = dataclasses.replace(self.serving, latency_ms=latency_ms, jitter_ms=jitter_ms, latency_sigma=sigma, latency_seed=seed)
+        except ValueError:
+            return _error(400, "Latency, jitter and sigma must be finite and not negative.")
+        self.serving = serving
+        return web.json_response({"latency_ms": latency_ms, "jitter_ms": jitter_ms, "sigma": sigma, "seed": seed})
 
 
 async def _start_serving(service: _ChatService, host: str, port: int) -> tuple[web.AppRunner, int]:
@@ -713,6 +814,10 @@ class _ServerHandle:
         *,
         latency_ms: float = 0,
         jitter_ms: float = 0,
+        latency_sigma: float = 0,
+        latency_seed: int = 0,
+        slots: int | None = None,
+        metrics: bool = True,
         models: Iterable[str] = DEFAULT_MODELS,
         api_key: str | None = None,
         port: int = 0,
@@ -720,8 +825,7 @@ class _ServerHandle:
         self.models = tuple(models)
         self.api_key = api_key
         self.port: int | None = None
-        self._latency_ms = latency_ms
-        self._jitter_ms = jitter_ms
+        self.serving = Serving(latency_ms, jitter_ms, latency_sigma, latency_seed, slots, metrics)
         self._requested_port = port
         self._control: httpx.Client | None = None
 
@@ -764,8 +868,12 @@ class _ServerHandle:
     def reset_stats(self) -> None:
         self._call("POST", "/reset")
 
-    def set_latency(self, ms: float, jitter_ms: float = 0) -> None:
-        self._call("POST", "/latency", {"latency_ms": ms, "jitter_ms": jitter_ms})
+    def set_latency(self, ms: float, jitter_ms: float = 0, *, sigma: float = 0) -> None:
+        self._call("POST", "/latency", {"latency_ms": ms, "jitter_ms": jitter_ms, "sigma": sigma})
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://{HOST}:{self.port}/metrics"
 
     def set_rate_limits(self, **settings: Any) -> None:
         """Enforce ``rate_limits.RateLimitSettings`` (fields as keywords); ``clear_rate_limits`` removes them."""
@@ -818,9 +926,7 @@ class OpenAIServer(_ServerHandle):
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="dd-openai-server", daemon=True)
         self._thread.start()
-        service = _ChatService(
-            latency_ms=self._latency_ms, jitter_ms=self._jitter_ms, models=self.models, api_key=self.api_key
-        )
+        service = _ChatService(serving=self.serving, models=self.models, api_key=self.api_key)
         try:
             self._runner, port = self._run(_start_serving(service, HOST, self._requested_port))
         except BaseException:
@@ -855,8 +961,7 @@ class OpenAIServerProcess(_ServerHandle):
         command = [
             sys.executable, "-m", _MODULE,
             "--port", str(self._requested_port),
-            "--latency-ms", str(self._latency_ms),
-            "--jitter-ms", str(self._jitter_ms),
+            *self.serving.options(),
             "--model", *self.models,
         ]  # fmt: skip
         if self.api_key is not None:
@@ -914,6 +1019,10 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port (default)")
     parser.add_argument("--latency-ms", type=float, default=0.0)
     parser.add_argument("--jitter-ms", type=float, default=0.0)
+    parser.add_argument("--latency-sigma", type=float, default=0.0, help="> 0: lognormal latency, median --latency-ms")
+    parser.add_argument("--latency-seed", type=int, default=0)
+    parser.add_argument("--slots", type=int, default=None, help="serve N requests at once and queue the rest (a bounded batch)")
+    parser.add_argument("--no-metrics", dest="metrics", action="store_false", help="no /metrics endpoint")
     parser.add_argument("--model", dest="models", metavar="NAME", action="extend", nargs="+", help="listed models")
     parser.add_argument("--api-key-env", metavar="NAME", help="require the API key held in this environment variable")
     parser.add_argument("--batch-processing-s", type=_batch_seconds, default=0.0, help="seconds a batch stays in_progress")
@@ -938,9 +1047,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     api_key = os.environ.get(args.api_key_env) if args.api_key_env else None
     if args.api_key_env and not api_key:
         sys.exit(f"environment variable {args.api_key_env} is empty or not set")
-    service = _ChatService(
-        latency_ms=args.latency_ms, jitter_ms=args.jitter_ms, models=args.models or DEFAULT_MODELS, api_key=api_key
-    )
+    try:
+        serving = Serving(args.latency_ms, args.jitter_ms, args.latency_sigma, args.latency_seed, args.slots, args.metrics)
+    except ValueError as exc:
+        sys.exit(str(exc))
+    service = _ChatService(serving=serving, models=args.models or DEFAULT_MODELS, api_key=api_key)
     service.batches.settings = BatchSettings(processing_s=args.batch_processing_s)
     asyncio.run(_serve_until_signalled(service, args.host, args.port))
 

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pyarrow.parquet as pq
+import pytest
 
 from dd_core import generate, generate_row_group, load_config
 from dd_core.storage.row_group_files import strip_dd_metadata
@@ -77,3 +78,37 @@ def test_editing_one_column_leaves_the_others_unchanged():
     for name in ("region", "city", "record_id", "person", "height_cm"):
         assert edited.column(name).equals(original.column(name))
     assert not edited.column("score").equals(original.column("score"))
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "plain text, no tags",
+        "Answer: {{ q }}\n",
+        "{{ p.first_name }} {{ p.last_name }} ({{ region }}) score={{ score }} ok={{ flag }} none={{ nothing }}",
+        "{{ p.items }} {{ p.keys }}",  # dict methods: Jinja's answer, not p["items"]
+        "{{ p.missing }}",  # undefined: Jinja's error
+        "{{ nested.inner }}",
+        "{{ q | upper }} {% if flag %}yes{% endif %}",  # not spliceable: Jinja itself
+        "line\r\nwith crlf {{ q }}\n\n",
+    ],
+)
+def test_spliced_templates_render_exactly_what_jinja_renders(source):
+    from dd_core import DDConfigError
+    from dd_core.engine.expressions import compile_renderer, render_rows
+
+    contexts = [
+        {"q": "why?", "p": {"first_name": "Ada", "last_name": "L", "items": "shadowed", "keys": 3}, "region": "north",
+         "score": 73.5, "flag": True, "nothing": None, "nested": {"inner": {"a": [1, 2.0]}}},
+        {"q": "✓ \\n", "p": "not a dict", "region": 0, "score": 1e16, "flag": False, "nothing": [], "nested": {"inner": None}},
+    ]  # fmt: skip
+    render = compile_renderer(source, "c", "expr")
+    for context in contexts:
+        try:
+            expected = render_rows(source, "c", "expr", [context])[0]
+        except DDConfigError as exc:
+            with pytest.raises(DDConfigError) as info:
+                render(context)
+            assert str(info.value) == str(exc)
+        else:
+            assert render(context) == expected

@@ -59,8 +59,9 @@ def reference(tmp_path_factory):
     }
 
 
-def _command(config, artifacts):
-    return [sys.executable, "-m", "dd_core", "generate", str(config), "-n", str(RECORDS), "--buffer-size", str(BUFFER), "--artifact-path", str(artifacts)]
+def _command(config, artifacts, workers=1):
+    """Named points count their hits in one process: the writer's, with one worker."""
+    return [sys.executable, "-m", "dd_core", "generate", str(config), "-n", str(RECORDS), "--buffer-size", str(BUFFER), "--artifact-path", str(artifacts), "--workers", str(workers)]
 
 
 def _killed_run(config, artifacts, point, hit):
@@ -101,13 +102,42 @@ def test_kill_while_writing_the_processed_dataset(tmp_path, reference, point, hi
     _resume_and_check(ORDERS, tmp_path, "always", reference[ORDERS])
 
 
+KILL_RECORDS, KILL_BUFFER = 20_000, 500  # 40 row groups: room to land a kill mid-generation
+
+
+@pytest.fixture(scope="module")
+def kill_reference(tmp_path_factory):
+    return generate(CUSTOMERS, KILL_RECORDS, buffer_size=KILL_BUFFER, artifact_path=tmp_path_factory.mktemp("kill_reference")).load()
+
+
+def _recorded(folder) -> int:
+    try:
+        return len(load_metadata(folder / "metadata.json").completed)
+    except Exception:  # not written yet, or being replaced
+        return 0
+
+
 @pytest.mark.parametrize("seed", range(4))
-def test_kill_at_a_random_instant_repeatedly(tmp_path, reference, seed):
-    """An outside SIGKILL at random moments, several times in a row, then one clean resume."""
+def test_kill_at_a_random_instant_repeatedly(tmp_path, kill_reference, seed):
+    """An outside SIGKILL of the parent at random moments during generation (after a random
+    number of recorded row groups, plus a random delay), several times in a row, while two
+    worker processes write row groups (they die with it), then one clean resume."""
     rng = random.Random(seed)
+    command = [sys.executable, "-m", "dd_core", "generate", str(CUSTOMERS), "-n", str(KILL_RECORDS), "--buffer-size", str(KILL_BUFFER), "--artifact-path", str(tmp_path), "--workers", "2"]
+    folder = tmp_path / "customers"
+    killed_mid_run = 0
     for _ in range(3):
-        proc = subprocess.Popen(_command(CUSTOMERS, tmp_path), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(0.9, 1.6))  # interpreter start is ~1 s: kills land mid-generation
-        proc.send_signal(signal.SIGKILL)
+        target = _recorded(folder) + rng.randint(1, 8)
+        proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 60
+        while proc.poll() is None and _recorded(folder) < target and time.monotonic() < deadline:
+            time.sleep(0.005)
+        time.sleep(rng.uniform(0, 0.05))
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            killed_mid_run += 1
         proc.wait()
-    _resume_and_check(CUSTOMERS, tmp_path, "if_possible", reference[CUSTOMERS])
+    assert killed_mid_run >= 2, "the kills should land while generating"
+    result = generate(CUSTOMERS, KILL_RECORDS, buffer_size=KILL_BUFFER, artifact_path=tmp_path, resume="if_possible")
+    assert result.num_records == KILL_RECORDS and not [p for p in result.path.rglob(".*tmp-*")]
+    assert load_dataset(result.path).equals(kill_reference), "resumed dataset differs from the uninterrupted run"

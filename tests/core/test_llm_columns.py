@@ -249,7 +249,7 @@ def test_fingerprint_ignores_endpoints_secrets_and_limits_but_not_model_settings
     base = hash_of()
     assert hash_of(base_url="http://10.0.0.1/v1") == base
     assert hash_of(api_key_env="OTHER_KEY") == base
-    assert hash_of(max_parallel_requests=64, timeout_s=5, max_retries=0) == base
+    assert hash_of(max_parallel_requests=64, adaptive_concurrency=False, timeout_s=5, max_retries=0) == base
     for changed in ({"model": "other-model"}, {"temperature": 0.2}, {"top_p": 0.5}, {"max_tokens": 64}, {"extra_body": {"min_p": 0.1}}):
         assert hash_of(**changed) != base, changed
     renamed = chain_config("http://127.0.0.1:1/v1")
@@ -291,3 +291,32 @@ def test_samplers_cannot_read_llm_columns_and_keys_are_names_not_values():
     config = chain_config("http://127.0.0.1:1/v1", api_key_env="sk-abc123")
     with pytest.raises(DDConfigError, match="NAME of an environment variable"):
         load_config(config)
+
+
+@pytest.mark.parametrize(
+    "constant",
+    [
+        {"model": "m"},
+        {"model": "m", "temperature": 0.7, "top_p": 1e-05, "max_tokens": 64, "min_p": float("nan"), "a": [1, {"z": "é", "b": None}]},
+        {"model": "m", "response_format": {"type": "json_schema", "json_schema": {"schema": {"properties": {"é": {"type": "string"}}}}}, "zz": True},
+        {"model": "m", "messagez": 1, "seea": 2, "sf": 3},
+    ],
+)
+def test_request_bodies_are_the_canonical_serialisation_byte_for_byte(constant):
+    """The cache key is the sha256 of these bytes: a different encoding would make a resumed
+    run pay again for every call an older dd version had cached."""
+    from dd_core.engine.llm.wire import BodyTemplate, serialise
+
+    messages = [{"role": "system", "content": 'Say "hi" \\ ✓\n\u2028\x00'}, {"role": "user", "content": "x" * 3}]
+    odd = [{"role": "user", "content": "x", "name": "n"}]  # another shape: the general path
+    for msgs in (messages, messages[1:], odd):
+        for seed in (0, 7, 2**31 - 1):
+            assert BodyTemplate(constant).payload(msgs, seed) == serialise({**constant, "messages": msgs, "seed": seed})
+
+
+def test_cache_lines_are_what_json_dumps_writes():
+    from dd_core.engine.llm.wire import cache_line
+
+    for content in ("plain", 'quote " back \\ slash', "é ✓ \u2028 \x01 \n end"):
+        entry = {"key": "ab" * 32, "content": content, "prompt_tokens": 3, "completion_tokens": 1234}
+        assert cache_line("ab" * 32, content, 3, 1234) == json.dumps(entry, ensure_ascii=False) + "\n"

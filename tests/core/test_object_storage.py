@@ -52,7 +52,8 @@ def test_generate_status_and_export_on_object_storage(s3_bucket, local_reference
 
 
 def _kill_run(uri: str, env: dict) -> None:
-    command = [sys.executable, "-m", "dd_core", "generate", str(CUSTOMERS), "-n", str(RECORDS), "--buffer-size", str(BUFFER), "--artifact-path", uri]
+    # One worker: a named fault point counts its hits in one process, the writer's.
+    command = [sys.executable, "-m", "dd_core", "generate", str(CUSTOMERS), "-n", str(RECORDS), "--buffer-size", str(BUFFER), "--artifact-path", uri, "--workers", "1"]
     run = subprocess.run(command, cwd=ROOT, env={**os.environ, **env}, capture_output=True, text=True, timeout=120)
     assert run.returncode == -signal.SIGKILL, run.stderr
 

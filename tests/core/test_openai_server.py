@@ -418,3 +418,61 @@ def test_server_process_start_and_stop():
 def test_command_line_binds_to_loopback_only():
     with pytest.raises(SystemExit):
         main(["--host", "0.0.0.0"])
+
+
+# --- latency models, bounded batch, metrics ------------------------------------------
+
+
+def test_lognormal_latency_has_the_asked_median_and_sigma_and_repeats_per_request():
+    import math
+    import statistics
+
+    from dd_core.testing.openai_server import Serving
+
+    serving = Serving(latency_ms=400, latency_sigma=1.0, latency_seed=3)
+    keys = [request_key({"model": "m", "messages": [{"role": "user", "content": str(i)}]}) for i in range(4000)]
+    logs = [math.log(serving.latency_s(k)) for k in keys]
+    assert abs(math.exp(statistics.median(logs)) - 0.4) < 0.02
+    assert abs(statistics.stdev(logs) - 1.0) < 0.05
+    assert max(serving.latency_s(k) for k in keys) > 4  # a long tail
+    assert [serving.latency_s(k) for k in keys[:50]] == [serving.latency_s(k) for k in keys[:50]]
+    other_seed = Serving(latency_ms=400, latency_sigma=1.0, latency_seed=4)
+    assert [other_seed.latency_s(k) for k in keys[:50]] != [serving.latency_s(k) for k in keys[:50]]
+    with pytest.raises(ValueError):
+        Serving(latency_ms=float("nan"))
+
+
+def test_bounded_batch_serves_n_at_once_queues_the_rest_and_reports_it_at_metrics():
+    async def burst(base_url: str, metrics_url: str) -> tuple[list[float], list[str]]:
+        async with httpx.AsyncClient(timeout=30, trust_env=False) as client:
+            body = {"model": "test-model", "messages": [{"role": "user", "content": "hi"}]}
+            started = time.monotonic()
+
+            async def one(i: int) -> float:
+                await client.post(f"{base_url}/chat/completions", json={**body, "seed": i})
+                return time.monotonic() - started
+
+            tasks = [asyncio.ensure_future(one(i)) for i in range(6)]
+            await asyncio.sleep(0.1)
+            seen = (await client.get(metrics_url)).text
+            return await asyncio.gather(*tasks), seen
+
+    with OpenAIServer(latency_ms=300, slots=2) as server:
+        done, metrics = asyncio.run(burst(server.base_url, server.metrics_url))
+        stats = server.stats()
+    assert 'vllm:num_requests_running{model_name="test-model"} 2.0' in metrics
+    assert 'vllm:num_requests_waiting{model_name="test-model"} 4.0' in metrics
+    assert "# TYPE vllm:num_requests_waiting gauge" in metrics
+    # Three waves of two: a request's latency is its wait plus its service time.
+    waves = sorted(done)
+    assert waves[2] >= 0.6 and waves[4] >= 0.9  # (lower bounds only: a busy machine may be slower)
+    assert stats["max_waiting"] == 4 and stats["max_in_flight"] == 6
+    assert 0 < stats["mean_waiting"] < 4
+
+
+def test_metrics_can_be_left_out():
+    with OpenAIServer(metrics=False) as server:
+        assert httpx.get(server.metrics_url, trust_env=False).status_code == 404
+    with OpenAIServer() as server:  # without slots: everything in flight is running
+        text = httpx.get(server.metrics_url, trust_env=False).text
+        assert 'vllm:num_requests_waiting{model_name="test-model"} 0.0' in text

@@ -1,8 +1,8 @@
 """Response cache: every successful call, stored before anything else happens.
 
-One append-only log per row group (see ``filesystems``): on a local disk each entry is
-appended with a single ``os.write`` as soon as its reply is parsed, so a SIGKILL loses no call
-the process has read, and ``fsync`` runs at most every ``sync_interval_s`` and when the row
+One append-only log per row group (see ``filesystems``): on a local disk the entries of the
+replies read in one turn of the event loop are appended with a single ``os.write`` at the end
+of that turn, before the loop waits again, so a SIGKILL loses no call the process has acted on, and ``fsync`` runs (in a thread) every ``sync_interval_s`` and when the row
 group ends. On object storage entries are flushed as one object every few seconds. A torn last
 line is skipped on reading.
 """
@@ -15,6 +15,7 @@ import logging
 import time
 
 from dd_core.engine.llm.client import Completion
+from dd_core.engine.llm.wire import cache_line
 from dd_core.storage.faults import fault_point
 from dd_core.storage.filesystems import LogAppender, StoragePath
 
@@ -22,13 +23,13 @@ log = logging.getLogger(__name__)
 
 
 class RowGroupCache:
-    def __init__(self, path: StoragePath | None, sync_interval_s: float = 0.5):
+    def __init__(self, path: StoragePath | None):
         self._path = path
         self._entries: dict[str, Completion] = _read(path) if path else {}
         self._appender: LogAppender | None = None
-        self._sync_interval_s = sync_interval_s
         self._last_sync = time.monotonic()
-        self._dirty = False
+        self._syncing: asyncio.Future | None = None
+        self._pending: list[str] = []
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -36,25 +37,39 @@ class RowGroupCache:
     def get(self, key: str) -> Completion | None:
         return self._entries.get(key)
 
-    async def put(self, key: str, completion: Completion) -> None:
+    def put(self, key: str, completion: Completion) -> None:
+        """Store a reply the moment it is read; the periodic sync runs off the event loop."""
         self._entries[key] = completion
         if self._path is None:
             return
         if self._appender is None:
             self._appender = self._path.log_appender()
-        entry = {"key": key, "content": completion.content, "prompt_tokens": completion.prompt_tokens, "completion_tokens": completion.completion_tokens}
-        self._appender.append((json.dumps(entry, ensure_ascii=False) + "\n").encode())
-        self._dirty = True
-        fault_point("llm_cache_written")
-        if time.monotonic() - self._last_sync >= self._sync_interval_s:
-            self._last_sync = time.monotonic()
-            self._dirty = False
-            await asyncio.to_thread(self._appender.sync)  # off the event loop: fsync or upload takes ms
+        if not self._pending:
+            # The replies read in this turn of the event loop go out in one write at its end,
+            # before the loop waits for anything again.
+            asyncio.get_running_loop().call_soon(self._flush)
+        self._pending.append(cache_line(key, completion.content, completion.prompt_tokens, completion.completion_tokens))
 
-    def close(self) -> None:
+    def _flush(self) -> None:
+        if not self._pending or self._appender is None:
+            return
+        lines, self._pending = self._pending, []
+        self._appender.append("".join(lines).encode())
+        fault_point("llm_cache_written")
+        now = time.monotonic()
+        if now - self._last_sync >= self._appender.sync_interval_s and (self._syncing is None or self._syncing.done()):
+            self._last_sync = now
+            self._syncing = asyncio.get_running_loop().run_in_executor(None, self._appender.sync)  # fsync or upload: ms
+
+    async def aclose(self) -> None:
+        """Wait for a sync in progress, then sync and close (off the event loop)."""
+        self._flush()
+        if self._syncing is not None:
+            await asyncio.gather(self._syncing, return_exceptions=True)
+            self._syncing = None
         if self._appender is not None:
-            self._appender.close()
-            self._appender = None
+            appender, self._appender = self._appender, None
+            await asyncio.to_thread(appender.close)
 
 
 def _read(path: StoragePath) -> dict[str, Completion]:

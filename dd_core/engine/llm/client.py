@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+import yarl
 
 RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 
@@ -59,7 +60,7 @@ class ChatClient:
 
     def __init__(self, session: aiohttp.ClientSession, base_url: str, api_key: str | None, timeout_s: float):
         self._session = session
-        self._url = base_url.rstrip("/") + "/chat/completions"
+        self._url = yarl.URL(base_url.rstrip("/") + "/chat/completions")  # parsed once, not per request
         self._headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {api_key}"} if api_key else {})}
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
 

@@ -1,9 +1,13 @@
-"""Per-model concurrency: a priority-ordered, adaptive (AIMD) limit on requests in flight.
+"""Per-model concurrency: a priority-ordered limit on requests in flight, which adapts.
 
-A 429 halves the model's limit (at most once per ``cooldown_s``, so one burst of 429s is one
-decrease); every ``limit`` successes in a row raise it by one, back up to the configured
-maximum. Waiters are served by priority: cells of later columns first, then lower rows,
-so started rows finish before new ones begin.
+Mechanism only: ``acquire``/``release`` count requests in flight and serve waiters by priority
+(the oldest row group first, then later columns, then lower rows, so started rows finish before
+new ones begin and checkpoints keep flowing). The limit moves between 1 and ``max_limit``:
+
+- a 429 halves it (at most once per ``cooldown_s``, so one burst of 429s is one decrease), and
+  every ``limit`` successes in a row raise it by one, back up to the maximum;
+- a controller (``dd_core.engine.llm.adaptive``) may set it from the server's queue depth or
+  from the latency of recent calls, for servers that queue instead of answering 429.
 """
 
 from __future__ import annotations
@@ -12,8 +16,7 @@ import asyncio
 import heapq
 import itertools
 import time
-from contextlib import asynccontextmanager
-from collections.abc import AsyncIterator
+from collections.abc import Callable
 
 
 class AdaptiveLimiter:
@@ -24,58 +27,67 @@ class AdaptiveLimiter:
         self.decreases = 0
         self.in_flight = 0
         self.max_in_flight = 0
+        #: True once the limit held requests back since the controller last looked.
+        self.saturated = False
+        #: Called with each successful call's seconds in flight (a latency controller).
+        self.on_latency: Callable[[float], None] | None = None
         self._cooldown_s = cooldown_s
         self._last_decrease = -float("inf")
         self._streak = 0
         self._waiters: list[tuple[tuple, int, asyncio.Future]] = []
         self._order = itertools.count()
 
-    @asynccontextmanager
-    async def slot(self, priority: tuple = ()) -> AsyncIterator[None]:
-        await self._acquire(priority)
-        try:
-            yield
-        finally:
-            self.in_flight -= 1
-            self._wake()
-
-    async def _acquire(self, priority: tuple) -> None:
+    async def acquire(self, priority: tuple = ()) -> None:
         if self.in_flight < self.limit and not self._waiters:
             self._enter()
             return
+        self.saturated = True
         future = asyncio.get_running_loop().create_future()
         heapq.heappush(self._waiters, (priority, next(self._order), future))
         try:
             await future
         except asyncio.CancelledError:
             if future.done() and not future.cancelled():
-                self.in_flight -= 1  # granted just before the cancel: give it back
-                self._wake()
+                self.release()  # granted just before the cancel: give it back
             raise
 
-    def _enter(self) -> None:
-        self.in_flight += 1
-        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+    def release(self, seconds: float | None = None) -> None:
+        """A request left; ``seconds`` is its time in flight when it succeeded."""
+        self.in_flight -= 1
+        if seconds is not None:
+            self._streak += 1
+            if self._streak >= self.limit and self.limit < self.max_limit:
+                self._streak = 0
+                self.limit += 1
+            if self.on_latency is not None:
+                self.on_latency(seconds)
+        self._wake()
 
-    def _wake(self) -> None:
-        while self._waiters and self.in_flight < self.limit:
-            _, _, future = heapq.heappop(self._waiters)
-            if not future.done():
-                self._enter()
-                future.set_result(None)
-
-    def on_success(self) -> None:
-        self._streak += 1
-        if self.limit < self.max_limit and self._streak >= self.limit:
-            self.limit += 1
-            self._streak = 0
-            self._wake()
+    def set_limit(self, limit: int) -> None:
+        """The controllers' way in: clamped to [1, max_limit]; waiters start if it grew."""
+        limit = max(1, min(self.max_limit, int(limit)))
+        if limit < self.limit:
+            self.lowest_limit = min(self.lowest_limit, limit)
+        self.limit = limit
+        self._wake()
 
     def on_throttled(self) -> None:
         self._streak = 0
         now = time.monotonic()
         if now - self._last_decrease >= self._cooldown_s and self.limit > 1:
-            self.limit = max(1, self.limit // 2)
-            self.lowest_limit = min(self.lowest_limit, self.limit)
+            self.set_limit(self.limit // 2)
             self.decreases += 1
             self._last_decrease = now
+
+    def _enter(self) -> None:
+        self.in_flight += 1
+        if self.in_flight > self.max_in_flight:
+            self.max_in_flight = self.in_flight
+
+    def _wake(self) -> None:
+        waiters = self._waiters
+        while waiters and self.in_flight < self.limit:
+            future = heapq.heappop(waiters)[2]
+            if not future.done():
+                self._enter()
+                future.set_result(None)

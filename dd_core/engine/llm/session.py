@@ -1,0 +1,57 @@
+"""The models of one run: a connection pool, and per model alias a caller with its limiter
+and the task that adapts that limiter to the server."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+
+from dd_core.config import DatasetConfig
+from dd_core.config.llm_columns import LLMColumn
+from dd_core.engine.llm.adaptive import follow_server
+from dd_core.engine.llm.caller import ModelCaller
+from dd_core.engine.llm.client import ChatClient
+from dd_core.engine.llm.limiter import AdaptiveLimiter
+from dd_core.engine.llm.runtime import LLMRuntime
+
+
+class ModelSessions:
+    def __init__(self, config: DatasetConfig, runtime: LLMRuntime):
+        self.config = config
+        self.runtime = runtime
+        aliases = sorted({c.model for c in config.columns if isinstance(c, LLMColumn)})
+        # Endpoints first: a missing base_url or key is a config error before anything starts.
+        self.endpoints = {alias: runtime.endpoint(config.model(alias)) for alias in aliases}
+        self.callers: dict[str, ModelCaller] = {}
+        self._followers: list[asyncio.Task] = []
+
+    @property
+    def slots(self) -> int:
+        """Requests that may be in flight at once, over all models."""
+        return max(1, sum(c.limiter.max_limit for c in self.callers.values()))
+
+    async def __aenter__(self) -> ModelSessions:
+        # No cookie jar: an API client has no cookies, and the jar costs time on every request.
+        self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), cookie_jar=aiohttp.DummyCookieJar())
+        for alias, endpoint in self.endpoints.items():
+            limiter = AdaptiveLimiter(endpoint.max_parallel_requests)
+            carried = alias in self.runtime.limits
+            if carried:
+                limiter.set_limit(self.runtime.limits[alias])
+            client = ChatClient(self.session, endpoint.base_url, endpoint.api_key, endpoint.timeout_s)
+            model = self.config.model(alias)
+            self.callers[alias] = ModelCaller(model, client, limiter)
+            if model.adaptive_concurrency:
+                self._followers.append(asyncio.create_task(follow_server(limiter, self.session, endpoint.base_url, carried=carried)))
+        return self
+
+    async def __aexit__(self, *exc_info) -> None:
+        for alias, caller in self.callers.items():
+            self.runtime.limits[alias] = caller.limiter.limit
+        for task in self._followers:
+            task.cancel()
+        try:
+            await asyncio.gather(*self._followers, return_exceptions=True)
+        finally:  # also when the run is cancelled while it winds down
+            await self.session.close()

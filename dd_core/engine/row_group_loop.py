@@ -1,0 +1,301 @@
+"""The event loop that runs the row-wise stage of several row groups at once (see ``pipeline``).
+
+It lives in a thread of its own: admission (the next row group's vectorised stage, computed in
+a worker thread, admitted while the look-ahead has room), row workers (``window`` coroutines
+that each run rows one after another, oldest row group first), completion (assemble, write,
+hand back through a queue) and failure (later row groups cancelled, earlier ones finished).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Iterable, Iterator
+
+from dd_core.config import DatasetConfig
+from dd_core.engine.jobs import ProducedRowGroup, RowGroupJob, RowGroupSizes, finish
+from dd_core.engine.llm.cache import RowGroupCache, cache_path
+from dd_core.engine.llm.runtime import LLMRuntime
+from dd_core.engine.row_group import assemble, vector_stage
+from dd_core.errors import GenerationError
+
+#: Rows in progress: one per request slot. A row holds at most one request at a time and its worker
+#: moves straight on to the next row, so with one model one row per slot keeps every slot busy
+#: and no request ever waits at the limiter (unless the adaptive limit is below the maximum).
+#: With several models, a row waiting for one model leaves another's slot free: twice as many.
+ROWS_PER_SLOT_SEVERAL_MODELS = 2
+#: Rows of admitted, unfinished row groups per request slot: room for the next row groups to
+#: run while an older one waits for a straggler (~10 s at the tail of a lognormal latency).
+LOOKAHEAD_ROWS_PER_SLOT = 16
+MAX_ROW_GROUPS_IN_FLIGHT = 64
+
+
+class _Group:
+    """A row group admitted to the row-wise stage."""
+
+    def __init__(self, seq: int, job: RowGroupJob, cells, started: float):
+        self.seq = seq
+        self.job = job
+        self.cells = cells
+        self.started = started
+        self.next_row = 0
+        self.remaining = job.num_rows
+        #: The row workers running one of its rows now (cancelled if it is discarded).
+        self.workers: set[asyncio.Task] = set()
+
+
+class RowGroupLoop:
+    """The event loop's side: admission, row scheduling, completion and failure."""
+
+    def __init__(self, config: DatasetConfig, sizes: RowGroupSizes, jobs: Iterable[RowGroupJob], runtime: LLMRuntime):
+        self.config = config
+        self.sizes = sizes
+        self.jobs = iter(jobs)
+        self.runtime = runtime
+        self._results: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._thread_main, name="dd-row-groups", daemon=True)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._main_task: asyncio.Task | None = None
+        self._ready = threading.Event()
+        self._stopping = False
+
+    # --- the consumer's side (any thread) ---
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def results(self) -> Iterator[tuple[int, ProducedRowGroup]]:
+        while True:
+            kind, value = self._results.get()
+            if kind == "part":
+                yield value
+            elif kind == "error":
+                raise value
+            else:
+                return
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._ready.wait()
+        loop, task = self._loop, self._main_task
+        if loop is not None and task is not None:
+            try:
+                loop.call_soon_threadsafe(task.cancel)
+            except RuntimeError:
+                pass  # the loop has already closed
+        self._thread.join()
+
+    # --- the loop's side ---
+
+    def _thread_main(self) -> None:
+        # Objects alive now (configs, libraries) are not garbage: frozen, the collector's full
+        # passes stay short, which keeps the event loop's response times flat.
+        gc.freeze()
+        try:
+            asyncio.run(self._main())
+        except BaseException as exc:  # handed to the consumer, who raises it
+            self._results.put(("error", exc))
+        finally:
+            self._ready.set()
+            gc.unfreeze()
+            self._results.put(("end", None))
+
+    async def _main(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._main_task = asyncio.current_task()
+        self._ready.set()
+        if self._stopping:
+            return
+        from dd_core.engine.llm.session import ModelSessions  # aiohttp: only with LLM columns
+        from dd_core.engine.rowwise import RowwiseStage
+
+        async with ModelSessions(self.config, self.runtime) as sessions:
+            self.stage = RowwiseStage(self.config, sessions.callers)
+            slots = sessions.slots
+            self.window = slots if len(sessions.callers) == 1 else slots * ROWS_PER_SLOT_SEVERAL_MODELS
+            self.lookahead = LOOKAHEAD_ROWS_PER_SLOT * slots
+            self.active: dict[int, _Group] = {}
+            self.feeding: deque[_Group] = deque()
+            self.rows_ready = asyncio.Event()
+            self.row_workers: set[asyncio.Task] = set()
+            self.admitted_rows = 0
+            self.unstarted_rows = 0
+            self.failure: tuple[int, BaseException] | None = None
+            self.fatal: BaseException | None = None
+            self.no_more_jobs = False
+            self.room = asyncio.Event()  # the admission loop may look again
+            self.done = asyncio.Event()
+            self.cleanups: set[asyncio.Task] = set()
+            admit = asyncio.create_task(self._admit_all())
+            self._add_row_workers(self.window)
+            try:
+                await self.done.wait()
+                if admit.done() and admit.exception() is not None:
+                    raise admit.exception()
+                if self.fatal is not None:
+                    raise self.fatal
+                if self.failure is not None:
+                    raise self.failure[1]
+            finally:
+                admit.cancel()
+                for group in list(self.active.values()):
+                    self._discard(group)
+                for worker in self.row_workers:
+                    worker.cancel()
+                await asyncio.gather(admit, *self.row_workers, *self.cleanups, return_exceptions=True)
+
+    def _changed(self) -> None:
+        """Something that admission or the end of the run waits for may have happened."""
+        self.room.set()
+        if self.fatal is not None or ((self.no_more_jobs or self.failure is not None) and not self.active):
+            self.done.set()
+
+    async def _admit_all(self) -> None:
+        seq = 0
+        try:
+            while self.failure is None:
+                prepared = await asyncio.to_thread(self._prepare)
+                if prepared is None:
+                    break
+                job, cells = prepared
+                while not self._room_for(job.num_rows):
+                    self.room.clear()
+                    await self.room.wait()
+                if self.failure is not None or self.fatal is not None:
+                    await cells.cache.aclose()
+                    break
+                self._admit(seq, job, cells)
+                seq += 1
+        except BaseException as exc:
+            if not isinstance(exc, asyncio.CancelledError):
+                self.fatal = exc
+            raise
+        finally:
+            self.no_more_jobs = True
+            self.rows_ready.set()  # idle row workers see there is no more work
+            self._changed()
+
+    def _prepare(self):
+        """In a worker thread: the next job, its vectorised stage and response cache."""
+        job = next(self.jobs, None)
+        if job is None:
+            return None
+        ctx = vector_stage(self.config, job.index, job.num_rows, self.sizes.buffer_size)
+        return job, self.stage.cells_of(ctx, RowGroupCache(cache_path(self.runtime.cache_dir, job.index)))
+
+    def _room_for(self, num_rows: int) -> bool:
+        if self.fatal is not None or self.failure is not None or not self.active:
+            return True
+        return (
+            len(self.active) < MAX_ROW_GROUPS_IN_FLIGHT
+            and self.admitted_rows + num_rows <= self.lookahead
+            and self.unstarted_rows < self.window
+        )
+
+    def _admit(self, seq: int, job: RowGroupJob, cells) -> None:
+        group = _Group(seq, job, cells, time.perf_counter())
+        self.active[seq] = group
+        self.admitted_rows += job.num_rows
+        self.unstarted_rows += job.num_rows
+        if job.num_rows == 0:
+            self._complete_soon(group)
+            return
+        self.feeding.append(group)
+        self.rows_ready.set()
+
+    def _add_row_workers(self, count: int) -> None:
+        for _ in range(count):
+            task = self._loop.create_task(self._row_worker())
+            self.row_workers.add(task)
+            task.add_done_callback(self.row_workers.discard)
+
+    async def _row_worker(self) -> None:
+        """Run rows one after another, oldest row group first: ``window`` of these run at once
+        (a task per worker, not per row)."""
+        me = asyncio.current_task()
+        feeding = self.feeding
+        while True:
+            if not feeding:
+                if self.no_more_jobs or self.failure is not None or self.fatal is not None:
+                    return
+                self.rows_ready.clear()
+                await self.rows_ready.wait()
+                continue
+            group = feeding[0]
+            row = group.next_row
+            group.next_row += 1
+            if group.next_row == group.job.num_rows:
+                feeding.popleft()
+            self.unstarted_rows -= 1
+            if self.unstarted_rows < self.window:
+                self.room.set()
+            group.workers.add(me)
+            try:
+                await self.stage.row(group.cells, row)
+            except Exception as exc:  # a template error or a bug: nothing sensible continues
+                self.fatal = exc
+                self._changed()
+                return
+            finally:
+                group.workers.discard(me)
+            group.remaining -= 1
+            if group.remaining == 0:
+                self._complete_soon(group)
+
+    def _complete_soon(self, group: _Group) -> None:
+        task = self._loop.create_task(self._complete(group))
+        self.cleanups.add(task)
+        task.add_done_callback(self.cleanups.discard)
+
+    async def _complete(self, group: _Group) -> None:
+        try:
+            await group.cells.cache.aclose()
+            result = assemble(self.config, group.cells.ctx, self.stage.outcome(group.cells))
+            part = await asyncio.to_thread(finish, group.job, result, self.sizes, group.started)
+        except GenerationError as exc:
+            self._failed(group, exc)
+            return
+        except Exception as exc:  # e.g. the disk is full: stop everything
+            self.fatal = exc
+            self._changed()
+            return
+        self._leave(group)
+        self._results.put(("part", (group.seq, part)))
+        self._changed()
+
+    def _failed(self, group: _Group, exc: GenerationError) -> None:
+        """No later row group continues; earlier ones finish; then the failure is raised."""
+        self._leave(group)
+        if self.failure is None or group.seq < self.failure[0]:
+            self.failure = (group.seq, exc)
+        for later in [g for g in self.active.values() if g.seq > group.seq]:
+            self._discard(later)
+        self._changed()
+
+    def _leave(self, group: _Group) -> None:
+        if self.active.pop(group.seq, None) is not None:
+            self.admitted_rows -= group.job.num_rows
+        if group in self.feeding:
+            self.feeding.remove(group)
+            self.unstarted_rows -= group.job.num_rows - group.next_row
+
+    def _discard(self, group: _Group) -> None:
+        """Cancel a row group's rows; its answered calls stay in its cache, which is closed."""
+        self._leave(group)
+        tasks = list(group.workers)
+        for task in tasks:
+            task.cancel()  # each is inside one of this row group's rows
+        if self.fatal is None and not self.done.is_set():
+            self._add_row_workers(len(tasks))
+
+        async def close() -> None:
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await group.cells.cache.aclose()
+
+        task = self._loop.create_task(close())
+        self.cleanups.add(task)
+        task.add_done_callback(self.cleanups.discard)

@@ -1,0 +1,188 @@
+"""Pipelined row groups and worker processes change when cells are sent, never the data.
+
+Each row's prompt names its row group (an ordered seed file gives rows 0-49 "part p0", 50-99
+"part p1", ...), so the server's request log says which row group every request served.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import psutil
+import pytest
+
+from dd_core import GenerationError, RowGroupJob, generate, load_config, produce_row_groups
+from dd_core.engine.row_group import run_row_group
+from dd_core.fingerprinting import fingerprint
+from dd_core.storage.row_group_files import RowGroupInfo, write_row_group_file
+from dd_core.testing.openai_server import OpenAIServer
+from tests.support import ROOT
+
+BUFFER, RECORDS = 50, 290  # 6 row groups, the last one partial
+PROFILE = {"type": "object", "properties": {"mood": {"enum": ["calm", "bold"]}}, "required": ["mood"], "additionalProperties": False}
+
+
+@pytest.fixture(scope="module")
+def parts_csv(tmp_path_factory):
+    path = tmp_path_factory.mktemp("seed") / "parts.csv"
+    path.write_text("part\n" + "".join(f"p{row // BUFFER}\n" for row in range(RECORDS)))
+    return path
+
+
+@pytest.fixture(scope="module")
+def server():
+    # Lognormal latency: rows finish out of order, and row groups overtake each other.
+    with OpenAIServer(latency_ms=4, latency_sigma=1.0) as srv:
+        yield srv
+
+
+def config(url: str, parts_csv, parallel: int = 8) -> dict:
+    return {
+        "name": "parts",
+        "max_failed_row_share": 0.5,
+        "models": [{"alias": "writer", "model": "test-model", "base_url": url, "max_parallel_requests": parallel, "max_retries": 0}],
+        "columns": [
+            {"name": "parts", "type": "seed_dataset", "path": str(parts_csv)},
+            {"name": "topic", "type": "category", "values": ["cats", "ships", "tea"], "weights": [0.45, 0.1, 0.45]},
+            {"name": "question", "type": "llm_text", "model": "writer", "prompt": "Ask about {{ topic }} (part {{ part }})."},
+            {"name": "profile", "type": "llm_structured", "model": "writer", "prompt": "Mood for {{ topic }}: {{ question }}", "output_schema": PROFILE, "max_invalid_retries": 0},
+            {"name": "answer", "type": "llm_text", "model": "writer", "prompt": "Answer {{ question }} in a {{ profile.mood }} way."},
+            {"name": "length", "type": "expression", "expr": "{{ answer | length }}", "dtype": "int"},
+        ],
+    }
+
+
+def part_of(entry: dict) -> int:
+    return int(entry["prompt"].split("part p", 1)[1].split(")", 1)[0])
+
+
+def one_at_a_time(cfg: dict, out) -> list[bytes]:
+    """The reference: each row group alone (``run_row_group``), written as dd writes it."""
+    loaded = load_config(cfg)
+    fp = fingerprint(loaded)
+    files = []
+    for index in range(-(-RECORDS // BUFFER)):
+        rows = min(BUFFER, RECORDS - index * BUFFER)
+        table = run_row_group(loaded, index, rows, buffer_size=BUFFER).table
+        path = out / f"{index}.parquet"
+        write_row_group_file(path, table, RowGroupInfo(index, rows, table.num_rows, fp["config_hash"], fp["config_hash_version"], BUFFER, loaded.seed))
+        files.append(path.read_bytes())
+    return files
+
+
+def batch_bytes(result) -> list[bytes]:
+    return [p.read_bytes() for p in sorted((result.path / "parquet-files").glob("batch_*.parquet"))]
+
+
+def counts(usage: dict) -> dict:
+    """Usage without its timings (request_seconds differs from run to run)."""
+    return {alias: {k: v for k, v in u.items() if k != "request_seconds"} for alias, u in usage.items()}
+
+
+def test_pipelined_and_multi_worker_datasets_are_byte_identical_to_one_row_group_at_a_time(tmp_path, server, parts_csv):
+    cfg = config(server.base_url, parts_csv)
+    # Invalid structured replies for 'ships' rows: dropped rows, the same ones every time.
+    server.set_faults([{"kind": "invalid_structured", "match": "Mood for ships"}])
+    try:
+        reference = one_at_a_time(cfg, tmp_path)
+        server.reset_stats()
+        pipelined = generate(cfg, RECORDS, buffer_size=BUFFER, artifact_path=tmp_path, dataset_name="pipelined")
+        log = server.stats()["request_log"]
+        workers = generate(cfg, RECORDS, buffer_size=BUFFER, artifact_path=tmp_path, dataset_name="workers", workers=2)
+    finally:
+        server.clear_faults()
+    assert pipelined.metadata["dropped_rows"] > 0
+    assert batch_bytes(pipelined) == reference
+    assert batch_bytes(workers) == reference
+    assert counts(workers.llm_usage) == counts(pipelined.llm_usage)
+    # Pipelined for real: row groups overlapped at the server.
+    ends = {}
+    for entry in log:
+        ends[part_of(entry)] = max(ends.get(part_of(entry), 0), entry["t_end"])
+    assert any(part_of(e) > 0 and e["t_start"] < ends[part_of(e) - 1] for e in log)
+
+
+def test_the_oldest_row_group_goes_first_and_ordered_delivery_waits_for_it(server, parts_csv):
+    """A straggler in row group 0 lets later row groups finish first; they are handed back as
+    they finish, or in order with ordered=True."""
+    cfg = config(server.base_url, parts_csv)
+    jobs = [RowGroupJob(i, BUFFER) for i in range(4)]
+    server.set_faults([{"kind": "hang", "hang_s": 1.0, "match": "(part p0)", "times": 1}])
+    try:
+        with produce_row_groups(cfg, jobs, buffer_size=BUFFER) as produced:
+            as_completed = [part.index for part in produced]
+        server.set_faults([{"kind": "hang", "hang_s": 1.0, "match": "(part p0)", "times": 1}])
+        with produce_row_groups(cfg, jobs, buffer_size=BUFFER, ordered=True) as produced:
+            in_order = [(part.index, part.table.num_rows) for part in produced]
+    finally:
+        server.clear_faults()
+    assert as_completed[-1] == 0 and sorted(as_completed) == [0, 1, 2, 3]
+    assert [i for i, _ in in_order] == [0, 1, 2, 3] and all(rows > 0 for _, rows in in_order)
+
+
+def test_a_failed_row_group_stops_the_run_after_the_earlier_ones_and_resumes_to_the_same_data(tmp_path, server, parts_csv):
+    cfg = config(server.base_url, parts_csv)
+    server.set_faults([{"kind": "status", "status": 500, "match": "(part p2)"}])
+    try:
+        with pytest.raises(GenerationError, match="row group 2 failed"):
+            generate(cfg, RECORDS, buffer_size=BUFFER, artifact_path=tmp_path, dataset_name="failing")
+    finally:
+        server.clear_faults()
+    meta = json.loads((tmp_path / "failing" / "metadata.json").read_text())
+    done = {i for start, end in meta["completed_row_groups"] for i in range(start, end + 1)}
+    assert {0, 1} <= done and 2 not in done
+    resumed = generate(cfg, RECORDS, buffer_size=BUFFER, artifact_path=tmp_path, dataset_name="failing", resume="always")
+    clean = generate(cfg, RECORDS, buffer_size=BUFFER, artifact_path=tmp_path, dataset_name="clean")
+    assert batch_bytes(resumed) == batch_bytes(clean)
+
+
+def test_requests_in_flight_stay_within_the_limit_across_workers(tmp_path, parts_csv):
+    with OpenAIServer(latency_ms=30) as srv:
+        generate(config(srv.base_url, parts_csv, parallel=5), RECORDS, buffer_size=BUFFER, artifact_path=tmp_path, dataset_name="w2", workers=2)
+        assert srv.stats()["max_in_flight"] == 5  # 3 + 2, reached and never passed
+        srv.reset_stats()
+        # A limit below the number of workers limits the workers.
+        generate(config(srv.base_url, parts_csv, parallel=2), RECORDS, buffer_size=BUFFER, artifact_path=tmp_path, dataset_name="w3", workers=3)
+        assert srv.stats()["max_in_flight"] == 2
+
+
+@pytest.mark.parametrize("workers", [1, 2], ids=["pipelined", "two-workers"])
+def test_sigkill_during_pipelined_generation_then_resume_resends_no_answered_request(tmp_path, parts_csv, workers):
+    with OpenAIServer(latency_ms=10, latency_sigma=1.0) as srv:
+        cfg = config(srv.base_url, parts_csv)
+        path = tmp_path / "parts.json"
+        path.write_text(json.dumps(cfg))
+        command = [sys.executable, "-m", "dd_core", "generate", str(path), "-n", str(RECORDS), "--buffer-size", str(BUFFER), "--artifact-path", str(tmp_path), "--workers", str(workers)]
+        proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + 120
+            while srv.stats()["succeeded"] < 400 and time.monotonic() < deadline:
+                time.sleep(0.02)
+            children = psutil.Process(proc.pid).children(recursive=True)
+            srv.set_faults([{"kind": "hang", "hang_s": 3600}])  # nothing new succeeds...
+            time.sleep(0.5)  # ...and what was answered reaches the client
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=30)
+        finally:
+            proc.kill()
+        assert proc.returncode == -signal.SIGKILL
+        assert len(children) == (workers if workers > 1 else 0)
+        psutil.wait_procs(children, timeout=10)
+        assert not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE], "a worker outlived the parent"
+        srv.clear_faults()
+        before = srv.stats()["succeeded"]
+        cells = 3 * RECORDS
+        assert 400 <= before < cells
+        caches = list((tmp_path / "parts" / "llm-cache").glob("rg_*.jsonl"))
+        assert len(caches) >= 2, "several row groups were in progress"
+
+        result = generate(path, RECORDS, buffer_size=BUFFER, artifact_path=tmp_path, resume="always")
+        after = srv.stats()
+        assert after["succeeded"] == cells, "every cell is paid for exactly once"
+        assert max(after["success_keys"].values()) == 1, "a request that had been answered was sent again"
+        clean = generate(cfg, RECORDS, buffer_size=BUFFER, artifact_path=tmp_path, dataset_name="clean")
+    assert batch_bytes(result) == batch_bytes(clean)
