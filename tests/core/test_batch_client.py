@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from dd_core.engine.llm.batch_client import BatchClient, _line_result, _status, request_line
-from dd_core.engine.llm.caller import serialise
+from dd_core.engine.llm.wire import serialise
 from dd_core.engine.llm.client import CallFailed
 from dd_core.testing.openai_server import OpenAIServer
 

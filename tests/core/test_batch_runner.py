@@ -22,7 +22,7 @@ from dd_core.engine.llm.batch_collector import BatchCollector
 from dd_core.engine.llm.batch_journal import BatchJournal, journal_path
 from dd_core.engine.llm.batch_runner import BatchRunner, BatchSettings
 from dd_core.engine.llm.cache import RowGroupCache, cache_path
-from dd_core.engine.llm.caller import serialise
+from dd_core.engine.llm.wire import serialise
 from dd_core.engine.llm.client import CallFailed
 from dd_core.storage.filesystems import storage_path
 from dd_core.testing.openai_server import OpenAIServer
@@ -37,7 +37,7 @@ def cell_body(column: str, row: int, context: dict) -> dict:
     return {"model": "test-model", "messages": [{"role": "user", "content": prompt}], "seed": row * 10 + COLUMNS.index(column)}
 
 
-def drive(base_url: str, folder: Path, rows: int, *, poll_s: float = 0.02, drop_rows: set[int] = frozenset()) -> dict:
+def drive(base_url: str, folder: Path, rows: int, *, poll_s: float = 0.02, drop_rows: frozenset[int] = frozenset()) -> dict:
     """Generate ``rows`` rows of two chained batch-mode columns; each row's values, or None if dropped."""
 
     async def main() -> dict:
@@ -47,7 +47,7 @@ def drive(base_url: str, folder: Path, rows: int, *, poll_s: float = 0.02, drop_
 
         async def store(completions):
             for key, completion in completions.items():
-                await cache.put(key, completion)
+                cache.put(key, completion)
 
         async with aiohttp.ClientSession() as session:
             client = BatchClient(session, base_url, None, timeout_s=10, max_retries=3)

@@ -12,7 +12,7 @@ import time
 import aiohttp
 import pytest
 
-from dd_core.engine.llm.caller import serialise
+from dd_core.engine.llm.wire import serialise
 from dd_core.engine.llm.rate_limiter import RateLimiter, RequestTooLarge, parse_duration, request_tokens
 from dd_core.testing.openai_server import OpenAIServer
 from dd_core.testing.rate_limits import max_in_any_window

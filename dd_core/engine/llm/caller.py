@@ -50,7 +50,7 @@ class ModelCaller:
             usage.cache_hits += 1
             return cached
         completion = await self._send(payload, priority, usage)
-        cache.put(key, completion)
+        cache.put(key, completion, self.model.alias)
         usage.calls += 1
         usage.prompt_tokens += completion.prompt_tokens
         usage.completion_tokens += completion.completion_tokens
