@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import json
 import queue
 import threading
 import time
@@ -25,6 +26,7 @@ from dd_core.config import DatasetConfig
 from dd_core.engine.jobs import ProducedRowGroup, RowGroupJob, RowGroupSizes, finish
 from dd_core.engine.llm.batch_journal import journal_path
 from dd_core.engine.llm.cache import RowGroupCache, cache_path
+from dd_core.engine.llm.cost import priced
 from dd_core.engine.llm.runtime import LLMRuntime
 from dd_core.engine.row_group import assemble, vector_stage
 from dd_core.errors import GenerationError
@@ -282,6 +284,7 @@ class RowGroupLoop:
         try:
             await group.cells.aclose()
             result = assemble(self.config, group.cells.ctx, self.stage.outcome(group.cells))
+            result.llm_spend = self._spend(group.cells.cache.spend())
             part = await asyncio.to_thread(finish, group.job, result, self.sizes, group.started)
         except GenerationError as exc:
             self._failed(group, exc)
@@ -293,6 +296,13 @@ class RowGroupLoop:
         self._leave(group)
         self._results.put(("part", (group.seq, part)))
         self._changed()
+
+    def _spend(self, spends) -> str:
+        """The row group's record of what it was paid for (with costs where models have prices)."""
+        if not spends:
+            return ""
+        prices = {m.alias: m.price for m in self.config.models}
+        return json.dumps(priced(spends, prices), sort_keys=True, separators=(",", ":"))
 
     def _failed(self, group: _Group, exc: GenerationError) -> None:
         """No later row group continues; earlier ones finish; then the failure is raised."""

@@ -22,6 +22,7 @@ from dd_core.storage.filesystems import StoragePath, local_temp_file, storage_pa
 from dd_core.storage.layout import DatasetLayout, batch_index
 from dd_core.storage.metadata import COMPLETE, DatasetMetadata, RowCounts, load_metadata
 from dd_core.storage.row_group_files import RowGroupInfo, read_info, read_table, strip_dd_metadata
+from dd_core.storage.spend import account, row_group_spend
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +100,7 @@ class DatasetWriter:
                 log.info("removed %s left by an interrupted write", folder / name)
         for index, info in unrecorded.items():
             log.info("row group %d was written but not recorded before a crash; recorded it now", index)
-            self.metadata.completed[index] = RowCounts(info.requested_rows, info.num_rows)
+            self._count(info)
         self.layout.config.write_atomic(json.dumps(resolved_config, indent=2).encode(), fault_prefix="config")
         self.metadata.status = "in_progress"
         self.metadata.dataset_path = None
@@ -107,8 +108,13 @@ class DatasetWriter:
 
     def record_row_group(self, info: RowGroupInfo) -> None:
         """Record a row group whose file is already in place (written by its producer)."""
-        self.metadata.completed[info.row_group] = RowCounts(info.requested_rows, info.num_rows)
+        self._count(info)
         self.metadata.save(self.layout.metadata)
+
+    def _count(self, info: RowGroupInfo) -> None:
+        self.metadata.completed[info.row_group] = RowCounts(info.requested_rows, info.num_rows)
+        partial = info.requested_rows != self.metadata.buffer_size
+        account(self.metadata.extra, info.row_group, row_group_spend(info.llm_spend), partial=partial)
 
     def verify(self) -> None:
         """Read every footer once: each finished file must say what the metadata says."""

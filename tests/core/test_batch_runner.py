@@ -47,7 +47,8 @@ def drive(base_url: str, folder: Path, rows: int, *, poll_s: float = 0.02, drop_
 
         async def store(completions):
             for key, completion in completions.items():
-                cache.put(key, completion)
+                cache.put(key, completion, "writer", batch=True)
+            await cache.persist()
 
         async with aiohttp.ClientSession() as session:
             client = BatchClient(session, base_url, None, timeout_s=10, max_retries=3)
@@ -83,7 +84,7 @@ def drive(base_url: str, folder: Path, rows: int, *, poll_s: float = 0.02, drop_
                 values = await asyncio.gather(*(row(r) for r in range(rows)))
             finally:
                 await collector.close()
-                cache.close()
+                await cache.aclose()
                 journal.close()
         return {"rows": values, "batches": runner.created_batches}
 
@@ -266,11 +267,11 @@ def test_a_batch_whose_results_could_not_be_stored_stays_pending_and_is_download
     """The journal says "collected" only once the results are in the cache: when storing fails
     (a full disk), the next run downloads the same batch again and submits nothing."""
 
-    async def disk_full(self, key, completion):
+    async def disk_full(self):
         raise OSError(28, "No space left on device")
 
     with monkeypatch.context() as patch:
-        patch.setattr(RowGroupCache, "put", disk_full)
+        patch.setattr(RowGroupCache, "persist", disk_full)
         with pytest.raises(OSError):
             drive(server.base_url, tmp_path, 5)
     pending = BatchJournal.open(journal_path(storage_path(tmp_path), 0)).pending()

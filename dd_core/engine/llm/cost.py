@@ -6,6 +6,7 @@ estimate from some table. Batch requests are charged ``1 - batch_discount`` of t
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 
 from dd_core.config.models import PriceConfig
@@ -54,3 +55,16 @@ class Spend:
     @classmethod
     def from_json(cls, data: dict) -> Spend:
         return cls(**{f.name: int(data.get(f.name, 0)) for f in fields(cls)})
+
+
+def priced(spends: Mapping[str, Spend], prices: Mapping[str, PriceConfig | None]) -> dict[str, dict]:
+    """Per alias, the spend and (for a model with a price) its ``cost_usd``: what a row group
+    records about what it was paid for."""
+    out = {}
+    for alias, spend in sorted(spends.items()):
+        entry: dict = spend.to_json()
+        cost = spend.cost_usd(prices.get(alias))
+        if cost is not None:
+            entry["cost_usd"] = cost
+        out[alias] = entry
+    return out
