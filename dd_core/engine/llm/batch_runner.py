@@ -46,15 +46,14 @@ class BatchRunner:
         self.journal = journal
         self.settings = settings
         self._store = store
-        self._on_progress = on_progress or _log_progress
+        self._on_progress = on_progress or (lambda submission, status: log.info("%s: %s", self._label(submission), status.describe()))
         self._collecting: dict[str, asyncio.Task[dict[str, Outcome]]] = {}
         #: Requests that went into batches, and the batches created (for usage reports).
         self.submitted_requests = 0
         self.created_batches = 0
 
-    def awaiting(self) -> dict[str, Submission]:
-        """Cache key -> this model's journaled, uncollected submission that holds it."""
-        return {k: s for k, s in self.journal.awaiting().items() if s.alias == self.settings.alias}
+    def _label(self, submission: Submission) -> str:
+        return f"row group {self.settings.row_group}: {submission.label}"
 
     async def submit(self, column: str, attempt: int, requests: Mapping[str, bytes]) -> dict[str, Outcome]:
         """Send ``requests`` (cache key -> serialised body) as batches; every key's outcome."""
@@ -77,11 +76,11 @@ class BatchRunner:
         if submission.batch_id is None:
             found = await self.client.find(submission.input_file_id)
             if found is None:
-                log.info("%s was journaled but never created; its requests go into a new batch", submission.label)
+                log.info("%s was journaled but never created; its requests go into a new batch", self._label(submission))
                 self.journal.collected(submission)  # nothing to collect: nothing was paid for
                 return None
             self.journal.created(submission, found.id)
-            log.info("found %s, created by an earlier run that stopped before journaling it", submission.label)
+            log.info("found %s, created by an earlier run that stopped before journaling it", self._label(submission))
         return await self.collect(submission)
 
     async def _create(self, column: str, attempt: int, requests: Mapping[str, bytes]) -> Submission:
@@ -93,7 +92,7 @@ class BatchRunner:
         self.journal.created(submission, status.id)
         self.submitted_requests += len(requests)
         self.created_batches += 1
-        log.info("submitted %s: %d requests", submission.label, len(requests))
+        log.info("submitted %s: %d requests", self._label(submission), len(requests))
         return submission
 
     async def _collect(self, submission: Submission) -> dict[str, Outcome]:
@@ -101,14 +100,14 @@ class BatchRunner:
         outcomes: dict[str, Outcome] = {}
         if status.status == "failed":
             reason = "; ".join(status.errors) or "no reason given"
-            failure = CallFailed(f"the provider refused {submission.label}: {reason}", code="batch_failed", retryable=False)
+            failure = CallFailed(f"the provider refused {self._label(submission)}: {reason}", code="batch_failed", retryable=False)
             outcomes = dict.fromkeys(submission.keys, failure)
         else:
             wanted = set(submission.keys)
             async for line in self.client.results(status):
                 if line.custom_id in wanted:
                     outcomes[line.custom_id] = line.completion if line.completion is not None else line.failure
-            missing = CallFailed(f"{submission.label} ended {status.status} without a result for this request", code=f"batch_{status.status}", retryable=status.status != "cancelled")
+            missing = CallFailed(f"{self._label(submission)} ended {status.status} without a result for this request", code=f"batch_{status.status}", retryable=status.status != "cancelled")
             for key in wanted - outcomes.keys():
                 outcomes[key] = missing
         completions = {k: v for k, v in outcomes.items() if isinstance(v, Completion)}
@@ -128,7 +127,3 @@ def _chunks(requests: Mapping[str, bytes]) -> list[dict[str, bytes]]:
         chunks[-1][key] = payload
         size += len(payload) + 100
     return [c for c in chunks if c]
-
-
-def _log_progress(submission: Submission, status: BatchStatus) -> None:
-    log.info("%s: %s", submission.label, status.describe())

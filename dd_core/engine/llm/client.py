@@ -10,12 +10,14 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import aiohttp
 import yarl
 
 RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
+RATE_HEADER, RATE_TOKENS_HEADER = "x-ratelimit-remaining-requests", "x-ratelimit-remaining-tokens"
 
 
 @dataclass(frozen=True)
@@ -63,12 +65,16 @@ class ChatClient:
         self._url = yarl.URL(base_url.rstrip("/") + "/chat/completions")  # parsed once, not per request
         self._headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {api_key}"} if api_key else {})}
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        #: Given the headers of every reply that carries ``x-ratelimit-*`` (429s included).
+        self.on_rate_headers: Callable[[Mapping[str, str]], None] | None = None
 
     async def complete(self, payload: bytes) -> Completion:
         """POST an already-serialised JSON body (serialised once, for the cache key too)."""
         try:
             async with self._session.post(self._url, data=payload, headers=self._headers, timeout=self._timeout) as response:
                 body = await response.read()
+                if self.on_rate_headers is not None and (RATE_HEADER in response.headers or RATE_TOKENS_HEADER in response.headers):
+                    self.on_rate_headers(response.headers)
                 if response.status != 200:
                     text = body.decode("utf-8", "replace")
                     raise CallFailed(

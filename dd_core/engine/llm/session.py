@@ -16,6 +16,7 @@ from dd_core.engine.llm.batch_client import BatchClient
 from dd_core.engine.llm.caller import ModelCaller
 from dd_core.engine.llm.client import ChatClient
 from dd_core.engine.llm.limiter import AdaptiveLimiter
+from dd_core.engine.llm.rate_limiter import RateLimiter
 from dd_core.engine.llm.runtime import LLMRuntime
 
 
@@ -57,7 +58,10 @@ class ModelSessions:
             if carried:
                 limiter.set_limit(self.runtime.limits[alias])
             client = ChatClient(self.session, endpoint.base_url, endpoint.api_key, endpoint.timeout_s)
-            self.callers[alias] = ModelCaller(model, client, limiter)
+            rate = None
+            if endpoint.max_requests_per_minute or endpoint.max_tokens_per_minute:
+                rate = RateLimiter(endpoint.max_requests_per_minute, endpoint.max_tokens_per_minute)
+            self.callers[alias] = ModelCaller(model, client, limiter, rate)
             if model.adaptive_concurrency:
                 self._followers.append(asyncio.create_task(follow_server(limiter, self.session, endpoint.base_url, carried=carried)))
         return self
