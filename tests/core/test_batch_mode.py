@@ -17,7 +17,7 @@ import pytest
 from dd_core import GenerationError, generate, load_dataset, read_table, strip_dd_metadata
 from dd_core.testing.openai_server import OpenAIServer
 from tests.core.test_llm_columns import all_types_config, chain_config
-from tests.support import ROOT, run_dd
+from tests.support import ROOT, run_dd, wait_for
 
 PRICE = {"input_per_mtok": 2.5, "output_per_mtok": 10.0, "batch_discount": 0.5}
 LLM_COLUMNS = ("question", "answer")
@@ -129,7 +129,7 @@ def test_progress_is_logged_while_a_batch_runs(server, tmp_path, caplog):
         generate(batch_config(server.base_url), 30, buffer_size=30, artifact_path=tmp_path)
     lines = [r.getMessage() for r in caplog.records if r.name == "dd.batch"]
     assert any("in_progress" in line and "of 30 done" in line for line in lines), lines
-    assert any("submitted batch" in line and "column 'question'" in line for line in lines)
+    assert any(line.startswith("row group 0: batch ") and "column 'question'" in line and "submitted, 30 requests" in line for line in lines), lines
 
 
 def _write(tmp_path, config: dict):
@@ -138,13 +138,6 @@ def _write(tmp_path, config: dict):
     return path
 
 
-def _wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.mark.parametrize("kill_at", ["question", "answer"])
@@ -154,7 +147,7 @@ def test_sigkill_while_a_batch_is_in_progress_then_resume_pays_once(server, tmp_
     command = [sys.executable, "-m", "dd_core", "generate", str(config), "-n", "40", "--buffer-size", "20", "--artifact-path", str(tmp_path)]
     proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
-        _wait_for(lambda: any(c == kill_at for _, c in batches(server)), 60, f"a batch of column {kill_at}")
+        wait_for(lambda: any(c == kill_at for _, c in batches(server)), 60, f"a batch of column {kill_at}")
         time.sleep(0.3)
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)

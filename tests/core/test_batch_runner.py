@@ -26,7 +26,7 @@ from dd_core.engine.llm.wire import serialise
 from dd_core.engine.llm.client import CallFailed
 from dd_core.storage.filesystems import storage_path
 from dd_core.testing.openai_server import OpenAIServer
-from tests.support import ROOT
+from tests.support import ROOT, wait_for
 
 COLUMNS = ("question", "answer")
 RETRIES = 2
@@ -193,13 +193,6 @@ def child_main() -> None:
     drive(sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]))
 
 
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.mark.parametrize("killed_in", ["question", "answer"])

@@ -11,19 +11,12 @@ import time
 from dd_core import generate, load_dataset
 from dd_core.testing.openai_server import OpenAIServer
 from tests.core.test_llm_columns import chain_config
-from tests.support import ROOT
+from tests.support import ROOT, wait_for
 
 
 PRICE = {"input_per_mtok": 1.0, "output_per_mtok": 4.0}
 
 
-def _wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_sigkill_mid_row_group_then_resume_resends_no_successful_request(tmp_path):
@@ -34,7 +27,7 @@ def test_sigkill_mid_row_group_then_resume_resends_no_successful_request(tmp_pat
         proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         try:
             # Row group 0 makes 200 calls; stop the world in the middle of row group 1.
-            _wait_for(lambda: server.stats()["succeeded"] >= 290, 120, "calls of row group 1")
+            wait_for(lambda: server.stats()["succeeded"] >= 290, 120, "calls of row group 1")
             server.set_faults([{"kind": "hang", "hang_s": 3600}])  # no new request can succeed...
             time.sleep(0.5)  # ...and the ones in flight finish and reach the client
             proc.send_signal(signal.SIGKILL)

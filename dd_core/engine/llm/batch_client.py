@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 import aiohttp
 
 from dd_core.engine.llm.caller import retry_delay
-from dd_core.engine.llm.client import RETRYABLE_STATUS, CallFailed, Completion, _error_message, _parse, _retry_after
+from dd_core.engine.llm.client import RETRYABLE_STATUS, CallFailed, Completion, _error_message, _parse, http_failure
 
 log = logging.getLogger("dd.batch")
 
@@ -174,13 +174,7 @@ class BatchClient:
             async with self._session.request(method, self._base + path, headers=self._auth, timeout=self._timeout, **kwargs) as response:
                 body = await response.read()
                 if response.status != 200:
-                    raise CallFailed(
-                        f"{method} {path}: HTTP {response.status}: {_error_message(body.decode('utf-8', 'replace'))}",
-                        code=str(response.status),
-                        status=response.status,
-                        retryable=response.status in RETRYABLE_STATUS,
-                        retry_after=_retry_after(response.headers),
-                    )
+                    raise http_failure(response.status, response.headers, body, f"{method} {path}: ")
                 return body
         except asyncio.TimeoutError as exc:
             raise CallFailed(f"{method} {path}: no reply within {self._timeout.total:g} s", code="timeout", retryable=True) from exc

@@ -76,11 +76,11 @@ class BatchRunner:
         if submission.batch_id is None:
             found = await self.client.find(submission.input_file_id)
             if found is None:
-                log.info("%s was journaled but never created; its requests go into a new batch", self._label(submission))
+                log.info("%s: journaled but never created; its requests go into a new batch", self._label(submission))
                 self.journal.collected(submission)  # nothing to collect: nothing was paid for
                 return None
             self.journal.created(submission, found.id)
-            log.info("found %s, created by an earlier run that stopped before journaling it", self._label(submission))
+            log.info("%s: found, created by an earlier run that stopped before journaling it", self._label(submission))
         return await self.collect(submission)
 
     async def _create(self, column: str, attempt: int, requests: Mapping[str, bytes]) -> Submission:
@@ -92,7 +92,7 @@ class BatchRunner:
         self.journal.created(submission, status.id)
         self.submitted_requests += len(requests)
         self.created_batches += 1
-        log.info("submitted %s: %d requests", self._label(submission), len(requests))
+        log.info("%s: submitted, %d requests", self._label(submission), len(requests))
         return submission
 
     async def _collect(self, submission: Submission) -> dict[str, Outcome]:

@@ -57,6 +57,17 @@ def _error_message(text: str) -> str:
         return text[:300]
 
 
+def http_failure(status: int, headers: Any, body: bytes, what: str = "") -> CallFailed:
+    """A non-200 answer as a typed failure, quoting the server's message (never a header)."""
+    return CallFailed(
+        f"{what}HTTP {status}: {_error_message(body.decode('utf-8', 'replace'))}",
+        code=str(status),
+        status=status,
+        retryable=status in RETRYABLE_STATUS,
+        retry_after=_retry_after(headers),
+    )
+
+
 class ChatClient:
     """Posts chat-completion bodies to one endpoint through a shared connection pool."""
 
@@ -76,14 +87,7 @@ class ChatClient:
                 if self.on_rate_headers is not None and (RATE_HEADER in response.headers or RATE_TOKENS_HEADER in response.headers):
                     self.on_rate_headers(response.headers)
                 if response.status != 200:
-                    text = body.decode("utf-8", "replace")
-                    raise CallFailed(
-                        f"HTTP {response.status}: {_error_message(text)}",
-                        code=str(response.status),
-                        status=response.status,
-                        retryable=response.status in RETRYABLE_STATUS,
-                        retry_after=_retry_after(response.headers),
-                    )
+                    raise http_failure(response.status, response.headers, body)
         except asyncio.TimeoutError as exc:
             raise CallFailed(f"no reply within {self._timeout.total:g} s", code="timeout", retryable=True) from exc
         except aiohttp.ClientError as exc:
