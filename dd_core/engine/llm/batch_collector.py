@@ -49,7 +49,7 @@ class BatchCollector:
             for submission in runner.journal.pending():
                 if submission.alias != alias:
                     continue
-                if submission.batch_id is None and await runner.resume(submission) is None:
+                if submission.batch_id is None and not await runner.resolve(submission):
                     continue  # never created: its keys are free to go into a new batch
                 self._track(runner.collect(submission))
                 for key in submission.keys:

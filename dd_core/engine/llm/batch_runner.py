@@ -1,8 +1,8 @@
 """One model's batches for one row group: submit through the journal, wait, collect into the cache.
 
 ``submit`` uploads the requests, journals the submission, creates the batch, journals its id,
-then waits for it; ``resume`` picks up what an earlier run journaled (polls the same batches, or
-finds a batch whose creation was not journaled). Either way the results go to ``store`` (which
+then waits for it; ``collect`` waits for a batch an earlier run journaled (``resolve`` first finds
+one whose creation was not journaled). Either way the results go to ``store`` (which
 makes them durable in the response cache) before the journal marks the batch collected.
 Every request's outcome is a ``Completion`` or a ``CallFailed`` (``retryable`` says whether a
 later batch may succeed).
@@ -70,18 +70,18 @@ class BatchRunner:
             task = self._collecting[submission.nonce] = asyncio.ensure_future(self._collect(submission))
         return task
 
-    async def resume(self, submission: Submission) -> dict[str, Outcome] | None:
-        """Collect a batch an earlier run journaled. None when it was never created (its
-        requests were not sent: submit them again)."""
-        if submission.batch_id is None:
-            found = await self.client.find(submission.input_file_id)
-            if found is None:
-                log.info("%s: journaled but never created; its requests go into a new batch", self._label(submission))
-                self.journal.collected(submission)  # nothing to collect: nothing was paid for
-                return None
-            self.journal.created(submission, found.id)
-            log.info("%s: found, created by an earlier run that stopped before journaling it", self._label(submission))
-        return await self.collect(submission)
+    async def resolve(self, submission: Submission) -> bool:
+        """For a submission an earlier run journaled without a batch id: find its batch and
+        journal it (True), or close it when it was never created (False: its requests were not
+        sent, so they go into a new batch)."""
+        found = await self.client.find(submission.input_file_id)
+        if found is None:
+            log.info("%s: journaled but never created; its requests go into a new batch", self._label(submission))
+            self.journal.collected(submission)  # nothing to collect: nothing was paid for
+            return False
+        self.journal.created(submission, found.id)
+        log.info("%s: found, created by an earlier run that stopped before journaling it", self._label(submission))
+        return True
 
     async def _create(self, column: str, attempt: int, requests: Mapping[str, bytes]) -> Submission:
         s = self.settings
