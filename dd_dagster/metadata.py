@@ -22,7 +22,7 @@ from dd_core import column_schema
 from dd_dagster.dataset import DagsterDataset
 
 #: ``dd_core.ModelUsage`` counters shown per model and summed by the combined asset.
-USAGE_COUNTERS = ("calls", "cache_hits", "retries", "invalid_replies", "failed_cells", "throttled", "prompt_tokens", "completion_tokens", "request_seconds")
+USAGE_COUNTERS = ("calls", "batch_calls", "cache_hits", "retries", "invalid_replies", "failed_cells", "throttled", "prompt_tokens", "completion_tokens", "request_seconds")
 USAGE_PREFIX = "llm/"
 COST = "cost_usd"
 #: Costs keep micro-dollars (a row group of small calls costs fractions of a cent).
