@@ -18,6 +18,9 @@ _EXPORTS = {
     "column_schema": "dd_core.engine.schema",
     "DDError": "dd_core.errors",
     "DDConfigError": "dd_core.errors",
+    "DDUsageError": "dd_core.errors",
+    "StorageError": "dd_core.errors",
+    "Interrupted": "dd_core.interrupts",
     "DatasetDamagedError": "dd_core.errors",
     "DatasetLockedError": "dd_core.errors",
     "GenerationError": "dd_core.errors",
@@ -27,6 +30,7 @@ _EXPORTS = {
     "generate": "dd_core.interface.api",
     "load_dataset": "dd_core.interface.api",
     "preview": "dd_core.interface.api",
+    "resume_dataset": "dd_core.interface.api",
     "ResumeMode": "dd_core.resume",
     # For orchestrators (dd_dagster): row groups, checkpoints and crash-safe files.
     "RowGroupResult": "dd_core.engine.row_group",
@@ -71,9 +75,10 @@ def __getattr__(name: str) -> Any:
 if TYPE_CHECKING:
     from dd_core.config import DatasetConfig, load_config
     from dd_core.engine import apply_processors, generate_row_group
-    from dd_core.errors import DatasetDamagedError, DatasetLockedError, DDConfigError, DDError, GenerationError, ResumeConflictError
+    from dd_core.errors import DatasetDamagedError, DatasetLockedError, DDConfigError, DDError, DDUsageError, GenerationError, ResumeConflictError, StorageError
     from dd_core.fingerprinting import fingerprint
-    from dd_core.interface.api import DatasetResult, generate, load_dataset, preview
+    from dd_core.interface.api import DatasetResult, generate, load_dataset, preview, resume_dataset
+    from dd_core.interrupts import Interrupted
     from dd_core.engine.llm.runtime import LLMRuntime, ModelOverride
     from dd_core.engine.llm.usage import ModelUsage, merge_usage
     from dd_core.engine.pipeline import ProducedRowGroup, RowGroupJob, produce_row_groups

@@ -14,7 +14,8 @@ class ConfigModel(BaseModel):
     endpoints, concurrency, secrets); the fingerprint leaves them out.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # allow_inf_nan=False: NaN and infinity are never meaningful parameters (weights, bounds, timeouts).
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
     fingerprint_exclude: ClassVar[frozenset[str]] = frozenset({"description"})
 
     def fingerprint_view(self) -> dict[str, Any]:

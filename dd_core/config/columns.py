@@ -20,6 +20,10 @@ from dd_core.config.templates import check_safe, referenced_names
 
 Scalar = bool | int | float | str
 COLUMN_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+#: Decimal places a float can meaningfully be rounded to.
+MAX_DECIMALS = 15
+Decimals = Field(default=None, ge=0, le=MAX_DECIMALS)
 
 
 class ColumnConfig(ConfigModel):
@@ -40,11 +44,18 @@ class ColumnConfig(ConfigModel):
         """Columns this one reads, keyed by the field that names them."""
         return {}
 
+    def templates(self) -> dict[str, str]:
+        """Jinja templates of this column, keyed by field."""
+        return {}
+
     def output_names(self) -> list[str]:
         return [self.name]
 
 
 def _same_type(values: list[Scalar], what: str) -> list[Scalar]:
+    huge = [v for v in values if type(v) is int and not INT64_MIN <= v <= INT64_MAX]
+    if huge:
+        raise ValueError(f"{what} must fit in 64-bit integers; {str(huge[0])[:30]} does not")
     kinds = {type(v) for v in values}
     if kinds <= {int, float} and float in kinds:
         return [float(v) for v in values]
@@ -61,7 +72,7 @@ def normalised_weights(weights: list[float], count: int) -> list[Fraction]:
     """
     if len(weights) != count:
         raise ValueError(f"needs one weight per value ({count} values, {len(weights)} weights)")
-    exact = [Fraction(repr(float(w))) for w in weights]
+    exact = [Fraction(repr(float(w))) for w in weights]  # finite: the model refuses NaN and infinity
     if any(w < 0 for w in exact):
         raise ValueError("weights must not be negative")
     total = sum(exact)
@@ -137,14 +148,18 @@ class UniformColumn(ColumnConfig):
     low: float
     high: float
     dtype: Literal["float", "int"] = "float"
-    decimals: int | None = Field(default=None, ge=0)
+    decimals: int | None = Decimals
 
     @model_validator(mode="after")
     def _bounds(self) -> UniformColumn:
         if self.dtype == "int" and not (self.low.is_integer() and self.high.is_integer()):
             raise FieldProblem("low", f"dtype int needs whole-number bounds, got low={self.low}, high={self.high}")
+        if self.dtype == "int" and not (INT64_MIN <= self.low and self.high < 2**63):
+            raise FieldProblem("high", f"dtype int needs bounds that fit in 64-bit integers, got low={self.low:g}, high={self.high:g}")
         if self.dtype == "int" and self.low > self.high or self.dtype == "float" and self.low >= self.high:
             raise FieldProblem("high", f"low ({self.low}) must be below high ({self.high})")
+        if self.dtype == "float" and not np.isfinite(self.high - self.low):
+            raise FieldProblem("high", f"high - low must be a finite float, got low={self.low:g}, high={self.high:g}")
         return self
 
 
@@ -152,7 +167,7 @@ class GaussianColumn(ColumnConfig):
     type: Literal["gaussian"]
     mean: float
     std: float = Field(ge=0)
-    decimals: int | None = Field(default=None, ge=0)
+    decimals: int | None = Decimals
     clip: tuple[float, float] | None = None
 
     @field_validator("clip")
@@ -170,13 +185,14 @@ class BernoulliColumn(ColumnConfig):
 
 class BinomialColumn(ColumnConfig):
     type: Literal["binomial"]
-    n: int = Field(ge=0)
+    n: int = Field(ge=0, le=INT64_MAX)
     p: float = Field(ge=0, le=1)
 
 
 class PoissonColumn(ColumnConfig):
     type: Literal["poisson"]
-    mean: float = Field(ge=0)
+    #: numpy draws Poisson values up to about 9.2e18; beyond that the mean has no 64-bit draws.
+    mean: float = Field(ge=0, le=1e18)
 
 
 _UNITS = {
@@ -220,6 +236,10 @@ class DatetimeColumn(_FormattedTime):
 
     @model_validator(mode="after")
     def _range(self) -> DatetimeColumn:
+        if (self.start.tzinfo is None) != (self.end.tzinfo is None):
+            raise FieldProblem("end", f"start ({self.start}) and end ({self.end}) must both have a time zone or neither")
+        if self.start.utcoffset() != self.end.utcoffset():
+            raise FieldProblem("end", f"start ({self.start}) and end ({self.end}) must use the same UTC offset (values are drawn in wall-clock time)")
         if self.start >= self.end:
             raise FieldProblem("end", f"start ({self.start}) must be before end ({self.end})")
         return self
@@ -298,7 +318,7 @@ class ScipyColumn(ColumnConfig):
     type: Literal["scipy"]
     distribution: str
     params: dict[str, float] = Field(default_factory=dict)
-    decimals: int | None = Field(default=None, ge=0)
+    decimals: int | None = Decimals
 
     @model_validator(mode="after")
     def _frozen_distribution(self) -> ScipyColumn:
@@ -317,7 +337,7 @@ class ScipyColumn(ColumnConfig):
         try:
             frozen = dist(**self.params)
             frozen.rvs(size=1, random_state=np.random.default_rng(0))
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, ArithmeticError) as exc:
             raise ValueError(f"parameters {self.params} do not fit scipy.stats.{self.distribution}: {exc}") from exc
         return frozen
 
@@ -337,3 +357,6 @@ class ExpressionColumn(ColumnConfig):
 
     def dependencies(self) -> dict[str, set[str]]:
         return {"expr": referenced_names(self.expr)}
+
+    def templates(self) -> dict[str, str]:
+        return {"expr": self.expr}

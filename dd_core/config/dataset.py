@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from functools import cached_property
 from typing import Annotated, Union
 
@@ -27,7 +28,9 @@ from dd_core.config.columns import (
 from dd_core.config.llm_columns import LLM_COLUMN_TYPES, LLMCodeColumn, LLMColumn, LLMJudgeColumn, LLMStructuredColumn, LLMTextColumn
 from dd_core.config.models import ModelConfig
 from dd_core.config.processors import DropColumnsProcessor, RenameColumnsProcessor
+from dd_core.config.render_limits import RenderLimits
 from dd_core.config.seed_dataset import SeedDatasetColumn
+from dd_core.config.templates import TemplateProblem, check_limits
 from dd_core.errors import ConfigIssue, DDConfigError
 
 DEFAULT_SEED = 42
@@ -63,14 +66,16 @@ class DatasetConfig(ConfigModel):
 
     name: str | None = None
     description: str | None = None
-    seed: int = Field(default=DEFAULT_SEED, ge=0)
+    seed: int = Field(default=DEFAULT_SEED, ge=0, le=2**63 - 1)
     columns: list[Column] = Field(min_length=1)
     processors: list[Processor] = Field(default_factory=list)
     models: list[ModelConfig] = Field(default_factory=list)
     #: A row group fails (and is not recorded) when more than this share of its rows fail.
     max_failed_row_share: float = Field(default=0.1, ge=0, le=1)
+    #: Per-cell time and output limits of every template (expressions and prompts).
+    render_limits: RenderLimits = Field(default_factory=RenderLimits)
 
-    fingerprint_exclude = frozenset({"name", "description", "models", "max_failed_row_share"})
+    fingerprint_exclude = frozenset({"name", "description", "models", "max_failed_row_share", "render_limits"})
 
     def fingerprint_view(self) -> dict:
         """LLM columns carry their model's output-affecting settings instead of its alias:
@@ -80,6 +85,15 @@ class DatasetConfig(ConfigModel):
             if isinstance(col, LLMColumn):
                 col_view["model"] = self.model(col.model).fingerprint_view()
         return view
+
+    def resolved_dump(self) -> dict:
+        """The config as JSON data that loads back to this config from any folder: what a
+        dataset folder's config.json holds (seed file paths made absolute)."""
+        data = self.model_dump(mode="json")
+        for col, col_data in zip(self.columns, data["columns"]):
+            if isinstance(col, SeedDatasetColumn):
+                col_data["path"] = str(col.resolved_path)
+        return data
 
     def model(self, alias: str) -> ModelConfig:
         return next(m for m in self.models if m.alias == alias)
@@ -147,8 +161,21 @@ def _relation_issues(config: DatasetConfig) -> list[ConfigIssue]:
         path = " -> ".join(cycle)
         issues.append(ConfigIssue(f"columns depend on each other in a cycle: {path}", cycle[0], "dependencies"))
     else:
-        issues += _rowwise_issues(config)
+        issues += _rowwise_issues(config) + _time_range_issues(config)
     issues += _processor_issues(config)
+    issues += _template_issues(config)
+    return issues
+
+
+def _template_issues(config: DatasetConfig) -> list[ConfigIssue]:
+    """Render limits that constant expressions already break (``{{ 'a' * 10**9 }}``)."""
+    issues = []
+    for col in config.columns:
+        for field, source in col.templates().items():
+            try:
+                check_limits(source, config.render_limits)
+            except TemplateProblem as exc:
+                issues.append(ConfigIssue(str(exc), col.name, field))
     return issues
 
 
@@ -188,6 +215,38 @@ def _parent_issues(columns: list[ColumnConfig], producers: dict[str, ColumnConfi
             if not isinstance(ref, (DatetimeColumn, TimedeltaColumn)):
                 issues.append(ConfigIssue(f"reference '{col.reference}' must be a datetime or timedelta column, not {ref.type}", col.name, "reference"))
     return issues
+
+
+def _time_range_issues(config: DatasetConfig) -> list[ConfigIssue]:
+    """Offsets that move dates past what a datetime holds (run once references are known to be acyclic)."""
+    issues = []
+    for col in config.columns:
+        if isinstance(col, TimedeltaColumn) and isinstance(config.producers[col.reference], (DatetimeColumn, TimedeltaColumn)):
+            if _time_bounds(col, config.producers) is None:
+                issues.append(ConfigIssue(
+                    f"dt_min/dt_max ({col.dt_min}, {col.dt_max} {col.unit}) move dates of '{col.reference}' outside the years 1-9999",
+                    col.name, "dt_max",
+                ))
+    return issues
+
+
+_UNIT_SECONDS = {"D": 86_400, "h": 3_600, "m": 60, "s": 1}
+
+
+def _time_bounds(col: ColumnConfig, producers: dict[str, ColumnConfig]) -> tuple[dt.datetime, dt.datetime] | None:
+    """Earliest and latest value of a datetime/timedelta column (wall time), or None past year 9999."""
+    if isinstance(col, DatetimeColumn):
+        return col.start.replace(tzinfo=None), col.end.replace(tzinfo=None)
+    if isinstance(col, TimedeltaColumn) and isinstance(producers.get(col.reference), (DatetimeColumn, TimedeltaColumn)):
+        bounds = _time_bounds(producers[col.reference], producers)
+        if bounds is None:
+            return None
+        step = _UNIT_SECONDS[col.unit]
+        try:
+            return bounds[0] + dt.timedelta(seconds=col.dt_min * step), bounds[1] + dt.timedelta(seconds=col.dt_max * step)
+        except OverflowError:
+            return None
+    return None
 
 
 def _processor_issues(config: DatasetConfig) -> list[ConfigIssue]:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_serializer, field_validator, model_validator
 
 from dd_core.config.base import ConfigModel, FieldProblem
 from dd_core.config.columns import ColumnConfig, Scalar
@@ -34,6 +35,9 @@ class LLMColumn(ColumnConfig):
         if self.system_prompt:
             deps["system_prompt"] = referenced_names(self.system_prompt)
         return deps
+
+    def templates(self) -> dict[str, str]:
+        return {"prompt": self.prompt, **({"system_prompt": self.system_prompt} if self.system_prompt else {})}
 
 
 class LLMTextColumn(LLMColumn):
@@ -69,6 +73,24 @@ class JudgeScore(ConfigModel):
     options: dict[Scalar, str] | list[Scalar] = Field(min_length=1)
 
     fingerprint_exclude = frozenset()
+
+    @field_validator("options", mode="before")
+    @classmethod
+    def _described_list(cls, options: Any) -> Any:
+        """``[{value: 1, description: wrong}, ...]``: described values that are not strings, in JSON."""
+        if isinstance(options, list) and options and all(isinstance(o, dict) and "value" in o for o in options):
+            values = [o["value"] for o in options]
+            if len({json.dumps(v) for v in values}) != len(values):
+                raise ValueError(f"option values must be unique, got {values}")
+            return {o["value"]: o.get("description", "") for o in options}
+        return options
+
+    @field_serializer("options", when_used="json")
+    def _json_options(self, options: dict[Scalar, str] | list[Scalar]) -> Any:
+        # JSON keys are strings: values 1, 2, 3 are written as a described list so config.json keeps them numbers.
+        if isinstance(options, dict) and not all(isinstance(k, str) for k in options):
+            return [{"value": k, "description": d} for k, d in options.items()]
+        return options
 
     @property
     def values(self) -> list[Scalar]:

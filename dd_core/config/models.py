@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
@@ -46,8 +47,12 @@ class ModelConfig(ConfigModel):
     #: without metrics, the latency of recent calls. False keeps max_parallel_requests in flight
     #: (429s still halve it).
     adaptive_concurrency: bool = True
-    timeout_s: float = Field(default=60.0, gt=0)
+    timeout_s: float = Field(default=60.0, gt=0, le=86_400)
     max_retries: int = Field(default=5, ge=0, le=50)
+    #: The longest single wait before a retry; a longer Retry-After is cut to this.
+    max_retry_wait_s: float = Field(default=60.0, gt=0, le=3600)
+    #: Seconds one cell may spend waiting between retries in total; once spent, the cell fails.
+    retry_wait_budget_s: float = Field(default=300.0, ge=0, le=86_400)
     #: Requests (and tokens, counted from ``max_tokens`` plus the prompt, corrected by the reply's
     #: usage) started in any 60 s window never exceed these.
     max_requests_per_minute: int | None = Field(default=None, ge=1, le=100_000_000)
@@ -62,10 +67,18 @@ class ModelConfig(ConfigModel):
     fingerprint_exclude = frozenset(
         {
             "description", "alias", "base_url", "api_key_env", "max_parallel_requests", "adaptive_concurrency",
-            "timeout_s", "max_retries", "max_requests_per_minute", "max_tokens_per_minute",
+            "timeout_s", "max_retries", "max_retry_wait_s", "retry_wait_budget_s",
+            "max_requests_per_minute", "max_tokens_per_minute",
             "batch", "batch_poll_interval_s", "batch_completion_window", "price",
         }
     )  # fmt: skip
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is not None:
+            check_base_url(value)
+        return value
 
     @field_validator("api_key_env")
     @classmethod
@@ -106,3 +119,14 @@ class ModelConfig(ConfigModel):
         """Request-body fields besides model, messages, seed and response_format."""
         params = {k: getattr(self, k) for k in ("temperature", "top_p", "max_tokens") if getattr(self, k) is not None}
         return {**params, **self.extra_body}
+
+
+def check_base_url(url: str) -> None:
+    """An endpoint is ``http(s)://host[:port][/path]``; anything else would fail only after retries."""
+    parts = urlsplit(url) if url.isprintable() else None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname or any(c.isspace() for c in url):
+        raise ValueError(f"base_url {url[:100]!r} is not an http:// or https:// URL with a host (e.g. http://127.0.0.1:8000/v1)")
+    try:
+        parts.port
+    except ValueError as exc:
+        raise ValueError(f"base_url {url[:100]!r} has an invalid port") from exc

@@ -50,14 +50,16 @@ class SeedDatasetColumn(ColumnConfig):
         resolved = (path if path.is_absolute() else base / path).resolve()
         if resolved.suffix.lower() not in SUFFIXES:
             raise FieldProblem("path", f"seed file {resolved} must end in .parquet, .pq or .csv")
+        if resolved.is_dir():
+            raise FieldProblem("path", f"seed file {resolved} is a directory; expected a .parquet, .pq or .csv file")
         if not resolved.is_file():
             raise FieldProblem("path", f"seed file {resolved} does not exist (relative paths start at the config file's folder)")
         self._resolved = resolved
-        self._sha256 = _file_sha256(resolved)
         try:
+            self._sha256 = _file_sha256(resolved)
             table = load_seed_table(resolved, self._sha256)
         except (pa.ArrowException, OSError) as exc:
-            raise FieldProblem("path", f"cannot read seed file {resolved}: {exc}") from exc
+            raise FieldProblem("path", f"cannot read seed file {resolved}: {str(exc)[:300]}") from exc
         if table.num_rows == 0:
             raise FieldProblem("path", f"seed file {resolved} has no rows")
         self._available = table.column_names
@@ -68,6 +70,11 @@ class SeedDatasetColumn(ColumnConfig):
         if bad:
             raise FieldProblem("columns", f"seed file column(s) {bad} are not valid column names; list usable ones in 'columns'")
         return self
+
+    @property
+    def resolved_path(self) -> Path:
+        """The seed file's absolute path (what a dataset folder's config.json records)."""
+        return self._resolved
 
     def output_names(self) -> list[str]:
         return list(self.columns) if self.columns is not None else list(self._available)

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
+from dd_core.config.render_limits import DEFAULT_LIMITS, RenderLimits
 from dd_core.engine.rng import stream
 
 
@@ -17,6 +18,8 @@ class RowGroupContext:
     num_rows: int
     #: Global position of the row group's first row (index * buffer_size).
     row_offset: int
+    #: Per-cell time and output limits of template rendering (the config's ``render_limits``).
+    render_limits: RenderLimits = DEFAULT_LIMITS
     columns: dict[str, pa.Array] = field(default_factory=dict)
     #: datetime/timedelta columns as datetime64[s], whatever their output format.
     timestamps: dict[str, np.ndarray] = field(default_factory=dict)

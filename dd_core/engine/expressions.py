@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import lru_cache
 
 import jinja2
 import pyarrow as pa
 from jinja2 import nodes
 
 from dd_core.config.columns import ExpressionColumn
-from dd_core.config.templates import compile_template
+from dd_core.config.render_limits import RenderLimitExceeded, RenderLimits
+from dd_core.config.templates import compile_template, render
 from dd_core.engine.context import RowGroupContext
 from dd_core.errors import ConfigIssue, DDConfigError
 
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 _TRUE = {"true", "1", "yes", "y", "t"}
 _FALSE = {"false", "0", "no", "n", "f"}
 
@@ -39,36 +42,44 @@ def _to_bool(text: str) -> bool:
 _CONVERTERS = {"str": (str, pa.string()), "int": (_to_int, pa.int64()), "float": (float, pa.float64()), "bool": (_to_bool, pa.bool_())}
 
 
-def render_rows(source: str, column: str, field: str, contexts: list[dict]) -> list[str]:
-    """Render one template for many rows; sandbox and undefined-name failures name the column."""
+def render_rows(source: str, column: str, field: str, contexts: list[dict], limits: RenderLimits) -> list[str]:
+    """Render one template for many rows, each cell within ``limits``; failures name the column."""
     template = compile_template(source)
     try:
-        return [template.render(row) for row in contexts]
+        return render(template, contexts, limits)
+    except RenderLimitExceeded as exc:
+        raise DDConfigError([ConfigIssue(f"template exceeds its render limits: {exc}", column, field)]) from exc
+    except RecursionError as exc:
+        raise DDConfigError([ConfigIssue("template recursion is too deep (does a macro call itself without end?)", column, field)]) from exc
+    except MemoryError as exc:
+        raise DDConfigError([ConfigIssue("template ran out of memory while rendering one cell; lower its work per row", column, field)]) from exc
     except jinja2.exceptions.SecurityError as exc:
         raise DDConfigError([ConfigIssue(f"template refused by the sandbox: {exc}", column, field)]) from exc
     except jinja2.UndefinedError as exc:
         raise DDConfigError([ConfigIssue(f"template uses something undefined: {exc}", column, field)]) from exc
-    except (TypeError, ValueError, ArithmeticError) as exc:
+    except (TypeError, ValueError, ArithmeticError, jinja2.TemplateError) as exc:
         raise DDConfigError([ConfigIssue(f"template failed to render: {exc}", column, field)]) from exc
 
 
-def compile_renderer(source: str, column: str, field: str) -> Callable[[dict], str]:
-    """A template as a function of one row's context, with ``render_rows``' errors.
+def compile_renderer(source: str, column: str, field: str, limits: RenderLimits) -> Callable[[dict], str]:
+    """A template as a function of one row's context, with ``render_rows``' errors and limits.
 
     Templates that only splice values into text (``"Answer: {{ question }}"``,
     ``"{{ person.first_name }} ({{ city }})"``: the usual prompt or summary) skip Jinja's
     per-call set-up and join the parts directly, which renders the same text: Jinja writes
     ``str(value)``, its lexer already normalised the literal text, and on a dict
     ``name.field`` is ``value[field]`` when ``field`` is no dict attribute. Anything else
-    (filters, tags, a missing name or key, a value that is not a dict) goes through Jinja.
+    (filters, tags, a missing name or key, a value that is not a dict, a result longer than
+    ``limits.max_output_chars``) goes through Jinja, which raises the right error.
     """
 
     def render(context: dict) -> str:
-        return render_rows(source, column, field, [context])[0]
+        return render_rows(source, column, field, [context], limits)[0]
 
-    parts = _spliced_parts(compile_template(source).environment.parse(source))
+    parts = spliced_parts(source)
     if parts is None:
         return render
+    most = limits.max_output_chars
 
     def splice(context: dict) -> str:
         out = []
@@ -85,7 +96,8 @@ def compile_renderer(source: str, column: str, field: str) -> Callable[[dict], s
                 out.append(str(value))
         except KeyError:
             return render(context)  # Jinja's own undefined-name error
-        return "".join(out)
+        text = "".join(out)
+        return text if len(text) <= most else render(context)
 
     return splice
 
@@ -93,9 +105,11 @@ def compile_renderer(source: str, column: str, field: str) -> Callable[[dict], s
 _TEXT, _NAME, _FIELD = "text", "name", "field"
 
 
-def _spliced_parts(tree: nodes.Template) -> list[tuple[str, str, str | None]] | None:
+@lru_cache(maxsize=256)
+def spliced_parts(source: str) -> tuple[tuple[str, str, str | None], ...] | None:
     """[(kind, text or name, field)] when the template is only text, ``{{ name }}`` and
     ``{{ name.field }}``; else None."""
+    tree = compile_template(source).environment.parse(source)
     parts: list[tuple[str, str, str | None]] = []
     for node in tree.body:
         if not isinstance(node, nodes.Output):
@@ -115,7 +129,7 @@ def _spliced_parts(tree: nodes.Template) -> list[tuple[str, str, str | None]] | 
                 parts.append((_FIELD, child.node.name, child.attr))
             else:
                 return None
-    return parts
+    return tuple(parts)
 
 
 def row_contexts(names: set[str], ctx: RowGroupContext) -> list[dict]:
@@ -124,8 +138,12 @@ def row_contexts(names: set[str], ctx: RowGroupContext) -> list[dict]:
 
 
 def expression(col: ExpressionColumn, ctx: RowGroupContext) -> pa.Array:
-    render = compile_renderer(col.expr, col.name, "expr")
-    texts = [render(context) for context in row_contexts(col.dependencies()["expr"], ctx)]
+    contexts = row_contexts(col.dependencies()["expr"], ctx)
+    if spliced_parts(col.expr) is None:  # one render call for the whole column
+        texts = render_rows(col.expr, col.name, "expr", contexts, ctx.render_limits)
+    else:
+        render = compile_renderer(col.expr, col.name, "expr", ctx.render_limits)
+        texts = [render(context) for context in contexts]
     return pa.array([convert_value(text, col, row) for row, text in enumerate(texts)], expression_type(col))
 
 
@@ -141,6 +159,9 @@ def convert_value(text: str, col: ExpressionColumn, row: int):
     if not text:
         return None
     try:
-        return _CONVERTERS[col.dtype][0](text)
-    except ValueError as exc:
-        raise DDConfigError([ConfigIssue(f"row {row} rendered {text!r}, which is not a {col.dtype}", col.name, "dtype")]) from exc
+        value = _CONVERTERS[col.dtype][0](text)
+    except (ValueError, OverflowError) as exc:
+        raise DDConfigError([ConfigIssue(f"row {row} rendered {text[:80]!r}, which is not a {col.dtype}", col.name, "dtype")]) from exc
+    if col.dtype == "int" and not INT64_MIN <= value <= INT64_MAX:
+        raise DDConfigError([ConfigIssue(f"row {row} rendered {text[:80]!r}, which does not fit in a 64-bit int", col.name, "dtype")])
+    return value

@@ -65,7 +65,7 @@ def run_row_group(
 def vector_stage(config: DatasetConfig, index: int, num_rows: int, buffer_size: int) -> RowGroupContext:
     """Every column computed a whole column at a time: samplers, seed rows, expressions that
     read no LLM column."""
-    ctx = RowGroupContext(config.seed, index, num_rows, row_offset=index * buffer_size)
+    ctx = RowGroupContext(config.seed, index, num_rows, row_offset=index * buffer_size, render_limits=config.render_limits)
     for col in config.generation_order:
         if col.name in config.rowwise_names:
             continue

@@ -19,6 +19,7 @@ import pyarrow as pa
 from dd_core.config import DatasetConfig
 from dd_core.config.columns import ExpressionColumn
 from dd_core.config.llm_columns import LLMColumn
+from dd_core.config.render_limits import RenderLimits
 from dd_core.engine.expressions import compile_renderer, convert_value, expression_type
 from dd_core.engine.context import RowGroupContext
 from dd_core.engine.llm.batch_caller import BatchCaller
@@ -86,11 +87,11 @@ class RowGroupCells:
 class _Cell:
     """What one LLM column sends, prepared once: renderers and the constant part of the body."""
 
-    def __init__(self, col: LLMColumn, caller: ModelCaller | BatchCaller):
+    def __init__(self, col: LLMColumn, caller: ModelCaller | BatchCaller, limits: RenderLimits):
         self.col = col
         self.caller = caller
-        self.prompt = compile_renderer(col.prompt, col.name, "prompt")
-        self.system = compile_renderer(col.system_prompt, col.name, "system_prompt") if col.system_prompt else None
+        self.prompt = compile_renderer(col.prompt, col.name, "prompt", limits)
+        self.system = compile_renderer(col.system_prompt, col.name, "system_prompt", limits) if col.system_prompt else None
         self.instructions = instructions(col)
         body = {"model": caller.model.model, **caller.model.sampling_params()}
         fmt = response_format(col)
@@ -116,8 +117,9 @@ class RowwiseStage:
         # Names, not their producers: a seed dataset column produces several names.
         self.base_names = sorted(r for r in reads if config.producers[r].name not in config.rowwise_names)
         self.aliases = sorted({c.model for c in self.columns if isinstance(c, LLMColumn)})
-        self.cells = {c.name: _Cell(c, callers[c.model]) for c in self.columns if isinstance(c, LLMColumn)}
-        self.expressions = {c.name: compile_renderer(c.expr, c.name, "expr") for c in self.columns if isinstance(c, ExpressionColumn)}
+        limits = config.render_limits
+        self.cells = {c.name: _Cell(c, callers[c.model], limits) for c in self.columns if isinstance(c, LLMColumn)}
+        self.expressions = {c.name: compile_renderer(c.expr, c.name, "expr", limits) for c in self.columns if isinstance(c, ExpressionColumn)}
         self.batch_callers = {a: c for a, c in callers.items() if isinstance(c, BatchCaller) and a in self.aliases}
 
     def cells_of(self, ctx: RowGroupContext, cache: RowGroupCache, journal_path=None) -> RowGroupCells:

@@ -1,10 +1,9 @@
-"""The Python API: ``load_config``, ``preview``, ``generate``."""
+"""The Python API: ``load_config``, ``preview``, ``generate``, ``resume_dataset``."""
 
 from __future__ import annotations
 
 import datetime as dt
 import itertools
-import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,20 +15,36 @@ from dd_core.engine import apply_processors, generate_row_group
 from dd_core.engine.llm.runtime import LLMRuntime, ModelOverride
 from dd_core.engine.llm.usage import ModelUsage, merge_usage
 from dd_core.engine.pipeline import RowGroupJob, produce_row_groups
-from dd_core.errors import DDConfigError
+from dd_core.errors import DatasetDamagedError, DDConfigError, DDUsageError
 from dd_core.fingerprinting import fingerprint
-from dd_core.resume import Action, ResumeMode, ResumePlan, plan_resume
-from dd_core.storage.dataset_folder import DatasetWriter, FolderScan, iter_row_group_tables, scan_folder, write_streamed
+from dd_core.interrupts import Interrupted, signal_number
+from dd_core.redaction import logger
+from dd_core.resume import Action, Found, ResumeMode, ResumePlan, plan_resume, row_group_sizes
+from dd_core.storage.dataset_folder import (
+    DatasetWriter,
+    FolderScan,
+    iter_row_group_tables,
+    remove_unstarted,
+    scan_folder,
+    verify_final_file,
+    verify_row_groups,
+    write_streamed,
+)
 from dd_core.storage.filesystems import StoragePath, storage_path
 from dd_core.storage.layout import FINAL_FILE, PARQUET_DIR, DatasetLayout
 from dd_core.storage.lock import dataset_lock
-from dd_core.storage.metadata import DatasetMetadata
+from dd_core.storage.metadata import DatasetMetadata, load_metadata
 from dd_core.storage.row_group_files import read_table
 
 if TYPE_CHECKING:
     import pandas as pd
 
-log = logging.getLogger("dd")
+log = logger("dd")
+
+#: Rows ``preview`` makes at most (it generates them in memory and prints them).
+MAX_PREVIEW_RECORDS = 10_000
+#: Bytes of a dataset folder's name (file systems allow 255; dd may add a ``_<timestamp>`` suffix).
+MAX_NAME_BYTES = 200
 
 #: Called after each finished row group with (done, total) row-group counts.
 ProgressCallback = Callable[[int, int], None]
@@ -65,6 +80,9 @@ class DatasetResult:
 def preview(config: ConfigSource, num_records: int = 10) -> pd.DataFrame:
     """A few rows of row group 0 after processors, nothing written."""
     config = load_config(config)
+    if not (isinstance(num_records, int) and 1 <= num_records <= MAX_PREVIEW_RECORDS):
+        raise DDUsageError(f"preview makes 1 to {MAX_PREVIEW_RECORDS:,} records, not {num_records!r}; use 'dd generate' for more")
+    LLMRuntime().check_endpoints(config)
     return apply_processors(config, generate_row_group(config, 0, num_records)).to_pandas()
 
 
@@ -91,24 +109,86 @@ def generate(
     mode = ResumeMode.coerce(resume)
     name = dataset_name or config.name or "dataset"
     _check_name(name)
+    row_group_sizes(num_records, buffer_size)  # an impossible target is a usage error before anything else
     fp = fingerprint(config)
-    layout = DatasetLayout(storage_path(artifact_path) / name)
-    plan = _plan(mode, scan_folder(layout), fp["config_hash"], num_records, buffer_size, layout)
+    llm = LLMRuntime(overrides=model_overrides or {})
+    llm.check_endpoints(config)  # an unset key or a bad URL fails before a folder exists
+    layout = DatasetLayout(_artifact_root(artifact_path) / name)
+    scan = scan_folder(layout)
+    plan = _plan(mode, scan, fp["config_hash"], num_records, buffer_size, layout)
+    if plan.action is Action.ALREADY_COMPLETE:
+        # Nothing to write, so no lock to take (a finished dataset on read-only storage is fine).
+        return _already_complete(layout, scan.metadata, started)
     if plan.action is Action.NEW_FOLDER:
         layout = _fresh_layout(layout)
         mode = ResumeMode.IF_POSSIBLE  # the new folder is empty: create
-    with dataset_lock(layout):
-        scan = scan_folder(layout)  # authoritative, under the lock
-        plan = _plan(mode, scan, fp["config_hash"], num_records, buffer_size, layout)
-        if plan.action is Action.ALREADY_COMPLETE:
-            log.debug("%s is already complete (%d records); nothing generated", layout.root, scan.metadata.actual_num_records)
-            return DatasetResult(_user_path(layout.root), scan.metadata.to_json(), True, 0, time.perf_counter() - started)
-        writer = DatasetWriter(layout, _metadata_for_run(scan, name, fp, config, num_records, buffer_size))
-        writer.start(_resolved_config(config, fp), scan.unrecorded)
-        llm = LLMRuntime(cache_dir=layout.llm_cache, overrides=model_overrides or {})
-        _write_row_groups(config, writer, plan, buffer_size, llm, progress, workers)
-        _finalize(config, writer, plan)
-        return DatasetResult(_user_path(layout.root), writer.metadata.to_json(), False, len(plan.generate), time.perf_counter() - started)
+    writer: DatasetWriter | None = None
+    new_root, unstarted = not layout.root.exists(), False
+    try:
+        with dataset_lock(layout):
+            scan = scan_folder(layout)  # authoritative, under the lock
+            plan = _plan(mode, scan, fp["config_hash"], num_records, buffer_size, layout)
+            if plan.action is Action.ALREADY_COMPLETE:
+                return _already_complete(layout, scan.metadata, started)
+            writer = DatasetWriter(layout, _metadata_for_run(scan, name, fp, config, num_records, buffer_size))
+            try:
+                writer.start(config.resolved_dump(), scan.unrecorded)
+                llm.cache_dir = layout.llm_cache
+                try:
+                    _write_row_groups(config, writer, plan, buffer_size, llm, progress, workers)
+                except BaseException:
+                    writer.settle_after_stop()  # the producers have stopped: tidy and count what they finished
+                    raise
+                _finalize(config, writer, plan)
+            except DDConfigError:
+                # Found only at run time (a template past its render limits): leave no half-made dataset.
+                unstarted = scan.found.kind is Found.NOTHING and not writer.metadata.completed
+                if unstarted:
+                    remove_unstarted(layout)
+                raise
+            return DatasetResult(_user_path(layout.root), writer.metadata.to_json(), False, len(plan.generate), time.perf_counter() - started)
+    except DDConfigError:
+        if unstarted and new_root:
+            remove_unstarted(layout, root=True)  # the lock is released: its file and the folder go too
+        raise
+    except KeyboardInterrupt as exc:
+        if writer is None:
+            raise Interrupted(signal_number(exc), None, 0, len(plan.sizes)) from exc
+        raise Interrupted(signal_number(exc), _user_path(layout.root), len(writer.metadata.completed), len(plan.sizes)) from exc
+
+
+def resume_dataset(
+    path: str | Path | StoragePath,
+    *,
+    progress: ProgressCallback | None = None,
+    model_overrides: dict[str, ModelOverride] | None = None,
+    workers: int = 1,
+) -> DatasetResult:
+    """Continue the dataset in folder ``path`` from the folder alone: its ``config.json``, and the
+    target and buffer size in its ``metadata.json`` (for when the original config is gone)."""
+    layout = DatasetLayout(storage_path(path))
+    meta = _dataset_metadata(layout)
+    try:
+        config_text = layout.config.read_text()
+    except FileNotFoundError:
+        raise DatasetDamagedError(f"{layout.root} has a metadata.json but no config.json, so its config is unknown; nothing was changed") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DatasetDamagedError(f"{layout.config} is unreadable ({str(exc)[:200]}); nothing was changed") from exc
+    try:
+        config = load_config(config_text, base_dir=layout.root.local if layout.root.is_local else None)
+    except DDConfigError as exc:
+        raise DatasetDamagedError(f"{layout.config} is not a config dd accepts ({str(exc)[:500]}); nothing was changed") from exc
+    current = fingerprint(config)["config_hash"]
+    if current != meta.config_hash:
+        raise DatasetDamagedError(
+            f"{layout.config} gives config {current}, but the dataset was made with {meta.config_hash}; "
+            "config.json was edited or belongs to another dataset. Nothing was changed; restore it, or resume "
+            "with the original config: dd generate CONFIG --num-records ... --dataset-name ..."
+        )
+    return generate(
+        config, meta.num_records, buffer_size=meta.buffer_size, artifact_path=layout.root.parent,
+        dataset_name=layout.name, resume=ResumeMode.ALWAYS, progress=progress, model_overrides=model_overrides, workers=workers,
+    )
 
 
 def _write_row_groups(
@@ -137,8 +217,54 @@ def _plan(mode: ResumeMode, scan: FolderScan, config_hash: str, num_records: int
 
 
 def _check_name(name: str) -> None:
-    if not name or "/" in name or name in (".", "..") or name.startswith("."):
-        raise DDConfigError(f"dataset name {name!r} must be a plain folder name (no '/', not starting with '.')")
+    if (
+        not isinstance(name, str) or not name or "/" in name or name.startswith(".")
+        or not name.isprintable() or len(name.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES
+    ):
+        shown = repr(name[:60]) + ("..." if isinstance(name, str) and len(name) > 60 else "")
+        raise DDUsageError(
+            f"dataset name {shown} must be a plain folder name: at most {MAX_NAME_BYTES} bytes, no '/', "
+            "no control characters, not starting with '.'"
+        )
+
+
+def _artifact_root(artifact_path: str | Path) -> StoragePath:
+    """The folder that holds dataset folders; a file where a folder belongs is a usage error."""
+    root = storage_path(artifact_path)
+    if root.is_local:
+        existing = root.local
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        if not existing.is_dir():
+            what = "is a file" if existing == root.local else f"is inside {existing}, which is a file"
+            raise DDUsageError(f"artifact path {root} {what}, not a folder; pass a folder with --artifact-path")
+    return root
+
+
+def _dataset_metadata(layout: DatasetLayout) -> DatasetMetadata:
+    """The metadata of a dataset folder, or a usage error saying why ``layout`` is not one."""
+    if layout.root.is_local and layout.root.local.is_file():
+        raise DDUsageError(f"{layout.root} is a file, not a dataset folder")
+    if not layout.root.exists():
+        raise DDUsageError(f"{layout.root} does not exist; expected a dataset folder made by dd generate")
+    if not layout.metadata.exists():
+        has_data = bool(layout.parquet_dir.exists() and layout.parquet_dir.list_names())
+        detail = "it has row-group files but no metadata.json" if has_data else "it has no metadata.json"
+        raise DDUsageError(f"{layout.root} is not a dd dataset folder ({detail}); expected a folder made by dd generate")
+    return load_metadata(layout.metadata)
+
+
+def _already_complete(layout: DatasetLayout, meta: DatasetMetadata, started: float) -> DatasetResult:
+    _verify_finished(layout, meta)
+    log.debug("%s is already complete (%d records); nothing generated", layout.root, meta.actual_num_records)
+    return DatasetResult(_user_path(layout.root), meta.to_json(), True, 0, time.perf_counter() - started)
+
+
+def _verify_finished(layout: DatasetLayout, meta: DatasetMetadata) -> None:
+    """Before a finished dataset is reported or read: every file is the one its metadata records."""
+    verify_row_groups(layout, meta)
+    if meta.dataset_path == FINAL_FILE:
+        verify_final_file(layout, meta)
 
 
 def _fresh_layout(layout: DatasetLayout) -> DatasetLayout:
@@ -166,10 +292,6 @@ def _metadata_for_run(scan: FolderScan, name: str, fp: dict, config: DatasetConf
     )
 
 
-def _resolved_config(config: DatasetConfig, fp: dict) -> dict:
-    return {"fingerprint": fp, "config": config.model_dump(mode="json")}
-
-
 def _finalize(config: DatasetConfig, writer: DatasetWriter, plan: ResumePlan) -> None:
     """Verify every finished file, run processors once, then mark the dataset complete."""
     writer.verify()
@@ -184,14 +306,19 @@ def _finalize(config: DatasetConfig, writer: DatasetWriter, plan: ResumePlan) ->
 
 
 def dataset_files(path: str | Path | StoragePath) -> list[StoragePath]:
-    """The files of a finished dataset, in row order."""
+    """The files of a finished dataset, in row order, each verified against the metadata
+    (index, row counts, config hash) from its footer."""
     layout = DatasetLayout(storage_path(path))
-    meta = scan_folder(layout).metadata
-    if meta is None or meta.dataset_path is None:
-        raise DDConfigError(f"{layout.root} holds no finished dataset (see 'dd status {layout.root}')")
+    meta = _dataset_metadata(layout)
+    if meta.status != "complete" or meta.dataset_path is None:
+        raise DDUsageError(
+            f"{layout.root} is not finished yet ({len(meta.completed)} of {meta.num_row_groups} row groups); "
+            f"continue it with: dd resume {layout.root}"
+        )
+    _verify_finished(layout, meta)
     if meta.dataset_path == FINAL_FILE:
         return [layout.final]
-    return [layout.batch(i) for i in sorted(meta.completed)]
+    return [layout.batch(i) for i in meta.completed]
 
 
 def load_dataset(path: str | Path | StoragePath) -> pd.DataFrame:

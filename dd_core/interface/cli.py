@@ -1,6 +1,11 @@
-"""The ``dd`` command line. User errors print one message (no traceback) and exit with the
-error's code: 2 config/usage, 3 resume conflict, 4 damaged dataset, 5 folder locked,
-6 generation failed."""
+"""The ``dd`` command line.
+
+Every command ends with one message and the documented exit code (``dd_core.errors``): user
+errors print what was found and what to do, Ctrl-C and SIGTERM print what is finished and the
+command that continues, and an unexpected exception says it is a bug (``--debug`` shows the
+traceback). Text from users and servers is printed literally (never as Rich markup) and
+scrubbed of secrets.
+"""
 
 from __future__ import annotations
 
@@ -16,14 +21,69 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.highlighter import NullHighlighter
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
+from typer.core import TyperGroup
 
-from dd_core.errors import DDError
+from dd_core.errors import INTERNAL_ERROR_EXIT, DDError
+from dd_core.interrupts import Interrupted, signal_number, sigterm_raises
+from dd_core.redaction import redact_handler, scrub
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Resumable synthetic data generation.")
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
+out = Console(soft_wrap=True, highlight=False)
+err = Console(stderr=True, soft_wrap=True, highlight=False)
+
+
+def say(text: str, console: Console = out) -> None:
+    """Print text exactly as it is (no markup, no highlighting), scrubbed of secrets."""
+    console.print(Text(scrub(str(text))), soft_wrap=True)
+
+
+def say_error(message: str) -> None:
+    err.print(Text.assemble(("Error: ", "bold red"), scrub(str(message))), soft_wrap=True)
+
+
+class _DDGroup(TyperGroup):
+    """Turns whatever a command raises into one message and its exit code."""
+
+    def invoke(self, ctx: typer.Context):
+        try:
+            with sigterm_raises():
+                return super().invoke(ctx)
+        except (typer.Exit, typer.Abort, typer.TyperException):
+            raise
+        except DDError as exc:
+            say_error(str(exc))
+            raise typer.Exit(exc.exit_code) from None
+        except Interrupted as exc:
+            say(exc.message, err)
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt as exc:
+            signum = signal_number(exc)
+            say(f"Stopped by {'SIGTERM' if signum == 15 else 'Ctrl-C'}; nothing was left half-written.", err)
+            raise typer.Exit(128 + signum) from None
+        except BrokenPipeError:
+            raise
+        except Exception as exc:
+            if ctx.params.get("debug"):
+                raise
+            say_error(
+                f"internal error (a bug in dd): {type(exc).__name__}: {str(exc).rstrip('.')}. Nothing was left half-written. "
+                "Rerun with --debug to see the traceback, and report it."
+            )
+            raise typer.Exit(INTERNAL_ERROR_EXIT) from None
+
+
+app = typer.Typer(
+    cls=_DDGroup, add_completion=False, no_args_is_help=True, rich_markup_mode=None,
+    pretty_exceptions_enable=False, help="Resumable synthetic data generation.",
+)
+
+
+@app.callback()
+def _options(debug: Annotated[bool, typer.Option("--debug", help="Show the traceback of an internal error.")] = False) -> None:
+    """Resumable synthetic data generation."""
 
 
 class ResumeChoice(StrEnum):
@@ -41,25 +101,15 @@ class ExportChoice(StrEnum):
 ConfigArg = Annotated[Path, typer.Argument(help="Dataset config (YAML or JSON).")]
 
 
-@contextmanager
-def user_errors():
-    try:
-        yield
-    except DDError as exc:
-        err.print(f"[bold red]Error:[/] {exc}", markup=True, highlight=False, soft_wrap=True)
-        raise typer.Exit(exc.exit_code) from None
-
-
 @app.command()
 def validate(config: ConfigArg) -> None:
     """Check a config; print its columns and fingerprint."""
     from dd_core.config import load_config
     from dd_core.fingerprinting import fingerprint
 
-    with user_errors():
-        cfg = load_config(config)
-        out.print(f"[green]valid[/]: {len(cfg.columns)} column(s) -> {', '.join(cfg.output_names)}")
-        out.print(f"config_hash: {fingerprint(cfg)['config_hash']}")
+    cfg = load_config(config)
+    say(f"valid: {len(cfg.columns)} column(s) -> {', '.join(cfg.output_names)}")
+    say(f"config_hash: {fingerprint(cfg)['config_hash']}")
 
 
 @app.command()
@@ -67,11 +117,10 @@ def preview(config: ConfigArg, num_records: Annotated[int, typer.Option("-n", "-
     """Generate a few rows and show them as a table (nothing is written)."""
     from dd_core.interface.api import preview as make_preview
 
-    with user_errors():
-        records = make_preview(config, num_records).to_dict("records")
+    records = make_preview(config, num_records).to_dict("records")
     names = list(records[0]) if records else []
     if len(names) * 14 <= out.width:
-        table = Table(*names, show_lines=True)
+        table = Table(*(Text(n) for n in names), show_lines=True)
         for record in records:
             table.add_row(*(_cell(v) for v in record.values()))
         out.print(table)
@@ -79,13 +128,19 @@ def preview(config: ConfigArg, num_records: Annotated[int, typer.Option("-n", "-
     for number, record in enumerate(records, start=1):  # too many columns: one block per record
         table = Table("column", "value", title=f"record {number}", title_justify="left", show_header=False)
         for name, value in record.items():
-            table.add_row(name, _cell(value))
+            table.add_row(Text(name), _cell(value))
         out.print(table)
 
 
-def _cell(value) -> str:
+def _cell(value) -> Text:
     text = json.dumps(value, default=str, ensure_ascii=False) if isinstance(value, (dict, list)) else str(value)
-    return text if len(text) <= 300 else text[:297] + "..."
+    return Text(scrub(text if len(text) <= 300 else text[:297] + "..."))
+
+
+WorkersOption = Annotated[
+    Optional[int],
+    typer.Option(min=1, help="Processes producing row groups (default: the cores available). Per model, requests in flight stay within max_parallel_requests in total."),
+]
 
 
 @app.command()
@@ -96,16 +151,13 @@ def generate(
     artifact_path: Annotated[str, typer.Option(help="Folder (or s3://bucket/prefix) that holds dataset folders.")] = "artifacts",
     dataset_name: Annotated[Optional[str], typer.Option(help="Dataset folder name (default: the config's name).")] = None,
     resume: Annotated[ResumeChoice, typer.Option(help="What to do with an existing dataset folder.")] = ResumeChoice.if_possible,
-    workers: Annotated[
-        Optional[int],
-        typer.Option(min=1, help="Processes producing row groups (default: the cores available). Per model, requests in flight stay within max_parallel_requests in total."),
-    ] = None,
+    workers: WorkersOption = None,
 ) -> None:
     """Generate a dataset into <artifact-path>/<dataset-name>/, resuming where a run stopped."""
     _without_pandas()
     from dd_core.interface.api import generate as run
 
-    with user_errors(), _progress() as on_progress:
+    with _progress() as on_progress:
         result = run(
             config,
             num_records,
@@ -116,28 +168,43 @@ def generate(
             progress=on_progress,
             workers=workers or available_cores(),
         )
+    _report(result)
+
+
+@app.command("resume")
+def resume_command(dataset: Annotated[str, typer.Argument(help="A dataset folder (local or s3://...).")], workers: WorkersOption = None) -> None:
+    """Continue a dataset from its folder alone: config, target and buffer size come from the folder."""
+    _without_pandas()
+    from dd_core.interface.api import resume_dataset
+
+    with _progress() as on_progress:
+        result = resume_dataset(dataset, progress=on_progress, workers=workers or available_cores())
+    _report(result)
+
+
+def _report(result) -> None:
     meta = result.metadata
     if result.already_complete:
-        out.print(f"{result.path} is already complete ({meta['actual_num_records']} records); nothing was generated.")
+        say(f"{result.path} is already complete ({meta['actual_num_records']} records); nothing was generated.")
     else:
         rate = meta["actual_num_records"] / result.seconds if result.seconds else 0
-        out.print(
+        say(
             f"Generated {result.generated_row_groups} row group(s) in {result.seconds:.1f} s; "
             f"{meta['actual_num_records']} records ({rate:,.0f} records/s overall)."
         )
         if meta.get("dropped_rows"):
-            out.print(f"Dropped {meta['dropped_rows']} row(s) whose LLM cells failed (see metadata.json llm_usage).")
+            say(f"Dropped {meta['dropped_rows']} row(s) whose LLM cells failed (see metadata.json llm_usage).")
     for alias, usage in result.llm_usage.items():
         errors = ", ".join(f"{code} x{n}" for code, n in usage["errors"].items()) or "none"
-        out.print(
+        say(
             f"Model {alias} ({usage['model']}): {usage['calls']} calls, {usage['cache_hits']} cached, "
             f"{usage['retries']} retries, {usage['failed_cells']} failed cells, errors: {errors}, "
             f"tokens {usage['prompt_tokens']} in / {usage['completion_tokens']} out"
             + (f", {usage['batch_calls']} through batches" if usage.get("batch_calls") else "")
         )
     for line in cost_lines(meta):
-        out.print(line)
-    out.print(f"Dataset: {result.path}")
+        say(line)
+    say(f"Dataset: {result.path}")
 
 
 def cost_lines(meta: dict) -> list[str]:
@@ -197,31 +264,37 @@ def _progress():
 def status(
     dataset: Annotated[str, typer.Argument(help="A dataset folder (local or s3://...).")],
     config: Annotated[Optional[Path], typer.Option(help="Would this config resume the dataset?")] = None,
-    num_records: Annotated[Optional[int], typer.Option(help="Target to check with --config (default: the stored one).")] = None,
+    num_records: Annotated[Optional[int], typer.Option(min=1, help="Target to check with --config (default: the stored one).")] = None,
 ) -> None:
     """Show a dataset folder's target, progress, fingerprint and resumability."""
     from dd_core.interface.status import describe
 
-    with user_errors():
-        report = describe(dataset, config, num_records)
-    for key, value in report.items():
-        out.print(f"{key:>16}: {value}", highlight=False)
+    for key, value in describe(dataset, config, num_records).items():
+        say(f"{key:>16}: {value}")
 
 
 @app.command()
 def export(
     dataset: Annotated[str, typer.Argument(help="A finished dataset folder (local or s3://...).")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="File to write.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="File to write (never inside the dataset folder).")],
     fmt: Annotated[ExportChoice, typer.Option("--format", help="Output format.")] = ExportChoice.jsonl,
 ) -> None:
     """Stream a finished dataset into one JSONL, CSV or parquet file."""
     from dd_core.interface.export import export_dataset
 
-    with user_errors():
-        rows = export_dataset(dataset, fmt.value, output)
-    out.print(f"Wrote {rows} records to {output}")
+    rows = export_dataset(dataset, fmt.value, output)
+    say(f"Wrote {rows} records to {output}")
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    # On a terminal, log lines print above the live progress bar (literally: no markup); in a
+    # pipe they are plain lines. Either way they are scrubbed of secrets.
+    if err.is_terminal:
+        from rich.logging import RichHandler
+
+        handler: logging.Handler = RichHandler(console=err, show_time=False, show_level=False, show_path=False, markup=False, highlighter=NullHighlighter())
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+    redact_handler(handler)
+    logging.basicConfig(level=logging.INFO, format="%(message)s", handlers=[handler])
     app()

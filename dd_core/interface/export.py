@@ -1,4 +1,9 @@
-"""``dd export``: stream a finished dataset into one JSONL, CSV or parquet file."""
+"""``dd export``: stream a finished dataset into one JSONL, CSV or parquet file.
+
+Every row-group file is verified against the metadata before anything is written (footers
+only), the output never lands inside the dataset folder (symlinks resolved), and a failure at
+any point leaves no partial output behind.
+"""
 
 from __future__ import annotations
 
@@ -12,16 +17,21 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from dd_core.errors import DatasetDamagedError, DDUsageError
 from dd_core.interface.api import dataset_files
-from dd_core.storage.atomic import fsync_dir, temp_path_for
+from dd_core.storage.atomic import create_new, discard, fsync_dir, storage_failure, temp_path_for
+from dd_core.storage.filesystems import StoragePath, storage_path
 from dd_core.storage.row_group_files import strip_dd_metadata
 
 ExportFormat = Literal["jsonl", "csv", "parquet"]
 
 
-def _batches(path: str) -> Iterator[pa.RecordBatch]:
-    for file in dataset_files(path):
-        yield from pq.ParquetFile(file.arrow_source()).iter_batches(batch_size=10_000)
+def _batches(files: list[StoragePath]) -> Iterator[pa.RecordBatch]:
+    for file in files:
+        try:
+            yield from pq.ParquetFile(file.arrow_source()).iter_batches(batch_size=10_000)
+        except (OSError, pa.ArrowException) as exc:
+            raise DatasetDamagedError(f"{file} is unreadable ({str(exc)[:200]}); it was not changed and nothing was exported") from exc
 
 
 def _flat(batch: pa.RecordBatch) -> pa.Table:
@@ -32,15 +42,33 @@ def _flat(batch: pa.RecordBatch) -> pa.Table:
     return table
 
 
+def check_output(output: Path, dataset: StoragePath) -> Path:
+    """Where export may write: a file (not a folder) in an existing folder, outside the dataset."""
+    if output.is_dir():
+        raise DDUsageError(f"output {output} is a directory; give the name of the file to write")
+    if not output.parent.is_dir():
+        raise DDUsageError(f"the folder of output {output} ({output.parent}) does not exist; create it first")
+    if dataset.is_local:
+        target, root = output.resolve(), dataset.local.resolve()
+        if target == root or root in target.parents:
+            raise DDUsageError(
+                f"output {output} is inside the dataset folder {dataset} (as {target}); export writes outside it, "
+                "so it can never overwrite finished data"
+            )
+    return output
+
+
 def export_dataset(path: str, fmt: ExportFormat, output: str | Path) -> int:
     """Write the dataset at ``path`` to ``output`` one batch at a time; returns rows written."""
-    output = Path(output)
+    files = dataset_files(path)
+    output = check_output(Path(output), storage_path(path))
     tmp = temp_path_for(output)
     rows = 0
     try:
-        with open(tmp, "wb") as sink:
+        sink_fd = create_new(tmp)
+        with os.fdopen(sink_fd, "wb") as sink:
             writer = None
-            for batch in _batches(path):
+            for batch in _batches(files):
                 if fmt == "jsonl":
                     sink.write("".join(json.dumps(row, default=str, ensure_ascii=False) + "\n" for row in batch.to_pylist()).encode())
                 elif fmt == "csv":
@@ -58,6 +86,8 @@ def export_dataset(path: str, fmt: ExportFormat, output: str | Path) -> int:
             os.fsync(sink.fileno())
         os.replace(tmp, output)
         fsync_dir(output.parent)
+    except OSError as exc:
+        raise storage_failure(output, exc) from exc
     finally:
-        tmp.unlink(missing_ok=True)
+        discard(tmp)
     return rows

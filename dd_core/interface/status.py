@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from dd_core.config import load_config
-from dd_core.errors import DDConfigError, ResumeConflictError
+from dd_core.errors import DDUsageError, ResumeConflictError
 from dd_core.fingerprinting import fingerprint
 from dd_core.resume import Action, ResumeMode, plan_resume
 from dd_core.storage.dataset_folder import scan_folder
@@ -15,8 +15,10 @@ from dd_core.storage.layout import DatasetLayout
 
 def describe(path: str, config_path: Path | None = None, num_records: int | None = None) -> dict[str, object]:
     layout = DatasetLayout(storage_path(path))
+    if layout.root.is_local and layout.root.local.is_file():
+        raise DDUsageError(f"{layout.root} is a file, not a dataset folder")
     if not layout.root.exists():
-        raise DDConfigError(f"{layout.root} does not exist")
+        raise DDUsageError(f"{layout.root} does not exist; expected a dataset folder made by dd generate")
     scan = scan_folder(layout)
     meta = scan.metadata
     report: dict[str, object] = {"folder": layout.root, "found": scan.found.kind.value}
@@ -35,7 +37,10 @@ def describe(path: str, config_path: Path | None = None, num_records: int | None
             }
         )
         if scan.unrecorded:
-            report["unrecorded"] = f"row groups {sorted(scan.unrecorded)} (recorded on the next resume)"
+            shown = sorted(scan.unrecorded)
+            report["unrecorded"] = f"row groups {shown[:20]}{'...' if len(shown) > 20 else ''} (recorded on the next resume)"
+        if meta.status != "complete":
+            report["continue with"] = f"dd resume {layout.root}"
     if config_path is not None:
         cfg = load_config(config_path)
         fp = fingerprint(cfg)["config_hash"]

@@ -6,25 +6,31 @@ know yet (a crash between the parquet rename and the metadata write) have their 
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import json
 import logging
 import os
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from dd_core.errors import DatasetDamagedError
-from dd_core.resume import Checkpoint, Found, FoundState
+from dd_core.errors import DatasetDamagedError, DDError
+from dd_core.redaction import logger
+from dd_core.interrupts import deferred
+from dd_core.resume import Checkpoint, Found, FoundState, RangeCheckpoints
+from dd_core.storage.atomic import discard, storage_failure
 from dd_core.storage.faults import fault_point
 from dd_core.storage.filesystems import StoragePath, local_temp_file, storage_path
-from dd_core.storage.layout import DatasetLayout, batch_index
+from dd_core.storage.layout import LOCK_FILE, DatasetLayout, batch_index
 from dd_core.storage.metadata import COMPLETE, DatasetMetadata, RowCounts, load_metadata
-from dd_core.storage.row_group_files import RowGroupInfo, read_info, read_table, strip_dd_metadata
+from dd_core.storage.row_group_files import RowGroupInfo, read_info, read_num_rows, read_table, strip_dd_metadata
 from dd_core.storage.spend import account, row_group_spend
 
-log = logging.getLogger(__name__)
+log = logger(__name__)
 
 
 @dataclass
@@ -38,7 +44,16 @@ class FolderScan:
 def list_batches(layout: DatasetLayout) -> dict[int, str]:
     """Row-group index -> file name, from one directory listing (names only: 10k files)."""
     batches = {}
-    for name in layout.parquet_dir.list_names():
+    try:
+        names = layout.parquet_dir.list_names()
+    except NotADirectoryError as exc:
+        raise DatasetDamagedError(
+            f"{layout.parquet_dir} is a file, not the folder of row-group files; nothing was changed. "
+            "Move it aside if it does not belong there"
+        ) from exc
+    except OSError as exc:
+        raise DatasetDamagedError(f"cannot list {layout.parquet_dir}: {exc.strerror or exc}; nothing was changed") from exc
+    for name in names:
         index = batch_index(name)
         if index is not None:
             batches[index] = name
@@ -50,21 +65,19 @@ def scan_folder(layout: DatasetLayout) -> FolderScan:
     if not layout.metadata.exists():
         return FolderScan(FoundState(Found.DATA_WITHOUT_METADATA if batches else Found.NOTHING), None)
     meta = load_metadata(layout.metadata)
-    missing = sorted(set(meta.completed) - set(batches))
-    if missing:
+    # Without expanding the metadata's ranges: compare what is listed with what is there.
+    present = sum(1 for i in batches if i in meta.completed)
+    if present < len(meta.completed):
+        missing = list(itertools.islice((i for i in meta.completed if i not in batches), 10))
         raise DatasetDamagedError(
-            f"{layout.metadata} lists row groups {missing[:10]}{'...' if len(missing) > 10 else ''} as finished, "
-            f"but their files are missing from {layout.parquet_dir}. Nothing was changed; restore the files, or "
-            "use --resume never to start a new folder"
+            f"{layout.metadata} lists row groups {missing}{'...' if len(meta.completed) - present > 10 else ''} as finished, "
+            f"but their files are missing from {layout.parquet_dir} ({len(meta.completed) - present:,} missing). Nothing was "
+            "changed; restore the files, or use --resume never to start a new folder"
         )
-    unrecorded = {}
-    for index in sorted(set(batches) - set(meta.completed)):
-        path = layout.parquet_dir / batches[index]
-        info = read_info(path)
-        _check_belongs(info, index, meta, path)
-        unrecorded[index] = info
-    checkpoints = {i: Checkpoint(meta.config_hash, c.requested, meta.buffer_size) for i, c in meta.completed.items()}
-    checkpoints.update({i: Checkpoint(info.config_hash, info.requested_rows, info.buffer_size) for i, info in unrecorded.items()})
+    unrecorded = _unrecorded(layout, meta, batches)
+    recorded = meta.completed.checkpoints(meta.config_hash)
+    extra = {i: Checkpoint(info.config_hash, info.requested_rows, info.buffer_size) for i, info in unrecorded.items()}
+    checkpoints = RangeCheckpoints(recorded.indices, recorded.regular, {**recorded.irregular, **extra})
     found = FoundState(
         Found.DATASET,
         config_hash=meta.config_hash,
@@ -74,6 +87,17 @@ def scan_folder(layout: DatasetLayout) -> FolderScan:
         finished=meta.status == COMPLETE and not unrecorded,
     )
     return FolderScan(found, meta, unrecorded)
+
+
+def _unrecorded(layout: DatasetLayout, meta: DatasetMetadata, batches: dict[int, str]) -> dict[int, RowGroupInfo]:
+    """Finished files the metadata does not list yet (footers checked: they must belong here)."""
+    unrecorded = {}
+    for index in sorted(i for i in batches if i not in meta.completed):
+        path = layout.parquet_dir / batches[index]
+        info = read_info(path)
+        _check_belongs(info, index, meta, path)
+        unrecorded[index] = info
+    return unrecorded
 
 
 def _check_belongs(info: RowGroupInfo, index: int, meta: DatasetMetadata, path: StoragePath) -> None:
@@ -86,6 +110,34 @@ def _check_belongs(info: RowGroupInfo, index: int, meta: DatasetMetadata, path: 
         )
 
 
+def verify_row_groups(layout: DatasetLayout, meta: DatasetMetadata) -> None:
+    """Read every footer once: each finished file must say what the metadata says (its index,
+    row counts, config hash and buffer size). Raises ``DatasetDamagedError`` otherwise."""
+    batches = list_batches(layout)
+    for index, counts in meta.completed.items():
+        if index not in batches:
+            raise DatasetDamagedError(f"row group {index} of {layout.root} is listed as finished, but its file is missing; nothing was changed")
+        path = layout.parquet_dir / batches[index]
+        info = read_info(path)
+        _check_belongs(info, index, meta, path)
+        if (info.requested_rows, info.num_rows) != (counts.requested, counts.rows):
+            raise DatasetDamagedError(
+                f"{path} holds {info.num_rows} of {info.requested_rows} requested rows, but the metadata records "
+                f"{counts.rows} of {counts.requested}; nothing was changed. Restore the file, or move it aside and resume "
+                "to regenerate that row group"
+            )
+
+
+def verify_final_file(layout: DatasetLayout, meta: DatasetMetadata) -> None:
+    """The processed dataset file must be readable and hold every finished row."""
+    rows = read_num_rows(layout.final)
+    if rows != meta.actual_num_records:
+        raise DatasetDamagedError(
+            f"{layout.final} holds {rows} rows, but the dataset's row groups hold {meta.actual_num_records}; nothing "
+            "was changed. Delete it and resume to write it again"
+        )
+
+
 class DatasetWriter:
     """Writes one dataset folder; the caller holds the folder's lock."""
 
@@ -95,21 +147,43 @@ class DatasetWriter:
 
     def start(self, resolved_config: dict, unrecorded: dict[int, RowGroupInfo]) -> None:
         """Clear interrupted writes, adopt finished-but-unrecorded files, record the run parameters."""
-        for folder in (self.layout.root, self.layout.parquet_dir):
-            for name in folder.remove_temp_files():
-                log.info("removed %s left by an interrupted write", folder / name)
+        self._remove_temp_files()
         for index, info in unrecorded.items():
             log.info("row group %d was written but not recorded before a crash; recorded it now", index)
             self._count(info)
-        self.layout.config.write_atomic(json.dumps(resolved_config, indent=2).encode(), fault_prefix="config")
+        self.layout.config.write_atomic(json.dumps(resolved_config, indent=2, ensure_ascii=False).encode(), fault_prefix="config")
         self.metadata.status = "in_progress"
         self.metadata.dataset_path = None
         self.metadata.save(self.layout.metadata)
 
     def record_row_group(self, info: RowGroupInfo) -> None:
-        """Record a row group whose file is already in place (written by its producer)."""
-        self._count(info)
-        self.metadata.save(self.layout.metadata)
+        """Record a row group whose file is already in place (written by its producer); a Ctrl-C
+        or SIGTERM waits until the record is saved. (A file written but not yet recorded is
+        adopted by the next run: see ``start``.)"""
+        with deferred():
+            self._count(info)
+            self.metadata.save(self.layout.metadata)
+
+    def _remove_temp_files(self, level: int = logging.INFO) -> None:
+        for folder in (self.layout.root, self.layout.parquet_dir):
+            for name in folder.remove_temp_files():
+                log.log(level, "removed %s left by an interrupted write", folder / name)
+
+    def settle_after_stop(self) -> None:
+        """After a stop (Ctrl-C, SIGTERM, a failed row group or write) and once every producer
+        has stopped: remove what a stopped producer left half-written, and record the row
+        groups they finished but did not hand back, so the metadata and what the user is told
+        agree with the files. Best effort: whatever stopped the run is what the caller reports."""
+        try:
+            with deferred():
+                self._remove_temp_files(logging.DEBUG)  # our own producers' writes, cut short just now
+                unrecorded = _unrecorded(self.layout, self.metadata, list_batches(self.layout))
+                if unrecorded:
+                    for info in unrecorded.values():
+                        self._count(info)
+                    self.metadata.save(self.layout.metadata)
+        except (DDError, OSError) as exc:
+            log.debug("could not record finished row groups after the stop: %s", exc)
 
     def _count(self, info: RowGroupInfo) -> None:
         self.metadata.completed[info.row_group] = RowCounts(info.requested_rows, info.num_rows)
@@ -117,22 +191,34 @@ class DatasetWriter:
         account(self.metadata.extra, info.row_group, row_group_spend(info.llm_spend), partial=partial)
 
     def verify(self) -> None:
-        """Read every footer once: each finished file must say what the metadata says."""
-        batches = list_batches(self.layout)
-        for index, counts in sorted(self.metadata.completed.items()):
-            path = self.layout.parquet_dir / batches[index] if index in batches else None
-            info = read_info(path) if path else None
-            if info is None or info.requested_rows != counts.requested or info.num_rows != counts.rows:
-                raise DatasetDamagedError(
-                    f"row group {index} of {self.layout.root} does not match its metadata "
-                    f"(file: {info}, metadata: {counts}); nothing was changed"
-                )
-            _check_belongs(info, index, self.metadata, path)
+        verify_row_groups(self.layout, self.metadata)
 
     def finish(self, dataset_path: str) -> None:
         self.metadata.status = COMPLETE
         self.metadata.dataset_path = dataset_path
         self.metadata.save(self.layout.metadata)
+
+
+def remove_unstarted(layout: DatasetLayout, *, root: bool = False) -> None:
+    """Remove what a run wrote into a folder that held nothing and got no finished row group
+    (its start-of-run metadata and config, an empty parquet folder, the LLM cache). With
+    ``root``, after the lock is released, also the lock file and the folder itself when empty."""
+    if not layout.root.is_local:
+        for part in (layout.metadata, layout.config):
+            part.unlink()
+        return
+    folder = layout.root.local
+    if root:
+        for name in (LOCK_FILE, LOCK_FILE + ".json"):
+            (folder / name).unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            folder.rmdir()  # only when nothing else is in it
+        return
+    for part in (layout.metadata, layout.config):
+        part.local.unlink(missing_ok=True)
+    shutil.rmtree(layout.llm_cache.local, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        layout.parquet_dir.local.rmdir()
 
 
 def iter_row_group_tables(layout: DatasetLayout, indices: list[int]) -> Iterator[pa.Table]:
@@ -158,6 +244,8 @@ def write_streamed(path: StoragePath | str, tables: Iterator[pa.Table], schema: 
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         path.publish(tmp)
+    except OSError as exc:
+        raise storage_failure(path, exc) from exc
     finally:
-        tmp.unlink(missing_ok=True)
+        discard(tmp)
     return rows

@@ -15,9 +15,12 @@ S3 settings come from the usual AWS variables (``AWS_ACCESS_KEY_ID``, ``AWS_SECR
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import socket
+import stat
 import sys
 import tempfile
 import threading
@@ -29,7 +32,8 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from dd_core.storage.atomic import atomic_write, fsync_dir, remove_temp_files, temp_path_for
+from dd_core.errors import DatasetDamagedError, DDUsageError
+from dd_core.storage.atomic import atomic_write, create_new, fsync_dir, remove_temp_files, storage_failure, temp_path_for
 from dd_core.storage.faults import fault_point
 
 
@@ -104,11 +108,42 @@ class LogAppender(ABC):
     def close(self) -> None: ...
 
 
+def _regular_or_absent(path: str) -> None:
+    """Refuse to read a FIFO, device or directory planted where dd expects a file (reading a
+    FIFO would block forever)."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise
+    if stat.S_ISDIR(mode):
+        raise IsADirectoryError(errno.EISDIR, "is a directory", path)
+    if not stat.S_ISREG(mode):
+        raise OSError(errno.EINVAL, "not a regular file", path)
+
+
+def refuse_link_or_odd(path: str, what: str) -> None:
+    """A path dd writes into must be absent or a regular file, never a symlink (a planted link
+    would make dd write into whatever it points to, e.g. a finished row group)."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    if stat.S_ISLNK(mode):
+        raise DatasetDamagedError(
+            f"{what} {path} is a symbolic link (to {os.readlink(path)}); dd never writes through a link. "
+            "Nothing was changed; remove the link and run again"
+        )
+    if not stat.S_ISREG(mode):
+        kind = "a directory" if stat.S_ISDIR(mode) else "not a regular file"
+        raise DatasetDamagedError(f"{what} {path} is {kind}; nothing was changed. Remove it and run again")
+
+
 class LocalFileSystem(FileSystem):
     def uri(self, path: str) -> str:
         return path
 
     def read_bytes(self, path: str) -> bytes:
+        _regular_or_absent(path)
         return Path(path).read_bytes()
 
     def write_atomic(self, path: str, data: bytes, fault_prefix: str) -> None:
@@ -127,30 +162,42 @@ class LocalFileSystem(FileSystem):
         Path(path).unlink(missing_ok=True)
 
     def publish(self, local_file: Path, path: str) -> None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        os.replace(local_file, path)
-        fsync_dir(Path(path).parent)
+        try:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            os.replace(local_file, path)
+            fsync_dir(Path(path).parent)
+        except OSError as exc:
+            raise storage_failure(path, exc) from exc
 
     @contextmanager
     def lock(self, path: str, *, wait_s: float) -> Iterator[None]:
         from filelock import FileLock, Timeout
 
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        holder_file = path + ".json"
+        try:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise storage_failure(Path(path).parent, exc, "create") from exc
+        refuse_link_or_odd(path, "the lock file")
+        refuse_link_or_odd(holder_file, "the lock's holder file")
         lock = FileLock(path, timeout=wait_s)
-        holder_file = Path(path + ".json")
         try:
             lock.acquire()
         except Timeout as exc:
-            raise LockHeld(describe_holder(_read_json(holder_file))) from exc
+            raise LockHeld(describe_holder(_read_json(Path(holder_file)))) from exc
+        except OSError as exc:
+            raise storage_failure(path, exc, "lock") from exc
         try:
-            holder_file.write_text(json.dumps(holder_info()))
+            _write_holder(holder_file)
             yield
         finally:
-            holder_file.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                os.unlink(holder_file)
             lock.release()
 
     def read_log(self, path: str) -> Iterator[bytes]:
         try:
+            _regular_or_absent(path)
             with open(path, "rb") as fh:
                 yield from fh
         except FileNotFoundError:
@@ -163,29 +210,62 @@ class LocalFileSystem(FileSystem):
         return remove_temp_files(Path(folder))
 
 
+def _write_holder(path: str) -> None:
+    """Who holds the lock, in a file created new (never through a link planted under its name)."""
+    try:
+        fd = create_new(Path(path))
+        with os.fdopen(fd, "w") as fh:
+            fh.write(json.dumps(holder_info()))
+    except OSError:
+        pass  # the holder note is informative only; the lock itself is held
+
+
 def _read_json(path: Path) -> dict | None:
     try:
+        _regular_or_absent(str(path))
         return json.loads(path.read_text())
     except (OSError, ValueError):
         return None
 
 
 class _LocalAppender(LogAppender):
-    """One ``os.write`` per line (a SIGKILL loses nothing written); fsync on ``sync``."""
+    """One ``os.write`` per line (a SIGKILL loses nothing written); fsync on ``sync``.
+
+    Opened without following a symlink: a planted link must not turn the cache into a writer
+    of whatever it points to."""
 
     def __init__(self, path: str):
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self._path = path
+        try:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0), 0o644)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                refuse_link_or_odd(path, "the LLM cache file")
+            raise storage_failure(path, exc) from exc
+        if not stat.S_ISREG(os.fstat(self._fd).st_mode):
+            os.close(self._fd)
+            refuse_link_or_odd(path, "the LLM cache file")
 
     def append(self, line: bytes) -> None:
-        os.write(self._fd, line)
+        try:
+            os.write(self._fd, line)
+        except OSError as exc:
+            raise storage_failure(self._path, exc) from exc
 
     def sync(self) -> None:
-        os.fsync(self._fd)
+        try:
+            os.fsync(self._fd)
+        except OSError as exc:
+            raise storage_failure(self._path, exc) from exc
 
     def close(self) -> None:
-        os.fsync(self._fd)
-        os.close(self._fd)
+        try:
+            os.fsync(self._fd)
+        except OSError as exc:
+            raise storage_failure(self._path, exc) from exc
+        finally:
+            os.close(self._fd)
 
 
 class S3FileSystem(FileSystem):
@@ -442,7 +522,10 @@ class StoragePath:
         without reading the file), the object's bytes otherwise."""
         import pyarrow as pa
 
-        return self.path if self.is_local else pa.BufferReader(self.read_bytes())
+        if self.is_local:
+            _regular_or_absent(self.path)  # arrow would block forever opening a FIFO
+            return self.path
+        return pa.BufferReader(self.read_bytes())
 
     def write_atomic(self, data: bytes, fault_prefix: str = "file") -> None:
         self.fs.write_atomic(self.path, data, fault_prefix)
@@ -477,18 +560,32 @@ def storage_path(location: str | os.PathLike | StoragePath) -> StoragePath:
     if isinstance(location, StoragePath):
         return location
     text = os.fspath(location)
+    if "\x00" in text:
+        raise UnsupportedLocation(f"the path {text[:100]!r} contains a NUL character")
     if text.startswith("s3://"):
+        if not text[len("s3://"):].strip("/"):
+            raise UnsupportedLocation(f"{text!r} names no bucket: use s3://bucket/prefix")
         return StoragePath(_S3, text[len("s3://"):].rstrip("/"))
     if "://" in text:
-        raise ValueError(f"unsupported storage location {text!r}: use a local path or s3://bucket/prefix")
+        raise UnsupportedLocation(f"unsupported storage location {text[:200]!r}: use a local path or s3://bucket/prefix")
     return StoragePath(_LOCAL, os.path.abspath(text))
 
 
+class UnsupportedLocation(DDUsageError, ValueError):
+    """A location that is neither a local path nor ``s3://bucket/prefix`` (exit 2)."""
+
+
 def local_temp_file(like: StoragePath) -> Path:
-    """A temp file to build a large output in before ``publish``: beside it when local."""
+    """A temp file to build a large output in before ``publish``: beside it when local
+    (created new: a link planted under its name is replaced, never written through)."""
     if like.is_local:
-        like.local.parent.mkdir(parents=True, exist_ok=True)
-        return temp_path_for(like.local)
+        tmp = temp_path_for(like.local)
+        try:
+            like.local.parent.mkdir(parents=True, exist_ok=True)
+            os.close(create_new(tmp))
+        except OSError as exc:
+            raise storage_failure(like, exc) from exc
+        return tmp
     fd, name = tempfile.mkstemp(prefix=".dd-", suffix=".tmp")
     os.close(fd)
     return Path(name)

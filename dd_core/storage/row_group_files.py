@@ -34,8 +34,8 @@ class RowGroupInfo:
 
     @classmethod
     def from_kv(cls, kv: dict[bytes, bytes], path: StoragePath) -> RowGroupInfo:
-        values = {k.decode()[len(PREFIX):]: v.decode() for k, v in (kv or {}).items() if k.startswith(PREFIX.encode())}
         try:
+            values = {k.decode()[len(PREFIX):]: v.decode() for k, v in (kv or {}).items() if k.startswith(PREFIX.encode())}
             return cls(
                 row_group=int(values["row_group"]),
                 requested_rows=int(values["requested_rows"]),
@@ -46,10 +46,10 @@ class RowGroupInfo:
                 seed=int(values["seed"]),
                 llm_spend=values.get("llm_spend", ""),
             )
-        except (KeyError, ValueError) as exc:
+        except (KeyError, ValueError, UnicodeDecodeError) as exc:
             raise DatasetDamagedError(
-                f"{path} is not a dd row-group file (its parquet metadata lacks {exc}); "
-                "move it out of the parquet-files folder"
+                f"{path} is not a dd row-group file (its parquet metadata lacks or garbles {str(exc)[:80]}); "
+                "it was not changed; move it out of the parquet-files folder"
             ) from exc
 
 
@@ -74,10 +74,19 @@ def read_info(path: StoragePath | str) -> RowGroupInfo:
         raise
     except (OSError, pa.ArrowException) as exc:
         raise DatasetDamagedError(
-            f"row-group file {path} is unreadable ({exc}). It was not changed; restore it from a "
+            f"row-group file {path} is unreadable ({str(exc)[:200]}). It was not changed; restore it from a "
             "backup, or move it aside and resume to regenerate that row group"
         ) from exc
     return RowGroupInfo.from_kv(kv, path)
+
+
+def read_num_rows(path: StoragePath | str) -> int:
+    """Rows of a parquet file, from its footer (raises ``DatasetDamagedError`` when unreadable)."""
+    path = storage_path(path)
+    try:
+        return pq.ParquetFile(path.arrow_source()).metadata.num_rows
+    except (OSError, pa.ArrowException) as exc:
+        raise DatasetDamagedError(f"{path} is unreadable ({str(exc)[:200]}); it was not changed") from exc
 
 
 def read_table(path: StoragePath | str) -> pa.Table:

@@ -63,7 +63,7 @@ from dd_core.testing.rate_limits import add_routes as add_rate_limit_routes
 
 HOST = "127.0.0.1"
 DEFAULT_MODELS = ("test-model",)
-FAULT_KINDS = ("status", "hang", "malformed_json", "invalid_structured", "disconnect")
+FAULT_KINDS = ("status", "hang", "malformed_json", "invalid_structured", "disconnect", "raw")
 # Request fields that determine the reply and the request key.
 KEY_FIELDS = ("model", "messages", "temperature", "top_p", "max_tokens", "seed", "response_format")
 REQUEST_LOG_SIZE = 10_000
@@ -318,7 +318,10 @@ class FaultRule:
     ``Retry-After`` header when ``retry_after`` seconds is set), ``hang`` (wait
     ``hang_s`` seconds, then answer normally), ``malformed_json`` (200 with a body that
     is not JSON), ``invalid_structured`` (200 whose content fails the requested
-    format), ``disconnect`` (close the connection without answering).
+    format), ``disconnect`` (close the connection without answering), ``raw`` (answer
+    ``status`` (200-599) with ``headers`` and ``body`` repeated ``repeat`` times, where
+    ``{echo}`` in the body is replaced by the request's ``echo_header``: a misbehaving server
+    of any kind, e.g. one that echoes the Authorization header back).
 
     A request matches when ``match`` occurs in some message content and ``model``
     equals the request's model (each only if set). Of the matching requests, the rule
@@ -336,14 +339,20 @@ class FaultRule:
     every: int | None = None
     probability: float | None = None
     seed: int = 0
+    headers: dict[str, str] | None = None
+    body: str = ""
+    repeat: int = 1
+    echo_header: str | None = None
     matched: int = dataclasses.field(default=0, init=False)
     applied: int = dataclasses.field(default=0, init=False)
 
     def __post_init__(self) -> None:
         if self.kind not in FAULT_KINDS:
             raise ValueError(f"unknown fault kind {self.kind!r}; expected one of {FAULT_KINDS}")
-        if not 400 <= self.status <= 599:
-            raise ValueError(f"fault status must be 4xx or 5xx, got {self.status}")
+        if not (200 if self.kind == "raw" else 400) <= self.status <= 599:
+            raise ValueError(f"fault status must be 4xx or 5xx (200-599 for raw), got {self.status}")
+        if not 1 <= self.repeat <= 2**28:
+            raise ValueError("'repeat' must be between 1 and 2**28")
         if self.every is not None and self.every < 1:
             raise ValueError("'every' must be at least 1")
         if self.times is not None and self.times < 0:
@@ -749,6 +758,11 @@ class _ChatService:
             return web.Response(text='{"id": "chatcmpl-truncated", "choices": [{"index": 0, "mess', content_type="application/json")
         if rule.kind == "invalid_structured":
             return _completion(body, _invalid_content(body))
+        if rule.kind == "raw":
+            echo = request.headers.get(rule.echo_header, "") if rule.echo_header else ""
+            text = rule.body.replace("{echo}", echo) * rule.repeat
+            headers = {"Content-Type": "application/json", **(rule.headers or {})}
+            return web.Response(status=rule.status, body=text.encode(), headers=headers)
         # "disconnect": close the socket; aiohttp then fails to write this response and drops it.
         request.protocol.force_close()
         return web.Response()

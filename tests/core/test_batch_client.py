@@ -10,6 +10,7 @@ import aiohttp
 import httpx
 import pytest
 
+from dd_core.config.models import ModelConfig
 from dd_core.engine.llm.batch_client import BatchClient, _line_result, _status, request_line
 from dd_core.engine.llm.wire import serialise
 from dd_core.engine.llm.client import CallFailed
@@ -38,7 +39,7 @@ def body(i: int) -> dict:
 def with_client(server, action, *, key: str = KEY, max_retries: int = 3):
     async def main():
         async with aiohttp.ClientSession() as session:
-            client = BatchClient(session, server.base_url, key, timeout_s=10, max_retries=max_retries)
+            client = BatchClient(session, server.base_url, key, timeout_s=10, model=ModelConfig(alias="w", model="test-model", max_retries=max_retries))
             return await action(client)
 
     return asyncio.run(main())

@@ -17,6 +17,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from dd_core.config.models import ModelConfig
 from dd_core.engine.llm.batch_client import BatchClient, request_line
 from dd_core.engine.llm.batch_collector import BatchCollector
 from dd_core.engine.llm.batch_journal import BatchJournal, journal_path
@@ -51,7 +52,7 @@ def drive(base_url: str, folder: Path, rows: int, *, poll_s: float = 0.02, drop_
             await cache.persist()
 
         async with aiohttp.ClientSession() as session:
-            client = BatchClient(session, base_url, None, timeout_s=10, max_retries=3)
+            client = BatchClient(session, base_url, None, timeout_s=10, model=ModelConfig(alias="writer", model="test-model", max_retries=3))
             runner = BatchRunner(client, journal, BatchSettings("writer", 0, poll_s, "24h"), store)
             collector = BatchCollector({"writer": runner}, rows)
             await collector.start()
@@ -232,7 +233,7 @@ def test_a_batch_created_but_not_journaled_is_found_not_made_again(server, tmp_p
             payload = serialise(cell_body("question", r, {}))
             bodies[hashlib.sha256(payload).hexdigest()] = payload
         async with aiohttp.ClientSession() as session:
-            client = BatchClient(session, server.base_url, None, timeout_s=10, max_retries=0)
+            client = BatchClient(session, server.base_url, None, timeout_s=10, model=ModelConfig(alias="writer", model="test-model", max_retries=0))
             file_id = await client.upload(request_line(k, p) for k, p in bodies.items())
             journal.submit(alias="writer", column="question", attempt=0, input_file_id=file_id, keys=list(bodies))
             await client.create(file_id, completion_window="24h", metadata={})

@@ -7,7 +7,7 @@ import json
 
 import pyarrow.parquet as pq
 
-from dd_core import generate, load_dataset
+from dd_core import fingerprint, generate, load_config, load_dataset
 from tests.support import EXAMPLES, run_dd
 
 CUSTOMERS = EXAMPLES / "customers.yaml"
@@ -38,8 +38,7 @@ def test_generate_writes_the_layout_and_says_where(tmp_path):
         assert key in meta
     assert meta["status"] == "complete" and meta["actual_num_records"] == 2500
     assert meta["row_group_rows"] == {"2": {"requested": 500, "rows": 500}}
-    config = json.loads((folder / "config.json").read_text())
-    assert config["fingerprint"]["config_hash"] == meta["config_hash"]
+    assert fingerprint(load_config(folder / "config.json"))["config_hash"] == meta["config_hash"]  # a config dd accepts
     kv = pq.read_schema(folder / "parquet-files" / "batch_00002.parquet").metadata
     assert kv[b"dd.row_group"] == b"2" and kv[b"dd.num_rows"] == b"500" and kv[b"dd.config_hash"] == meta["config_hash"].encode()
 
@@ -80,4 +79,4 @@ def test_export_streams_every_format(tmp_path):
 def test_export_refuses_an_unfinished_dataset(tmp_path):
     (tmp_path / "empty").mkdir()
     run = run_dd("export", tmp_path / "empty", "--format", "csv", "-o", tmp_path / "x.csv")
-    assert run.returncode == 2 and "holds no finished dataset" in run.stderr and not (tmp_path / "x.csv").exists()
+    assert run.returncode == 2 and "is not a dd dataset folder" in run.stderr and not (tmp_path / "x.csv").exists()

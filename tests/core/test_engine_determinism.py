@@ -95,6 +95,7 @@ def test_editing_one_column_leaves_the_others_unchanged():
 )
 def test_spliced_templates_render_exactly_what_jinja_renders(source):
     from dd_core import DDConfigError
+    from dd_core.config.render_limits import DEFAULT_LIMITS
     from dd_core.engine.expressions import compile_renderer, render_rows
 
     contexts = [
@@ -102,10 +103,10 @@ def test_spliced_templates_render_exactly_what_jinja_renders(source):
          "score": 73.5, "flag": True, "nothing": None, "nested": {"inner": {"a": [1, 2.0]}}},
         {"q": "✓ \\n", "p": "not a dict", "region": 0, "score": 1e16, "flag": False, "nothing": [], "nested": {"inner": None}},
     ]  # fmt: skip
-    render = compile_renderer(source, "c", "expr")
+    render = compile_renderer(source, "c", "expr", DEFAULT_LIMITS)
     for context in contexts:
         try:
-            expected = render_rows(source, "c", "expr", [context])[0]
+            expected = render_rows(source, "c", "expr", [context], DEFAULT_LIMITS)[0]
         except DDConfigError as exc:
             with pytest.raises(DDConfigError) as info:
                 render(context)

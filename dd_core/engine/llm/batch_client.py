@@ -2,7 +2,7 @@
 read its output and error files.
 
 Every call is retried on transient failures (connection errors, timeouts, 408/409/425/429/5xx)
-with the run's backoff, ``Retry-After`` honoured. Creating a batch is the one call that is not
+with the run's backoff, ``Retry-After`` honoured, within the model's retries and wait limits. Creating a batch is the one call that is not
 idempotent: when its outcome is unknown (the request may have reached the server), the client
 looks for the batch by its input file before trying again, so a lost reply never makes a second
 batch. The key only ever travels in the ``Authorization`` header; errors quote the server's
@@ -13,17 +13,19 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import aiohttp
 
-from dd_core.engine.llm.caller import retry_delay
-from dd_core.engine.llm.client import RETRYABLE_STATUS, CallFailed, Completion, _error_message, _parse, http_failure
+from dd_core.config.models import ModelConfig
+from dd_core.engine.llm.client import RETRYABLE_STATUS, CallFailed, Completion, _error_message, _read_body, http_failure
+from dd_core.engine.llm.replies import MalformedReply, parse_completion, parse_json
+from dd_core.engine.llm.waits import RetryWaits
+from dd_core.redaction import logger
 
-log = logging.getLogger("dd.batch")
+log = logger("dd.batch")
 
 ENDPOINT = "/v1/chat/completions"
 TERMINAL = frozenset({"completed", "failed", "expired", "cancelled"})
@@ -74,12 +76,12 @@ def request_line(custom_id: str, payload: bytes) -> bytes:
 
 
 class BatchClient:
-    def __init__(self, session: aiohttp.ClientSession, base_url: str, api_key: str | None, *, timeout_s: float, max_retries: int, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep):
+    def __init__(self, session: aiohttp.ClientSession, base_url: str, api_key: str | None, *, timeout_s: float, model: ModelConfig, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep):
         self._session = session
         self._base = base_url.rstrip("/")
         self._auth = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
-        self._max_retries = max_retries
+        self._model = model  # its max_retries and wait limits bound every call's retries
         self._sleep = sleep
 
     # --- the five calls ----------------------------------------------------------------
@@ -100,12 +102,12 @@ class BatchClient:
     async def create(self, input_file_id: str, *, completion_window: str, metadata: dict[str, str]) -> BatchStatus:
         """Create the batch; when the reply is lost, find the batch made from this file first."""
         body = {"input_file_id": input_file_id, "endpoint": ENDPOINT, "completion_window": completion_window, "metadata": metadata}
-        attempt = 0
+        waits, attempt = RetryWaits(self._model), 0
         while True:
             try:
                 return _status(await self._json("POST", "/batches", json=body))
             except CallFailed as exc:
-                if not exc.retryable or attempt >= self._max_retries:
+                if not exc.retryable or attempt >= self._model.max_retries:
                     raise
                 failure = exc
             found = await self.find(input_file_id)
@@ -113,7 +115,7 @@ class BatchClient:
                 log.info("batch %s from file %s was created although its reply was lost (%s)", found.id, input_file_id, failure)
                 return found
             attempt += 1
-            await self._sleep(retry_delay(failure, attempt))
+            await self._sleep(waits.next_wait(failure, attempt))
 
     async def retrieve(self, batch_id: str) -> BatchStatus:
         return _status(await self._retrying(lambda: self._json("GET", f"/batches/{batch_id}"), f"read batch {batch_id}"))
@@ -162,9 +164,9 @@ class BatchClient:
     async def _json(self, method: str, path: str, **kwargs: Any) -> Any:
         body = await self._request(method, path, **kwargs)
         try:
-            return json.loads(body)
-        except ValueError as exc:
-            raise CallFailed(f"{method} {path}: the reply is not JSON: {body[:200]!r}", code="malformed", retryable=True) from exc
+            return parse_json(body)
+        except MalformedReply as exc:
+            raise CallFailed(f"{method} {path}: the reply is not JSON ({exc}): {body[:200]!r}", code="malformed", retryable=True) from exc
 
     async def _content(self, file_id: str) -> list[bytes]:
         return (await self._request("GET", f"/files/{file_id}/content")).splitlines()
@@ -172,26 +174,28 @@ class BatchClient:
     async def _request(self, method: str, path: str, **kwargs: Any) -> bytes:
         try:
             async with self._session.request(method, self._base + path, headers=self._auth, timeout=self._timeout, **kwargs) as response:
-                body = await response.read()
+                body = await response.read() if path.endswith("/content") else await _read_body(response)
                 if response.status != 200:
                     raise http_failure(response.status, response.headers, body, f"{method} {path}: ")
                 return body
+        except MalformedReply as exc:
+            raise CallFailed(f"{method} {path}: malformed reply: {exc}", code="malformed", retryable=True) from exc
         except asyncio.TimeoutError as exc:
             raise CallFailed(f"{method} {path}: no reply within {self._timeout.total:g} s", code="timeout", retryable=True) from exc
-        except aiohttp.ClientError as exc:
+        except (aiohttp.ClientError, OSError) as exc:
             raise CallFailed(f"{method} {path}: connection failed: {type(exc).__name__}: {exc}", code="network", retryable=True) from exc
 
     async def _retrying(self, call: Callable[[], Awaitable[T]], what: str) -> T:
-        attempt = 0
+        waits, attempt = RetryWaits(self._model), 0
         while True:
             try:
                 return await call()
             except CallFailed as exc:
-                if not exc.retryable or attempt >= self._max_retries:
+                if not exc.retryable or attempt >= self._model.max_retries:
                     raise
                 attempt += 1
-                log.info("could not %s (%s); retry %d of %d", what, exc, attempt, self._max_retries)
-                await self._sleep(retry_delay(exc, attempt))
+                log.info("could not %s (%s)", what, exc)
+                await self._sleep(waits.next_wait(exc, attempt))
 
 
 def _string(data: Any, name: str, what: str) -> str:
@@ -246,12 +250,12 @@ def _line_result(raw: bytes) -> LineResult:
     response, error = line.get("response"), line.get("error")
     if isinstance(response, dict) and response.get("status_code") == 200 and not error:
         try:
-            return LineResult(custom_id, completion=_parse(json.dumps(response.get("body")).encode()))
-        except CallFailed as exc:
-            return LineResult(custom_id, failure=exc)
+            return LineResult(custom_id, completion=parse_completion(json.dumps(response.get("body")).encode()))
+        except MalformedReply as exc:
+            return LineResult(custom_id, failure=CallFailed(f"malformed completion in the batch ({exc})", code="malformed", retryable=True))
     if isinstance(response, dict) and isinstance(response.get("status_code"), int):
         status = response["status_code"]
-        message = _error_message(json.dumps(response.get("body")))
+        message = _error_message(json.dumps(response.get("body")).encode())
         return LineResult(custom_id, failure=CallFailed(f"HTTP {status} inside the batch: {message}", code=str(status), status=status, retryable=status in RETRYABLE_STATUS))
     code = str(error.get("code")) if isinstance(error, dict) else "unknown"
     message = str(error.get("message"))[:300] if isinstance(error, dict) else str(line)[:200]

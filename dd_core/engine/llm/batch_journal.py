@@ -19,14 +19,14 @@ call of the same request would use. A torn last line (a crash mid-write) is skip
 from __future__ import annotations
 
 import json
-import logging
 import time
 import uuid
 from dataclasses import dataclass, field
 
+from dd_core.redaction import logger
 from dd_core.storage.filesystems import LogAppender, StoragePath
 
-log = logging.getLogger(__name__)
+log = logger(__name__)
 
 
 @dataclass

@@ -11,15 +11,15 @@ later batch may succeed).
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 from dd_core.engine.llm.batch_client import BatchClient, BatchStatus, request_line
 from dd_core.engine.llm.batch_journal import BatchJournal, Submission
 from dd_core.engine.llm.client import CallFailed, Completion
+from dd_core.redaction import logger
 
-log = logging.getLogger("dd.batch")
+log = logger("dd.batch")
 
 #: OpenAI's limits per batch: 50,000 requests and a 200 MB input file; larger groups are split.
 MAX_REQUESTS_PER_BATCH = 50_000

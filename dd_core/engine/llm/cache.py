@@ -17,17 +17,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import time
 from dataclasses import dataclass
 
-from dd_core.engine.llm.client import Completion
 from dd_core.engine.llm.cost import Spend
+from dd_core.engine.llm.replies import Completion
 from dd_core.engine.llm.wire import cache_line, encode_string
+from dd_core.redaction import logger
 from dd_core.storage.faults import fault_point
 from dd_core.storage.filesystems import LogAppender, StoragePath
 
-log = logging.getLogger(__name__)
+log = logger(__name__)
 
 
 @dataclass(frozen=True)
@@ -123,10 +123,12 @@ def _read(path: StoragePath, paid: dict[str, Paid]) -> dict[str, Completion]:
             key = entry["key"]
             if key in entries:
                 continue
+            if not isinstance(entry["content"], str):
+                raise TypeError("content is not text")
             entries[key] = Completion(entry["content"], int(entry["prompt_tokens"]), int(entry["completion_tokens"]))
             if isinstance(entry.get("alias"), str) and isinstance(entry.get("paid_for"), str):
                 paid[key] = Paid(entry["alias"], entry.get("batch") is True, entry["paid_for"])
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, OverflowError, RecursionError):
             log.warning("skipping unreadable line %d of %s (a write cut short by a crash)", number, path)
     return entries
 

@@ -1,12 +1,12 @@
 """One model's calls: response cache first, then the endpoint under its adaptive limit (and,
 when the model has per-minute limits or the server sends ``x-ratelimit-*`` headers, its rate
-limiter), with the run's single retry layer (tenacity) honouring ``Retry-After``."""
+limiter), with the run's single retry layer (tenacity) honouring ``Retry-After`` within the
+model's wait limits (``waits``)."""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-import random
 import time
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
@@ -17,18 +17,7 @@ from dd_core.engine.llm.client import CallFailed, ChatClient, Completion
 from dd_core.engine.llm.limiter import AdaptiveLimiter
 from dd_core.engine.llm.rate_limiter import RateLimiter, RequestTooLarge, request_tokens
 from dd_core.engine.llm.usage import ModelUsage
-
-MAX_RETRY_AFTER_S = 60.0
-BACKOFF_BASE_S = 0.25
-BACKOFF_MAX_S = 20.0
-
-
-def retry_delay(exc: BaseException | None, attempt: int) -> float:
-    """Seconds before retry number ``attempt``: the server's Retry-After when it sent one,
-    else exponential backoff (0.25 s, 0.5 s, 1 s, ... up to 20 s) with full jitter."""
-    if isinstance(exc, CallFailed) and exc.retry_after is not None:
-        return min(exc.retry_after, MAX_RETRY_AFTER_S)
-    return random.uniform(0, min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2 ** (attempt - 1)))
+from dd_core.engine.llm.waits import RetryWaits
 
 
 def _retryable(exc: BaseException) -> bool:
@@ -75,15 +64,17 @@ class ModelCaller:
             if not exc.retryable or self.model.max_retries == 0:
                 raise
             first_failure = exc
+        waits = RetryWaits(self.model)
+        delay = waits.next_wait(first_failure, 1)
         usage.retries += 1
-        await asyncio.sleep(retry_delay(first_failure, 1))
+        await asyncio.sleep(delay)
 
         def count_retry(state: RetryCallState) -> None:
             usage.retries += 1
 
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.model.max_retries),
-            wait=lambda state: retry_delay(state.outcome.exception(), state.attempt_number + 1),
+            wait=lambda state: waits.next_wait(state.outcome.exception(), state.attempt_number + 1),
             retry=retry_if_exception(_retryable),
             before_sleep=count_retry,
             reraise=True,

@@ -73,12 +73,16 @@ def parse_reply(col: LLMColumn, content: str) -> Any:
         return content
     try:
         value = json.loads(_strip_fence(content))
+        error = jsonschema.exceptions.best_match(_validator(json.dumps(schema, sort_keys=True)).iter_errors(value))
+        if error is not None:
+            raise InvalidReply(f"reply does not match the schema: {error.message[:300]}")
+        return to_arrow_value(schema, value)
+    except RecursionError as exc:
+        raise InvalidReply("reply is JSON nested too deeply to read") from exc
+    except InvalidReply:
+        raise
     except ValueError as exc:
         raise InvalidReply(f"reply is not JSON: {content[:80]!r}") from exc
-    error = jsonschema.exceptions.best_match(_validator(json.dumps(schema, sort_keys=True)).iter_errors(value))
-    if error is not None:
-        raise InvalidReply(f"reply does not match the schema: {error.message}")
-    return to_arrow_value(schema, value)
 
 
 @lru_cache(maxsize=64)
@@ -147,5 +151,10 @@ def to_arrow_value(schema: dict[str, Any], value: Any) -> Any:
     if pa.types.is_string(arrow) and not isinstance(value, str):
         return json.dumps(value, sort_keys=True)
     if pa.types.is_floating(arrow):
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError as exc:
+            raise InvalidReply(f"reply holds the number {str(value)[:30]}..., too large for a float") from exc
+    if pa.types.is_integer(arrow) and isinstance(value, int) and not -(2**63) <= value < 2**63:
+        raise InvalidReply(f"reply holds the integer {str(value)[:30]}, which does not fit in 64 bits")
     return value

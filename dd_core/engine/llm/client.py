@@ -8,23 +8,20 @@ below 300 calls/s; aiohttp keeps up with 16-32 parallel requests at 50 ms latenc
 from __future__ import annotations
 
 import asyncio
-import json
-from dataclasses import dataclass
+import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import aiohttp
 import yarl
 
+from dd_core.engine.llm.replies import MAX_REPLY_BYTES, Completion, MalformedReply, parse_completion, parse_json
+from dd_core.redaction import scrub
+
+__all__ = ["CallFailed", "ChatClient", "Completion"]
+
 RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 RATE_HEADER, RATE_TOKENS_HEADER = "x-ratelimit-remaining-requests", "x-ratelimit-remaining-tokens"
-
-
-@dataclass(frozen=True)
-class Completion:
-    content: str
-    prompt_tokens: int
-    completion_tokens: int
 
 
 class CallFailed(Exception):
@@ -35,7 +32,7 @@ class CallFailed(Exception):
     """
 
     def __init__(self, message: str, *, code: str, retryable: bool, status: int | None = None, retry_after: float | None = None):
-        super().__init__(message)
+        super().__init__(scrub(message))  # servers may echo the key back: it never leaves this object
         self.code = code
         self.status = status
         self.retryable = retryable
@@ -45,22 +42,38 @@ class CallFailed(Exception):
 def _retry_after(headers: Any) -> float | None:
     value = headers.get("Retry-After")
     try:
-        return max(0.0, float(value)) if value is not None else None
+        seconds = float(value) if value is not None else None
     except ValueError:
         return None  # an HTTP date: fall back to our own backoff
+    return max(0.0, seconds) if seconds is not None and math.isfinite(seconds) else None
 
 
-def _error_message(text: str) -> str:
+def _error_message(body: bytes) -> str:
     try:
-        return str(json.loads(text)["error"]["message"])[:300]
-    except (ValueError, KeyError, TypeError):
-        return text[:300]
+        return str(parse_json(body)["error"]["message"])[:300]
+    except (MalformedReply, KeyError, TypeError, IndexError):
+        return body[:300].decode("utf-8", "replace")
+
+
+async def _read_body(response: aiohttp.ClientResponse) -> bytes:
+    """The whole body, or ``MalformedReply`` once it passes ``MAX_REPLY_BYTES`` (read no further)."""
+    if response.content_length is not None:
+        if response.content_length > MAX_REPLY_BYTES:
+            raise MalformedReply(f"the body is {response.content_length:,} bytes, more than the {MAX_REPLY_BYTES:,} bytes a reply may have")
+        return await response.read()
+    chunks, size = [], 0
+    async for chunk in response.content.iter_chunked(1 << 16):
+        size += len(chunk)
+        if size > MAX_REPLY_BYTES:
+            raise MalformedReply(f"the body is more than the {MAX_REPLY_BYTES:,} bytes a reply may have")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def http_failure(status: int, headers: Any, body: bytes, what: str = "") -> CallFailed:
     """A non-200 answer as a typed failure, quoting the server's message (never a header)."""
     return CallFailed(
-        f"{what}HTTP {status}: {_error_message(body.decode('utf-8', 'replace'))}",
+        f"{what}HTTP {status}: {_error_message(body)}",
         code=str(status),
         status=status,
         retryable=status in RETRYABLE_STATUS,
@@ -83,25 +96,18 @@ class ChatClient:
         """POST an already-serialised JSON body (serialised once, for the cache key too)."""
         try:
             async with self._session.post(self._url, data=payload, headers=self._headers, timeout=self._timeout) as response:
-                body = await response.read()
+                body = await _read_body(response)
                 if self.on_rate_headers is not None and (RATE_HEADER in response.headers or RATE_TOKENS_HEADER in response.headers):
                     self.on_rate_headers(response.headers)
                 if response.status != 200:
                     raise http_failure(response.status, response.headers, body)
+        except MalformedReply as exc:
+            raise CallFailed(f"malformed reply: {exc}", code="malformed", retryable=True) from exc
         except asyncio.TimeoutError as exc:
             raise CallFailed(f"no reply within {self._timeout.total:g} s", code="timeout", retryable=True) from exc
-        except aiohttp.ClientError as exc:
+        except (aiohttp.ClientError, OSError) as exc:
             raise CallFailed(f"connection failed: {type(exc).__name__}: {exc}", code="network", retryable=True) from exc
-        return _parse(body)
-
-
-def _parse(body: bytes) -> Completion:
-    try:
-        data = json.loads(body)
-        content = data["choices"][0]["message"]["content"]
-        usage = data.get("usage") or {}
-        if not isinstance(content, str):
-            raise TypeError("content is not a string")
-        return Completion(content, int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0)))
-    except (ValueError, KeyError, IndexError, TypeError) as exc:
-        raise CallFailed(f"malformed completion body ({type(exc).__name__}: {exc}): {body[:200]!r}", code="malformed", retryable=True) from exc
+        try:
+            return parse_completion(body)
+        except MalformedReply as exc:
+            raise CallFailed(f"malformed completion body ({exc}): {body[:200]!r}", code="malformed", retryable=True) from exc

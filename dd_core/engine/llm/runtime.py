@@ -9,7 +9,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from dd_core.config.models import ModelConfig
+from dd_core import redaction
+from dd_core.config.models import ModelConfig, check_base_url
 from dd_core.errors import ConfigIssue, DDConfigError
 from dd_core.storage.filesystems import StoragePath
 
@@ -44,15 +45,29 @@ class LLMRuntime:
     limits: dict[str, int] = field(default_factory=dict)
 
     def endpoint(self, model: ModelConfig) -> Endpoint:
+        """Where and how to call ``model``; every key it returns is known to ``dd_core.redaction``."""
         override = self.overrides.get(model.alias, ModelOverride())
         base_url = override.base_url or model.base_url
         if not base_url:
             raise DDConfigError([ConfigIssue(f"model '{model.alias}' has no base_url; set it in the config or pass an endpoint override", None, "models.base_url")])
+        try:
+            check_base_url(base_url)
+        except ValueError as exc:
+            raise DDConfigError([ConfigIssue(f"model '{model.alias}': {exc}", None, "models.base_url")]) from exc
         api_key = override.api_key
+        source = "the key passed for it"
         if api_key is None and model.api_key_env:
             api_key = os.environ.get(model.api_key_env)
+            source = f"${model.api_key_env}"
             if not api_key:
                 raise DDConfigError([ConfigIssue(f"model '{model.alias}' reads its API key from ${model.api_key_env}, which is not set", None, "models.api_key_env")])
+        redaction.register(api_key)
+        if api_key is not None and not _usable_in_header(api_key):
+            raise DDConfigError([ConfigIssue(
+                f"model '{model.alias}': the API key in {source} contains a line break or another character an HTTP "
+                "header cannot carry (the key itself is not shown); check how the variable was set",
+                None, "models.api_key_env",
+            )])
         return Endpoint(
             base_url=base_url,
             api_key=api_key,
@@ -61,3 +76,15 @@ class LLMRuntime:
             max_requests_per_minute=override.max_requests_per_minute or model.max_requests_per_minute,
             max_tokens_per_minute=override.max_tokens_per_minute or model.max_tokens_per_minute,
         )
+
+    def check_endpoints(self, config) -> None:
+        """Resolve every model an LLM column uses (URL, key) before anything is written."""
+        from dd_core.config.llm_columns import LLMColumn
+
+        for alias in sorted({c.model for c in config.columns if isinstance(c, LLMColumn)}):
+            self.endpoint(config.model(alias))
+
+
+def _usable_in_header(value: str) -> bool:
+    """Visible Latin-1 text without line breaks (what an Authorization header may hold)."""
+    return all(" " <= ch <= "~" or "\xa0" <= ch <= "\xff" for ch in value)

@@ -50,7 +50,7 @@ class ModelSessions:
         for alias, endpoint in self.endpoints.items():
             model = self.config.model(alias)
             if model.batch:
-                client = BatchClient(self.session, endpoint.base_url, endpoint.api_key, timeout_s=endpoint.timeout_s, max_retries=model.max_retries)
+                client = BatchClient(self.session, endpoint.base_url, endpoint.api_key, timeout_s=endpoint.timeout_s, model=model)
                 self.callers[alias] = BatchCaller(model, client)
                 continue
             limiter = AdaptiveLimiter(endpoint.max_parallel_requests)
