@@ -55,6 +55,11 @@ class DagsterDataset:
     def config_hash(self) -> str:
         return self.fingerprint["config_hash"]
 
+    @property
+    def batched(self) -> bool:
+        """A model of the config uses the Batch API."""
+        return any(m.batch for m in self.config.models)
+
     @cached_property
     def sizes(self) -> Mapping[int, int]:
         """Requested rows per row group."""

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 
-from dd_core import DatasetDamagedError, LLMRuntime, ProducedRowGroup, ResumeMode, RowGroupJob, StoragePath, available_cores, produce_row_groups, read_info
+from dd_core import DatasetDamagedError, LLMRuntime, ProducedRowGroup, ResumeMode, RowGroupJob, StoragePath, available_cores, produce_row_groups, read_info, row_group_spend
 from dd_dagster.checkpoints import row_group_version
 from dd_dagster.dataset import DagsterDataset
 
@@ -43,6 +43,9 @@ class RowGroupOutcome:
         info = part.info
         version = row_group_version(dataset.config_hash, dataset.buffer_size, info.requested_rows, info.num_rows, part.sha256[:16])
         usage = {alias: u.to_json() for alias, u in part.usage.items()}
+        for alias, spend in row_group_spend(info.llm_spend).items():  # what this row group was paid for
+            if "cost_usd" in spend and alias in usage:
+                usage[alias]["cost_usd"] = spend["cost_usd"]
         return cls(part.index, part.path, info.num_rows, version, part.reused, part.seconds, usage)
 
 
@@ -64,10 +67,12 @@ def produce(
     dataset: DagsterDataset, jobs: list[RowGroupJob], runtime: LLMRuntime, *, beside_run: bool, workers: int | None
 ) -> AbstractContextManager[Iterator[ProducedRowGroup]]:
     """``jobs``' row groups as each is written (not in order), in ``workers`` processes (default:
-    the cores available) beside the run, or in the run's own process."""
+    the cores available) beside the run, or in the run's own process. A batch-mode dataset's
+    row groups are made in the run's process: they wait for the provider, a worker process would
+    only wait too, and inline their batches' progress reaches the run's log (see batch_logs)."""
     if not jobs:
         return nullcontext(iter(()))
-    beside_run = beside_run and len(jobs) >= MIN_ROW_GROUPS_FOR_WORKERS
+    beside_run = beside_run and not dataset.batched and len(jobs) >= MIN_ROW_GROUPS_FOR_WORKERS
     workers = max(1, min(workers or available_cores(), len(jobs))) if beside_run else 1
     return produce_row_groups(dataset.config, jobs, buffer_size=dataset.buffer_size, llm=runtime, workers=workers, out_of_process=beside_run)
 

@@ -11,6 +11,7 @@ stale partitions apart.
 # No `from __future__ import annotations`: Dagster reads the asset function's annotations
 # (config, resources) at definition time.
 from collections.abc import Iterable, Iterator
+from contextlib import nullcontext
 from itertools import chain
 from typing import Literal
 
@@ -20,6 +21,7 @@ import dagster as dg
 
 from dd_core import DDConfigError, GenerationError, ResumeConflictError, ResumeMode, StaleRowGroupError, plan_resume
 from dd_dagster.checkpoints import CODE_VERSION_TAG, DATA_VERSION_TAG, found_state, latest_materializations, latest_records
+from dd_dagster.batch_logs import batch_progress_to
 from dd_dagster.checks import check_evaluation
 from dd_dagster.dataset import DagsterDataset
 from dd_dagster.metadata import usage_entries, usage_metadata
@@ -93,7 +95,7 @@ class RowGroupMaterializer:
         self.context.log.info(f"{len(reuse)} row group(s) to reuse, {len(jobs)} to generate (resume={mode.value})")
         # Each log line is an event Dagster stores (~10 ms on SQLite): report progress about ten times a run.
         every = max(1, len(indices) // 10)
-        with self.resource.produce(ds, jobs) as produced:
+        with batch_progress_to(self.context.log) if ds.batched else nullcontext(), self.resource.produce(ds, jobs) as produced:
             outcomes = chain(reuse.values(), (RowGroupOutcome.of(ds, part) for part in produced))
             for done, outcome in enumerate(self._failing_clearly(outcomes), start=1):
                 if done % every == 0 or done == len(indices):

@@ -30,16 +30,17 @@ def tiny_defs(artifact_path, high: int = 100, num_records: int = 200, buffer_siz
     return build_dataset_definitions(tiny_config(high), num_records=num_records, buffer_size=buffer_size, resource=resource, **kwargs)
 
 
-def parts_config(folder: Path, base_url: str, num_records: int, buffer_size: int, parallel: int = 6) -> Path:
+def parts_config(folder: Path, base_url: str, num_records: int, buffer_size: int, parallel: int = 6, price: dict | None = None) -> Path:
     """An LLM config (two chained columns) whose every prompt names its row group ("(part
     p3)", from an ordered seed file), so a server fault can target one row group and the
-    server's request log says which row group each request served. Returns the config file."""
+    server's request log says which row group each request served. ``price``: the model's
+prices (USD per million tokens). Returns the config file."""
     folder.mkdir(parents=True, exist_ok=True)
     seed = folder / "parts.csv"
     seed.write_text("part\n" + "".join(f"p{row // buffer_size}\n" for row in range(num_records)))
     config = {
         "name": "parts",
-        "models": [{"alias": "writer", "model": "test-model", "base_url": base_url, "max_parallel_requests": parallel, "max_retries": 0}],
+        "models": [{"alias": "writer", "model": "test-model", "base_url": base_url, "max_parallel_requests": parallel, "max_retries": 0, **({"price": price} if price else {})}],
         "columns": [
             {"name": "parts", "type": "seed_dataset", "path": str(seed)},
             {"name": "question", "type": "llm_text", "model": "writer", "prompt": "Ask a question (part {{ part }})."},

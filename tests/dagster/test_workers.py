@@ -1,5 +1,6 @@
 """A Dagster range run produces its row groups pipelined, in worker processes beside the run:
-the same files as ``dd generate``, within each model's request limit across the workers."""
+the same files as ``dd generate``, within each model's request limit across the workers, each
+row group's cost on its materialization."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ RECORDS, BUFFER, PARALLEL = 160, 20, 6  # 8 row groups
 def test_range_run_in_two_workers_writes_dd_generates_files_within_the_request_limit(tmp_path, instance):
     # A fixed latency long enough that both workers are busy at once (each has 3 of the 6 slots).
     with OpenAIServer(latency_ms=25) as server:
-        config = parts_config(tmp_path, server.base_url, RECORDS, BUFFER, parallel=PARALLEL)
+        config = parts_config(tmp_path, server.base_url, RECORDS, BUFFER, parallel=PARALLEL, price={"input_per_mtok": 2.5, "output_per_mtok": 10.0})
         resource = DataDesignerResource(artifact_path=str(tmp_path / "dagster"), workers=2)
         defs = build_dataset_definitions(config, num_records=RECORDS, buffer_size=BUFFER, resource=resource)
         register_partitions(instance, DagsterDataset.create(config, RECORDS, BUFFER))
@@ -34,7 +35,10 @@ def test_range_run_in_two_workers_writes_dd_generates_files_within_the_request_l
 
         done = run_dd("generate", config, "-n", RECORDS, "--buffer-size", BUFFER, "--artifact-path", tmp_path / "standalone", "--workers", 1)
         assert done.returncode == 0, done.stderr
-    paths = {e.partition: Path(e.materialization.metadata["path"].value) for e in result.get_asset_materialization_events()}
+    events = result.get_asset_materialization_events()
+    # What each row group was paid for, made in a worker, is on its materialization.
+    assert all(e.materialization.metadata["llm/writer/cost_usd"].value > 0 for e in events)
+    paths = {e.partition: Path(e.materialization.metadata["path"].value) for e in events}
     standalone = sorted((tmp_path / "standalone" / "parts" / "parquet-files").glob("batch_*.parquet"))
     assert [paths[f"{i:05d}"].name for i in range(8)] == [p.name for p in standalone]
     assert [paths[f"{i:05d}"].read_bytes() for i in range(8)] == [p.read_bytes() for p in standalone]
