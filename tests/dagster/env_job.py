@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 
 import dagster as dg
+from dagster._core.definitions.reconstruct import ReconstructableJob
 
 from dd_dagster import DataDesignerResource, build_dataset_definitions
 from tests.dagster.helpers import tiny_config
@@ -24,3 +25,13 @@ def row_groups_job() -> dg.JobDefinition:
     )
     (job,) = [j for j in defs.jobs if j.name.endswith("_row_groups_job")]
     return defs.resolve_job_def(job.name)
+
+
+def env_job() -> ReconstructableJob:
+    """``dagster.reconstructable(row_groups_job)`` for the current environment. Dagster keeps the
+    last job it reconstructed in a process (``functools.lru_cache`` on ``ReconstructableJob``,
+    keyed on the code pointer, which is the same for every environment): cleared, an earlier
+    test's dataset is not run again in this one."""
+    ReconstructableJob.get_definition.cache_clear()
+    ReconstructableJob.get_repository_definition.cache_clear()
+    return dg.reconstructable(row_groups_job)

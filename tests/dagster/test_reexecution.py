@@ -8,7 +8,7 @@ import dagster as dg
 
 from dd_core.testing.openai_server import OpenAIServer
 from dd_dagster import DagsterDataset, register_partitions
-from tests.dagster.env_job import row_groups_job
+from tests.dagster.env_job import env_job
 from tests.dagster.helpers import QUIET, outcome, parts_config, range_tags
 
 RECORDS, BUFFER = 200, 20
@@ -21,7 +21,7 @@ def test_reexecute_from_failure_generates_only_the_unfinished_row_groups(tmp_pat
         for name, value in {"DD_TEST_CONFIG": config, "DD_TEST_NUM_RECORDS": RECORDS, "DD_TEST_BUFFER_SIZE": BUFFER, "DD_TEST_ARTIFACTS": tmp_path, "DD_TEST_WORKERS": 2}.items():
             monkeypatch.setenv(name, str(value))
         register_partitions(instance, DagsterDataset.create(config, RECORDS, BUFFER))
-        job = dg.reconstructable(row_groups_job)
+        job = env_job()
         server.set_faults([{"kind": "status", "status": 500, "match": "(part p5)"}])
         with dg.execute_job(job, instance=instance, tags=range_tags(0, 9), run_config=QUIET, raise_on_error=False) as failed:
             assert not failed.success

@@ -6,10 +6,10 @@ import sys
 
 import dagster as dg
 
-from tests.dagster.env_job import row_groups_job
+from tests.dagster.env_job import env_job
 from tests.dagster.helpers import QUIET, range_tags
 
 if __name__ == "__main__":
     home, start, end = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     with dg.DagsterInstance.local_temp(home) as instance:
-        dg.execute_job(dg.reconstructable(row_groups_job), instance=instance, tags=range_tags(start, end), run_config=QUIET)
+        dg.execute_job(env_job(), instance=instance, tags=range_tags(start, end), run_config=QUIET)

@@ -23,7 +23,7 @@ import pytest
 from dd_core import generate
 from dd_core.testing.openai_server import OpenAIServer
 from dd_dagster import DagsterDataset, register_partitions
-from tests.dagster.env_job import row_groups_job
+from tests.dagster.env_job import env_job
 from tests.dagster.helpers import QUIET, outcome, parts_config, range_tags
 from tests.support import ROOT
 
@@ -71,7 +71,7 @@ def test_sigkilled_run_leaves_no_worker_and_reexecution_redoes_only_unrecorded_r
         server.clear_faults()
 
         options = dg.ReexecutionOptions.from_failure(run.run_id, instance)
-        with dg.execute_job(dg.reconstructable(row_groups_job), instance=instance, reexecution_options=options, tags=range_tags(0, ROW_GROUPS - 1), run_config=QUIET) as retried:
+        with dg.execute_job(env_job(), instance=instance, reexecution_options=options, tags=range_tags(0, ROW_GROUPS - 1), run_config=QUIET) as retried:
             assert retried.success
             result = outcome(retried)
             files = {e.partition: e.materialization.metadata["path"].value for e in retried.get_asset_materialization_events()}
