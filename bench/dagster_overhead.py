@@ -19,10 +19,13 @@
    SQLite here). ``--subset-planned-events`` measures the same run with Dagster's
    DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS, one planned event per run, which on OSS
    storage costs the UI its "in progress" and "failed" partition statuses; dd does not set it.
-   Where the rest goes (cProfile of the run process, 1,000-row groups, 2 cores): the run process
-   waits for the workers ~0.25 s in all; its 100 materialization events take ~1.3 s in the no-op
-   run and ~2.9 s beside generation (SQLite's commit, execute and close 1.5-2.5x slower while the
-   workers use the cores; not the row-group files' fsyncs: without them, the same).
+   Where the rest goes (1,000-row groups, 2 cores; cProfile and /proc/<tid>/schedstat of the run
+   process): the same ~1.7-1.9 s on a core and ~0.5 s blocked in both runs, but beside generation
+   (~1.4 s of CPU in the workers) it waits ~0.75 s in the run queue (no-op: 0.05 s) and its 100
+   materialization events take ~2.9 s instead of ~1.3 s; it waits for a row group ~0.25 s in all.
+   Niced workers (19) cut the run-queue wait to ~0.1-0.2 s but then fall behind: the same wall
+   time. The row-group files' fsyncs are not it (without them, the same). So the limit here is
+   CPU: the run process's event writes plus generation on two cores.
 2. Reading the latest checkpoint of every partition of an asset with 10,000 materialized
    partitions (one indexed query), as every row-group run does. Target: under 1 s on SQLite.
    Then again after deleting the tag rows of ``--untagged`` of them (default 1,000), as a run
