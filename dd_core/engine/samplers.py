@@ -7,7 +7,6 @@ from collections.abc import Callable
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from dd_core.config.columns import (
     BernoulliColumn,
@@ -22,6 +21,7 @@ from dd_core.config.columns import (
     UniformColumn,
     UUIDColumn,
 )
+from dd_core.engine.arrays import take, values_array
 from dd_core.engine.context import RowGroupContext
 from dd_core.errors import ConfigIssue, DDConfigError
 
@@ -32,7 +32,7 @@ def _rounded(values: np.ndarray, decimals: int | None) -> np.ndarray:
 
 def category(col: CategoryColumn, ctx: RowGroupContext) -> pa.Array:
     picks = ctx.rng(col.name).choice(len(col.values), size=ctx.num_rows, p=col.probabilities)
-    return pa.array(col.values).take(picks)
+    return take(values_array(col.values), picks, pa.array(col.values).type)
 
 
 def subcategory(col: SubcategoryColumn, ctx: RowGroupContext) -> pa.Array:
@@ -84,8 +84,8 @@ def _timestamps(col: DatetimeColumn | TimedeltaColumn, ctx: RowGroupContext, sta
         return pa.array(stamps)
     # Python's strftime is the documented format language; format each distinct value once.
     unique, inverse = np.unique(stamps, return_inverse=True)
-    texts = [d.strftime(col.format) for d in unique.astype("datetime64[s]").astype(dt.datetime)]
-    return pa.array(texts, pa.string()).take(pa.array(inverse))
+    texts = values_array([d.strftime(col.format) for d in unique.astype("datetime64[s]").astype(dt.datetime)])
+    return take(texts, inverse, pa.string())
 
 
 def datetime_(col: DatetimeColumn, ctx: RowGroupContext) -> pa.Array:
@@ -110,11 +110,12 @@ def uuid4(col: UUIDColumn, ctx: RowGroupContext) -> pa.Array:
     text = raw.tobytes().hex()
     if col.uppercase:
         text = text.upper()
+    prefix = col.prefix or ""
     if col.short_form:
-        ids = [text[i : i + 8] for i in range(0, len(text), 32)]
+        ids = [prefix + text[i : i + 8] for i in range(0, len(text), 32)]
     else:
-        ids = [f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}" for h in (text[i : i + 32] for i in range(0, len(text), 32))]
-    return pa.array(ids, pa.string()) if not col.prefix else pc.binary_join_element_wise(col.prefix, pa.array(ids, pa.string()), "")
+        ids = [f"{prefix}{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}" for h in (text[i : i + 32] for i in range(0, len(text), 32))]
+    return pa.array(ids, pa.string())
 
 
 SAMPLERS: dict[type, Callable[..., pa.Array]] = {

@@ -21,9 +21,6 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
-from rich.highlighter import NullHighlighter
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-from rich.table import Table
 from rich.text import Text
 from typer.core import TyperGroup
 
@@ -115,6 +112,8 @@ def validate(config: ConfigArg) -> None:
 @app.command()
 def preview(config: ConfigArg, num_records: Annotated[int, typer.Option("-n", "--num-records", min=1)] = 10) -> None:
     """Generate a few rows and show them as a table (nothing is written)."""
+    from rich.table import Table
+
     from dd_core.interface.api import preview as make_preview
 
     records = make_preview(config, num_records).to_dict("records")
@@ -230,6 +229,8 @@ def _progress():
     if not err.is_terminal:
         yield None
         return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn  # a terminal only
+
     columns = [TextColumn("row groups"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn()]
     # Redrawn on each finished row group, not by rich's refresh thread: with no other thread
     # running, worker processes can be forked (fast) instead of started afresh.
@@ -273,6 +274,7 @@ def main() -> None:
     # On a terminal, log lines print above the live progress bar (literally: no markup); in a
     # pipe they are plain lines. Either way they are scrubbed of secrets.
     if err.is_terminal:
+        from rich.highlighter import NullHighlighter
         from rich.logging import RichHandler
 
         handler: logging.Handler = RichHandler(console=err, show_time=False, show_level=False, show_path=False, markup=False, highlighter=NullHighlighter())
