@@ -167,3 +167,17 @@ def test_expression_columns_hold_what_jinja_renders_row_by_row(source, max_outpu
         assert str(info.value) == str(exc)
     else:
         assert expression(col, _context_with_columns(limits)).to_pylist() == expected
+
+
+@pytest.mark.parametrize("fmt", ["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%d/%m/%Y %H:%M"])
+def test_datetime_formats_are_what_strftime_writes(fmt):
+    import datetime as dt
+
+    import numpy as np
+
+    from dd_core.engine.samplers import formatted
+
+    edges = ["1000-01-01T00:00:00", "2020-02-29T23:59:59", "9999-12-31T23:59:59", "1970-01-01T00:00:01", "1969-12-31T23:59:59"]
+    random = np.datetime64("1900-01-01", "s") + np.random.default_rng(0).integers(0, 200 * 365 * 86400, 500).astype("timedelta64[s]")
+    for stamps in (np.array(edges, dtype="datetime64[s]"), random, np.array(["0999-12-31T23:59:59", "2000-01-01T00:00:00"], dtype="datetime64[s]")):
+        assert formatted(stamps, fmt).tolist() == [d.strftime(fmt) for d in stamps.astype(dt.datetime)]
