@@ -12,7 +12,6 @@ from __future__ import annotations
 import importlib.abc
 import json
 import logging
-import os
 import sys
 from contextlib import contextmanager
 from enum import StrEnum
@@ -138,7 +137,7 @@ def _cell(value) -> Text:
 
 WorkersOption = Annotated[
     Optional[int],
-    typer.Option(min=1, help="Processes producing row groups (default: the cores available). Per model, requests in flight stay within max_parallel_requests in total."),
+    typer.Option(min=1, help="Processes producing row groups (default: the cores available; fewer for a small job without LLM columns). Per model, requests in flight stay within max_parallel_requests in total."),
 ]
 
 
@@ -165,7 +164,7 @@ def generate(
             dataset_name=dataset_name,
             resume=resume.value,
             progress=on_progress,
-            workers=workers or available_cores(),
+            workers=workers,
         )
     _report(result)
 
@@ -177,7 +176,7 @@ def resume_command(dataset: Annotated[str, typer.Argument(help="A dataset folder
     from dd_core.interface.api import resume_dataset
 
     with _progress() as on_progress:
-        result = resume_dataset(dataset, progress=on_progress, workers=workers or available_cores())
+        result = resume_dataset(dataset, progress=on_progress, workers=workers)
     _report(result)
 
 
@@ -215,13 +214,6 @@ def _without_pandas() -> None:
     ``pa.array`` of a Python list when it is installed; refused, pyarrow works without it."""
     if "pandas" not in sys.modules:
         sys.meta_path.insert(0, _NoPandas())
-
-
-def available_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 @contextmanager
