@@ -55,6 +55,7 @@ _EXPORTS = {
     "read_table": "dd_core.storage.row_group_files",
     "strip_dd_metadata": "dd_core.storage.row_group_files",
     "write_row_group_file": "dd_core.storage.row_group_files",
+    "row_group_spend": "dd_core.storage.spend",
     "write_streamed": "dd_core.storage.dataset_folder",
     "row_group_claim": "dd_core.storage.claims",
     "StoragePath": "dd_core.storage.filesystems",
@@ -88,3 +89,4 @@ if TYPE_CHECKING:
     from dd_core.storage.filesystems import StoragePath, storage_path
     from dd_core.storage.dataset_folder import write_streamed
     from dd_core.storage.row_group_files import RowGroupInfo, read_info, read_table, strip_dd_metadata, write_row_group_file
+    from dd_core.storage.spend import row_group_spend

@@ -16,7 +16,7 @@ from dd_core import apply_processors, read_table, strip_dd_metadata, write_strea
 from dd_dagster.checkpoints import latest_materializations
 from dd_dagster.checks import regenerate_hint
 from dd_dagster.dataset import DagsterDataset
-from dd_dagster.metadata import preview, summed, table_schema, usage_entries
+from dd_dagster.metadata import preview, summed, table_schema, total_cost, usage_entries
 from dd_dagster.production import intact
 from dd_dagster.status import RowGroupStatus
 
@@ -53,6 +53,7 @@ def combine(context: dg.AssetExecutionContext, dataset: DagsterDataset, artifact
     expected = dataset.num_records - dropped
     records = latest_materializations(context.instance, row_groups_key, dataset.partition_keys)
     context.log.info(f"combined {len(paths)} row groups ({rows} rows) into {path}")
+    usage = summed(usage_entries(r.asset_materialization.metadata) for r in records.values())
     return dg.MaterializeResult(
         metadata={
             "path": dg.MetadataValue.path(str(path)),
@@ -63,7 +64,8 @@ def combine(context: dg.AssetExecutionContext, dataset: DagsterDataset, artifact
             "row_groups": len(paths),
             "dropped_rows": dropped,
             "duration_s": round(time.perf_counter() - started, 3),
-            **summed(usage_entries(r.asset_materialization.metadata) for r in records.values()),
+            **usage,
+            **total_cost(usage),
         },
         check_results=[
             dg.AssetCheckResult(check_name=ROW_COUNT_CHECK, passed=rows == expected, metadata={"rows": rows, "expected": expected, "dropped_rows": dropped}),

@@ -2,8 +2,9 @@
 materializations (numeric where it changes per row group, so Dagster plots it).
 
 LLM usage is one numeric entry per model and counter, ``llm/<alias>/<counter>``; the combined
-asset sums them over its row groups. A new counter (e.g. a cost) is one more name in
-``USAGE_COUNTERS``.
+asset sums them over its row groups. A new counter is one more name in ``USAGE_COUNTERS``.
+``llm/<alias>/cost_usd`` (what the row group was paid for, at the model's configured prices)
+appears only for models with a price, and the combined asset adds ``llm/cost_usd``, the total.
 """
 
 from __future__ import annotations
@@ -21,8 +22,11 @@ from dd_core import column_schema
 from dd_dagster.dataset import DagsterDataset
 
 #: ``dd_core.ModelUsage`` counters shown per model and summed by the combined asset.
-USAGE_COUNTERS = ("calls", "cache_hits", "retries", "invalid_replies", "failed_cells", "throttled", "prompt_tokens", "completion_tokens", "request_seconds")
+USAGE_COUNTERS = ("calls", "batch_calls", "cache_hits", "retries", "invalid_replies", "failed_cells", "throttled", "prompt_tokens", "completion_tokens", "request_seconds")
 USAGE_PREFIX = "llm/"
+COST = "cost_usd"
+#: Costs keep micro-dollars (a row group of small calls costs fractions of a cent).
+COST_DIGITS = 6
 #: Rows in the preview: two fit the UI's metadata column side by side at 1,600 px.
 PREVIEW_ROWS = 2
 #: Longest text shown in a preview cell (two rows then fit beside the metadata keys).
@@ -66,8 +70,19 @@ def _config_reference(dataset: DagsterDataset) -> dg.CodeReferencesMetadataValue
 
 
 def usage_metadata(usage: Mapping[str, Mapping[str, Any]]) -> dict[str, float | int]:
-    """``{"writer": ModelUsage.to_json()}`` -> ``{"llm/writer/calls": 40, ...}``."""
-    return {f"{USAGE_PREFIX}{alias}/{name}": _rounded(counters.get(name, 0)) for alias, counters in sorted(usage.items()) for name in USAGE_COUNTERS}
+    """``{"writer": ModelUsage.to_json()}`` -> ``{"llm/writer/calls": 40, ...}`` (and
+    ``llm/writer/cost_usd`` when the usage has a cost: never an estimate)."""
+    entries = {f"{USAGE_PREFIX}{alias}/{name}": _rounded(counters.get(name, 0)) for alias, counters in sorted(usage.items()) for name in USAGE_COUNTERS}
+    for alias, counters in sorted(usage.items()):
+        if "cost_usd" in counters:
+            entries[f"{USAGE_PREFIX}{alias}/{COST}"] = round(counters[COST], COST_DIGITS)
+    return entries
+
+
+def total_cost(entries: Mapping[str, float | int]) -> dict[str, float]:
+    """``{"llm/cost_usd": total}`` over the models' cost entries (nothing without any)."""
+    costs = [value for label, value in entries.items() if label.startswith(USAGE_PREFIX) and label.endswith(f"/{COST}")]
+    return {f"{USAGE_PREFIX}{COST}": round(sum(costs), COST_DIGITS)} if costs else {}
 
 
 def usage_entries(metadata: Mapping[str, dg.MetadataValue]) -> dict[str, float | int]:
@@ -79,8 +94,8 @@ def summed(parts: Iterable[Mapping[str, float | int]]) -> dict[str, float | int]
     total: dict[str, float | int] = {}
     for part in parts:
         for label, value in part.items():
-            total[label] = _rounded(total.get(label, 0) + value)
-    return dict(sorted(total.items()))
+            total[label] = total.get(label, 0) + value
+    return {label: round(v, COST_DIGITS) if label.endswith(f"/{COST}") else _rounded(v) for label, v in sorted(total.items())}
 
 
 def _rounded(value: float | int) -> float | int:

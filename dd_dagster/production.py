@@ -20,7 +20,7 @@ from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from dd_core import DatasetConfig, DatasetDamagedError, LLMRuntime, RowGroupInfo, StoragePath, read_info, row_group_claim, run_row_group, write_row_group_file
+from dd_core import DatasetConfig, DatasetDamagedError, LLMRuntime, RowGroupInfo, StoragePath, read_info, row_group_claim, row_group_spend, run_row_group, write_row_group_file
 from dd_dagster.checkpoints import row_group_version
 
 #: Below this many row groups to generate, a worker's start-up (~1 s) costs more than it saves.
@@ -79,9 +79,12 @@ def produce(job: RowGroupJob) -> RowGroupOutcome:
             return RowGroupOutcome(job.index, job.path, num_rows, _version(job, num_rows, job.path.read_bytes()), reused=True)
         started = time.perf_counter()
         result = run_row_group(job.config, job.index, job.requested_rows, buffer_size=job.buffer_size, llm=job.runtime)
-        info = RowGroupInfo(job.index, job.requested_rows, result.table.num_rows, job.config_hash, job.config_hash_version, job.buffer_size, job.config.seed)
+        info = RowGroupInfo(job.index, job.requested_rows, result.table.num_rows, job.config_hash, job.config_hash_version, job.buffer_size, job.config.seed, result.llm_spend)
         digest = write_row_group_file(job.path, result.table, info)
     usage = {alias: u.to_json() for alias, u in result.usage.items()}
+    for alias, spend in row_group_spend(result.llm_spend).items():  # what this row group was paid for
+        if "cost_usd" in spend and alias in usage:
+            usage[alias]["cost_usd"] = spend["cost_usd"]
     num_rows = result.table.num_rows
     return RowGroupOutcome(job.index, job.path, num_rows, _version(job, num_rows, digest), False, time.perf_counter() - started, result.dropped_rows, usage)
 

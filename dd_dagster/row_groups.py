@@ -9,6 +9,7 @@ code- and data-version tags so Dagster can tell stale partitions apart.
 # No `from __future__ import annotations`: Dagster reads the asset function's annotations
 # (config, resources) at definition time.
 from collections.abc import Iterator
+from contextlib import nullcontext
 from typing import Literal
 
 from pydantic import Field
@@ -17,6 +18,7 @@ import dagster as dg
 
 from dd_core import DDConfigError, GenerationError, ResumeConflictError, ResumeMode, StaleRowGroupError, plan_resume
 from dd_dagster.checkpoints import CODE_VERSION_TAG, DATA_VERSION_TAG, found_state, latest_materializations, latest_records
+from dd_dagster.batch_logs import batch_progress_to
 from dd_dagster.checks import check_evaluation
 from dd_dagster.dataset import DagsterDataset
 from dd_dagster.metadata import usage_entries, usage_metadata
@@ -66,7 +68,10 @@ class RowGroupMaterializer:
         self.dataset = dataset
         self.artifact_path = resource.artifact_path
         self.runtime = resource.llm_runtime(dataset.llm_cache_dir(resource.artifact_path))
-        self.use_worker = resource.generation_worker
+        # A batch-mode model's row groups wait for the provider: a worker process would bring
+        # nothing, and inline their progress reaches the run's log (see batch_logs).
+        self.batched = any(m.batch for m in dataset.config.models)
+        self.use_worker = resource.generation_worker and not self.batched
         self.context = context
         self.asset_key = context.asset_key
         #: Per reused row group: the LLM usage its earlier materialization recorded.
@@ -91,7 +96,7 @@ class RowGroupMaterializer:
         self.context.log.info(f"{len(reuse)} row group(s) to reuse, {len(jobs)} to generate (resume={mode.value})")
         # Each log line is an event Dagster stores (~10 ms on SQLite): report progress about ten times a run.
         every = max(1, len(indices) // 10)
-        with produced(jobs, self.use_worker) as outcomes:
+        with batch_progress_to(self.context.log) if self.batched else nullcontext(), produced(jobs, self.use_worker) as outcomes:
             for done, index in enumerate(indices, start=1):
                 outcome = reuse.get(index) or self._next(outcomes)
                 if done % every == 0 or done == len(indices):

@@ -33,3 +33,15 @@ def dd_generate_dataset(config_path: Path, artifact_path: Path, num_records: int
     done = subprocess.run([str(a) for a in args], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     return load_dataset(Path(artifact_path) / load_config(config_path).name)
+
+
+def wait_for(predicate, timeout: float, what: str) -> None:
+    """Poll ``predicate`` every 20 ms until it is true; fail naming ``what`` after ``timeout`` s."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")

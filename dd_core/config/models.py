@@ -1,8 +1,9 @@
 """Model endpoints for LLM columns (any OpenAI-compatible chat-completions server).
 
 The key itself never enters a config: ``api_key_env`` names the environment variable that
-holds it. Endpoint, key, concurrency, timeouts and retries do not change what a model
-writes, so the fingerprint leaves them out.
+holds it. Endpoint, key, concurrency, rate limits, timeouts, retries, batch mode and prices
+do not change what a model writes, so the fingerprint leaves them out (a batch reply is the
+reply the same request gets online).
 """
 
 from __future__ import annotations
@@ -11,11 +12,24 @@ import re
 from typing import Any
 from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
-from dd_core.config.base import ConfigModel
+from dd_core.config.base import ConfigModel, FieldProblem
 
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+#: A Batch API completion window: a whole number of hours or days, e.g. "24h" (OpenAI's only value).
+COMPLETION_WINDOW = re.compile(r"^[1-9][0-9]{0,3}[hd]$")
+#: USD per million tokens above this is surely a typo (the dearest models cost well under 1,000).
+MAX_PRICE_PER_MTOK = 1_000_000.0
+
+
+class PriceConfig(ConfigModel):
+    """What the provider charges, in USD per million tokens (cost is reported only from these)."""
+
+    input_per_mtok: float = Field(ge=0, le=MAX_PRICE_PER_MTOK, allow_inf_nan=False)
+    output_per_mtok: float = Field(ge=0, le=MAX_PRICE_PER_MTOK, allow_inf_nan=False)
+    #: The share taken off both prices for requests answered through the Batch API (0.5: half price).
+    batch_discount: float = Field(default=0.5, ge=0, le=1, allow_inf_nan=False)
 
 
 class ModelConfig(ConfigModel):
@@ -39,12 +53,25 @@ class ModelConfig(ConfigModel):
     max_retry_wait_s: float = Field(default=60.0, gt=0, le=3600)
     #: Seconds one cell may spend waiting between retries in total; once spent, the cell fails.
     retry_wait_budget_s: float = Field(default=300.0, ge=0, le=86_400)
+    #: Requests (and tokens, counted from ``max_tokens`` plus the prompt, corrected by the reply's
+    #: usage) started in any 60 s window never exceed these.
+    max_requests_per_minute: int | None = Field(default=None, ge=1, le=100_000_000)
+    max_tokens_per_minute: int | None = Field(default=None, ge=1, le=100_000_000_000)
+    #: Send this model's requests through the provider's Batch API (``/files`` and ``/batches``).
+    batch: bool = False
+    batch_poll_interval_s: float = Field(default=30.0, gt=0, le=86_400, allow_inf_nan=False)
+    batch_completion_window: str = "24h"
+    price: PriceConfig | None = None
     description: str | None = None
 
     fingerprint_exclude = frozenset(
-        {"description", "alias", "base_url", "api_key_env", "max_parallel_requests", "adaptive_concurrency", "timeout_s",
-         "max_retries", "max_retry_wait_s", "retry_wait_budget_s"}
-    )
+        {
+            "description", "alias", "base_url", "api_key_env", "max_parallel_requests", "adaptive_concurrency",
+            "timeout_s", "max_retries", "max_retry_wait_s", "retry_wait_budget_s",
+            "max_requests_per_minute", "max_tokens_per_minute",
+            "batch", "batch_poll_interval_s", "batch_completion_window", "price",
+        }
+    )  # fmt: skip
 
     @field_validator("base_url")
     @classmethod
@@ -62,6 +89,23 @@ class ModelConfig(ConfigModel):
                 "never the key itself"
             )
         return value
+
+    @field_validator("batch_completion_window")
+    @classmethod
+    def _window(cls, value: str) -> str:
+        if not COMPLETION_WINDOW.match(value):
+            raise ValueError(f"must be a whole number of hours or days such as '24h' or '7d', got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _token_limit_needs_max_tokens(self) -> ModelConfig:
+        if self.max_tokens_per_minute is not None and self.max_tokens is None:
+            raise FieldProblem(
+                "max_tokens",
+                "max_tokens_per_minute needs max_tokens (the most tokens one reply may use): without it "
+                "no request's tokens are known before its reply, and the limit could be passed",
+            )
+        return self
 
     @field_validator("extra_body")
     @classmethod

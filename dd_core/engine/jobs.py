@@ -63,13 +63,13 @@ class RowGroupSizes:
         object.__setattr__(self, "buffer_size", buffer_size)
         object.__setattr__(self, "seed", config.seed)
 
-    def info(self, job: RowGroupJob, num_rows: int) -> RowGroupInfo:
-        return RowGroupInfo(job.index, job.num_rows, num_rows, self.config_hash, self.config_hash_version, self.buffer_size, self.seed)
+    def info(self, job: RowGroupJob, num_rows: int, llm_spend: str = "") -> RowGroupInfo:
+        return RowGroupInfo(job.index, job.num_rows, num_rows, self.config_hash, self.config_hash_version, self.buffer_size, self.seed, llm_spend)
 
 
 def finish(job: RowGroupJob, result: RowGroupResult, sizes: RowGroupSizes, started: float) -> ProducedRowGroup:
     """Describe a finished row group and, when the job says where, write it crash-safely."""
-    info = sizes.info(job, result.table.num_rows)
+    info = sizes.info(job, result.table.num_rows, result.llm_spend)
     if job.path is None:
         return ProducedRowGroup(info, result.usage, time.perf_counter() - started, table=result.table)
     digest = write_row_group_file(job.path, result.table, info)

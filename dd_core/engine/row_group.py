@@ -32,6 +32,8 @@ class RowGroupResult:
     table: pa.Table
     requested_rows: int
     usage: dict[str, ModelUsage] = field(default_factory=dict)
+    #: What the row group was paid for, per model alias, as its file records it (JSON).
+    llm_spend: str = ""
 
     @property
     def dropped_rows(self) -> int:
@@ -57,7 +59,7 @@ def run_row_group(
 
     with produce_row_groups(config, [RowGroupJob(index, num_rows)], buffer_size=buffer_size or num_rows, llm=llm) as produced:
         part = next(iter(produced))
-    return RowGroupResult(part.table, num_rows, part.usage)
+    return RowGroupResult(part.table, num_rows, part.usage, part.info.llm_spend)
 
 
 def vector_stage(config: DatasetConfig, index: int, num_rows: int, buffer_size: int) -> RowGroupContext:

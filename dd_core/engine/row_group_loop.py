@@ -4,12 +4,18 @@ It lives in a thread of its own: admission (the next row group's vectorised stag
 a worker thread, admitted while the look-ahead has room), row workers (``window`` coroutines
 that each run rows one after another, oldest row group first), completion (assemble, write,
 hand back through a queue) and failure (later row groups cancelled, earlier ones finished).
+
+With a batch-mode model, every row of an admitted row group starts at once (a task each): a
+row group's batch goes out when all its live rows wait for it, so none may be held back by a
+window of rows in progress. Look-ahead is then at least ``BATCH_LOOKAHEAD_ROWS`` rows, so the
+batches of several row groups are with the provider at the same time.
 """
 
 from __future__ import annotations
 
 import asyncio
 import gc
+import json
 import queue
 import threading
 import time
@@ -18,7 +24,9 @@ from collections.abc import Iterable, Iterator
 
 from dd_core.config import DatasetConfig
 from dd_core.engine.jobs import ProducedRowGroup, RowGroupJob, RowGroupSizes, finish
+from dd_core.engine.llm.batch_journal import journal_path
 from dd_core.engine.llm.cache import RowGroupCache, cache_path
+from dd_core.engine.llm.cost import priced
 from dd_core.engine.llm.runtime import LLMRuntime
 from dd_core.engine.row_group import assemble, vector_stage
 from dd_core.errors import GenerationError
@@ -32,6 +40,8 @@ ROWS_PER_SLOT_SEVERAL_MODELS = 2
 #: run while an older one waits for a straggler (~10 s at the tail of a lognormal latency).
 LOOKAHEAD_ROWS_PER_SLOT = 16
 MAX_ROW_GROUPS_IN_FLIGHT = 64
+#: Rows of admitted row groups whose batches may be out at once (memory: a task per row).
+BATCH_LOOKAHEAD_ROWS = 50_000
 
 
 class _Group:
@@ -118,6 +128,9 @@ class RowGroupLoop:
             slots = sessions.slots
             self.window = slots if len(sessions.callers) == 1 else slots * ROWS_PER_SLOT_SEVERAL_MODELS
             self.lookahead = LOOKAHEAD_ROWS_PER_SLOT * slots
+            self.batched = sessions.batched
+            if self.batched:
+                self.lookahead = max(self.lookahead, BATCH_LOOKAHEAD_ROWS)
             self.active: dict[int, _Group] = {}
             self.feeding: deque[_Group] = deque()
             self.rows_ready = asyncio.Event()
@@ -162,11 +175,16 @@ class RowGroupLoop:
                 if prepared is None:
                     break
                 job, cells = prepared
+                try:
+                    await cells.start()
+                except BaseException:
+                    await cells.aclose()
+                    raise
                 while not self._room_for(job.num_rows):
                     self.room.clear()
                     await self.room.wait()
                 if self.failure is not None or self.fatal is not None:
-                    await cells.cache.aclose()
+                    await cells.aclose()
                     break
                 self._admit(seq, job, cells)
                 seq += 1
@@ -185,7 +203,7 @@ class RowGroupLoop:
         if job is None:
             return None
         ctx = vector_stage(self.config, job.index, job.num_rows, self.sizes.buffer_size)
-        return job, self.stage.cells_of(ctx, RowGroupCache(cache_path(self.runtime.cache_dir, job.index)))
+        return job, self.stage.cells_of(ctx, RowGroupCache(cache_path(self.runtime.cache_dir, job.index), self.sizes.config_hash), journal_path(self.runtime.cache_dir, job.index))
 
     def _room_for(self, num_rows: int) -> bool:
         if self.fatal is not None or self.failure is not None or not self.active:
@@ -204,6 +222,11 @@ class RowGroupLoop:
         if job.num_rows == 0:
             self._complete_soon(group)
             return
+        if self.batched:
+            self.unstarted_rows -= job.num_rows
+            for row in range(job.num_rows):
+                group.workers.add(self._loop.create_task(self._run_row(group, row)))
+            return
         self.feeding.append(group)
         self.rows_ready.set()
 
@@ -216,7 +239,6 @@ class RowGroupLoop:
     async def _row_worker(self) -> None:
         """Run rows one after another, oldest row group first: ``window`` of these run at once
         (a task per worker, not per row)."""
-        me = asyncio.current_task()
         feeding = self.feeding
         while True:
             if not feeding:
@@ -233,18 +255,25 @@ class RowGroupLoop:
             self.unstarted_rows -= 1
             if self.unstarted_rows < self.window:
                 self.room.set()
-            group.workers.add(me)
-            try:
-                await self.stage.row(group.cells, row)
-            except Exception as exc:  # a template error or a bug: nothing sensible continues
-                self.fatal = exc
-                self._changed()
+            if not await self._run_row(group, row):
                 return
-            finally:
-                group.workers.discard(me)
-            group.remaining -= 1
-            if group.remaining == 0:
-                self._complete_soon(group)
+
+    async def _run_row(self, group: _Group, row: int) -> bool:
+        """One row of ``group``, in the calling task; False when the run must stop."""
+        me = asyncio.current_task()
+        group.workers.add(me)
+        try:
+            await self.stage.row(group.cells, row)
+        except Exception as exc:  # a template error or a bug: nothing sensible continues
+            self.fatal = exc
+            self._changed()
+            return False
+        finally:
+            group.workers.discard(me)
+        group.remaining -= 1
+        if group.remaining == 0:
+            self._complete_soon(group)
+        return True
 
     def _complete_soon(self, group: _Group) -> None:
         task = self._loop.create_task(self._complete(group))
@@ -253,8 +282,9 @@ class RowGroupLoop:
 
     async def _complete(self, group: _Group) -> None:
         try:
-            await group.cells.cache.aclose()
+            await group.cells.aclose()
             result = assemble(self.config, group.cells.ctx, self.stage.outcome(group.cells))
+            result.llm_spend = self._spend(group.cells.cache.spend())
             part = await asyncio.to_thread(finish, group.job, result, self.sizes, group.started)
         except GenerationError as exc:
             self._failed(group, exc)
@@ -266,6 +296,13 @@ class RowGroupLoop:
         self._leave(group)
         self._results.put(("part", (group.seq, part)))
         self._changed()
+
+    def _spend(self, spends) -> str:
+        """The row group's record of what it was paid for (with costs where models have prices)."""
+        if not spends:
+            return ""
+        prices = {m.alias: m.price for m in self.config.models}
+        return json.dumps(priced(spends, prices), sort_keys=True, separators=(",", ":"))
 
     def _failed(self, group: _Group, exc: GenerationError) -> None:
         """No later row group continues; earlier ones finish; then the failure is raised."""
@@ -289,12 +326,12 @@ class RowGroupLoop:
         tasks = list(group.workers)
         for task in tasks:
             task.cancel()  # each is inside one of this row group's rows
-        if self.fatal is None and not self.done.is_set():
+        if self.fatal is None and not self.done.is_set() and not self.batched:
             self._add_row_workers(len(tasks))
 
         async def close() -> None:
             await asyncio.gather(*tasks, return_exceptions=True)
-            await group.cells.cache.aclose()
+            await group.cells.aclose()
 
         task = self._loop.create_task(close())
         self.cleanups.add(task)

@@ -3,7 +3,8 @@
 A row's cells run in dependency order and a cell starts as soon as its own inputs exist
 (row 3's answer does not wait for row 900's question). Requests to one model share that
 model's adaptive limit, whichever column and row group they come from (see ``pipeline``). A
-cell that still fails after retries drops its row.
+cell that still fails after retries drops its row. Cells of a batch-mode model wait in their row
+group's ``BatchCollector`` and go out as batches (see ``llm.batch_collector``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ from dd_core.config.llm_columns import LLMColumn
 from dd_core.config.render_limits import RenderLimits
 from dd_core.engine.expressions import compile_renderer, convert_value, expression_type
 from dd_core.engine.context import RowGroupContext
+from dd_core.engine.llm.batch_caller import BatchCaller
+from dd_core.engine.llm.batch_collector import BatchCollector
+from dd_core.engine.llm.batch_journal import BatchJournal
 from dd_core.engine.llm.cache import RowGroupCache
 from dd_core.engine.llm.caller import ModelCaller
 from dd_core.engine.llm.cells import InvalidReply, arrow_type, instructions, parse_reply, response_format
@@ -60,12 +64,30 @@ class RowGroupCells:
     usage: dict[str, ModelUsage]
     rows: list[dict[str, Any] | None]
     failures: list[CellFailed] = field(default_factory=list)
+    #: The row group's batches, when a model of the stage is in batch mode.
+    batches: BatchCollector | None = None
+    journal: BatchJournal | None = None
+
+    async def start(self) -> None:
+        """Take up the batches earlier runs submitted for this row group (before any row starts)."""
+        if self.batches is not None:
+            await self.batches.start()
+
+    async def aclose(self) -> None:
+        """Stop waiting for batches (they stay journaled), then sync and close the cache."""
+        try:
+            if self.batches is not None:
+                await self.batches.close()
+        finally:
+            if self.journal is not None:
+                self.journal.close()
+            await self.cache.aclose()
 
 
 class _Cell:
     """What one LLM column sends, prepared once: renderers and the constant part of the body."""
 
-    def __init__(self, col: LLMColumn, caller: ModelCaller, limits: RenderLimits):
+    def __init__(self, col: LLMColumn, caller: ModelCaller | BatchCaller, limits: RenderLimits):
         self.col = col
         self.caller = caller
         self.prompt = compile_renderer(col.prompt, col.name, "prompt", limits)
@@ -88,7 +110,7 @@ class _Cell:
 class RowwiseStage:
     """The row-wise columns of a config, run row by row against shared model callers."""
 
-    def __init__(self, config: DatasetConfig, callers: dict[str, ModelCaller]):
+    def __init__(self, config: DatasetConfig, callers: dict[str, ModelCaller | BatchCaller]):
         self.config = config
         self.columns = [c for c in config.generation_order if c.name in config.rowwise_names]
         reads = {r for c in self.columns for refs in c.dependencies().values() for r in refs}
@@ -98,11 +120,18 @@ class RowwiseStage:
         limits = config.render_limits
         self.cells = {c.name: _Cell(c, callers[c.model], limits) for c in self.columns if isinstance(c, LLMColumn)}
         self.expressions = {c.name: compile_renderer(c.expr, c.name, "expr", limits) for c in self.columns if isinstance(c, ExpressionColumn)}
+        self.batch_callers = {a: c for a, c in callers.items() if isinstance(c, BatchCaller) and a in self.aliases}
 
-    def cells_of(self, ctx: RowGroupContext, cache: RowGroupCache) -> RowGroupCells:
+    def cells_of(self, ctx: RowGroupContext, cache: RowGroupCache, journal_path=None) -> RowGroupCells:
+        """One row group's cells; with batch-mode models, its journal (read here) and collector."""
         base = {name: ctx.python_values(name) for name in self.base_names}
         usage = {a: ModelUsage(self.config.model(a).model) for a in self.aliases}
-        return RowGroupCells(ctx, base, cache, usage, [None] * ctx.num_rows)
+        cells = RowGroupCells(ctx, base, cache, usage, [None] * ctx.num_rows)
+        if self.batch_callers:
+            cells.journal = BatchJournal.open(journal_path)
+            runners = {a: caller.runner(cells.journal, cache, ctx.index) for a, caller in self.batch_callers.items()}
+            cells.batches = BatchCollector(runners, ctx.num_rows)
+        return cells
 
     def outcome(self, group: RowGroupCells) -> RowwiseOutcome:
         rows = group.rows
@@ -117,6 +146,15 @@ class RowwiseStage:
 
     async def row(self, group: RowGroupCells, row: int) -> None:
         """Produce one row into ``group.rows[row]`` (left None when a cell failed)."""
+        if group.batches is None:
+            await self._row(group, row)
+            return
+        try:
+            await self._row(group, row)
+        finally:
+            group.batches.row_finished()
+
+    async def _row(self, group: RowGroupCells, row: int) -> None:
         context = {name: values[row] for name, values in group.base.items()}
         produced = {}
         index = group.ctx.index
@@ -125,7 +163,7 @@ class RowwiseStage:
                 value = convert_value(self.expressions[col.name](context), col, row)
             else:
                 try:
-                    value = await self._cell(self.cells[col.name], context, group, row, (index, -depth, row))
+                    value = await self._cell(self.cells[col.name], context, group, row, depth, (index, -depth, row))
                 except CellFailed as failure:
                     group.failures.append(failure)
                     group.usage[col.model].failed_cells += 1
@@ -133,7 +171,7 @@ class RowwiseStage:
             context[col.name] = produced[col.name] = value
         group.rows[row] = produced
 
-    async def _cell(self, cell: _Cell, context: dict, group: RowGroupCells, row: int, priority: tuple) -> Any:
+    async def _cell(self, cell: _Cell, context: dict, group: RowGroupCells, row: int, depth: int, priority: tuple) -> Any:
         col, caller = cell.col, cell.caller
         usage = group.usage[col.model]
         messages = cell.messages(context)
@@ -141,7 +179,10 @@ class RowwiseStage:
         for attempt in range(col.max_invalid_retries + 1):
             payload = cell.body.payload(messages, cell_seed(self.config.seed, group.ctx.index, row, col.name, attempt))
             try:
-                completion = await caller.complete(payload, group.cache, priority, usage)
+                if group.batches is not None and isinstance(caller, BatchCaller):
+                    completion = await caller.complete(payload, group.cache, group.batches, col.name, depth, row, usage)
+                else:
+                    completion = await caller.complete(payload, group.cache, priority, usage)
             except CallFailed as exc:
                 raise CellFailed(col.model, f"column '{col.name}', row {row}: {exc}") from exc
             try:

@@ -47,16 +47,25 @@ def split(total: int, parts: int) -> list[int]:
 
 
 def worker_runtimes(config: DatasetConfig, runtime: LLMRuntime, workers: int) -> list[LLMRuntime]:
-    """One runtime per worker, each with its share of every model's request limit."""
+    """One runtime per worker, each with its share of every model's request limit and of its
+    per-minute limits (so the workers together stay within them)."""
     aliases = sorted({c.model for c in config.columns if isinstance(c, LLMColumn)})
-    caps = {alias: runtime.endpoint(config.model(alias)).max_parallel_requests for alias in aliases}
-    workers = max(1, min([workers, *caps.values()]))
+    endpoints = {alias: runtime.endpoint(config.model(alias)) for alias in aliases}
+    caps = {alias: e.max_parallel_requests for alias, e in endpoints.items()}
+    per_minute = [int(e.max_requests_per_minute) for e in endpoints.values() if e.max_requests_per_minute]
+    workers = max(1, min([workers, *caps.values(), *per_minute]))  # every share at least one request
     shares = {alias: split(cap, workers) for alias, cap in caps.items()}
     runtimes = []
     for i in range(workers):
         overrides = dict(runtime.overrides)
         for alias in aliases:
-            overrides[alias] = dataclasses.replace(overrides.get(alias, ModelOverride()), max_parallel_requests=shares[alias][i])
+            rpm, tpm = endpoints[alias].max_requests_per_minute, endpoints[alias].max_tokens_per_minute
+            overrides[alias] = dataclasses.replace(
+                overrides.get(alias, ModelOverride()),
+                max_parallel_requests=shares[alias][i],
+                max_requests_per_minute=rpm / workers if rpm else None,
+                max_tokens_per_minute=tpm / workers if tpm else None,
+            )
         limits = {alias: min(limit, shares[alias][i]) for alias, limit in runtime.limits.items() if alias in shares}
         runtimes.append(LLMRuntime(cache_dir=runtime.cache_dir, overrides=overrides, limits=limits))
     return runtimes

@@ -198,8 +198,25 @@ def _report(result) -> None:
             f"Model {alias} ({usage['model']}): {usage['calls']} calls, {usage['cache_hits']} cached, "
             f"{usage['retries']} retries, {usage['failed_cells']} failed cells, errors: {errors}, "
             f"tokens {usage['prompt_tokens']} in / {usage['completion_tokens']} out"
+            + (f", {usage['batch_calls']} through batches" if usage.get("batch_calls") else "")
         )
+    for line in cost_lines(meta):
+        say(line)
     say(f"Dataset: {result.path}")
+
+
+def cost_lines(meta: dict) -> list[str]:
+    """What the dataset was paid for, per priced model and in total (nothing without prices)."""
+    spend = meta.get("llm_spend", {})
+    lines = [
+        f"Cost of model {alias}: ${entry['cost_usd']:.4f} for {entry['requests']:,} paid requests "
+        f"({entry['prompt_tokens']:,} tokens in / {entry['completion_tokens']:,} out; {entry['batch_requests']:,} at the batch price)"
+        for alias, entry in spend.items()
+        if "cost_usd" in entry
+    ]
+    if "llm_cost_usd" in meta:
+        lines.append(f"Cost of the dataset: ${meta['llm_cost_usd']:.4f} (every run, each paid request once; see metadata.json llm_spend)")
+    return lines
 
 
 class _NoPandas(importlib.abc.MetaPathFinder):

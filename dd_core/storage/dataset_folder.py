@@ -28,6 +28,7 @@ from dd_core.storage.filesystems import StoragePath, local_temp_file, storage_pa
 from dd_core.storage.layout import LOCK_FILE, DatasetLayout, batch_index
 from dd_core.storage.metadata import COMPLETE, DatasetMetadata, RowCounts, load_metadata
 from dd_core.storage.row_group_files import RowGroupInfo, read_info, read_num_rows, read_table, strip_dd_metadata
+from dd_core.storage.spend import account, row_group_spend
 
 log = logger(__name__)
 
@@ -149,7 +150,7 @@ class DatasetWriter:
         self._remove_temp_files()
         for index, info in unrecorded.items():
             log.info("row group %d was written but not recorded before a crash; recorded it now", index)
-            self.metadata.completed[index] = RowCounts(info.requested_rows, info.num_rows)
+            self._count(info)
         self.layout.config.write_atomic(json.dumps(resolved_config, indent=2, ensure_ascii=False).encode(), fault_prefix="config")
         self.metadata.status = "in_progress"
         self.metadata.dataset_path = None
@@ -160,7 +161,7 @@ class DatasetWriter:
         or SIGTERM waits until the record is saved. (A file written but not yet recorded is
         adopted by the next run: see ``start``.)"""
         with deferred():
-            self.metadata.completed[info.row_group] = RowCounts(info.requested_rows, info.num_rows)
+            self._count(info)
             self.metadata.save(self.layout.metadata)
 
     def _remove_temp_files(self, level: int = logging.INFO) -> None:
@@ -178,11 +179,16 @@ class DatasetWriter:
                 self._remove_temp_files(logging.DEBUG)  # our own producers' writes, cut short just now
                 unrecorded = _unrecorded(self.layout, self.metadata, list_batches(self.layout))
                 if unrecorded:
-                    for index, info in unrecorded.items():
-                        self.metadata.completed[index] = RowCounts(info.requested_rows, info.num_rows)
+                    for info in unrecorded.values():
+                        self._count(info)
                     self.metadata.save(self.layout.metadata)
         except (DDError, OSError) as exc:
             log.debug("could not record finished row groups after the stop: %s", exc)
+
+    def _count(self, info: RowGroupInfo) -> None:
+        self.metadata.completed[info.row_group] = RowCounts(info.requested_rows, info.num_rows)
+        partial = info.requested_rows != self.metadata.buffer_size
+        account(self.metadata.extra, info.row_group, row_group_spend(info.llm_spend), partial=partial)
 
     def verify(self) -> None:
         verify_row_groups(self.layout, self.metadata)

@@ -26,6 +26,8 @@ class RowGroupInfo:
     config_hash_version: int
     buffer_size: int
     seed: int
+    #: What the row group was paid for, per model (JSON; see ``storage.spend``); "" for none.
+    llm_spend: str = ""
 
     def to_kv(self) -> dict[bytes, bytes]:
         return {f"{PREFIX}{k}".encode(): str(v).encode() for k, v in self.__dict__.items()}
@@ -42,6 +44,7 @@ class RowGroupInfo:
                 config_hash_version=int(values["config_hash_version"]),
                 buffer_size=int(values["buffer_size"]),
                 seed=int(values["seed"]),
+                llm_spend=values.get("llm_spend", ""),
             )
         except (KeyError, ValueError, UnicodeDecodeError) as exc:
             raise DatasetDamagedError(

@@ -9,7 +9,11 @@ injects faults configured at runtime through a control API:
 - ``POST /_control/faults`` ``{"rules": [...]}`` replaces the fault rules,
   ``DELETE /_control/faults`` clears them (see :class:`FaultRule`);
 - ``GET /_control/stats``; ``POST /_control/reset`` clears the stats (not the rules);
-- ``POST /_control/latency`` ``{"latency_ms": x, "jitter_ms": y, "sigma": s, "seed": n}``.
+- ``POST /_control/latency`` ``{"latency_ms": x, "jitter_ms": y, "sigma": s, "seed": n}``;
+- ``/_control/rate_limits``: requests/tokens-per-minute limits and OpenAI's ``x-ratelimit-*``
+  headers (see :mod:`dd_core.testing.rate_limits`);
+- ``/_control/batches``: the Files and Batch APIs' behaviour and call log (see
+  :mod:`dd_core.testing.batch_api`).
 
 Latency is ``latency_ms`` plus a jitter in [0, ``jitter_ms``], or, with ``latency_sigma`` > 0,
 lognormal with median ``latency_ms`` and that sigma (drawn per request from its key and
@@ -52,6 +56,10 @@ from typing import Any, Self
 
 import httpx
 from aiohttp import web
+
+from dd_core.testing.batch_api import BatchService, BatchSettings
+from dd_core.testing.rate_limits import ServerRateLimits
+from dd_core.testing.rate_limits import add_routes as add_rate_limit_routes
 
 HOST = "127.0.0.1"
 DEFAULT_MODELS = ("test-model",)
@@ -478,12 +486,15 @@ class _Stats:
 _ERROR_TYPES = {401: ("invalid_request_error", "invalid_api_key"), 429: ("requests", "rate_limit_exceeded")}
 
 
-def _error(status: int, message: str, headers: Mapping[str, str] | None = None) -> web.Response:
-    """An error response in OpenAI's shape."""
+def _error_json(status: int, message: str) -> dict[str, Any]:
     default_type = "server_error" if status >= 500 else "invalid_request_error"
     error_type, code = _ERROR_TYPES.get(status, (default_type, None))
-    payload = {"error": {"message": message, "type": error_type, "param": None, "code": code}}
-    return web.json_response(payload, status=status, headers=headers)
+    return {"error": {"message": message, "type": error_type, "param": None, "code": code}}
+
+
+def _error(status: int, message: str, headers: Mapping[str, str] | None = None) -> web.Response:
+    """An error response in OpenAI's shape."""
+    return web.json_response(_error_json(status, message), status=status, headers=headers)
 
 
 @web.middleware
@@ -530,25 +541,31 @@ def _request_problem(body: Any) -> str | None:
     return None
 
 
-def _completion(body: Mapping[str, Any], content: str) -> web.Response:
+def reply_usage(body: Mapping[str, Any], content: str) -> tuple[int, int]:
+    """The usage the server reports for a reply: (prompt, completion) tokens, counted as words."""
     prompt_words = sum(len(_text(message.get("content")).split()) for message in body["messages"])
-    prompt_tokens, completion_tokens = max(1, prompt_words), max(1, len(content.split()))
-    return web.json_response(
-        {
-            "id": f"chatcmpl-{uuid.uuid4().hex}",
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": body["model"],
-            "choices": [
-                {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}
-            ],
-            "usage": {
-                "prompt_tokens": prompt_tokens,
-                "completion_tokens": completion_tokens,
-                "total_tokens": prompt_tokens + completion_tokens,
-            },
-        }
-    )
+    return max(1, prompt_words), max(1, len(content.split()))
+
+
+def completion_json(body: Mapping[str, Any], content: str) -> dict[str, Any]:
+    """A chat completion in OpenAI's shape (the same online and in a batch's output file)."""
+    prompt_tokens, completion_tokens = reply_usage(body, content)
+    return {
+        "id": f"chatcmpl-{uuid.uuid4().hex}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": body["model"],
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        },
+    }
+
+
+def _completion(body: Mapping[str, Any], content: str, headers: Mapping[str, str] | None = None) -> web.Response:
+    return web.json_response(completion_json(body, content), headers=headers)
 
 
 def _seconds_header(seconds: float) -> str:
@@ -607,6 +624,8 @@ class _ChatService:
         self.rules: list[FaultRule] = []
         self.stats = _Stats()
         self._slots = asyncio.Semaphore(self.serving.slots) if self.serving.slots else None
+        self.rate_limits = ServerRateLimits()
+        self.batches = BatchService(self.reply_for_batch, self._authorized, _error)
 
     def build_app(self) -> web.Application:
         app = web.Application(middlewares=[_openai_errors], client_max_size=64 * 2**20)
@@ -621,6 +640,8 @@ class _ChatService:
                 web.post("/_control/latency", self._set_latency),
             ]
         )
+        add_rate_limit_routes(app, self.rate_limits, _error)
+        self.batches.add_routes(app)
         if self.serving.metrics:
             app.add_routes([web.get("/metrics", self._metrics)])
         return app
@@ -669,13 +690,33 @@ class _ChatService:
             content = reply_content(body, exchange.key)
         except SchemaError as exc:
             return _error(400, f"Unsupported response_format schema: {exc}")
+        admitted, limit_headers = self.rate_limits.admit(exchange.t_start, sum(reply_usage(body, content)))
+        if not admitted:
+            return _error(429, "Rate limit reached for requests or tokens per minute.", limit_headers)
         rule = self._pick_fault(body)
         await self._serve(exchange)
         if rule is None:
             exchange.succeeded = True
-            return _completion(body, content)
+            return _completion(body, content, limit_headers)
         exchange.fault = rule.kind
         return await self._inject(rule, request, body, exchange, content)
+
+    def reply_for_batch(self, body: Any) -> tuple[int, dict[str, Any]]:
+        """(status, JSON body) for one request line of a batch: the online reply, or the
+        fault rule's answer for the kinds that exist in a batch (``status``, ``invalid_structured``)."""
+        problem = _request_problem(body)
+        if problem:
+            return 400, _error_json(400, problem)
+        try:
+            content = reply_content(body, request_key(body))
+        except SchemaError as exc:
+            return 400, _error_json(400, f"Unsupported response_format schema: {exc}")
+        rule = self._pick_fault(body)
+        if rule is not None and rule.kind == "status":
+            return rule.status, _error_json(rule.status, f"Injected fault: HTTP {rule.status}.")
+        if rule is not None and rule.kind == "invalid_structured":
+            content = _invalid_content(body)
+        return 200, completion_json(body, content)
 
     def _pick_fault(self, body: Mapping[str, Any]) -> FaultRule | None:
         texts = [_text(message.get("content")) for message in body["messages"]]
@@ -848,6 +889,28 @@ class _ServerHandle:
     def metrics_url(self) -> str:
         return f"http://{HOST}:{self.port}/metrics"
 
+    def set_rate_limits(self, **settings: Any) -> None:
+        """Enforce ``rate_limits.RateLimitSettings`` (fields as keywords); ``clear_rate_limits`` removes them."""
+        self._call("POST", "/rate_limits", settings)
+
+    def clear_rate_limits(self) -> None:
+        self._call("DELETE", "/rate_limits")
+
+    def rate_limit_log(self) -> dict[str, Any]:
+        """The settings and every chat request's arrival (``t``, ``tokens``, ``admitted``)."""
+        return self._call("GET", "/rate_limits")
+
+    def set_batch_settings(self, **settings: Any) -> None:
+        """How batches created from now on behave (:class:`BatchSettings` fields as keywords)."""
+        self._call("POST", "/batches", settings)
+
+    def batch_stats(self) -> dict[str, Any]:
+        """Counts of Files/Batch API calls, every batch with its request keys, and the call log."""
+        return self._call("GET", "/batches")
+
+    def reset_batches(self) -> None:
+        self._call("DELETE", "/batches")
+
     def _call(self, method: str, path: str, payload: Any = None) -> Any:
         """Call the control API; a 400 (bad rules or latency) becomes ValueError."""
         if self._control is None:
@@ -957,6 +1020,13 @@ def _loopback_host(value: str) -> str:
     raise argparse.ArgumentTypeError(f"{value!r} is not a loopback address; the test server binds to loopback only")
 
 
+def _batch_seconds(value: str) -> float:
+    try:
+        return BatchSettings(processing_s=float(value)).processing_s
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog=f"python -m {_MODULE}", description=__doc__.splitlines()[0])
     parser.add_argument("--host", type=_loopback_host, default=HOST)
@@ -969,6 +1039,7 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-metrics", dest="metrics", action="store_false", help="no /metrics endpoint")
     parser.add_argument("--model", dest="models", metavar="NAME", action="extend", nargs="+", help="listed models")
     parser.add_argument("--api-key-env", metavar="NAME", help="require the API key held in this environment variable")
+    parser.add_argument("--batch-processing-s", type=_batch_seconds, default=0.0, help="seconds a batch stays in_progress")
     return parser.parse_args(argv)
 
 
@@ -995,6 +1066,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     except ValueError as exc:
         sys.exit(str(exc))
     service = _ChatService(serving=serving, models=args.models or DEFAULT_MODELS, api_key=api_key)
+    service.batches.settings = BatchSettings(processing_s=args.batch_processing_s)
     _run(_serve_until_signalled(service, args.host, args.port))
 
 

@@ -67,9 +67,11 @@ def one_at_a_time(cfg: dict, out) -> list[bytes]:
     files = []
     for index in range(-(-RECORDS // BUFFER)):
         rows = min(BUFFER, RECORDS - index * BUFFER)
-        table = run_row_group(loaded, index, rows, buffer_size=BUFFER).table
+        result = run_row_group(loaded, index, rows, buffer_size=BUFFER)
+        table = result.table
         path = out / f"{index}.parquet"
-        write_row_group_file(path, table, RowGroupInfo(index, rows, table.num_rows, fp["config_hash"], fp["config_hash_version"], BUFFER, loaded.seed))
+        info = RowGroupInfo(index, rows, table.num_rows, fp["config_hash"], fp["config_hash_version"], BUFFER, loaded.seed, result.llm_spend)
+        write_row_group_file(path, table, info)
         files.append(path.read_bytes())
     return files
 

@@ -5,6 +5,12 @@ replies read in one turn of the event loop are appended with a single ``os.write
 of that turn, before the loop waits again, so a SIGKILL loses no call the process has acted on, and ``fsync`` runs (in a thread) every ``sync_interval_s`` and when the row
 group ends. On object storage entries are flushed as one object every few seconds. A torn last
 line is skipped on reading.
+
+Each entry also says who paid for it: the model alias, whether it came from a batch, and the
+config hash of the row-group version it was made for. A row group's cost is what its log holds
+for its own version, so it is counted once, whichever run paid (a run killed inside a row group
+could not record its calls; the run that finishes the row group counts them), and entries reused
+by another version cost that version nothing.
 """
 
 from __future__ import annotations
@@ -12,9 +18,11 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from dataclasses import dataclass
 
+from dd_core.engine.llm.cost import Spend
 from dd_core.engine.llm.replies import Completion
-from dd_core.engine.llm.wire import cache_line
+from dd_core.engine.llm.wire import cache_line, encode_string
 from dd_core.redaction import logger
 from dd_core.storage.faults import fault_point
 from dd_core.storage.filesystems import LogAppender, StoragePath
@@ -22,10 +30,27 @@ from dd_core.storage.filesystems import LogAppender, StoragePath
 log = logger(__name__)
 
 
+@dataclass(frozen=True)
+class Paid:
+    """Who paid for a cached call."""
+
+    alias: str
+    batch: bool
+    config_hash: str
+
+
+def paid_fields(paid: Paid) -> str:
+    """The entry's JSON fields after the token counts (see ``wire.cache_line``)."""
+    return f', "alias": {encode_string(paid.alias)}, "batch": {"true" if paid.batch else "false"}, "paid_for": {encode_string(paid.config_hash)}'
+
+
 class RowGroupCache:
-    def __init__(self, path: StoragePath | None):
+    def __init__(self, path: StoragePath | None, config_hash: str = ""):
         self._path = path
-        self._entries: dict[str, Completion] = _read(path) if path else {}
+        #: The row-group version that calls made now are paid for.
+        self.config_hash = config_hash
+        self._paid: dict[str, Paid] = {}
+        self._entries: dict[str, Completion] = _read(path, self._paid) if path else {}
         self._appender: LogAppender | None = None
         self._last_sync = time.monotonic()
         self._syncing: asyncio.Future | None = None
@@ -37,9 +62,10 @@ class RowGroupCache:
     def get(self, key: str) -> Completion | None:
         return self._entries.get(key)
 
-    def put(self, key: str, completion: Completion) -> None:
+    def put(self, key: str, completion: Completion, alias: str, *, batch: bool = False) -> None:
         """Store a reply the moment it is read; the periodic sync runs off the event loop."""
         self._entries[key] = completion
+        paid = self._paid[key] = Paid(alias, batch, self.config_hash)
         if self._path is None:
             return
         if self._appender is None:
@@ -48,7 +74,22 @@ class RowGroupCache:
             # The replies read in this turn of the event loop go out in one write at its end,
             # before the loop waits for anything again.
             asyncio.get_running_loop().call_soon(self._flush)
-        self._pending.append(cache_line(key, completion.content, completion.prompt_tokens, completion.completion_tokens))
+        self._pending.append(cache_line(key, completion.content, completion.prompt_tokens, completion.completion_tokens, paid_fields(paid)))
+
+    def spend(self) -> dict[str, Spend]:
+        """Per model alias, the calls in this log paid for this row-group version."""
+        spent: dict[str, Spend] = {}
+        for key, paid in self._paid.items():
+            if paid.config_hash == self.config_hash:
+                completion = self._entries[key]
+                spent.setdefault(paid.alias, Spend()).add_call(completion.prompt_tokens, completion.completion_tokens, batch=paid.batch)
+        return spent
+
+    async def persist(self) -> None:
+        """Write and sync everything put so far (before a batch is marked collected)."""
+        self._flush()
+        if self._appender is not None:
+            await asyncio.to_thread(self._appender.sync)
 
     def _flush(self) -> None:
         if not self._pending or self._appender is None:
@@ -72,14 +113,21 @@ class RowGroupCache:
             await asyncio.to_thread(appender.close)
 
 
-def _read(path: StoragePath) -> dict[str, Completion]:
+def _read(path: StoragePath, paid: dict[str, Paid]) -> dict[str, Completion]:
+    """The log's entries (the first of a key wins), and who paid for them into ``paid``
+    (entries written before dd recorded it have no payer and are not counted)."""
     entries: dict[str, Completion] = {}
     for number, line in enumerate(path.read_log(), start=1):
         try:
             entry = json.loads(line)
+            key = entry["key"]
+            if key in entries:
+                continue
             if not isinstance(entry["content"], str):
                 raise TypeError("content is not text")
-            entries[entry["key"]] = Completion(entry["content"], int(entry["prompt_tokens"]), int(entry["completion_tokens"]))
+            entries[key] = Completion(entry["content"], int(entry["prompt_tokens"]), int(entry["completion_tokens"]))
+            if isinstance(entry.get("alias"), str) and isinstance(entry.get("paid_for"), str):
+                paid[key] = Paid(entry["alias"], entry.get("batch") is True, entry["paid_for"])
         except (ValueError, KeyError, TypeError, OverflowError, RecursionError):
             log.warning("skipping unreadable line %d of %s (a write cut short by a crash)", number, path)
     return entries

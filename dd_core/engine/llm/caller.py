@@ -1,6 +1,7 @@
-"""One model's calls: response cache first, then the endpoint under its adaptive limit,
-with the run's single retry layer (tenacity) honouring ``Retry-After`` within the model's
-wait limits (``waits``)."""
+"""One model's calls: response cache first, then the endpoint under its adaptive limit (and,
+when the model has per-minute limits or the server sends ``x-ratelimit-*`` headers, its rate
+limiter), with the run's single retry layer (tenacity) honouring ``Retry-After`` within the
+model's wait limits (``waits``)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from dd_core.config.models import ModelConfig
 from dd_core.engine.llm.cache import RowGroupCache
 from dd_core.engine.llm.client import CallFailed, ChatClient, Completion
 from dd_core.engine.llm.limiter import AdaptiveLimiter
+from dd_core.engine.llm.rate_limiter import RateLimiter, RequestTooLarge, request_tokens
 from dd_core.engine.llm.usage import ModelUsage
 from dd_core.engine.llm.waits import RetryWaits
 
@@ -26,10 +28,18 @@ class ModelCaller:
     """One model's call path, shared by every row group in progress; usage is counted into the
     ``ModelUsage`` of the row group that asked (each row group reports its own)."""
 
-    def __init__(self, model: ModelConfig, client: ChatClient, limiter: AdaptiveLimiter):
+    def __init__(self, model: ModelConfig, client: ChatClient, limiter: AdaptiveLimiter, rate: RateLimiter | None = None):
         self.model = model
         self.client = client
         self.limiter = limiter
+        #: Requests/tokens per minute; made on the first rate-limit headers when not configured.
+        self.rate = rate
+        client.on_rate_headers = self._rate_headers
+
+    def _rate_headers(self, headers) -> None:
+        if self.rate is None:
+            self.rate = RateLimiter(None, None)
+        self.rate.observe(headers)
 
     async def complete(self, payload: bytes, cache: RowGroupCache, priority: tuple, usage: ModelUsage) -> Completion:
         """``payload``: the serialised body (see ``serialise``), also the cache key's source."""
@@ -39,7 +49,7 @@ class ModelCaller:
             usage.cache_hits += 1
             return cached
         completion = await self._send(payload, priority, usage)
-        cache.put(key, completion)
+        cache.put(key, completion, self.model.alias)
         usage.calls += 1
         usage.prompt_tokens += completion.prompt_tokens
         usage.completion_tokens += completion.completion_tokens
@@ -77,20 +87,36 @@ class ModelCaller:
     async def _attempt(self, payload: bytes, priority: tuple, usage: ModelUsage) -> Completion:
         limiter = self.limiter
         await limiter.acquire(priority)
+        rate, ticket = self.rate, None
+        if rate is not None:
+            try:
+                ticket = await rate.acquire(request_tokens(payload, self.model.max_tokens), priority)
+            except RequestTooLarge as exc:
+                limiter.release()
+                raise CallFailed(str(exc), code="too_large", retryable=False) from exc
+            except BaseException:
+                limiter.release()
+                raise
         started = time.monotonic()
         try:
             completion = await self.client.complete(payload)
         except CallFailed as exc:
             usage.request_seconds += time.monotonic() - started
             limiter.release()
+            if ticket is not None:
+                rate.release(ticket)
             self._note(exc, usage)
             raise
         except BaseException:
             limiter.release()
+            if ticket is not None:
+                rate.release(ticket)
             raise
         elapsed = time.monotonic() - started
         usage.request_seconds += elapsed
         limiter.release(elapsed)
+        if ticket is not None:
+            rate.release(ticket, completion.prompt_tokens + completion.completion_tokens)
         return completion
 
     def _note(self, exc: CallFailed, usage: ModelUsage) -> None:

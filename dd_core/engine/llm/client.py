@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import aiohttp
@@ -20,6 +21,7 @@ from dd_core.redaction import scrub
 __all__ = ["CallFailed", "ChatClient", "Completion"]
 
 RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
+RATE_HEADER, RATE_TOKENS_HEADER = "x-ratelimit-remaining-requests", "x-ratelimit-remaining-tokens"
 
 
 class CallFailed(Exception):
@@ -68,6 +70,17 @@ async def _read_body(response: aiohttp.ClientResponse) -> bytes:
     return b"".join(chunks)
 
 
+def http_failure(status: int, headers: Any, body: bytes, what: str = "") -> CallFailed:
+    """A non-200 answer as a typed failure, quoting the server's message (never a header)."""
+    return CallFailed(
+        f"{what}HTTP {status}: {_error_message(body)}",
+        code=str(status),
+        status=status,
+        retryable=status in RETRYABLE_STATUS,
+        retry_after=_retry_after(headers),
+    )
+
+
 class ChatClient:
     """Posts chat-completion bodies to one endpoint through a shared connection pool."""
 
@@ -76,20 +89,18 @@ class ChatClient:
         self._url = yarl.URL(base_url.rstrip("/") + "/chat/completions")  # parsed once, not per request
         self._headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {api_key}"} if api_key else {})}
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        #: Given the headers of every reply that carries ``x-ratelimit-*`` (429s included).
+        self.on_rate_headers: Callable[[Mapping[str, str]], None] | None = None
 
     async def complete(self, payload: bytes) -> Completion:
         """POST an already-serialised JSON body (serialised once, for the cache key too)."""
         try:
             async with self._session.post(self._url, data=payload, headers=self._headers, timeout=self._timeout) as response:
                 body = await _read_body(response)
+                if self.on_rate_headers is not None and (RATE_HEADER in response.headers or RATE_TOKENS_HEADER in response.headers):
+                    self.on_rate_headers(response.headers)
                 if response.status != 200:
-                    raise CallFailed(
-                        f"HTTP {response.status}: {_error_message(body)}",
-                        code=str(response.status),
-                        status=response.status,
-                        retryable=response.status in RETRYABLE_STATUS,
-                        retry_after=_retry_after(response.headers),
-                    )
+                    raise http_failure(response.status, response.headers, body)
         except MalformedReply as exc:
             raise CallFailed(f"malformed reply: {exc}", code="malformed", retryable=True) from exc
         except asyncio.TimeoutError as exc:

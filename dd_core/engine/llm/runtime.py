@@ -21,6 +21,9 @@ class ModelOverride:
     api_key: str | None = field(default=None, repr=False)
     max_parallel_requests: int | None = None
     timeout_s: float | None = None
+    #: This process's share of the model's per-minute limits (worker processes split them).
+    max_requests_per_minute: float | None = None
+    max_tokens_per_minute: float | None = None
 
 
 @dataclass(frozen=True)
@@ -29,6 +32,8 @@ class Endpoint:
     api_key: str | None = field(repr=False)
     max_parallel_requests: int
     timeout_s: float
+    max_requests_per_minute: float | None = None
+    max_tokens_per_minute: float | None = None
 
 
 @dataclass
@@ -68,6 +73,8 @@ class LLMRuntime:
             api_key=api_key,
             max_parallel_requests=override.max_parallel_requests or model.max_parallel_requests,
             timeout_s=override.timeout_s or model.timeout_s,
+            max_requests_per_minute=override.max_requests_per_minute or model.max_requests_per_minute,
+            max_tokens_per_minute=override.max_tokens_per_minute or model.max_tokens_per_minute,
         )
 
     def check_endpoints(self, config) -> None:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 class ModelUsage:
     model: str
     calls: int = 0  # successful requests (paid)
+    batch_calls: int = 0  # of those, answered through the Batch API
     cache_hits: int = 0  # replies reused from the response cache (not paid again)
     retries: int = 0  # requests repeated after a transient failure
     invalid_replies: int = 0  # replies re-asked because they did not parse or validate
@@ -30,7 +31,7 @@ class ModelUsage:
     sample_error: str | None = None
 
     def add(self, other: ModelUsage) -> None:
-        for name in ("calls", "cache_hits", "retries", "invalid_replies", "failed_cells", "throttled", "prompt_tokens", "completion_tokens", "request_seconds"):
+        for name in ("calls", "batch_calls", "cache_hits", "retries", "invalid_replies", "failed_cells", "throttled", "prompt_tokens", "completion_tokens", "request_seconds"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.errors.update(other.errors)
         self.sample_error = self.sample_error or other.sample_error
@@ -44,7 +45,8 @@ class ModelUsage:
 
     @classmethod
     def from_json(cls, data: dict) -> ModelUsage:
-        return cls(**{**data, "errors": Counter(data.get("errors", {}))})
+        known = cls.__dataclass_fields__
+        return cls(**{**{k: v for k, v in data.items() if k in known}, "errors": Counter(data.get("errors", {}))})
 
 
 def merge_usage(total: dict[str, ModelUsage], part: dict[str, ModelUsage]) -> dict[str, ModelUsage]:

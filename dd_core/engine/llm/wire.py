@@ -56,9 +56,10 @@ def encode_messages(messages: list[dict[str, str]]) -> str:
     return f"[{','.join(parts)}]"
 
 
-def cache_line(key: str, content: str, prompt_tokens: int, completion_tokens: int) -> str:
-    """``json.dumps({"key", "content", "prompt_tokens", "completion_tokens"}) + "\\n"``, written out."""
+def cache_line(key: str, content: str, prompt_tokens: int, completion_tokens: int, paid: str = "") -> str:
+    """``json.dumps({"key", "content", "prompt_tokens", "completion_tokens", ...}) + "\\n"``, written
+    out; ``paid`` is the rest of the object (who paid for the call, see ``cache.paid_fields``)."""
     return (
         f'{{"key": "{key}", "content": {encode_string(content)}, '
-        f'"prompt_tokens": {int(prompt_tokens)}, "completion_tokens": {int(completion_tokens)}}}\n'
+        f'"prompt_tokens": {int(prompt_tokens)}, "completion_tokens": {int(completion_tokens)}{paid}}}\n'
     )
