@@ -139,7 +139,7 @@ def main() -> None:
     ap.add_argument("--checkpoint-partitions", type=int, default=10_000, help="0 skips the checkpoint-read measurement")
     ap.add_argument("--rows-per-group", type=int, nargs="+", default=[1000, 10_000], help="rows per row group (targets: 1,000 and 10,000)")
     ap.add_argument("--subset-planned-events", action="store_true", help="set DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS (see above)")
-    ap.add_argument("--workers", type=int, default=dd_core.available_cores(), help="worker processes, standalone and in the Dagster run (default: the cores available)")
+    ap.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)), help="worker processes, standalone and in the Dagster run (default: the cores available)")
     ap.add_argument("--repeat", type=int, default=5, help="alternating repetitions; medians are compared")
     ap.add_argument("--untagged", type=int, default=1000, help="partitions whose tag rows are deleted for the second read")
     args = ap.parse_args()

@@ -39,7 +39,7 @@ _EXPORTS = {
     "ProducedRowGroup": "dd_core.engine.pipeline",
     "RowGroupJob": "dd_core.engine.pipeline",
     "produce_row_groups": "dd_core.engine.pipeline",
-    "available_cores": "dd_core.cores",
+    "worker_count": "dd_core.engine.worker_count",
     "LLMRuntime": "dd_core.engine.llm.runtime",
     "ModelOverride": "dd_core.engine.llm.runtime",
     "ModelUsage": "dd_core.engine.llm.usage",
@@ -81,7 +81,7 @@ if TYPE_CHECKING:
     from dd_core.interrupts import Interrupted
     from dd_core.engine.llm.runtime import LLMRuntime, ModelOverride
     from dd_core.engine.llm.usage import ModelUsage, merge_usage
-    from dd_core.cores import available_cores
+    from dd_core.engine.worker_count import worker_count
     from dd_core.engine.pipeline import ProducedRowGroup, RowGroupJob, produce_row_groups
     from dd_core.engine.row_group import RowGroupResult, run_row_group
     from dd_core.engine.schema import ColumnInfo, column_schema

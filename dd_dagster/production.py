@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 
-from dd_core import DatasetDamagedError, LLMRuntime, ProducedRowGroup, ResumeMode, RowGroupJob, StoragePath, available_cores, produce_row_groups, read_info, row_group_spend
+from dd_core import DatasetDamagedError, LLMRuntime, ProducedRowGroup, ResumeMode, RowGroupJob, StoragePath, produce_row_groups, read_info, row_group_spend, worker_count
 from dd_dagster.checkpoints import row_group_version
 from dd_dagster.dataset import DagsterDataset
 
@@ -66,14 +66,14 @@ def jobs_for(dataset: DagsterDataset, artifact_path: str, indices: list[int], mo
 def produce(
     dataset: DagsterDataset, jobs: list[RowGroupJob], runtime: LLMRuntime, *, beside_run: bool, workers: int | None
 ) -> AbstractContextManager[Iterator[ProducedRowGroup]]:
-    """``jobs``' row groups as each is written (not in order), in ``workers`` processes (default:
-    the cores available) beside the run, or in the run's own process. A batch-mode dataset's
+    """``jobs``' row groups as each is written (not in order), in ``workers`` processes (None:
+    as ``dd generate`` chooses, see ``dd_core.worker_count``) beside the run, or in the run's own process. A batch-mode dataset's
     row groups are made in the run's process: they wait for the provider, a worker process would
     only wait too, and inline their batches' progress reaches the run's log (see batch_logs)."""
     if not jobs:
         return nullcontext(iter(()))
     beside_run = beside_run and not dataset.batched and len(jobs) >= MIN_ROW_GROUPS_FOR_WORKERS
-    workers = max(1, min(workers or available_cores(), len(jobs))) if beside_run else 1
+    workers = worker_count(dataset.config, sum(job.num_rows for job in jobs), len(jobs), workers) if beside_run else 1
     return produce_row_groups(dataset.config, jobs, buffer_size=dataset.buffer_size, llm=runtime, workers=workers, out_of_process=beside_run)
 
 

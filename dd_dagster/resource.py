@@ -53,7 +53,7 @@ class DataDesignerResource(dg.ConfigurableResource):
         default=None,
         ge=1,
         description=(
-            "Worker processes generating a run's row groups, as dd generate --workers (default: the cores available to the run). "
+            "Worker processes generating a run's row groups, as dd generate --workers (default: as dd generate chooses, the cores available, fewer for a small job without LLM columns). "
             "Each model's max_parallel_requests is split between them, so the total in flight never exceeds it."
         ),
     )

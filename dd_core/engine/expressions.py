@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from functools import lru_cache
 
@@ -138,13 +139,48 @@ def row_contexts(names: set[str], ctx: RowGroupContext) -> list[dict]:
 
 
 def expression(col: ExpressionColumn, ctx: RowGroupContext) -> pa.Array:
-    contexts = row_contexts(col.dependencies()["expr"], ctx)
-    if spliced_parts(col.expr) is None:  # one render call for the whole column
-        texts = render_rows(col.expr, col.name, "expr", contexts, ctx.render_limits)
-    else:
-        render = compile_renderer(col.expr, col.name, "expr", ctx.render_limits)
-        texts = [render(context) for context in contexts]
+    parts = spliced_parts(col.expr)
+    texts = None if parts is None else spliced_column(parts, ctx, ctx.render_limits.max_output_chars)
+    if texts is None:
+        contexts = row_contexts(col.dependencies()["expr"], ctx)
+        if parts is None:  # one render call for the whole column
+            texts = render_rows(col.expr, col.name, "expr", contexts, ctx.render_limits)
+        else:
+            render = compile_renderer(col.expr, col.name, "expr", ctx.render_limits)
+            texts = [render(context) for context in contexts]
     return pa.array([convert_value(text, col, row) for row, text in enumerate(texts)], expression_type(col))
+
+
+def spliced_column(parts: tuple[tuple[str, str, str | None], ...], ctx: RowGroupContext, most: int) -> list[str] | None:
+    """``compile_renderer``'s splice for a whole column at once: each value part converted with
+    ``str`` a column at a time (a struct's field read from its child array), then joined per
+    row. None when some row needs Jinja (a missing name or key, a value that is no dict, a
+    result past ``most`` characters): the caller then renders row by row, which raises the
+    right error."""
+    pieces: list = []
+    for kind, name, key in parts:
+        if kind is _TEXT:
+            pieces.append(itertools.repeat(name))
+            continue
+        if name not in ctx.columns:
+            return None
+        array = ctx.columns[name]
+        if kind is _FIELD:
+            if pa.types.is_struct(array.type) and array.null_count == 0 and array.type.get_field_index(key) >= 0:
+                values = array.field(key).to_pylist()
+            else:
+                rows = ctx.python_values(name)
+                if not all(type(row) is dict and key in row for row in rows):
+                    return None
+                values = [row[key] for row in rows]
+        else:
+            values = ctx.python_values(name)
+        pieces.append(list(map(str, values)))
+    if any(isinstance(piece, list) for piece in pieces):
+        texts = ["".join(row) for row in zip(*pieces)]
+    else:  # only text: the same cell in every row
+        texts = ["".join(next(piece) for piece in pieces)] * ctx.num_rows
+    return texts if all(len(text) <= most for text in texts) else None
 
 
 def expression_type(col: ExpressionColumn) -> pa.DataType:

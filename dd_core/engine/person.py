@@ -28,6 +28,7 @@ import numpy as np
 import pyarrow as pa
 
 from dd_core.config.columns import PersonColumn
+from dd_core.engine.arrays import take, values_array
 from dd_core.engine.context import RowGroupContext
 
 POOL_SIZE = 2000
@@ -36,7 +37,7 @@ FIELDS = ["first_name", "last_name", "sex", "age", "email", "city", "state"]
 
 @dataclass(frozen=True)
 class Choices:
-    values: pa.Array
+    values: np.ndarray  # of str (``arrays.values_array``)
     probabilities: np.ndarray | None
 
     def draw(self, rng: np.random.Generator, size: int) -> np.ndarray:
@@ -51,9 +52,9 @@ class Vocabulary:
     ascii_male: list[str]
     ascii_female: list[str]
     ascii_last: list[str]
-    email_domains: pa.Array
-    cities: pa.Array | None
-    states: pa.Array | None
+    email_domains: np.ndarray
+    cities: np.ndarray | None
+    states: np.ndarray | None
 
 
 def _ascii(text: str) -> str:
@@ -154,7 +155,7 @@ def _build(locale: str) -> dict:
 def _vocabulary(data: dict) -> Vocabulary:
     def choices(name: str) -> Choices:
         weights = data[f"{name}_weights"]
-        return Choices(pa.array(data[name], pa.string()), None if weights is None else np.array(weights, dtype=float))
+        return Choices(values_array(data[name]), None if weights is None else np.array(weights, dtype=float))
 
     male, female, last = choices("male"), choices("female"), choices("last")
     return Vocabulary(
@@ -164,9 +165,9 @@ def _vocabulary(data: dict) -> Vocabulary:
         ascii_male=[_ascii(v) or "user" for v in data["male"]],
         ascii_female=[_ascii(v) or "user" for v in data["female"]],
         ascii_last=[_ascii(v) or "person" for v in data["last"]],
-        email_domains=pa.array(data["email_domains"], pa.string()),
-        cities=None if data["cities"] is None else pa.array(data["cities"], pa.string()),
-        states=None if data["states"] is None else pa.array(data["states"], pa.string()),
+        email_domains=values_array(data["email_domains"]),
+        cities=None if data["cities"] is None else values_array(data["cities"]),
+        states=None if data["states"] is None else values_array(data["states"]),
     )
 
 
@@ -184,21 +185,17 @@ def generate_person(col: PersonColumn, ctx: RowGroupContext) -> pa.Array:
     male_idx = vocab.male.draw(rng("first_male"), n)
     female_idx = vocab.female.draw(rng("first_female"), n)
     last_idx = vocab.last.draw(rng("last"), n)
-    first = pa.array(
-        np.where(female, vocab.female.values.take(female_idx).to_numpy(zero_copy_only=False),
-                 vocab.male.values.take(male_idx).to_numpy(zero_copy_only=False)),
-        pa.string(),
-    )
+    first = pa.array(np.where(female, vocab.female.values[female_idx], vocab.male.values[male_idx]), pa.string())
     ages = rng("age").integers(col.age_range[0], col.age_range[1], size=n, endpoint=True)
     email_numbers = rng("email_number").integers(1, 100, size=n)
-    domains = vocab.email_domains.take(rng("email_domain").integers(0, len(vocab.email_domains), size=n)).to_pylist()
+    domains = vocab.email_domains[rng("email_domain").integers(0, len(vocab.email_domains), size=n)].tolist()
     emails = [
         f"{(vocab.ascii_female[fi] if is_f else vocab.ascii_male[mi])}.{vocab.ascii_last[li]}{num}@{dom}"
         for is_f, fi, mi, li, num, dom in zip(female.tolist(), female_idx.tolist(), male_idx.tolist(), last_idx.tolist(), email_numbers.tolist(), domains)
     ]
     fields = {
         "first_name": first,
-        "last_name": vocab.last.values.take(last_idx),
+        "last_name": take(vocab.last.values, last_idx, pa.string()),
         "sex": pa.array(np.where(female, "Female", "Male"), pa.string()),
         "age": pa.array(ages, pa.int64()),
         "email": pa.array(emails, pa.string()),
@@ -208,7 +205,7 @@ def generate_person(col: PersonColumn, ctx: RowGroupContext) -> pa.Array:
     return pa.StructArray.from_arrays([fields[f] for f in FIELDS], names=FIELDS)
 
 
-def _from_pool(pool: pa.Array | None, rng: np.random.Generator, n: int) -> pa.Array:
+def _from_pool(pool: np.ndarray | None, rng: np.random.Generator, n: int) -> pa.Array:
     if pool is None:
         return pa.nulls(n, pa.string())
-    return pool.take(rng.integers(0, len(pool), size=n))
+    return take(pool, rng.integers(0, len(pool), size=n), pa.string())

@@ -7,7 +7,6 @@ from collections.abc import Callable
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from dd_core.config.columns import (
     BernoulliColumn,
@@ -22,6 +21,7 @@ from dd_core.config.columns import (
     UniformColumn,
     UUIDColumn,
 )
+from dd_core.engine.arrays import take, values_array
 from dd_core.engine.context import RowGroupContext
 from dd_core.errors import ConfigIssue, DDConfigError
 
@@ -32,7 +32,7 @@ def _rounded(values: np.ndarray, decimals: int | None) -> np.ndarray:
 
 def category(col: CategoryColumn, ctx: RowGroupContext) -> pa.Array:
     picks = ctx.rng(col.name).choice(len(col.values), size=ctx.num_rows, p=col.probabilities)
-    return pa.array(col.values).take(picks)
+    return take(values_array(col.values), picks, pa.array(col.values).type)
 
 
 def subcategory(col: SubcategoryColumn, ctx: RowGroupContext) -> pa.Array:
@@ -84,8 +84,24 @@ def _timestamps(col: DatetimeColumn | TimedeltaColumn, ctx: RowGroupContext, sta
         return pa.array(stamps)
     # Python's strftime is the documented format language; format each distinct value once.
     unique, inverse = np.unique(stamps, return_inverse=True)
-    texts = [d.strftime(col.format) for d in unique.astype("datetime64[s]").astype(dt.datetime)]
-    return pa.array(texts, pa.string()).take(pa.array(inverse))
+    return take(formatted(unique, col.format), inverse, pa.string())
+
+
+#: strftime formats numpy writes the same (ISO 8601), with the unit numpy formats them at.
+_ISO_FORMATS = {"%Y-%m-%d": ("D", None), "%Y-%m-%dT%H:%M:%S": ("s", None), "%Y-%m-%d %H:%M:%S": ("s", " ")}
+_FOUR_DIGIT_YEARS = (np.datetime64("1000-01-01", "s"), np.datetime64("9999-12-31T23:59:59", "s"))
+
+
+def formatted(stamps: np.ndarray, format: str) -> np.ndarray:
+    """``datetime.strftime(format)`` of each datetime64[s] as an object array. The ISO formats
+    are written by numpy at once (~5x faster); strftime writes years below 1000 unpadded (and
+    refuses years past 9999), so those take the strftime path."""
+    iso = _ISO_FORMATS.get(format)
+    if iso is not None and (not len(stamps) or _FOUR_DIGIT_YEARS[0] <= stamps.min() and stamps.max() <= _FOUR_DIGIT_YEARS[1]):
+        unit, separator = iso
+        texts = np.datetime_as_string(stamps, unit=unit).astype(object)
+        return np.char.replace(texts.astype(str), "T", separator).astype(object) if separator else texts
+    return values_array([d.strftime(format) for d in stamps.astype("datetime64[s]").astype(dt.datetime)])
 
 
 def datetime_(col: DatetimeColumn, ctx: RowGroupContext) -> pa.Array:
@@ -110,11 +126,12 @@ def uuid4(col: UUIDColumn, ctx: RowGroupContext) -> pa.Array:
     text = raw.tobytes().hex()
     if col.uppercase:
         text = text.upper()
+    prefix = col.prefix or ""
     if col.short_form:
-        ids = [text[i : i + 8] for i in range(0, len(text), 32)]
+        ids = [prefix + text[i : i + 8] for i in range(0, len(text), 32)]
     else:
-        ids = [f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}" for h in (text[i : i + 32] for i in range(0, len(text), 32))]
-    return pa.array(ids, pa.string()) if not col.prefix else pc.binary_join_element_wise(col.prefix, pa.array(ids, pa.string()), "")
+        ids = [f"{prefix}{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}" for h in (text[i : i + 32] for i in range(0, len(text), 32))]
+    return pa.array(ids, pa.string())
 
 
 SAMPLERS: dict[type, Callable[..., pa.Array]] = {

@@ -15,6 +15,7 @@ from dd_core.engine import apply_processors, generate_row_group
 from dd_core.engine.llm.runtime import LLMRuntime, ModelOverride
 from dd_core.engine.llm.usage import ModelUsage, merge_usage
 from dd_core.engine.pipeline import RowGroupJob, produce_row_groups
+from dd_core.engine.worker_count import worker_count
 from dd_core.errors import DatasetDamagedError, DDConfigError, DDUsageError
 from dd_core.fingerprinting import fingerprint
 from dd_core.interrupts import Interrupted, signal_number
@@ -96,13 +97,14 @@ def generate(
     resume: ResumeMode | str = ResumeMode.IF_POSSIBLE,
     progress: ProgressCallback | None = None,
     model_overrides: dict[str, ModelOverride] | None = None,
-    workers: int = 1,
+    workers: int | None = 1,
 ) -> DatasetResult:
     """Generate ``num_records`` records into ``<artifact_path>/<dataset_name>/``, resumably.
 
     See DESIGN.md's resume matrix for what each ``resume`` mode does with an existing folder.
     ``model_overrides`` replaces endpoints, keys or limits of model aliases for this run only.
-    ``workers`` > 1 produces row groups in that many processes (same data, same limits).
+    ``workers`` > 1 produces row groups in that many processes (same data, same limits);
+    None lets dd choose (``dd_core.engine.worker_count``: the cores, fewer for a small job).
     """
     started = time.perf_counter()
     config = load_config(config)
@@ -162,7 +164,7 @@ def resume_dataset(
     *,
     progress: ProgressCallback | None = None,
     model_overrides: dict[str, ModelOverride] | None = None,
-    workers: int = 1,
+    workers: int | None = 1,
 ) -> DatasetResult:
     """Continue the dataset in folder ``path`` from the folder alone: its ``config.json``, and the
     target and buffer size in its ``metadata.json`` (for when the original config is gone)."""
@@ -192,14 +194,15 @@ def resume_dataset(
 
 
 def _write_row_groups(
-    config: DatasetConfig, writer: DatasetWriter, plan: ResumePlan, buffer_size: int, llm: LLMRuntime, progress: ProgressCallback | None, workers: int
+    config: DatasetConfig, writer: DatasetWriter, plan: ResumePlan, buffer_size: int, llm: LLMRuntime, progress: ProgressCallback | None, workers: int | None
 ) -> None:
     """Produce the plan's row groups (pipelined, in ``workers`` processes); each is written
     crash-safely by its producer and recorded here, as it finishes, as a checkpoint."""
     usage = {alias: ModelUsage.from_json(u) for alias, u in writer.metadata.extra.get("llm_usage", {}).items()}
     total = len(plan.generate)
     jobs = (RowGroupJob(index, plan.sizes[index], writer.layout.batch(index)) for index in plan.generate)
-    with produce_row_groups(config, jobs, buffer_size=buffer_size, llm=llm, workers=max(1, min(workers, total))) as produced:
+    workers = worker_count(config, sum(plan.sizes[index] for index in plan.generate), total, workers)
+    with produce_row_groups(config, jobs, buffer_size=buffer_size, llm=llm, workers=workers) as produced:
         for done, part in enumerate(produced, start=1):
             if part.usage:
                 writer.metadata.extra["llm_usage"] = {alias: u.to_json() for alias, u in merge_usage(usage, part.usage).items()}

@@ -20,13 +20,9 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
-from rich.highlighter import NullHighlighter
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-from rich.table import Table
 from rich.text import Text
 from typer.core import TyperGroup
 
-from dd_core.cores import available_cores
 from dd_core.errors import INTERNAL_ERROR_EXIT, DDError
 from dd_core.interrupts import Interrupted, signal_number, sigterm_raises
 from dd_core.redaction import redact_handler, scrub
@@ -115,6 +111,8 @@ def validate(config: ConfigArg) -> None:
 @app.command()
 def preview(config: ConfigArg, num_records: Annotated[int, typer.Option("-n", "--num-records", min=1)] = 10) -> None:
     """Generate a few rows and show them as a table (nothing is written)."""
+    from rich.table import Table
+
     from dd_core.interface.api import preview as make_preview
 
     records = make_preview(config, num_records).to_dict("records")
@@ -139,7 +137,7 @@ def _cell(value) -> Text:
 
 WorkersOption = Annotated[
     Optional[int],
-    typer.Option(min=1, help="Processes producing row groups (default: the cores available). Per model, requests in flight stay within max_parallel_requests in total."),
+    typer.Option(min=1, help="Processes producing row groups (default: the cores available; fewer for a small job without LLM columns). Per model, requests in flight stay within max_parallel_requests in total."),
 ]
 
 
@@ -166,7 +164,7 @@ def generate(
             dataset_name=dataset_name,
             resume=resume.value,
             progress=on_progress,
-            workers=workers or available_cores(),
+            workers=workers,
         )
     _report(result)
 
@@ -178,7 +176,7 @@ def resume_command(dataset: Annotated[str, typer.Argument(help="A dataset folder
     from dd_core.interface.api import resume_dataset
 
     with _progress() as on_progress:
-        result = resume_dataset(dataset, progress=on_progress, workers=workers or available_cores())
+        result = resume_dataset(dataset, progress=on_progress, workers=workers)
     _report(result)
 
 
@@ -240,6 +238,8 @@ def _progress():
     if not err.is_terminal:
         yield None
         return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn  # a terminal only
+
     columns = [TextColumn("row groups"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn()]
     # Redrawn on each finished row group, not by rich's refresh thread: with no other thread
     # running, worker processes can be forked (fast) instead of started afresh.
@@ -283,6 +283,7 @@ def main() -> None:
     # On a terminal, log lines print above the live progress bar (literally: no markup); in a
     # pipe they are plain lines. Either way they are scrubbed of secrets.
     if err.is_terminal:
+        from rich.highlighter import NullHighlighter
         from rich.logging import RichHandler
 
         handler: logging.Handler = RichHandler(console=err, show_time=False, show_level=False, show_path=False, markup=False, highlighter=NullHighlighter())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -113,3 +114,70 @@ def test_spliced_templates_render_exactly_what_jinja_renders(source):
             assert str(info.value) == str(exc)
         else:
             assert render(context) == expected
+
+
+def _context_with_columns(render_limits=None):
+    from dd_core.config.render_limits import DEFAULT_LIMITS
+    from dd_core.engine.context import RowGroupContext
+
+    people = [{"first_name": "Ada", "last_name": "L", "items": "shadowed"}, {"first_name": "✓ \\n", "last_name": None, "items": "x"},
+              {"first_name": "Bo", "last_name": "", "items": ""}, {"first_name": "Cy", "last_name": "Q", "items": "y"}]  # fmt: skip
+    ctx = RowGroupContext(0, 0, 3, 0, render_limits or DEFAULT_LIMITS)
+    ctx.columns.update(
+        p=pa.array(people[:3]),
+        sliced=pa.array(people).slice(1, 3),  # a struct with an offset: its fields must be read from row 1 on
+        holes=pa.array([people[0], None, people[2]]),  # a null struct row: Jinja's own error
+        q=pa.array(["why?", None, "{{ not a tag }}"]),
+        n=pa.array([1, None, -7]),
+        score=pa.array([73.5, 1e16, float("nan")]),
+        flag=pa.array([True, False, None]),
+        tags=pa.array([["a"], [], None]),
+    )
+    return ctx
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "plain text, no tags",
+        "{{ p.first_name }} {{ p.last_name }}: {{ q }} n={{ n }} score={{ score }} flag={{ flag }} tags={{ tags }} {{ p }}",
+        "{{ sliced.first_name }}/{{ sliced.last_name }}",
+        "{{ holes.first_name }}",
+        "{{ p.missing }}",
+        "{{ q | upper }}",
+    ],
+)
+@pytest.mark.parametrize("max_output_chars", [1_000_000, 12])
+def test_expression_columns_hold_what_jinja_renders_row_by_row(source, max_output_chars):
+    """The whole-column splice gives the cells (or the error) that rendering each row with
+    Jinja gives."""
+    from dd_core import DDConfigError
+    from dd_core.config.columns import ExpressionColumn
+    from dd_core.config.render_limits import RenderLimits
+    from dd_core.engine.expressions import expression, render_rows, row_contexts
+
+    limits = RenderLimits(max_output_chars=max_output_chars)
+    col = ExpressionColumn(name="c", type="expression", expr=source)
+    try:
+        contexts = row_contexts(col.dependencies()["expr"] & set(_context_with_columns().columns), _context_with_columns())
+        expected = [render_rows(source, "c", "expr", [context], limits)[0] for context in contexts]
+    except DDConfigError as exc:
+        with pytest.raises(DDConfigError) as info:
+            expression(col, _context_with_columns(limits))
+        assert str(info.value) == str(exc)
+    else:
+        assert expression(col, _context_with_columns(limits)).to_pylist() == expected
+
+
+@pytest.mark.parametrize("fmt", ["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%d/%m/%Y %H:%M"])
+def test_datetime_formats_are_what_strftime_writes(fmt):
+    import datetime as dt
+
+    import numpy as np
+
+    from dd_core.engine.samplers import formatted
+
+    edges = ["1000-01-01T00:00:00", "2020-02-29T23:59:59", "9999-12-31T23:59:59", "1970-01-01T00:00:01", "1969-12-31T23:59:59"]
+    random = np.datetime64("1900-01-01", "s") + np.random.default_rng(0).integers(0, 200 * 365 * 86400, 500).astype("timedelta64[s]")
+    for stamps in (np.array(edges, dtype="datetime64[s]"), random, np.array(["0999-12-31T23:59:59", "2000-01-01T00:00:00"], dtype="datetime64[s]")):
+        assert formatted(stamps, fmt).tolist() == [d.strftime(fmt) for d in stamps.astype(dt.datetime)]

@@ -109,7 +109,7 @@ def test_uuid_variants():
 def test_person_fields_follow_locale_and_parameters():
     people = one({"name": "p", "type": "person", "locale": "en_US", "age_range": [18, 80]}, 20_000)
     vocab = vocabulary("en_US")
-    female_names = set(vocab.female.values.to_pylist())
+    female_names = set(vocab.female.values.tolist())
     assert set(people[0]) >= {"first_name", "last_name", "sex", "age", "email", "city", "state"}
     assert min(p["age"] for p in people) == 18 and max(p["age"] for p in people) == 80
     assert abs(sum(p["sex"] == "Female" for p in people) / len(people) - 0.5) < 0.02
@@ -118,7 +118,7 @@ def test_person_fields_follow_locale_and_parameters():
     assert len({p["last_name"] for p in people}) > 500
     german = one({"name": "p", "type": "person", "locale": "de_DE", "sex": "Male"}, 2000)
     assert {p["sex"] for p in german} == {"Male"}
-    assert set(p["first_name"] for p in german) <= set(vocabulary("de_DE").male.values.to_pylist())
+    assert set(p["first_name"] for p in german) <= set(vocabulary("de_DE").male.values.tolist())
 
 
 def test_expression_dtypes_nested_fields_and_empty_values():

@@ -23,10 +23,16 @@ from tests.support import ROOT
 pytestmark = pytest.mark.timeout(300)
 
 
+def _as_at_a_terminal() -> None:
+    """Ctrl-C reaches dd as at a terminal even when the suite itself runs where SIGINT is
+    ignored (a background job of a non-interactive shell), which the child would inherit."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start(*args: object, env: dict | None = None) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "dd_core", *map(str, args)], cwd=ROOT, env={**os.environ, **(env or {})},
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_as_at_a_terminal,
     )
 
 

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 import aiohttp
 
 from dd_core.config.models import ModelConfig
-from dd_core.engine.llm.client import RETRYABLE_STATUS, CallFailed, Completion, _error_message, _read_body, http_failure
+from dd_core.engine.llm.client import RETRYABLE_STATUS, CallFailed, Completion, error_message, http_failure, read_body, transport_failures
 from dd_core.engine.llm.replies import MalformedReply, parse_completion, parse_json
 from dd_core.engine.llm.waits import RetryWaits
 from dd_core.redaction import logger
@@ -172,18 +172,12 @@ class BatchClient:
         return (await self._request("GET", f"/files/{file_id}/content")).splitlines()
 
     async def _request(self, method: str, path: str, **kwargs: Any) -> bytes:
-        try:
+        with transport_failures(self._timeout.total, f"{method} {path}: "):
             async with self._session.request(method, self._base + path, headers=self._auth, timeout=self._timeout, **kwargs) as response:
-                body = await response.read() if path.endswith("/content") else await _read_body(response)
+                body = await response.read() if path.endswith("/content") else await read_body(response)
                 if response.status != 200:
                     raise http_failure(response.status, response.headers, body, f"{method} {path}: ")
                 return body
-        except MalformedReply as exc:
-            raise CallFailed(f"{method} {path}: malformed reply: {exc}", code="malformed", retryable=True) from exc
-        except asyncio.TimeoutError as exc:
-            raise CallFailed(f"{method} {path}: no reply within {self._timeout.total:g} s", code="timeout", retryable=True) from exc
-        except (aiohttp.ClientError, OSError) as exc:
-            raise CallFailed(f"{method} {path}: connection failed: {type(exc).__name__}: {exc}", code="network", retryable=True) from exc
 
     async def _retrying(self, call: Callable[[], Awaitable[T]], what: str) -> T:
         waits, attempt = RetryWaits(self._model), 0
@@ -255,7 +249,7 @@ def _line_result(raw: bytes) -> LineResult:
             return LineResult(custom_id, failure=CallFailed(f"malformed completion in the batch ({exc})", code="malformed", retryable=True))
     if isinstance(response, dict) and isinstance(response.get("status_code"), int):
         status = response["status_code"]
-        message = _error_message(json.dumps(response.get("body")).encode())
+        message = error_message(json.dumps(response.get("body")).encode())
         return LineResult(custom_id, failure=CallFailed(f"HTTP {status} inside the batch: {message}", code=str(status), status=status, retryable=status in RETRYABLE_STATUS))
     code = str(error.get("code")) if isinstance(error, dict) else "unknown"
     message = str(error.get("message"))[:300] if isinstance(error, dict) else str(line)[:200]

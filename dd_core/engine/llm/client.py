@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 import aiohttp
@@ -48,14 +49,14 @@ def _retry_after(headers: Any) -> float | None:
     return max(0.0, seconds) if seconds is not None and math.isfinite(seconds) else None
 
 
-def _error_message(body: bytes) -> str:
+def error_message(body: bytes) -> str:
     try:
         return str(parse_json(body)["error"]["message"])[:300]
     except (MalformedReply, KeyError, TypeError, IndexError):
         return body[:300].decode("utf-8", "replace")
 
 
-async def _read_body(response: aiohttp.ClientResponse) -> bytes:
+async def read_body(response: aiohttp.ClientResponse) -> bytes:
     """The whole body, or ``MalformedReply`` once it passes ``MAX_REPLY_BYTES`` (read no further)."""
     if response.content_length is not None:
         if response.content_length > MAX_REPLY_BYTES:
@@ -70,10 +71,24 @@ async def _read_body(response: aiohttp.ClientResponse) -> bytes:
     return b"".join(chunks)
 
 
+@contextmanager
+def transport_failures(timeout_s: float, what: str = "") -> Iterator[None]:
+    """Around one HTTP exchange: a reply too big or too deep, no reply in time, or a connection
+    that failed becomes a retryable ``CallFailed`` (``what`` names the call in the message)."""
+    try:
+        yield
+    except MalformedReply as exc:
+        raise CallFailed(f"{what}malformed reply: {exc}", code="malformed", retryable=True) from exc
+    except asyncio.TimeoutError as exc:
+        raise CallFailed(f"{what}no reply within {timeout_s:g} s", code="timeout", retryable=True) from exc
+    except (aiohttp.ClientError, OSError) as exc:
+        raise CallFailed(f"{what}connection failed: {type(exc).__name__}: {exc}", code="network", retryable=True) from exc
+
+
 def http_failure(status: int, headers: Any, body: bytes, what: str = "") -> CallFailed:
     """A non-200 answer as a typed failure, quoting the server's message (never a header)."""
     return CallFailed(
-        f"{what}HTTP {status}: {_error_message(body)}",
+        f"{what}HTTP {status}: {error_message(body)}",
         code=str(status),
         status=status,
         retryable=status in RETRYABLE_STATUS,
@@ -94,19 +109,13 @@ class ChatClient:
 
     async def complete(self, payload: bytes) -> Completion:
         """POST an already-serialised JSON body (serialised once, for the cache key too)."""
-        try:
+        with transport_failures(self._timeout.total):
             async with self._session.post(self._url, data=payload, headers=self._headers, timeout=self._timeout) as response:
-                body = await _read_body(response)
+                body = await read_body(response)
                 if self.on_rate_headers is not None and (RATE_HEADER in response.headers or RATE_TOKENS_HEADER in response.headers):
                     self.on_rate_headers(response.headers)
                 if response.status != 200:
                     raise http_failure(response.status, response.headers, body)
-        except MalformedReply as exc:
-            raise CallFailed(f"malformed reply: {exc}", code="malformed", retryable=True) from exc
-        except asyncio.TimeoutError as exc:
-            raise CallFailed(f"no reply within {self._timeout.total:g} s", code="timeout", retryable=True) from exc
-        except (aiohttp.ClientError, OSError) as exc:
-            raise CallFailed(f"connection failed: {type(exc).__name__}: {exc}", code="network", retryable=True) from exc
         try:
             return parse_completion(body)
         except MalformedReply as exc:
