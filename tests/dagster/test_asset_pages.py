@@ -119,3 +119,27 @@ def test_run_config_and_resource_fields_are_described():
     endpoint = DataDesignerResource.model_json_schema()["$defs"]["ModelEndpoint"]["properties"]
     assert all(field.get("description") for field in endpoint.values())
     assert "Example::" not in (DataDesignerResource.__doc__ or "")
+
+
+def test_a_row_group_reused_from_its_file_alone_still_reports_what_it_cost(tmp_path):
+    """A run killed after writing a row group's file but before reporting it leaves the file and
+    no materialization; the next run reuses the file. Its materialization, and the combined
+    asset's total, must still carry what the row group was paid for (recorded in the file)."""
+    price = {"input_per_mtok": 1.0, "output_per_mtok": 2.0}
+    with OpenAIServer(latency_ms=2) as server:
+        config = chain_config(server.base_url, price=price)
+        defs = build_dataset_definitions(config, num_records=40, buffer_size=20, resource=DataDesignerResource(artifact_path=str(tmp_path)))
+        with dg.instance_for_test() as first_instance:
+            register_partitions(first_instance, DagsterDataset.create(config, 40, 20))
+            made = run_range(defs, first_instance, 0, 1, name="chain").get_asset_materialization_events()
+            paid = materialize_dataset(defs, first_instance, name="chain").get_asset_materialization_events()[0].materialization.metadata
+        with dg.instance_for_test() as unreported:  # the files are there, Dagster knows none of them
+            register_partitions(unreported, DagsterDataset.create(config, 40, 20))
+            reused = run_range(defs, unreported, 0, 1, name="chain").get_asset_materialization_events()
+            total = materialize_dataset(defs, unreported, name="chain").get_asset_materialization_events()[0].materialization.metadata
+        assert server.stats()["succeeded"] == 80  # nothing was asked twice
+    assert all(e.materialization.metadata["reused"].value for e in reused)
+    costs = {e.partition: e.materialization.metadata["llm/writer/cost_usd"].value for e in made}
+    assert len(costs) == 2 and all(cost > 0 for cost in costs.values())
+    assert {e.partition: e.materialization.metadata["llm/writer/cost_usd"].value for e in reused} == costs
+    assert total["llm/cost_usd"].value == paid["llm/cost_usd"].value > 0
