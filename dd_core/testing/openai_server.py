@@ -911,6 +911,14 @@ class _ServerHandle:
     def reset_batches(self) -> None:
         self._call("DELETE", "/batches")
 
+    def reset_for_next_test(self) -> None:
+        """What one test of a shared server leaves is gone: batches and files, batch settings,
+        fault rules, counters."""
+        self.reset_batches()
+        self.set_batch_settings()
+        self.clear_faults()
+        self.reset_stats()
+
     def _call(self, method: str, path: str, payload: Any = None) -> Any:
         """Call the control API; a 400 (bad rules or latency) becomes ValueError."""
         if self._control is None:

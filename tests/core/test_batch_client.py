@@ -27,9 +27,7 @@ def server():
 
 @pytest.fixture(autouse=True)
 def fresh(server):
-    server.reset_batches()
-    server.set_batch_settings()
-    server.reset_stats()
+    server.reset_for_next_test()
 
 
 def body(i: int) -> dict:

@@ -35,10 +35,7 @@ def server():
 
 @pytest.fixture(autouse=True)
 def fresh(server):
-    server.reset_batches()
-    server.set_batch_settings()
-    server.reset_stats()
-    server.clear_faults()
+    server.reset_for_next_test()
 
 
 def table_of(path):

@@ -30,10 +30,7 @@ def server():
 
 @pytest.fixture(autouse=True)
 def fresh(server):
-    server.reset_batches()
-    server.set_batch_settings()
-    server.clear_faults()
-    server.reset_stats()
+    server.reset_for_next_test()
 
 
 @pytest.fixture
