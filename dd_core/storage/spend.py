@@ -10,6 +10,7 @@ partial row groups are kept in ``llm_spend_partial`` for that.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -19,12 +20,20 @@ PARTIAL = "llm_spend_partial"
 
 
 def row_group_spend(text: str) -> dict[str, dict[str, Any]]:
-    """A row-group file's ``llm_spend`` record (empty for files written before dd kept it)."""
+    """A row-group file's ``llm_spend`` record (empty for files written before dd kept it).
+    Only amounts are kept (per model alias, finite numbers): a record of another shape counts
+    as nothing rather than failing a resume or putting NaN into the dataset's cost."""
     try:
         data = json.loads(text) if text else {}
     except ValueError:
         return {}
-    return data if isinstance(data, dict) else {}
+    if not isinstance(data, dict):
+        return {}
+    return {alias: {name: v for name, v in fields.items() if _is_amount(v)} for alias, fields in data.items() if isinstance(fields, dict)}
+
+
+def _is_amount(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def account(extra: dict[str, Any], index: int, spend: Mapping[str, Mapping[str, Any]], *, partial: bool) -> None:
@@ -52,5 +61,5 @@ def _add(totals: dict[str, dict[str, Any]], spend: Mapping[str, Mapping[str, Any
     for alias, fields in spend.items():
         entry = totals.setdefault(alias, {})
         for name, value in fields.items():
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if _is_amount(value):
                 entry[name] = entry.get(name, 0) + sign * value

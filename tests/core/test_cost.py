@@ -6,6 +6,7 @@ import pytest
 
 from dd_core.config.models import PriceConfig
 from dd_core.engine.llm.cost import Spend
+from dd_core.storage.spend import account, row_group_spend
 
 PRICE = PriceConfig(input_per_mtok=2.5, output_per_mtok=10.0, batch_discount=0.5)
 
@@ -40,3 +41,23 @@ def test_sums_and_round_trips():
     a.add(b)
     assert Spend.from_json(a.to_json()) == a and a.requests == 2 and a.completion_tokens == 14
     assert Spend.from_json({}) == Spend()
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("", {}),
+        ("not json", {}),
+        ("[1, 2]", {}),
+        ('{"writer": 5}', {}),
+        ('{"writer": {"requests": "ten", "cost_usd": NaN, "prompt_tokens": Infinity, "batch": true}}', {"writer": {}}),
+        ('{"writer": {"requests": 4, "cost_usd": 0.25}, "judge": null}', {"writer": {"requests": 4, "cost_usd": 0.25}}),
+    ],
+)
+def test_a_files_spend_record_keeps_only_amounts(text, expected):
+    """A row-group file's llm_spend is read back on resume and in Dagster: a record of the wrong
+    shape counts as nothing rather than failing the run or adding NaN to the dataset's cost."""
+    spend = row_group_spend(text)
+    assert spend == expected
+    extra: dict = {}
+    account(extra, 0, spend, partial=False)  # summing it never fails
