@@ -72,8 +72,13 @@ def fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def atomic_write(path: Path, data: bytes, *, fault_prefix: str = "file") -> None:
-    """Replace ``path`` with ``data``: readers see the old file or the new one, never a mix."""
+def atomic_write(path: Path, data: bytes, *, fault_prefix: str = "file", sync_folder: bool = True) -> None:
+    """Replace ``path`` with ``data``: readers see the old file or the new one, never a mix.
+
+    ``sync_folder=False`` leaves the rename to the folder's next fsync (the file system's next
+    commit): after a power loss before it, ``path`` holds its previous version, whole. For a file
+    rewritten often whose previous version is valid too (a run's metadata.json, which the
+    row-group files complete), it saves a folder fsync per write."""
     tmp = temp_path_for(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -92,7 +97,8 @@ def atomic_write(path: Path, data: bytes, *, fault_prefix: str = "file") -> None
         except BaseException:
             discard(tmp)
             raise
-        fsync_dir(path.parent)
+        if sync_folder:
+            fsync_dir(path.parent)
     except OSError as exc:
         raise storage_failure(path, exc) from exc
     fault_point(f"{fault_prefix}_renamed")

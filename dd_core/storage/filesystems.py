@@ -64,7 +64,8 @@ class FileSystem(ABC):
         """Raises FileNotFoundError when there is nothing at ``path``."""
 
     @abstractmethod
-    def write_atomic(self, path: str, data: bytes, fault_prefix: str) -> None: ...
+    def write_atomic(self, path: str, data: bytes, fault_prefix: str, sync_folder: bool = True) -> None:
+        """See ``atomic.atomic_write`` (``sync_folder``: local folders only)."""
 
     @abstractmethod
     def exists(self, path: str) -> bool: ...
@@ -146,8 +147,8 @@ class LocalFileSystem(FileSystem):
         _regular_or_absent(path)
         return Path(path).read_bytes()
 
-    def write_atomic(self, path: str, data: bytes, fault_prefix: str) -> None:
-        atomic_write(Path(path), data, fault_prefix=fault_prefix)
+    def write_atomic(self, path: str, data: bytes, fault_prefix: str, sync_folder: bool = True) -> None:
+        atomic_write(Path(path), data, fault_prefix=fault_prefix, sync_folder=sync_folder)
 
     def exists(self, path: str) -> bool:
         return os.path.exists(path)
@@ -316,7 +317,7 @@ class S3FileSystem(FileSystem):
         except self.client.exceptions.NoSuchKey as exc:
             raise FileNotFoundError(self.uri(path)) from exc
 
-    def write_atomic(self, path: str, data: bytes, fault_prefix: str) -> None:
+    def write_atomic(self, path: str, data: bytes, fault_prefix: str, sync_folder: bool = True) -> None:
         bucket, key = self._split(path)
         fault_point(f"{fault_prefix}_tmp_written")
         self.client.put_object(Bucket=bucket, Key=key, Body=data)
@@ -529,8 +530,8 @@ class StoragePath:
             return self.path
         return pa.BufferReader(self.read_bytes())
 
-    def write_atomic(self, data: bytes, fault_prefix: str = "file") -> None:
-        self.fs.write_atomic(self.path, data, fault_prefix)
+    def write_atomic(self, data: bytes, fault_prefix: str = "file", *, sync_folder: bool = True) -> None:
+        self.fs.write_atomic(self.path, data, fault_prefix, sync_folder)
 
     def exists(self) -> bool:
         return self.fs.exists(self.path)

@@ -173,9 +173,9 @@ class DatasetMetadata:
                 "the row-group files still describe themselves (see 'dd status')"
             ) from exc
 
-    def save(self, path: StoragePath) -> None:
+    def save(self, path: StoragePath, *, sync_folder: bool = True) -> None:
         self.updated_at = now_iso()
-        path.write_atomic(json.dumps(self.to_json(), indent=2).encode(), fault_prefix="metadata")
+        path.write_atomic(json.dumps(self.to_json(), indent=2).encode(), fault_prefix="metadata", sync_folder=sync_folder)
 
 
 def _whole(data: dict, key: str, low: int, high: int) -> int:
