@@ -80,3 +80,15 @@ def test_export_refuses_an_unfinished_dataset(tmp_path):
     (tmp_path / "empty").mkdir()
     run = run_dd("export", tmp_path / "empty", "--format", "csv", "-o", tmp_path / "x.csv")
     assert run.returncode == 2 and "is not a dd dataset folder" in run.stderr and not (tmp_path / "x.csv").exists()
+
+
+def test_messages_into_a_pipe_are_plain_lines_without_control_characters(tmp_path):
+    """Into a pipe (CI logs, scripts) dd prints plain lines: no colour codes, and the control
+    characters a terminal would act on (here a carriage return and a bell in a file name) dropped,
+    as on a terminal."""
+    run = run_dd("generate", tmp_path / "over\rwritten\x07.yaml", "-n", 10, "--artifact-path", tmp_path)
+    assert run.returncode == 2
+    assert run.stderr.startswith("Error: ") and "overwritten.yaml" in run.stderr and "does not exist" in run.stderr
+    assert not any(c in run.stderr + run.stdout for c in "\r\x07\x1b")
+    done = run_dd("generate", CUSTOMERS, "-n", 10, "--artifact-path", tmp_path)
+    assert done.returncode == 0 and done.stdout.splitlines()[-1] == f"Dataset: {tmp_path / 'customers'}"
