@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 
 from dd_core.config import ConfigSource, DatasetConfig, load_config
@@ -76,7 +77,11 @@ def produce_row_groups(
                 yield _in_order(pool.results(jobs), ordered)
             return
     if not config.rowwise_names:
-        yield _vectorised(config, sizes, jobs)
+        parts = _vectorised(config, sizes, jobs)
+        try:
+            yield parts
+        finally:
+            parts.close()  # waits for the row group being written
         return
     from dd_core.engine.row_group_loop import RowGroupLoop  # aiohttp: only with LLM columns
 
@@ -89,16 +94,35 @@ def produce_row_groups(
 
 
 def _vectorised(config: DatasetConfig, sizes: RowGroupSizes, jobs: Iterable[RowGroupJob]) -> Iterator[ProducedRowGroup]:
-    """No LLM column: nothing to wait for, so each row group is made when asked for."""
-    for job in jobs:
-        claim = RowGroupClaim(job.claim)
-        claim.take()
-        try:
-            started = time.perf_counter()
-            part = finished_file(job, sizes) or finish(job, assemble(config, vector_stage(config, job.index, job.num_rows, sizes.buffer_size)), sizes, started)
-        finally:
-            claim.release()
-        yield part
+    """No LLM column: nothing to wait for. Each row group is computed while the one before it is
+    written by a writer thread (parquet encoding and fsyncs release the GIL) and handed back
+    once written, so at most two are in memory. A caller that stops at a row group handed back
+    leaves the next one unwritten; stopped otherwise (an error, Ctrl-C), the row group being
+    written is finished first (the executor's exit): no write is cut short."""
+    with ThreadPoolExecutor(1, thread_name_prefix="dd-writer") as writer:
+        pending: Future | None = None
+        for job in jobs:
+            claim = RowGroupClaim(job.claim)
+            claim.take()
+            try:
+                started = time.perf_counter()
+                reused = finished_file(job, sizes)
+                result = None if reused else assemble(config, vector_stage(config, job.index, job.num_rows, sizes.buffer_size))
+                if pending is not None:
+                    yield pending.result()  # the one before, written meanwhile
+            except BaseException:
+                claim.release()  # a caller stopping here leaves this one unwritten
+                raise
+            pending = writer.submit(_written, job, reused, result, sizes, started, claim)
+        if pending is not None:
+            yield pending.result()
+
+
+def _written(job: RowGroupJob, reused: ProducedRowGroup | None, result, sizes: RowGroupSizes, started: float, claim: RowGroupClaim) -> ProducedRowGroup:
+    try:
+        return reused or finish(job, result, sizes, started)
+    finally:
+        claim.release()
 
 
 def _in_order(parts: Iterator[tuple[int, ProducedRowGroup]], ordered: bool) -> Iterator[ProducedRowGroup]:
