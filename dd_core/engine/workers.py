@@ -38,6 +38,7 @@ from dd_core.config import DatasetConfig
 from dd_core.config.llm_columns import LLMColumn
 from dd_core.engine.llm.runtime import LLMRuntime, ModelOverride
 from dd_core.errors import GenerationError
+from dd_core.without_pandas import refuse_pandas
 
 STOP_GRACE_S = 5.0
 
@@ -234,6 +235,7 @@ def _worker_main(conn, config: DatasetConfig, sizes, runtime: LLMRuntime, parent
     gc.freeze()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the parent decides
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    refuse_pandas()  # a worker only makes row groups: pyarrow would load it for nothing
     from dd_core.engine.pipeline import produce_row_groups
 
     try:

@@ -10,7 +10,6 @@ scrubbed of secrets.
 from __future__ import annotations
 
 import functools
-import importlib.abc
 import json
 import logging
 import os
@@ -26,6 +25,7 @@ from typer.core import TyperGroup
 from dd_core.errors import INTERNAL_ERROR_EXIT, DDError
 from dd_core.interrupts import Interrupted, signal_number, sigterm_raises
 from dd_core.redaction import redact_handler, scrub
+from dd_core.without_pandas import refuse_pandas
 
 #: The control characters rich drops from printed text (bell, backspace, vertical tab, form
 #: feed, carriage return); plain output drops them too.
@@ -180,7 +180,7 @@ def generate(
     workers: WorkersOption = None,
 ) -> None:
     """Generate a dataset into <artifact-path>/<dataset-name>/, resuming where a run stopped."""
-    _without_pandas()
+    refuse_pandas()  # never needed here (see dd_core.without_pandas)
     from dd_core.interface.api import generate as run
 
     with _progress() as on_progress:
@@ -200,7 +200,7 @@ def generate(
 @app.command("resume")
 def resume_command(dataset: Annotated[str, typer.Argument(help="A dataset folder (local or s3://...).")], workers: WorkersOption = None) -> None:
     """Continue a dataset from its folder alone: config, target and buffer size come from the folder."""
-    _without_pandas()
+    refuse_pandas()  # never needed here (see dd_core.without_pandas)
     from dd_core.interface.api import resume_dataset
 
     with _progress() as on_progress:
@@ -245,20 +245,6 @@ def cost_lines(meta: dict) -> list[str]:
     if "llm_cost_usd" in meta:
         lines.append(f"Cost of the dataset: ${meta['llm_cost_usd']:.4f} (every run, each paid request once; see metadata.json llm_spend)")
     return lines
-
-
-class _NoPandas(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name == "pandas" or name.startswith("pandas."):
-            raise ModuleNotFoundError(f"{name} is not needed by 'dd generate'", name=name)
-        return None
-
-
-def _without_pandas() -> None:
-    """``dd generate`` never needs pandas, but pyarrow imports it (~0.15-0.3 s) on the first
-    ``pa.array`` of a Python list when it is installed; refused, pyarrow works without it."""
-    if "pandas" not in sys.modules:
-        sys.meta_path.insert(0, _NoPandas())
 
 
 @contextmanager
