@@ -22,6 +22,9 @@ def main() -> None:
     t0 = time.perf_counter()
     import dd_core
     import dd_core.engine.rowwise  # noqa: F401 - the LLM engine, imported on first use otherwise
+    from dd_core.without_pandas import refuse_pandas
+
+    refuse_pandas()  # as dd generate and its workers do: pyarrow would load it on the first row group
 
     generate = dd_core.generate  # public names load on first use: load them outside the timing
     import_s = time.perf_counter() - t0
