@@ -37,9 +37,15 @@ class AdaptiveLimiter:
         self._waiters: list[tuple[tuple, int, asyncio.Future]] = []
         self._order = itertools.count()
 
-    async def acquire(self, priority: tuple = ()) -> None:
+    def try_acquire(self) -> bool:
+        """Take a slot now if one is free and nobody waits (no coroutine: the usual case)."""
         if self.in_flight < self.limit and not self._waiters:
             self._enter()
+            return True
+        return False
+
+    async def acquire(self, priority: tuple = ()) -> None:
+        if self.try_acquire():
             return
         self.saturated = True
         future = asyncio.get_running_loop().create_future()
