@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 from dd_core.redaction import scrub
 
@@ -20,6 +23,7 @@ from dd_core.redaction import scrub
 MAX_REPLY_BYTES = 16 * 2**20
 #: Token counts above this are not counts.
 MAX_TOKENS = 10**12
+_LONG_DIGITS = re.compile(rb"[0-9]{19}")
 
 
 @dataclass(frozen=True)
@@ -35,7 +39,17 @@ class MalformedReply(ValueError):
 
 def parse_json(body: bytes | str) -> Any:
     """``json.loads`` that turns every failure (not JSON, not UTF-8, nested too deeply) into
-    ``MalformedReply``."""
+    ``MalformedReply``.
+
+    orjson reads a reply in a quarter of json's time (~1 us of ~4, on every call). What it
+    refuses (NaN, 1,024 levels, lone surrogates, UTF-16) or reads otherwise (integers past 64
+    bits become floats: a body with 19 digits in a row) goes to json, so every value, and every
+    reply accepted or refused, is json's."""
+    if type(body) is bytes and _LONG_DIGITS.search(body) is None:
+        try:
+            return orjson.loads(body)
+        except orjson.JSONDecodeError:
+            pass
     try:
         return json.loads(body)
     except RecursionError as exc:
