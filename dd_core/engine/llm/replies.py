@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,7 +22,8 @@ from dd_core.redaction import scrub
 MAX_REPLY_BYTES = 16 * 2**20
 #: Token counts above this are not counts.
 MAX_TOKENS = 10**12
-_LONG_DIGITS = re.compile(rb"[0-9]{19}")
+#: 19 digits in a row (digits made zeros first: a regular expression takes ten times as long).
+_ZEROS, _DIGITS_AS_ZEROS = b"0" * 19, bytes.maketrans(b"123456789", b"000000000")
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,7 @@ def parse_json(body: bytes | str) -> Any:
     refuses (NaN, 1,024 levels, lone surrogates, UTF-16) or reads otherwise (integers past 64
     bits become floats: a body with 19 digits in a row) goes to json, so every value, and every
     reply accepted or refused, is json's."""
-    if type(body) is bytes and _LONG_DIGITS.search(body) is None:
+    if type(body) is bytes and _ZEROS not in body.translate(_DIGITS_AS_ZEROS):
         try:
             return orjson.loads(body)
         except orjson.JSONDecodeError:
@@ -84,6 +84,8 @@ def parse_completion(body: bytes) -> Completion:
 
 def _tokens(usage: dict, key: str) -> int:
     value = usage.get(key)
+    if type(value) is int and 0 <= value <= MAX_TOKENS:  # the usual case, first
+        return value
     if value is None:
         return 0
     if isinstance(value, float) and math.isfinite(value) and value.is_integer():
