@@ -67,7 +67,8 @@ class AdaptiveLimiter:
                 self.limit += 1
             if self.on_latency is not None:
                 self.on_latency(seconds)
-        self._wake()
+        if self._waiters:
+            self._wake()
 
     def set_limit(self, limit: int) -> None:
         """The controllers' way in: clamped to [1, max_limit]; waiters start if it grew."""

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -26,8 +25,10 @@ MAX_TOKENS = 10**12
 _ZEROS, _DIGITS_AS_ZEROS = b"0" * 19, bytes.maketrans(b"123456789", b"000000000")
 
 
-@dataclass(frozen=True)
-class Completion:
+class Completion(NamedTuple):
+    """A checked reply. A tuple of text and numbers: made in half a dataclass's time, and left
+    alone by the garbage collector after its first pass (a row group's cache keeps thousands)."""
+
     content: str
     prompt_tokens: int
     completion_tokens: int
