@@ -266,6 +266,7 @@ class RowGroupLoop:
         """Run rows one after another, oldest row group first: ``window`` of these run at once
         (a task per worker, not per row)."""
         feeding = self.feeding
+        me = asyncio.current_task()
         while True:
             if not feeding:
                 if self.no_more_jobs or self.failure is not None or self.fatal is not None:
@@ -281,12 +282,13 @@ class RowGroupLoop:
             self.unstarted_rows -= 1
             if self.unstarted_rows < self.window:
                 self.room.set()
-            if not await self._run_row(group, row):
+            if not await self._run_row(group, row, me):
                 return
 
-    async def _run_row(self, group: _Group, row: int) -> bool:
-        """One row of ``group``, in the calling task; False when the run must stop."""
-        me = asyncio.current_task()
+    async def _run_row(self, group: _Group, row: int, me: asyncio.Task | None = None) -> bool:
+        """One row of ``group``, in the calling task (``me``, when the caller knows it); False
+        when the run must stop."""
+        me = me or asyncio.current_task()
         group.workers.add(me)
         try:
             await self.stage.row(group.cells, row)

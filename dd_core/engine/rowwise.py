@@ -27,10 +27,10 @@ from dd_core.engine.llm.batch_collector import BatchCollector
 from dd_core.engine.llm.batch_journal import BatchJournal
 from dd_core.engine.llm.cache import RowGroupCache
 from dd_core.engine.llm.caller import ModelCaller
-from dd_core.engine.llm.cells import InvalidReply, arrow_type, instructions, parse_reply, response_format
+from dd_core.engine.llm.cells import InvalidReply, arrow_type, instructions, parse_reply, reply_is_value, response_format
 from dd_core.engine.llm.client import CallFailed
 from dd_core.engine.llm.usage import ModelUsage
-from dd_core.engine.llm.wire import BodyTemplate
+from dd_core.engine.llm.wire import BodyTemplate, encode_chat
 
 
 class CellFailed(Exception):
@@ -85,11 +85,13 @@ class RowGroupCells:
 
 
 class _Cell:
-    """What one LLM column sends, prepared once: renderers and the constant part of the body."""
+    """What one LLM column sends, prepared once: renderers, the constant part of the body, and
+    how its reply is read."""
 
     def __init__(self, col: LLMColumn, caller: ModelCaller | BatchCaller, limits: RenderLimits):
         self.col = col
         self.caller = caller
+        self.batch = isinstance(caller, BatchCaller)
         self.prompt = compile_renderer(col.prompt, col.name, "prompt", limits)
         self.system = compile_renderer(col.system_prompt, col.name, "system_prompt", limits) if col.system_prompt else None
         self.instructions = instructions(col)
@@ -98,13 +100,14 @@ class _Cell:
         if fmt is not None:
             body["response_format"] = fmt
         self.body = BodyTemplate(body)
+        self.verbatim = reply_is_value(col)
 
-    def messages(self, context: dict) -> list[dict[str, str]]:
+    def messages(self, context: dict) -> str:
+        """The row's messages, encoded for the body."""
         system = self.system(context) if self.system else None
         if self.instructions:
             system = f"{system}\n\n{self.instructions}" if system else self.instructions
-        user = {"role": "user", "content": self.prompt(context)}
-        return [{"role": "system", "content": system}, user] if system else [user]
+        return encode_chat(system or None, self.prompt(context))
 
 
 class RowwiseStage:
@@ -121,6 +124,8 @@ class RowwiseStage:
         self.cells = {c.name: _Cell(c, callers[c.model], limits) for c in self.columns if isinstance(c, LLMColumn)}
         self.expressions = {c.name: compile_renderer(c.expr, c.name, "expr", limits) for c in self.columns if isinstance(c, ExpressionColumn)}
         self.batch_callers = {a: c for a, c in callers.items() if isinstance(c, BatchCaller) and a in self.aliases}
+        #: Per column, in order: (name, its LLM cell or None, its expression's renderer or None, column).
+        self.steps = [(c.name, self.cells.get(c.name), self.expressions.get(c.name), c) for c in self.columns]
 
     def cells_of(self, ctx: RowGroupContext, cache: RowGroupCache, journal_path=None) -> RowGroupCells:
         """One row group's cells; with batch-mode models, its journal (read here) and collector."""
@@ -146,45 +151,42 @@ class RowwiseStage:
 
     async def row(self, group: RowGroupCells, row: int) -> None:
         """Produce one row into ``group.rows[row]`` (left None when a cell failed)."""
-        if group.batches is None:
-            await self._row(group, row)
-            return
         try:
-            await self._row(group, row)
+            context = {name: values[row] for name, values in group.base.items()}
+            produced = {}
+            for depth, (name, cell, expression, col) in enumerate(self.steps):
+                if cell is None:
+                    value = convert_value(expression(context), col, row)
+                else:
+                    try:
+                        value = await self._cell(cell, context, group, row, depth)
+                    except CellFailed as failure:
+                        group.failures.append(failure)
+                        group.usage[col.model].failed_cells += 1
+                        return
+                context[name] = produced[name] = value
+            group.rows[row] = produced
         finally:
-            group.batches.row_finished()
+            if group.batches is not None:
+                group.batches.row_finished()
 
-    async def _row(self, group: RowGroupCells, row: int) -> None:
-        context = {name: values[row] for name, values in group.base.items()}
-        produced = {}
-        index = group.ctx.index
-        for depth, col in enumerate(self.columns):
-            if isinstance(col, ExpressionColumn):
-                value = convert_value(self.expressions[col.name](context), col, row)
-            else:
-                try:
-                    value = await self._cell(self.cells[col.name], context, group, row, depth, (index, -depth, row))
-                except CellFailed as failure:
-                    group.failures.append(failure)
-                    group.usage[col.model].failed_cells += 1
-                    return
-            context[col.name] = produced[col.name] = value
-        group.rows[row] = produced
-
-    async def _cell(self, cell: _Cell, context: dict, group: RowGroupCells, row: int, depth: int, priority: tuple) -> Any:
+    async def _cell(self, cell: _Cell, context: dict, group: RowGroupCells, row: int, depth: int) -> Any:
         col, caller = cell.col, cell.caller
         usage = group.usage[col.model]
         messages = cell.messages(context)
+        batches = group.batches if cell.batch else None
         problem = None
         for attempt in range(col.max_invalid_retries + 1):
             payload = cell.body.payload(messages, cell_seed(self.config.seed, group.ctx.index, row, col.name, attempt))
             try:
-                if group.batches is not None and isinstance(caller, BatchCaller):
-                    completion = await caller.complete(payload, group.cache, group.batches, col.name, depth, row, usage)
+                if batches is not None:
+                    completion = await caller.complete(payload, group.cache, batches, col.name, depth, row, usage)
                 else:
-                    completion = await caller.complete(payload, group.cache, priority, usage)
+                    completion = await caller.complete(payload, group.cache, (group.ctx.index, -depth, row), usage)
             except CallFailed as exc:
                 raise CellFailed(col.model, f"column '{col.name}', row {row}: {exc}") from exc
+            if cell.verbatim:
+                return completion.content
             try:
                 return parse_reply(col, completion.content)
             except InvalidReply as exc:

@@ -305,13 +305,15 @@ def test_samplers_cannot_read_llm_columns_and_keys_are_names_not_values():
 def test_request_bodies_are_the_canonical_serialisation_byte_for_byte(constant):
     """The cache key is the sha256 of these bytes: a different encoding would make a resumed
     run pay again for every call an older dd version had cached."""
-    from dd_core.engine.llm.wire import BodyTemplate, serialise
+    from dd_core.engine.llm.wire import BodyTemplate, encode_chat, serialise
 
-    messages = [{"role": "system", "content": 'Say "hi" \\ ✓\n\u2028\x00'}, {"role": "user", "content": "x" * 3}]
-    odd = [{"role": "user", "content": "x", "name": "n"}]  # another shape: the general path
-    for msgs in (messages, messages[1:], odd):
+    system, user = 'Say "hi" \\ ✓\n\u2028\x00', "x" * 3 + " é \U0001F600 \x1f"
+    for sent, msgs in [
+        (encode_chat(system, user), [{"role": "system", "content": system}, {"role": "user", "content": user}]),
+        (encode_chat(None, user), [{"role": "user", "content": user}]),
+    ]:
         for seed in (0, 7, 2**31 - 1):
-            assert BodyTemplate(constant).payload(msgs, seed) == serialise({**constant, "messages": msgs, "seed": seed})
+            assert BodyTemplate(constant).payload(sent, seed) == serialise({**constant, "messages": msgs, "seed": seed})
 
 
 def test_cache_lines_are_what_json_dumps_writes():

@@ -226,3 +226,29 @@ def test_an_expression_over_llm_output_past_its_limits_leaves_no_folder(tmp_path
     config["columns"].append({"name": "loud", "type": "expression", "expr": "{{ question * 10**6 }}"})
     check(_generate(tmp_path, config, key_env), 2, "column 'loud'", "render limits")
     assert not (tmp_path / "out" / "ds").exists()
+
+
+ODD_JSON = [
+    '{"a": 1, "a": 2}', "1e400", "-1e400", "-0", "-0.0", "0.1", "1.7976931348623157e308", "5e-324", "2.2250738585072011e-308",
+    "123456789012345678901234567890", "18446744073709551615", "-9223372036854775809", "9" * 5000,
+    '"\\ud800"', '"\\udfff x"', '"\\ud83d\\ude00"', '"é ✓ \\u2028"', " \t\n{\"a\": [1, 2.5, true, false, null]} \r\n",
+    "NaN", "Infinity", "-Infinity", '{"t": NaN}', "[" * 500 + "]" * 500, "[" * 2000 + "]" * 2000,
+    '"a\x01b"', "{} x", "", "[1,]", '{"a":1,}', "01", "1.", ".5", "'a'", "\ufeff{}", "{}\x00",
+]
+
+
+@pytest.mark.parametrize("text", ODD_JSON, ids=range(len(ODD_JSON)))
+def test_a_reply_reads_as_json_reads_it(text):
+    """Replies are read by orjson, and by json where orjson refuses: every body gives json's value,
+    or a malformed reply where json fails (nothing orjson alone would accept or read otherwise)."""
+    from dd_core.engine.llm.replies import MalformedReply, parse_json
+
+    for body in {text.encode("utf-8", "surrogatepass"), text.encode("utf-16")} if text else {b""}:
+        try:
+            expected = json.loads(body)
+        except (ValueError, RecursionError):
+            with pytest.raises(MalformedReply):
+                parse_json(body)
+            continue
+        got = parse_json(body)
+        assert repr(got) == repr(expected) and type(got) is type(expected)

@@ -55,6 +55,8 @@ class RowGroupCache:
         self._last_sync = time.monotonic()
         self._syncing: asyncio.Future | None = None
         self._pending: list[str] = []
+        #: (alias, batch) -> who pays for calls made now, and its entry fields (made once).
+        self._payers: dict[tuple[str, bool], tuple[Paid, str]] = {}
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -65,7 +67,11 @@ class RowGroupCache:
     def put(self, key: str, completion: Completion, alias: str, *, batch: bool = False) -> None:
         """Store a reply the moment it is read; the periodic sync runs off the event loop."""
         self._entries[key] = completion
-        paid = self._paid[key] = Paid(alias, batch, self.config_hash)
+        payer = self._payers.get((alias, batch))
+        if payer is None or payer[0].config_hash != self.config_hash:
+            paid = Paid(alias, batch, self.config_hash)
+            payer = self._payers[alias, batch] = (paid, paid_fields(paid))
+        self._paid[key] = payer[0]
         if self._path is None:
             return
         if self._appender is None:
@@ -74,7 +80,7 @@ class RowGroupCache:
             # The replies read in this turn of the event loop go out in one write at its end,
             # before the loop waits for anything again.
             asyncio.get_running_loop().call_soon(self._flush)
-        self._pending.append(cache_line(key, completion.content, completion.prompt_tokens, completion.completion_tokens, paid_fields(paid)))
+        self._pending.append(cache_line(key, completion.content, completion.prompt_tokens, completion.completion_tokens, payer[1]))
 
     def spend(self) -> dict[str, Spend]:
         """Per model alias, the calls in this log paid for this row-group version."""

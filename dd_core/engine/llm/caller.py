@@ -48,22 +48,24 @@ class ModelCaller:
         if cached is not None:
             usage.cache_hits += 1
             return cached
-        completion = await self._send(payload, priority, usage)
+        # The first attempt runs bare (most calls succeed: no retry machinery on the hot path);
+        # after a transient failure, tenacity runs the remaining attempts.
+        try:
+            completion = await self._attempt(payload, priority, usage)
+            failure = None
+        except CallFailed as exc:
+            if not exc.retryable or self.model.max_retries == 0:
+                raise
+            failure = exc
+        if failure is not None:
+            completion = await self._retry(payload, priority, usage, failure)
         cache.put(key, completion, self.model.alias)
         usage.calls += 1
         usage.prompt_tokens += completion.prompt_tokens
         usage.completion_tokens += completion.completion_tokens
         return completion
 
-    async def _send(self, payload: bytes, priority: tuple, usage: ModelUsage) -> Completion:
-        """The first attempt runs bare (most calls succeed: no retry machinery on the hot path);
-        after a transient failure, tenacity runs the remaining attempts."""
-        try:
-            return await self._attempt(payload, priority, usage)
-        except CallFailed as exc:
-            if not exc.retryable or self.model.max_retries == 0:
-                raise
-            first_failure = exc
+    async def _retry(self, payload: bytes, priority: tuple, usage: ModelUsage, first_failure: CallFailed) -> Completion:
         waits = RetryWaits(self.model)
         delay = waits.next_wait(first_failure, 1)
         usage.retries += 1
@@ -86,7 +88,8 @@ class ModelCaller:
 
     async def _attempt(self, payload: bytes, priority: tuple, usage: ModelUsage) -> Completion:
         limiter = self.limiter
-        await limiter.acquire(priority)
+        if not limiter.try_acquire():
+            await limiter.acquire(priority)
         rate, ticket = self.rate, None
         if rate is not None:
             try:

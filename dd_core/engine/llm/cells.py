@@ -65,6 +65,11 @@ def response_format(col: LLMColumn) -> dict[str, Any] | None:
     return {"type": "json_schema", "json_schema": {"name": col.name, "schema": schema, "strict": True}}
 
 
+def reply_is_value(col: LLMColumn) -> bool:
+    """The reply's text is the cell's value as it is: ``parse_reply`` would return it unchanged."""
+    return not isinstance(col, LLMCodeColumn) and output_schema(col) is None
+
+
 def parse_reply(col: LLMColumn, content: str) -> Any:
     if isinstance(col, LLMCodeColumn):
         return _code_block(content, col.language)

@@ -71,18 +71,27 @@ async def read_body(response: aiohttp.ClientResponse) -> bytes:
     return b"".join(chunks)
 
 
+#: What can go wrong in one HTTP exchange besides its answer (see ``transport_failure``).
+TRANSPORT_ERRORS = (MalformedReply, asyncio.TimeoutError, aiohttp.ClientError, OSError)
+
+
+def transport_failure(exc: BaseException, timeout_s: float, what: str = "") -> CallFailed:
+    """One of ``TRANSPORT_ERRORS`` (a reply too big or too deep, no reply in time, a connection
+    that failed) as a retryable ``CallFailed`` (``what`` names the call in the message)."""
+    if isinstance(exc, MalformedReply):
+        return CallFailed(f"{what}malformed reply: {exc}", code="malformed", retryable=True)
+    if isinstance(exc, asyncio.TimeoutError):
+        return CallFailed(f"{what}no reply within {timeout_s:g} s", code="timeout", retryable=True)
+    return CallFailed(f"{what}connection failed: {type(exc).__name__}: {exc}", code="network", retryable=True)
+
+
 @contextmanager
 def transport_failures(timeout_s: float, what: str = "") -> Iterator[None]:
-    """Around one HTTP exchange: a reply too big or too deep, no reply in time, or a connection
-    that failed becomes a retryable ``CallFailed`` (``what`` names the call in the message)."""
+    """``transport_failure`` around one HTTP exchange."""
     try:
         yield
-    except MalformedReply as exc:
-        raise CallFailed(f"{what}malformed reply: {exc}", code="malformed", retryable=True) from exc
-    except asyncio.TimeoutError as exc:
-        raise CallFailed(f"{what}no reply within {timeout_s:g} s", code="timeout", retryable=True) from exc
-    except (aiohttp.ClientError, OSError) as exc:
-        raise CallFailed(f"{what}connection failed: {type(exc).__name__}: {exc}", code="network", retryable=True) from exc
+    except TRANSPORT_ERRORS as exc:
+        raise transport_failure(exc, timeout_s, what) from exc
 
 
 def http_failure(status: int, headers: Any, body: bytes, what: str = "") -> CallFailed:
@@ -108,14 +117,22 @@ class ChatClient:
         self.on_rate_headers: Callable[[Mapping[str, str]], None] | None = None
 
     async def complete(self, payload: bytes) -> Completion:
-        """POST an already-serialised JSON body (serialised once, for the cache key too)."""
-        with transport_failures(self._timeout.total):
+        """POST an already-serialised JSON body (serialised once, for the cache key too).
+
+        The hottest path of a run: ``transport_failures`` and ``read_body`` written in place
+        (a body of a known, allowed length is read at once), a coroutine and a context manager
+        fewer per call."""
+        try:
             async with self._session.post(self._url, data=payload, headers=self._headers, timeout=self._timeout) as response:
-                body = await read_body(response)
-                if self.on_rate_headers is not None and (RATE_HEADER in response.headers or RATE_TOKENS_HEADER in response.headers):
-                    self.on_rate_headers(response.headers)
+                length = response.content_length
+                body = await response.read() if length is not None and length <= MAX_REPLY_BYTES else await read_body(response)
+                headers = response.headers
+                if self.on_rate_headers is not None and (RATE_HEADER in headers or RATE_TOKENS_HEADER in headers):
+                    self.on_rate_headers(headers)
                 if response.status != 200:
-                    raise http_failure(response.status, response.headers, body)
+                    raise http_failure(response.status, headers, body)
+        except TRANSPORT_ERRORS as exc:
+            raise transport_failure(exc, self._timeout.total) from exc
         try:
             return parse_completion(body)
         except MalformedReply as exc:

@@ -37,9 +37,15 @@ class AdaptiveLimiter:
         self._waiters: list[tuple[tuple, int, asyncio.Future]] = []
         self._order = itertools.count()
 
-    async def acquire(self, priority: tuple = ()) -> None:
+    def try_acquire(self) -> bool:
+        """Take a slot now if one is free and nobody waits (no coroutine: the usual case)."""
         if self.in_flight < self.limit and not self._waiters:
             self._enter()
+            return True
+        return False
+
+    async def acquire(self, priority: tuple = ()) -> None:
+        if self.try_acquire():
             return
         self.saturated = True
         future = asyncio.get_running_loop().create_future()
@@ -61,7 +67,8 @@ class AdaptiveLimiter:
                 self.limit += 1
             if self.on_latency is not None:
                 self.on_latency(seconds)
-        self._wake()
+        if self._waiters:
+            self._wake()
 
     def set_limit(self, limit: int) -> None:
         """The controllers' way in: clamped to [1, max_limit]; waiters start if it grew."""

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
+
+import orjson
 
 from dd_core.redaction import scrub
 
@@ -20,10 +21,14 @@ from dd_core.redaction import scrub
 MAX_REPLY_BYTES = 16 * 2**20
 #: Token counts above this are not counts.
 MAX_TOKENS = 10**12
+#: 19 digits in a row (digits made zeros first: a regular expression takes ten times as long).
+_ZEROS, _DIGITS_AS_ZEROS = b"0" * 19, bytes.maketrans(b"123456789", b"000000000")
 
 
-@dataclass(frozen=True)
-class Completion:
+class Completion(NamedTuple):
+    """A checked reply. A tuple of text and numbers: made in half a dataclass's time, and left
+    alone by the garbage collector after its first pass (a row group's cache keeps thousands)."""
+
     content: str
     prompt_tokens: int
     completion_tokens: int
@@ -35,7 +40,17 @@ class MalformedReply(ValueError):
 
 def parse_json(body: bytes | str) -> Any:
     """``json.loads`` that turns every failure (not JSON, not UTF-8, nested too deeply) into
-    ``MalformedReply``."""
+    ``MalformedReply``.
+
+    orjson reads a reply in a quarter of json's time (~1 us of ~4, on every call). What it
+    refuses (NaN, 1,024 levels, lone surrogates, UTF-16) or reads otherwise (integers past 64
+    bits become floats: a body with 19 digits in a row) goes to json, so every value, and every
+    reply accepted or refused, is json's."""
+    if type(body) is bytes and _ZEROS not in body.translate(_DIGITS_AS_ZEROS):
+        try:
+            return orjson.loads(body)
+        except orjson.JSONDecodeError:
+            pass
     try:
         return json.loads(body)
     except RecursionError as exc:
@@ -70,6 +85,8 @@ def parse_completion(body: bytes) -> Completion:
 
 def _tokens(usage: dict, key: str) -> int:
     value = usage.get(key)
+    if type(value) is int and 0 <= value <= MAX_TOKENS:  # the usual case, first
+        return value
     if value is None:
         return 0
     if isinstance(value, float) and math.isfinite(value) and value.is_integer():

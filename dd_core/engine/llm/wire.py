@@ -1,10 +1,10 @@
 """The bytes dd sends and keeps: request bodies in canonical JSON, and response-cache lines.
 
 A request body's bytes are also its cache key's source (sha256), so they must never change
-between versions for the same request: ``BodyTemplate`` and ``encode_messages`` produce
-exactly what ``serialise`` (json.dumps, sorted keys, compact, UTF-8) produces, only faster
-(json.dumps builds a new encoder on every call, ~3 us; these encode each string once with the
-standard library's own C string encoder).
+between versions for the same request: ``BodyTemplate`` and ``encode_chat`` produce exactly
+what ``serialise`` (json.dumps, sorted keys, compact, UTF-8) produces, only faster (json.dumps
+builds a new encoder on every call, ~3 us; these encode each string once with the standard
+library's own C string encoder).
 """
 
 from __future__ import annotations
@@ -41,19 +41,17 @@ class BodyTemplate:
         self._before_messages, self._before_seed = pieces
         self._end = text + "}"
 
-    def payload(self, messages: list[dict[str, str]], seed: int) -> bytes:
-        return f"{self._before_messages}{encode_messages(messages)}{self._before_seed}{int(seed)}{self._end}".encode()
+    def payload(self, messages: str, seed: int) -> bytes:
+        """``messages``: the messages already encoded (``encode_chat``)."""
+        return f"{self._before_messages}{messages}{self._before_seed}{int(seed)}{self._end}".encode()
 
 
-def encode_messages(messages: list[dict[str, str]]) -> str:
-    """``_ENCODE(messages)`` for the usual shape (role and content strings) without building a
-    JSON encoder per call (json.dumps does: ~3 us); anything else takes the general path."""
-    parts = []
-    for message in messages:
-        if len(message) != 2 or type(message.get("content")) is not str or type(message.get("role")) is not str:
-            return _ENCODE(messages)
-        parts.append(f'{{"content":{encode_string(message["content"])},"role":{encode_string(message["role"])}}}')
-    return f"[{','.join(parts)}]"
+def encode_chat(system: str | None, user: str) -> str:
+    """``_ENCODE(messages)`` for what every LLM column sends, ([a system message,] one user
+    message), written out: no JSON encoder, no message dicts per call."""
+    if system is None:
+        return f'[{{"content":{encode_string(user)},"role":"user"}}]'
+    return f'[{{"content":{encode_string(system)},"role":"system"}},{{"content":{encode_string(user)},"role":"user"}}]'
 
 
 def cache_line(key: str, content: str, prompt_tokens: int, completion_tokens: int, paid: str = "") -> str:
