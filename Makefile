@@ -27,7 +27,7 @@ $(DAGSTER_HOME)/dagster.yaml: deployments/local/dagster.yaml
 
 # The customers example (10,000 records) materialized through Dagster on the local SQLite instance.
 demo: install $(DAGSTER_HOME)/dagster.yaml
-	$(BIN)/python -m dd_dagster.demo
+	$(BIN)/python -m dd_dagster.demo examples/customers.yaml --num-records 10000 --buffer-size 1000
 
 # Dagster's UI and daemon on the same instance: http://127.0.0.1:3000
 ui: install $(DAGSTER_HOME)/dagster.yaml

@@ -51,7 +51,8 @@ CONFIG_KEYS_REQUIRED = {"DD_ARTIFACT_PATH", "DD_LLM_BASE_URL"}
 CONFIG_KEYS_KNOWN = CONFIG_KEYS_REQUIRED | {"AWS_REGION", "AWS_ENDPOINT_URL", "AWS_DEFAULT_REGION"}
 PG_SECRET_KEY = "postgresql-password"
 ENDPOINT_TAG = "dd/llm_endpoint"
-CODE_LOCATION_MODULE = "dd_dagster.definitions"
+CODE_LOCATION_ARGS = ["-f", "examples/definitions.py", "-d", "/opt/dd"]
+CODE_LOCATION = " ".join(CODE_LOCATION_ARGS)
 PORT = 4000
 PLACEHOLDER = "REPLACE_ME"
 SECRETISH = re.compile(r"(password|passwd|secret|token|api_?key|access_?key|credential)", re.IGNORECASE)
@@ -61,6 +62,11 @@ DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]
 # Names the chart derives for a release called "dagster" (what the README installs); only used to
 # render the instance config and the run pod for checking.
 RELEASE, NAMESPACE = "dagster", "dd"
+
+
+def _contains(items: list[str], run: list[str]) -> bool:
+    """``run`` appears in ``items`` as consecutive elements."""
+    return any(items[i : i + len(run)] == run for i in range(len(items) - len(run) + 1))
 
 
 class Failed(Exception):
@@ -288,8 +294,8 @@ def check_values_contract() -> str:
         args = d.get("dagsterApiGrpcArgs") or d.get("codeServerArgs") or []
         if bool(d.get("dagsterApiGrpcArgs")) == bool(d.get("codeServerArgs")):
             problems.append(f"deployment {d.get('name')}: set exactly one of dagsterApiGrpcArgs / codeServerArgs")
-        if args[:2] != ["-m", CODE_LOCATION_MODULE]:
-            problems.append(f"deployment {d.get('name')}: args {args} do not load -m {CODE_LOCATION_MODULE}")
+        if args[: len(CODE_LOCATION_ARGS)] != CODE_LOCATION_ARGS:
+            problems.append(f"deployment {d.get('name')}: args {args} do not load {CODE_LOCATION}")
         if d.get("port") != PORT:
             problems.append(f"deployment {d.get('name')}: port {d.get('port')}, the image serves {PORT}")
         if CONFIGMAP_NAME not in names(d.get("envConfigMaps")) or SECRET_NAME not in names(d.get("envSecrets")):
@@ -350,7 +356,7 @@ def check_values_contract() -> str:
     if problems:
         raise Failed("; ".join(problems))
     return (
-        f"code location -m {CODE_LOCATION_MODULE} on port {PORT}; env from {CONFIGMAP_NAME}+{SECRET_NAME} on code server and run pods; "
+        f"code location {CODE_LOCATION} on port {PORT}; env from {CONFIGMAP_NAME}+{SECRET_NAME} on code server and run pods; "
         f"queue max {max_runs}, {ENDPOINT_TAG} per-value limit {limits[0]['limit']}; run monitoring on; telemetry off; no secret literals"
     )
 
@@ -544,8 +550,8 @@ def check_dockerfile() -> str:
     except json.JSONDecodeError:
         cmd_list = []
         problems.append("CMD must be in exec (JSON) form")
-    if cmd_list and not (CODE_LOCATION_MODULE in cmd_list and "0.0.0.0" in cmd_list and str(PORT) in cmd_list and cmd_list[:3] in (["dagster", "api", "grpc"], ["dagster", "code-server", "start"])):
-        problems.append(f"CMD {cmd_list} does not serve {CODE_LOCATION_MODULE} on 0.0.0.0:{PORT}")
+    if cmd_list and not (_contains(cmd_list, CODE_LOCATION_ARGS) and "0.0.0.0" in cmd_list and str(PORT) in cmd_list and cmd_list[:3] in (["dagster", "api", "grpc"], ["dagster", "code-server", "start"])):
+        problems.append(f"CMD {cmd_list} does not serve {CODE_LOCATION} on 0.0.0.0:{PORT}")
     envs = " ".join(r for w, r in ins if w == "ENV")
     if not re.search(r"PYTHONUNBUFFERED=1\b", envs):
         problems.append("ENV PYTHONUNBUFFERED=1 missing")

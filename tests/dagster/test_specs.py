@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import runpy
+import shutil
+
 import dagster as dg
 import pytest
 
@@ -64,10 +67,16 @@ def test_several_datasets_share_one_code_location(tmp_path):
     assert {j.name for j in defs.resolve_all_job_defs() if not j.name.startswith("__")} == {"customers_row_groups_job", "orders_row_groups_job"}
 
 
-def test_example_code_location_loads():
-    from dd_dagster.definitions import defs
-
+def test_example_code_location_loads_wherever_the_examples_folder_is(tmp_path, monkeypatch):
+    """examples/definitions.py finds its configs beside itself, not through dd_dagster's install
+    location: a copy of the folder elsewhere (as in the Kubernetes image) serves its own configs."""
+    copy = tmp_path / "elsewhere" / "examples"
+    shutil.copytree(EXAMPLES, copy, ignore=shutil.ignore_patterns("dd_components"))
+    monkeypatch.chdir(tmp_path)
+    defs = runpy.run_path(str(copy / "definitions.py"))["defs"]
     dg.Definitions.validate_loadable(defs)
+    customers = defs.resolve_assets_def(dg.AssetKey(["customers"]))
+    assert str(copy / "customers.yaml") in str(customers.specs_by_key[dg.AssetKey(["customers"])].metadata)
 
 
 @pytest.mark.parametrize(("kwargs", "words"), [({"num_records": 0}, "at least 1"), ({"row_groups_per_run": 0}, "row_groups_per_run")])

@@ -1,6 +1,7 @@
-"""The example datasets of ``examples/`` as one code location (``workspace.yaml`` serves it).
+"""The example datasets of this folder as one Dagster code location (``workspace.yaml`` serves it;
+so does the Kubernetes image: ``dagster api grpc -f examples/definitions.py``).
 
-Environment: ``DD_ARTIFACT_PATH`` (default ``artifacts/dagster`` in the project),
+Environment: ``DD_ARTIFACT_PATH`` (default ``artifacts/dagster`` in the working directory),
 ``DD_LLM_BASE_URL`` / ``DD_LLM_API_KEY`` to point the LLM example's model at a real endpoint
 (by default it expects the local test server: ``python -m dd_core.testing.openai_server --port 8000``).
 """
@@ -12,11 +13,9 @@ from pathlib import Path
 
 import dagster as dg
 
-from dd_dagster.factory import build_dataset_definitions
-from dd_dagster.resource import DataDesignerResource, ModelEndpoint
+from dd_dagster import DataDesignerResource, ModelEndpoint, build_dataset_definitions
 
-PROJECT = Path(__file__).resolve().parents[1]
-EXAMPLES = PROJECT / "examples"
+EXAMPLES = Path(__file__).resolve().parent
 
 
 def example_resource() -> DataDesignerResource:
@@ -24,7 +23,7 @@ def example_resource() -> DataDesignerResource:
         base_url=os.environ.get("DD_LLM_BASE_URL"),
         api_key=dg.EnvVar("DD_LLM_API_KEY") if os.environ.get("DD_LLM_API_KEY") else None,
     )
-    return DataDesignerResource(artifact_path=os.environ.get("DD_ARTIFACT_PATH", str(PROJECT / "artifacts" / "dagster")), models={"writer": writer})
+    return DataDesignerResource(artifact_path=os.environ.get("DD_ARTIFACT_PATH", "artifacts/dagster"), models={"writer": writer})
 
 
 resource = example_resource()
