@@ -11,8 +11,8 @@
 
 # No `from __future__ import annotations`: Dagster inspects these functions' signatures.
 import dagster as dg
-from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
+from dd_dagster.dagster_internals import range_tags
 from dd_dagster.dataset import DagsterDataset
 from dd_dagster.status import SHOWN_KEYS, RowGroupStatus
 
@@ -80,11 +80,7 @@ def regeneration_requests(status: RowGroupStatus, row_groups_per_run: int, run_k
     return [
         dg.RunRequest(
             run_key=f"{ds.config_hash}:{start}-{end}{run_key_suffix}",
-            tags={
-                ASSET_PARTITION_RANGE_START_TAG: ds.partition_key(start),
-                ASSET_PARTITION_RANGE_END_TAG: ds.partition_key(end),
-                REGENERATE_TAG: ds.name,
-            },
+            tags={**range_tags(ds.partition_key(start), ds.partition_key(end)), REGENERATE_TAG: ds.name},
         )
         for start, end in contiguous_chunks(status.to_regenerate, row_groups_per_run)
     ]

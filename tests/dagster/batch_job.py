@@ -30,7 +30,7 @@ def chain_row_groups_job():
 
 
 if __name__ == "__main__":  # the run that gets SIGKILLed: DAGSTER_HOME is the test's instance
-    from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+    from dd_dagster.dagster_internals import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
     tags = {ASSET_PARTITION_RANGE_START_TAG: "00000", ASSET_PARTITION_RANGE_END_TAG: "00001"}
     with dg.DagsterInstance.get() as instance:

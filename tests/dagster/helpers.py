@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import dagster as dg
-from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+from dd_dagster.dagster_internals import range_tags as dagster_range_tags
 
 from dd_dagster import DataDesignerResource, build_dataset_definitions
 
@@ -53,7 +53,7 @@ prices (USD per million tokens). Returns the config file."""
 
 
 def range_tags(start: int, end: int) -> dict[str, str]:
-    return {ASSET_PARTITION_RANGE_START_TAG: f"{start:05d}", ASSET_PARTITION_RANGE_END_TAG: f"{end:05d}"}
+    return dagster_range_tags(f"{start:05d}", f"{end:05d}")
 
 
 def run_range(defs: dg.Definitions, instance, start: int, end: int, mode: str = "if_possible", name: str = "tiny", raise_on_error: bool = True):

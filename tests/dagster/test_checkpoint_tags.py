@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import dagster as dg
 import sqlalchemy as sa
-from dagster._core.events import DagsterEventType
+from dagster import DagsterEventType
 
 from dd_dagster.checkpoints import latest_records
 from tests.dagster.helpers import materialize_dataset, outcome, run_range, tiny_defs

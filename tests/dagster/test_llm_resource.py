@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dagster as dg
-from dagster._serdes import serialize_value
+from dagster import serialize_value
 
 from dd_dagster import DagsterDataset, DataDesignerResource, ModelEndpoint, build_dataset_definitions, register_partitions
 from dd_core.testing.openai_server import OpenAIServer

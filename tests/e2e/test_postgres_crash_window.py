@@ -10,7 +10,7 @@ wait, reads go on) while a backfill runs all 4 row groups in one run; the run wr
 0's event row and waits on the lock inserting its tags; the test SIGKILLs the run's process
 tree, then releases the lock (the dead client's transaction is rolled back). Then: dd's read
 agrees with Dagster's view, the backfill's retry from failure regenerates row groups 1-3 only,
-the row-group check passes, and the combined asset equals `dd generate`.
+the row-group check passes, and the combined asset equals `ddsynth generate`.
 
 PostgreSQL, dagster-webserver and dagster-daemon on 127.0.0.1; about 2-3 minutes.
 """
@@ -27,7 +27,7 @@ import psycopg2
 import pyarrow.parquet as pq
 import pytest
 import yaml
-from dagster._core.events import DagsterEventType
+from dagster import DagsterEventType
 
 from dd_dagster.checkpoints import DATA_VERSION_TAG, latest_records
 from tests.support import dd_generate_dataset
@@ -142,7 +142,7 @@ def test_run_killed_between_event_and_tag_rows(tmp_path, monkeypatch):
             [check] = run_events(svc, retry_run["runId"])["checks"]
             assert check["success"] and check["meta"]["current"] == 4, check
 
-            # 4. The combined asset finishes and equals `dd generate`.
+            # 4. The combined asset finishes and equals `ddsynth generate`.
             combine_id = launch_asset_run(svc, [[NAME]])
             assert wait_for_run_status(svc, combine_id, TERMINAL_RUN_STATUSES, timeout=180)["status"] == "SUCCESS", svc.logs()
             combined_meta = materializations(svc, [NAME])[0]["meta"]
