@@ -4,7 +4,7 @@
 
 1. The same 100 row groups of examples/customers.yaml (1,000 and 10,000 rows each) made by
    ``dd_core.generate`` (in its own process without Dagster loaded, timed without imports, as
-   ``dd generate`` runs, with as many worker processes as the Dagster run: ``--workers``,
+   ``ddsynth generate`` runs, with as many worker processes as the Dagster run: ``--workers``,
    default the cores available, both sides' default) and by materializing the row-group asset
    in process over the whole range (one run, a SQLite instance on disk, as `make demo` does).
    Dagster's own limit: the same asset and run with ``NothingMadeResource``, whose producer
@@ -62,12 +62,13 @@ from resource import RUSAGE_CHILDREN, getrusage
 
 import dagster as dg
 import sqlalchemy as sa
-from dagster._core.events import DagsterEventType
-from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+from dagster import DagsterEventType
+from dd_dagster.dagster_internals import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from measure import run_measured
 
 import dd_core
+from dd_core.orchestration import ProducedRowGroup
 
 from dd_dagster import DagsterDataset, DataDesignerResource, build_dataset_definitions, register_partitions
 from dd_dagster.checkpoints import DATA_VERSION_TAG, latest_records, row_group_version
@@ -180,8 +181,8 @@ class NothingMadeResource(DataDesignerResource):
     def produce(self, dataset, jobs):
         def parts():
             for job in jobs:
-                info = dd_core.RowGroupInfo(job.index, job.num_rows, job.num_rows, dataset.config_hash, dataset.fingerprint["config_hash_version"], dataset.buffer_size, dataset.config.seed)
-                yield dd_core.ProducedRowGroup(info, {}, 0.0, path=job.path, sha256=f"{job.index:064x}")
+                info = dataset.identity.info(job.index, job.num_rows, job.num_rows)
+                yield ProducedRowGroup(info, {}, 0.0, path=job.path, sha256=f"{job.index:064x}")
 
         return _timed(nullcontext(parts()))
 
@@ -258,7 +259,7 @@ def main() -> None:
                 noops.append(no_op_dagster(args.row_groups, tmp / f"noop{rows}-{i}", rows))
             plain, dagster, noop = statistics.median(plains), _median(dagsters), _median(noops)
             print(f"{args.row_groups} row groups x {rows:,} rows of customers.yaml, {args.workers} worker(s), median of {args.repeat} alternating runs")
-            print(f"  dd generate (standalone):                 {plain:7.2f} s  ({', '.join(f'{x:.2f}' for x in plains)})")
+            print(f"  ddsynth generate (standalone):                 {plain:7.2f} s  ({', '.join(f'{x:.2f}' for x in plains)})")
             planned = "one planned event per run" if args.subset_planned_events else "one planned event per partition"
             print(f"  row-group asset, one in-process run ({planned}): {dagster.seconds:7.2f} s  ({', '.join(f'{x.seconds:.2f}' for x in dagsters)})")
             print(f"  no-op asset, same materializations, nothing generated (Dagster's own limit): {noop.seconds:7.2f} s  ({', '.join(f'{x.seconds:.2f}' for x in noops)})")

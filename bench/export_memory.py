@@ -1,4 +1,4 @@
-"""Peak memory of ``dd export`` at two dataset sizes: streaming keeps it flat.
+"""Peak memory of ``ddsynth export`` at two dataset sizes: streaming keeps it flat.
 
     .venv/bin/python bench/export_memory.py [--small 100000] [--large 1000000]
 

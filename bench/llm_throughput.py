@@ -235,7 +235,7 @@ def run_bounded(case: Case, args) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cases", nargs="+", choices=list(CASES), default=list(CASES))
-    ap.add_argument("--workers", type=int, default=1, help="dd generate --workers (and the bare client's processes)")
+    ap.add_argument("--workers", type=int, default=1, help="ddsynth generate --workers (and the bare client's processes)")
     ap.add_argument("--repeat", type=int, default=3, help="alternating runs of the fixed-latency cases")
     ap.add_argument("--skip-reference", action="store_true")
     args = ap.parse_args()

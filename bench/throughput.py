@@ -6,11 +6,11 @@
 1. 20,000 records (buffer 1,000): dd with one worker and with every core, and the reference
    (data-designer 0.9.7), each in its own process. Two ratios: generation only (each side
    timed around its generate/create call, imports excluded; target >= 20x, issue 2) and whole
-   process, start-up included, as a user waits for it (``dd generate`` with its default workers,
+   process, start-up included, as a user waits for it (``ddsynth generate`` with its default workers,
    median of 5 runs, against the reference's script; target >= 50x, issue 12), and the floor:
    a process that only imports the libraries dd needs.
 2. 200,000 records: dd with 1 worker and with every core (``--workers``), and the reference.
-3. Start-up: ``dd generate examples/customers.yaml -n 10``, whole process, median of 7 runs.
+3. Start-up: ``ddsynth generate examples/customers.yaml -n 10``, whole process, median of 7 runs.
    Target < 0.6 s.
 4. 1,000,000 records, buffer 10,000, every core: peak memory of the whole process tree (the
    parent and its workers), sampled, and the sum of each process's own peak. Target < 500 MB.
@@ -37,7 +37,7 @@ RSS_LIMIT_MB = 500
 START_LIMIT_S = 0.6
 CORES = len(os.sched_getaffinity(0))
 WHOLE_RUNS = 5
-#: The interpreter and these: the floor under any ``dd generate`` (parquet, config models, templates, YAML, CLI).
+#: The interpreter and these: the floor under any ``ddsynth generate`` (parquet, config models, templates, YAML, CLI).
 FLOOR_MODULES = ("numpy", "pyarrow.parquet", "pydantic", "jinja2", "yaml", "typer")
 
 
@@ -49,7 +49,7 @@ def ours(num_records: int, buffer_size: int, workers: int, *, tree: bool = False
 
 
 def cli(num_records: int, buffer_size: int, workers: int | None = None) -> dict:
-    """``dd generate`` exactly as a user runs it: the whole process."""
+    """``ddsynth generate`` exactly as a user runs it: the whole process."""
     with tempfile.TemporaryDirectory() as out:
         command = [sys.executable, "-m", "dd_core", "generate", str(CONFIG), "-n", str(num_records), "--buffer-size", str(buffer_size), "--artifact-path", out]
         if workers:
@@ -60,7 +60,7 @@ def cli(num_records: int, buffer_size: int, workers: int | None = None) -> dict:
 
 
 def library_floor() -> float:
-    """Wall seconds of a process that only imports what ``dd generate`` cannot do without."""
+    """Wall seconds of a process that only imports what ``ddsynth generate`` cannot do without."""
     return run_measured([sys.executable, "-c", f"import {', '.join(FLOOR_MODULES)}"], parse_json=False)["wall_s"]
 
 
@@ -101,14 +101,14 @@ def main() -> None:
     print(_row("dd, 1 worker (generation only)", n, one["seconds"], one["rows_per_s"], one["peak_rss_mb"]))
     print(_row(f"dd, {CORES} workers (generation only)", n, every["seconds"], every["rows_per_s"], every["peak_rss_mb"]))
     print(_row("data-designer 0.9.7 (create() only)", n, ref["seconds"], ref["rows_per_s"], ref["peak_rss_mb"]))
-    print(_row(f"dd generate, whole process (median of {WHOLE_RUNS})", n, whole["wall_s"], whole["rows_per_s"], whole["peak_rss_mb"]))
+    print(_row(f"ddsynth generate, whole process (median of {WHOLE_RUNS})", n, whole["wall_s"], whole["rows_per_s"], whole["peak_rss_mb"]))
     print(_row("data-designer 0.9.7, whole process", n, ref["wall_s"], n / ref["wall_s"], ref["peak_rss_mb"]))
     inner = max(one["rows_per_s"], every["rows_per_s"]) / ref["rows_per_s"]
     outer = ref["wall_s"] / whole["wall_s"]
     print(f"  -> generation only: dd is {inner:.1f}x the reference's rows/s (target >= 20x: {_met(inner >= 20)})")
-    print(f"  -> whole process: dd generate takes {whole['wall_s']:.2f} s, the reference {ref['wall_s']:.2f} s: {outer:.1f}x (target >= 50x: {_met(outer >= 50)})")
+    print(f"  -> whole process: ddsynth generate takes {whole['wall_s']:.2f} s, the reference {ref['wall_s']:.2f} s: {outer:.1f}x (target >= 50x: {_met(outer >= 50)})")
     print(f"  -> floor: a process importing only {', '.join(FLOOR_MODULES)} takes {floor:.2f} s (median of {WHOLE_RUNS}), "
-          f"{ref['wall_s'] / floor:.0f}x the reference's whole process; dd generate's own work on top of it (its modules, "
+          f"{ref['wall_s'] / floor:.0f}x the reference's whole process; ddsynth generate's own work on top of it (its modules, "
           f"the config, {n // 1000} row groups, their fsynced files and records): {whole['wall_s'] - floor:.2f} s")
 
     n = 200_000
@@ -124,7 +124,7 @@ def main() -> None:
 
     starts = [cli(10, 1000)["wall_s"] for _ in range(8)][1:]  # the first run warms the caches
     start = statistics.median(starts)
-    print(f"dd generate -n 10, whole process: median {start:.3f} s of {len(starts)} runs ({', '.join(f'{s:.2f}' for s in starts)}) "
+    print(f"ddsynth generate -n 10, whole process: median {start:.3f} s of {len(starts)} runs ({', '.join(f'{s:.2f}' for s in starts)}) "
           f"(target < {START_LIMIT_S} s: {_met(start < START_LIMIT_S)})")
 
     big = ours(1_000_000, 10_000, CORES, tree=True)

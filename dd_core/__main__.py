@@ -1,4 +1,4 @@
-"""``python -m dd_core`` is the ``dd`` command."""
+"""``python -m dd_core`` is the ``ddsynth`` command."""
 
 from dd_core.interface.cli import main
 

@@ -50,7 +50,7 @@ class Interrupted(KeyboardInterrupt):
             return f"Stopped by {name} before anything was written."
         return (
             f"Stopped by {name}: {self.finished} of {self.total} row group(s) are finished and kept in "
-            f"{self.folder}. Continue with: dd resume {self.folder}"
+            f"{self.folder}. Continue with: ddsynth resume {self.folder}"
         )
 
 

@@ -59,18 +59,7 @@ class RedactingFilter(logging.Filter):
         return True
 
 
-_FILTER = RedactingFilter()
-
-
-def logger(name: str) -> logging.Logger:
-    """``logging.getLogger(name)`` with the redacting filter (a logger's filters see only its own records)."""
-    log = logging.getLogger(name)
-    if _FILTER not in log.filters:
-        log.addFilter(_FILTER)
-    return log
-
-
 def redact_handler(handler: logging.Handler) -> None:
     """Scrub every record a handler emits, whichever library logged it (used by the CLI)."""
-    if _FILTER not in handler.filters:
-        handler.addFilter(_FILTER)
+    if not any(isinstance(f, RedactingFilter) for f in handler.filters):
+        handler.addFilter(RedactingFilter())

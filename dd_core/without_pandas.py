@@ -2,7 +2,7 @@
 
 pyarrow imports pandas, when it is installed, on the first ``pa.array`` of a Python list (its
 pandas shim checks whether the list is a pandas object): ~0.15-0.3 s of CPU. Generation never
-needs pandas (``to_pandas`` is only in the Python API's results), so ``dd generate`` and the
+needs pandas (``to_pandas`` is only in the Python API's results), so ``ddsynth generate`` and the
 worker processes refuse it, and pyarrow then works without it.
 """
 

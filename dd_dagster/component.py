@@ -79,7 +79,7 @@ class DatasetComponent(dg.Component, dg.Model, dg.Resolvable):
     artifact_path: Annotated[str, _about("Folder or s3://bucket/prefix for the data; relative paths start at the project root.")] = "artifacts/dagster"
     models: Annotated[dict[str, ModelEndpointAttributes], _about("Per model alias of the config: the endpoint to use.")] = {}
     generation_worker: Annotated[bool, _about("Generate in worker processes beside the run (off: in the run's own process).")] = True
-    workers: Annotated[Optional[int], _about("Worker processes generating a run's row groups (default: the cores available, fewer for a small job without LLM columns, as dd generate).")] = None
+    workers: Annotated[Optional[int], _about("Worker processes generating a run's row groups (default: the cores available, fewer for a small job without LLM columns, as ddsynth generate).")] = None
     translation: Optional[
         Annotated[
             TranslationFn[DatasetAssetProps],

@@ -21,7 +21,8 @@ from urllib.parse import urlsplit
 import dagster as dg
 import yaml
 
-from dd_core import Checkpoint, DatasetConfig, StoragePath, fingerprint, load_config, row_group_sizes, storage_path
+from dd_core import DatasetConfig, Fingerprint, fingerprint, load_config
+from dd_core.orchestration import Checkpoint, RowGroupIdentity, StoragePath, identity_of, row_group_sizes, storage_path
 
 
 @dataclass(frozen=True)
@@ -48,12 +49,21 @@ class DagsterDataset:
         return yaml.safe_dump(self.config.model_dump(mode="json", exclude_defaults=True), sort_keys=False)
 
     @cached_property
-    def fingerprint(self) -> dict:
+    def fingerprint(self) -> Fingerprint:
         return fingerprint(self.config)
 
     @property
     def config_hash(self) -> str:
-        return self.fingerprint["config_hash"]
+        return self.fingerprint.config_hash
+
+    @cached_property
+    def identity(self) -> RowGroupIdentity:
+        """What each row-group file of the current version must say it is."""
+        return identity_of(self.config, self.buffer_size)
+
+    def has_finished_file(self, path: StoragePath, index: int) -> bool:
+        """The file at ``path`` exists and says it is row group ``index`` of the current version."""
+        return self.identity.finished_file(path, index, self.sizes[index]) is not None
 
     @property
     def batched(self) -> bool:

@@ -12,12 +12,11 @@ import time
 
 import dagster as dg
 
-from dd_core import apply_processors, read_table, strip_dd_metadata, write_streamed
+from dd_core.orchestration import combine_row_groups
 from dd_dagster.checkpoints import latest_materializations
 from dd_dagster.checks import regenerate_hint
 from dd_dagster.dataset import DagsterDataset
 from dd_dagster.metadata import preview, summed, table_schema, total_cost, usage_entries
-from dd_dagster.production import intact
 from dd_dagster.status import RowGroupStatus
 
 ROW_COUNT_CHECK = "row_count_matches"
@@ -41,14 +40,12 @@ def combine(context: dg.AssetExecutionContext, dataset: DagsterDataset, artifact
         raise _refusal(dataset, status, f"{status.summary()}.")
     indices = range(dataset.num_row_groups)
     paths = [dataset.row_group_path(artifact_path, i) for i in indices]
-    unreadable = [i for i, path in zip(indices, paths) if not intact(path, i, dataset.config_hash, dataset.sizes[i], dataset.buffer_size)]
+    unreadable = [i for i, path in zip(indices, paths) if not dataset.has_finished_file(path, i)]
     if unreadable:
         raise _refusal(dataset, status, f"{len(unreadable)} row group file(s) are missing or damaged: {status.keys(unreadable)}.")
 
-    tables = (apply_processors(dataset.config, strip_dd_metadata(read_table(path))) for path in paths)
-    first = next(tables)
-    path = dataset.combined_path(artifact_path)
-    rows = write_streamed(path, _chain(first, tables), first.schema)
+    combined = combine_row_groups(dataset.config, paths, dataset.combined_path(artifact_path))
+    path, rows = combined.path, combined.num_rows
     dropped = sum(rec.checkpoint.requested_rows - rec.num_rows for rec in status.records.values())
     expected = dataset.num_records - dropped
     records = latest_materializations(context.instance, row_groups_key, dataset.partition_keys)
@@ -59,7 +56,7 @@ def combine(context: dg.AssetExecutionContext, dataset: DagsterDataset, artifact
             "path": dg.MetadataValue.path(str(path)),
             "dagster/row_count": rows,
             "dagster/column_schema": table_schema(dataset, processed=True),
-            "preview": preview(first),
+            "preview": preview(combined.first),
             "config_hash": dataset.config_hash,
             "row_groups": len(paths),
             "dropped_rows": dropped,
@@ -79,8 +76,3 @@ def _refusal(dataset: DagsterDataset, status: RowGroupStatus, what: str) -> dg.F
         metadata=status.metadata(),
         allow_retries=False,
     )
-
-
-def _chain(first, rest):
-    yield first
-    yield from rest

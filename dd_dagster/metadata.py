@@ -18,10 +18,10 @@ from typing import Any
 import dagster as dg
 import pyarrow as pa
 
-from dd_core import column_schema
+from dd_core.orchestration import column_schema
 from dd_dagster.dataset import DagsterDataset
 
-#: ``dd_core.ModelUsage`` counters shown per model and summed by the combined asset.
+#: ``dd_core.orchestration.ModelUsage`` counters shown per model and summed by the combined asset.
 USAGE_COUNTERS = ("calls", "batch_calls", "cache_hits", "retries", "invalid_replies", "failed_cells", "throttled", "prompt_tokens", "completion_tokens", "request_seconds")
 USAGE_PREFIX = "llm/"
 COST = "cost_usd"
@@ -49,7 +49,7 @@ def definition_metadata(dataset: DagsterDataset, *, processed: bool) -> dict[str
         "dagster/column_schema": table_schema(dataset, processed=processed),
         "config": dg.MetadataValue.md(f"```yaml\n{dataset.config_text.rstrip()}\n```"),
         "config_hash": dg.MetadataValue.text(dataset.config_hash),
-        "config_hash_version": dg.MetadataValue.text(str(dataset.fingerprint["config_hash_version"])),
+        "config_hash_version": dg.MetadataValue.text(str(dataset.fingerprint.config_hash_version)),
         "num_records": dg.MetadataValue.text(f"{dataset.num_records:,}"),
         "buffer_size": dg.MetadataValue.text(f"{dataset.buffer_size:,}"),
         "row_groups": dg.MetadataValue.text(f"{dataset.num_row_groups:,} (partition keys {dataset.key_range})"),

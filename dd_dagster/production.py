@@ -1,7 +1,7 @@
 """Producing a run's row groups with dd_core's producer, in worker processes beside the run.
 
 Dagster's bookkeeping is CPU work in the run's process (each row group's materialization is an
-event write, ~10 ms on SQLite). ``dd_core.produce_row_groups`` makes the row groups in worker
+event write, ~10 ms on SQLite). ``dd_core.orchestration.produce_row_groups`` makes the row groups in worker
 processes beside it, pipelined (with LLM columns the next row groups' requests start while the
 current one's slowest replies finish), and hands each back as soon as it is written; so the run
 records one row group while the next ones are made, and generation uses the other cores.
@@ -17,7 +17,8 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 
-from dd_core import DatasetDamagedError, LLMRuntime, ProducedRowGroup, ResumeMode, RowGroupJob, StoragePath, produce_row_groups, read_info, row_group_spend, worker_count
+from dd_core import ResumeMode
+from dd_core.orchestration import LLMRuntime, ProducedRowGroup, RowGroupJob, StoragePath, produce_row_groups, row_group_spend, worker_count
 from dd_dagster.checkpoints import row_group_version
 from dd_dagster.dataset import DagsterDataset
 
@@ -69,7 +70,7 @@ def produce(
     dataset: DagsterDataset, jobs: list[RowGroupJob], runtime: LLMRuntime, *, beside_run: bool, workers: int | None
 ) -> AbstractContextManager[Iterator[ProducedRowGroup]]:
     """``jobs``' row groups as each is written (not in order), in ``workers`` processes (None:
-    as ``dd generate`` chooses, see ``dd_core.worker_count``) beside the run, or in the run's own process. A batch-mode dataset's
+    as ``ddsynth generate`` chooses, see ``dd_core.orchestration.worker_count``) beside the run, or in the run's own process. A batch-mode dataset's
     row groups are made in the run's process: they wait for the provider, a worker process would
     only wait too, and inline their batches' progress reaches the run's log (see batch_logs)."""
     if not jobs:
@@ -77,12 +78,3 @@ def produce(
     beside_run = beside_run and not dataset.batched and len(jobs) >= MIN_ROW_GROUPS_FOR_WORKERS
     workers = worker_count(dataset.config, sum(job.num_rows for job in jobs), len(jobs), workers) if beside_run else 1
     return produce_row_groups(dataset.config, jobs, buffer_size=dataset.buffer_size, llm=runtime, workers=workers, out_of_process=beside_run)
-
-
-def intact(path: StoragePath, index: int, config_hash: str, requested_rows: int, buffer_size: int) -> bool:
-    """The file exists and says it is this row group of this config and size."""
-    try:
-        info = read_info(path)
-    except (DatasetDamagedError, FileNotFoundError):
-        return False
-    return (info.row_group, info.config_hash, info.requested_rows, info.buffer_size) == (index, config_hash, requested_rows, buffer_size)

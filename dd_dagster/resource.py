@@ -14,7 +14,7 @@ from typing import Optional
 import dagster as dg
 from pydantic import Field
 
-from dd_core import LLMRuntime, ModelOverride, ProducedRowGroup, RowGroupJob
+from dd_core.orchestration import LLMRuntime, ModelOverride, ProducedRowGroup, RowGroupJob
 from dd_dagster.dataset import DagsterDataset
 from dd_dagster.production import produce
 
@@ -53,7 +53,7 @@ class DataDesignerResource(dg.ConfigurableResource):
         default=None,
         ge=1,
         description=(
-            "Worker processes generating a run's row groups, as dd generate --workers (default: as dd generate chooses, the cores available, fewer for a small job without LLM columns). "
+            "Worker processes generating a run's row groups, as ddsynth generate --workers (default: as ddsynth generate chooses, the cores available, fewer for a small job without LLM columns). "
             "Each model's max_parallel_requests is split between them, so the total in flight never exceeds it."
         ),
     )

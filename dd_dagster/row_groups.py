@@ -19,13 +19,14 @@ from pydantic import Field
 
 import dagster as dg
 
-from dd_core import DDConfigError, GenerationError, ResumeConflictError, ResumeMode, StaleRowGroupError, plan_resume
+from dd_core import DDConfigError, GenerationError, ResumeConflictError, ResumeMode
+from dd_core.orchestration import StaleRowGroupError, plan_resume
 from dd_dagster.checkpoints import CODE_VERSION_TAG, DATA_VERSION_TAG, found_state, latest_materializations, latest_records
 from dd_dagster.batch_logs import batch_progress_to
 from dd_dagster.checks import check_evaluation
 from dd_dagster.dataset import DagsterDataset
 from dd_dagster.metadata import usage_entries, usage_metadata
-from dd_dagster.production import RowGroupOutcome, intact, jobs_for
+from dd_dagster.production import RowGroupOutcome, jobs_for
 from dd_dagster.resource import DataDesignerResource
 from dd_dagster.status import SHOWN_KEYS, RowGroupStatus
 
@@ -86,7 +87,7 @@ class RowGroupMaterializer:
         for index in plan.reuse:
             record = records[ds.partition_key(index)]
             path = ds.row_group_path(self.artifact_path, index, record.checkpoint)
-            if intact(path, index, ds.config_hash, ds.sizes[index], ds.buffer_size):
+            if ds.has_finished_file(path, index):
                 reuse[index] = RowGroupOutcome(index, path, record.num_rows, record.data_version, reused=True)
             else:
                 self.context.log.warning(f"row group {index}: {path} is missing or damaged; regenerating it")
@@ -156,7 +157,7 @@ class RowGroupMaterializer:
         index = outcome.index
         metadata = {
             "config_hash": ds.config_hash,
-            "config_hash_version": dg.MetadataValue.text(str(ds.fingerprint["config_hash_version"])),
+            "config_hash_version": dg.MetadataValue.text(str(ds.fingerprint.config_hash_version)),
             "row_group": dg.MetadataValue.text(ds.partition_key(index)),
             "seed": dg.MetadataValue.text(str(ds.config.seed)),
             "path": dg.MetadataValue.path(str(outcome.path)),

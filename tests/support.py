@@ -1,4 +1,4 @@
-"""Helpers shared by tests: paths and a runner for the real ``dd`` command."""
+"""Helpers shared by tests: paths and a runner for the real ``ddsynth`` command."""
 
 from __future__ import annotations
 
@@ -24,12 +24,12 @@ def run_dd(*args: object, cwd: Path | None = None, env: dict | None = None, time
 
 
 def dd_generate_dataset(config_path: Path, artifact_path: Path, num_records: int, buffer_size: int):
-    """The dataset `dd generate` makes of a config (without injected faults), as a DataFrame:
+    """The dataset `ddsynth generate` makes of a config (without injected faults), as a DataFrame:
     what a Dagster-made dataset must equal."""
     from dd_core import load_config, load_dataset
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("DD_FAULT_")}
-    args = [Path(sys.executable).parent / "dd", "generate", config_path, "--num-records", num_records, "--buffer-size", buffer_size, "--artifact-path", artifact_path]
+    args = [Path(sys.executable).parent / "ddsynth", "generate", config_path, "--num-records", num_records, "--buffer-size", buffer_size, "--artifact-path", artifact_path]
     done = subprocess.run([str(a) for a in args], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     return load_dataset(Path(artifact_path) / load_config(config_path).name)

@@ -4,7 +4,7 @@
 columns, each body distinct so the server does the same work as for dd) and read the reply,
 with the same connection settings as dd (no connection limit, no cookie jar). No rendering,
 no JSON on our side, no cache, no bookkeeping. ``--processes`` splits the workers over that
-many processes, as ``dd generate --workers`` does.
+many processes, as ``ddsynth generate --workers`` does.
 
 Last stdout line: {"calls", "seconds", "calls_per_s"}.
 """

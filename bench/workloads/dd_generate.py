@@ -17,14 +17,14 @@ def main() -> None:
     ap.add_argument("--num-records", type=int, required=True)
     ap.add_argument("--buffer-size", type=int, default=1000)
     ap.add_argument("--out", required=True)
-    ap.add_argument("--workers", type=int, default=1, help="processes producing row groups (dd generate --workers)")
+    ap.add_argument("--workers", type=int, default=1, help="processes producing row groups (ddsynth generate --workers)")
     a = ap.parse_args()
     t0 = time.perf_counter()
     import dd_core
     import dd_core.engine.rowwise  # noqa: F401 - the LLM engine, imported on first use otherwise
     from dd_core.without_pandas import refuse_pandas
 
-    refuse_pandas()  # as dd generate and its workers do: pyarrow would load it on the first row group
+    refuse_pandas()  # as ddsynth generate and its workers do: pyarrow would load it on the first row group
 
     generate = dd_core.generate  # public names load on first use: load them outside the timing
     import_s = time.perf_counter() - t0

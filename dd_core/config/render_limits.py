@@ -5,7 +5,7 @@ template can make work grow: repetition and concatenation of strings and lists, 
 integers, ``%`` and ``str.format`` widths, padding filters and methods, loop iterations, and
 output written inside loops and macros. A check that fails raises ``RenderLimitExceeded``
 (a sandbox ``SecurityError``), which the engine reports as a config error naming the column.
-The same predictors run on constant expressions when a config is validated, so ``dd validate``
+The same predictors run on constant expressions when a config is validated, so ``ddsynth validate``
 refuses ``{{ 'a' * 10**9 }}`` before anything runs.
 """
 

@@ -9,12 +9,11 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 from dd_core.config import DatasetConfig
-from dd_core.errors import DatasetDamagedError
 from dd_core.engine.llm.usage import ModelUsage
 from dd_core.engine.row_group import RowGroupResult
 from dd_core.fingerprinting import fingerprint
 from dd_core.storage.filesystems import StoragePath
-from dd_core.storage.row_group_files import RowGroupInfo, read_info, write_row_group_file
+from dd_core.storage.row_group_files import RowGroupIdentity, RowGroupInfo, write_row_group_file
 
 
 @dataclass(frozen=True)
@@ -59,45 +58,31 @@ class ProducedRowGroup:
         return self.info.requested_rows - self.info.num_rows
 
 
-@dataclass(frozen=True)
-class RowGroupSizes:
-    """What every row group's self-description shares."""
-
-    config_hash: str
-    config_hash_version: int
-    buffer_size: int
-    seed: int
-
-    def __init__(self, config: DatasetConfig, buffer_size: int):
-        fp = fingerprint(config)
-        object.__setattr__(self, "config_hash", fp["config_hash"])
-        object.__setattr__(self, "config_hash_version", fp["config_hash_version"])
-        object.__setattr__(self, "buffer_size", buffer_size)
-        object.__setattr__(self, "seed", config.seed)
-
-    def info(self, job: RowGroupJob, num_rows: int, llm_spend: str = "") -> RowGroupInfo:
-        return RowGroupInfo(job.index, job.num_rows, num_rows, self.config_hash, self.config_hash_version, self.buffer_size, self.seed, llm_spend)
+def identity_of(config: DatasetConfig, buffer_size: int) -> RowGroupIdentity:
+    """What every row-group file of ``config``'s dataset in row groups of ``buffer_size`` says alike."""
+    fp = fingerprint(config)
+    return RowGroupIdentity(fp.config_hash, fp.config_hash_version, buffer_size, config.seed)
 
 
-def finish(job: RowGroupJob, result: RowGroupResult, sizes: RowGroupSizes, started: float) -> ProducedRowGroup:
+def finish(job: RowGroupJob, result: RowGroupResult, identity: RowGroupIdentity, started: float) -> ProducedRowGroup:
     """Describe a finished row group and, when the job says where, write it crash-safely."""
-    info = sizes.info(job, result.table.num_rows, result.llm_spend)
+    info = identity.info(job.index, job.num_rows, result.table.num_rows, result.llm_spend)
     if job.path is None:
         return ProducedRowGroup(info, result.usage, time.perf_counter() - started, table=result.table)
     digest = write_row_group_file(job.path, result.table, info)
     return ProducedRowGroup(info, result.usage, time.perf_counter() - started, path=job.path, sha256=digest)
 
 
-def finished_file(job: RowGroupJob, sizes: RowGroupSizes) -> ProducedRowGroup | None:
+def finished_file(job: RowGroupJob, identity: RowGroupIdentity) -> ProducedRowGroup | None:
     """The file at ``job.path`` when the job may reuse it and it says it is this row group of
-    this config and sizes; None when it is missing, damaged or another's."""
+    this dataset; None when it is missing, damaged or another's."""
     if not job.reuse_finished or job.path is None:
         return None
+    info = identity.finished_file(job.path, job.index, job.num_rows)
+    if info is None:
+        return None
     try:
-        info = read_info(job.path)
-        if info != sizes.info(job, info.num_rows, info.llm_spend):
-            return None
         digest = hashlib.sha256(job.path.read_bytes()).hexdigest()
-    except (DatasetDamagedError, FileNotFoundError):
+    except FileNotFoundError:
         return None
     return ProducedRowGroup(info, {}, 0.0, path=job.path, sha256=digest, reused=True)

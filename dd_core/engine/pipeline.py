@@ -16,7 +16,8 @@ group fails (``GenerationError``), no later one is started, those already starte
 cancelled (their finished calls stay in the response cache), the earlier ones are finished and
 handed back, and then the failure is raised.
 
-``workers > 1`` produces the row groups in that many processes (``dd_core.engine.workers``);
+``workers > 1`` produces the row groups in that many processes (``workers``), each running the
+in-process producer (``in_process``);
 ``out_of_process`` does so even with one, leaving the caller's process free for its own work
 (an orchestrator recording each row group runs beside generation, on another core).
 
@@ -28,16 +29,14 @@ runs) never make the same row group twice.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 
-from dd_core.config import ConfigSource, DatasetConfig, load_config
-from dd_core.engine.jobs import ProducedRowGroup, RowGroupJob, RowGroupSizes, finish, finished_file
+from dd_core.config import ConfigSource, load_config
+from dd_core.engine.in_process import produce_in_process
+from dd_core.engine.jobs import ProducedRowGroup, RowGroupJob, identity_of
 from dd_core.engine.llm.runtime import LLMRuntime
-from dd_core.engine.row_group import assemble, vector_stage
-from dd_core.storage.claims import RowGroupClaim
+from dd_core.engine.workers import WorkerPool, worker_runtimes
 
 __all__ = ["ProducedRowGroup", "RowGroupJob", "produce_row_groups"]
 
@@ -67,62 +66,14 @@ def produce_row_groups(
     """
     config = load_config(config)
     runtime = llm or LLMRuntime()
-    sizes = RowGroupSizes(config, buffer_size)
-    if workers > 1 or out_of_process:
-        from dd_core.engine.workers import WorkerPool, worker_runtimes
-
-        runtimes = worker_runtimes(config, runtime, workers)
-        if len(runtimes) > 1 or out_of_process:
-            with WorkerPool(config, sizes, runtimes) as pool:
-                yield _in_order(pool.results(jobs), ordered)
-            return
-    if not config.rowwise_names:
-        parts = _vectorised(config, sizes, jobs)
-        try:
-            yield parts
-        finally:
-            parts.close()  # waits for the row group being written
+    identity = identity_of(config, buffer_size)
+    runtimes = worker_runtimes(config, runtime, workers) if workers > 1 or out_of_process else [runtime]
+    if len(runtimes) > 1 or out_of_process:
+        with WorkerPool(config, identity, runtimes) as pool:
+            yield _in_order(pool.results(jobs), ordered)
         return
-    from dd_core.engine.row_group_loop import RowGroupLoop  # aiohttp: only with LLM columns
-
-    pipeline = RowGroupLoop(config, sizes, jobs, runtime)
-    pipeline.start()
-    try:
-        yield _in_order(pipeline.results(), ordered)
-    finally:
-        pipeline.stop()
-
-
-def _vectorised(config: DatasetConfig, sizes: RowGroupSizes, jobs: Iterable[RowGroupJob]) -> Iterator[ProducedRowGroup]:
-    """No LLM column: nothing to wait for. Each row group is computed while the one before it is
-    written by a writer thread (parquet encoding and fsyncs release the GIL) and handed back
-    once written, so at most two are in memory. A caller that stops at a row group handed back
-    leaves the next one unwritten; stopped otherwise (an error, Ctrl-C), the row group being
-    written is finished first (the executor's exit): no write is cut short."""
-    with ThreadPoolExecutor(1, thread_name_prefix="dd-writer") as writer:
-        pending: Future | None = None
-        for job in jobs:
-            claim = RowGroupClaim(job.claim)
-            claim.take()
-            try:
-                started = time.perf_counter()
-                reused = finished_file(job, sizes)
-                result = None if reused else assemble(config, vector_stage(config, job.index, job.num_rows, sizes.buffer_size))
-                if pending is not None:
-                    yield pending.result()  # the one before, written meanwhile
-            except BaseException:
-                claim.release()  # a caller stopping here leaves this one unwritten
-                raise
-            pending = writer.submit(_written, job, reused, result, sizes, started, claim)
-        if pending is not None:
-            yield pending.result()
-
-
-def _written(job: RowGroupJob, reused: ProducedRowGroup | None, result, sizes: RowGroupSizes, started: float, claim: RowGroupClaim) -> ProducedRowGroup:
-    try:
-        return reused or finish(job, result, sizes, started)
-    finally:
-        claim.release()
+    with produce_in_process(config, identity, jobs, runtime) as produced:
+        yield _in_order(produced, ordered)
 
 
 def _in_order(parts: Iterator[tuple[int, ProducedRowGroup]], ordered: bool) -> Iterator[ProducedRowGroup]:

@@ -9,12 +9,11 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
-from dd_core.config import ConfigSource, DatasetConfig, load_config
+from dd_core.config import DatasetConfig
 from dd_core.config.columns import ExpressionColumn, PersonColumn
 from dd_core.config.seed_dataset import SeedDatasetColumn
 from dd_core.engine.context import RowGroupContext
 from dd_core.engine.expressions import expression
-from dd_core.engine.llm.runtime import LLMRuntime
 from dd_core.engine.llm.usage import ModelUsage
 from dd_core.engine.person import generate_person
 from dd_core.engine.samplers import SAMPLERS
@@ -38,28 +37,6 @@ class RowGroupResult:
     @property
     def dropped_rows(self) -> int:
         return self.requested_rows - self.table.num_rows
-
-
-def run_row_group(
-    config: ConfigSource, index: int, num_rows: int, *, buffer_size: int | None = None, llm: LLMRuntime | None = None
-) -> RowGroupResult:
-    """Generate row group ``index`` (before processors), with LLM usage and dropped rows.
-
-    Raises ``GenerationError`` when more than the config's ``max_failed_row_share`` of rows
-    lost an LLM cell; the calls that did succeed stay in the response cache. (Several row
-    groups at once, pipelined or in worker processes: ``dd_core.produce_row_groups``.)
-    """
-    config = load_config(config)
-    if index < 0 or num_rows < 0:
-        raise ValueError(f"index and num_rows must not be negative (got {index}, {num_rows})")
-    if not config.rowwise_names:
-        return assemble(config, vector_stage(config, index, num_rows, buffer_size or num_rows))
-
-    from dd_core.engine.pipeline import RowGroupJob, produce_row_groups  # aiohttp: only with LLM columns
-
-    with produce_row_groups(config, [RowGroupJob(index, num_rows)], buffer_size=buffer_size or num_rows, llm=llm) as produced:
-        part = next(iter(produced))
-    return RowGroupResult(part.table, num_rows, part.usage, part.info.llm_spend)
 
 
 def vector_stage(config: DatasetConfig, index: int, num_rows: int, buffer_size: int) -> RowGroupContext:
@@ -103,13 +80,3 @@ def _failure_report(index: int, num_rows: int, dropped: int, share: float, outco
         f"the allowed max_failed_row_share of {share:.0%}); it was not recorded, and its successful calls are cached "
         "for the next attempt. " + " | ".join(parts)
     )
-
-
-def generate_row_group(config: ConfigSource, index: int, num_rows: int, *, buffer_size: int | None = None, llm: LLMRuntime | None = None) -> pa.Table:
-    """Generate row group ``index`` with ``num_rows`` rows, before processors.
-
-    The result depends only on the config, the index and ``buffer_size`` (the dataset's
-    row-group size, which fixes where an ordered seed file is read from; default
-    ``num_rows``). Fewer rows give a prefix of the same row group.
-    """
-    return run_row_group(config, index, num_rows, buffer_size=buffer_size, llm=llm).table

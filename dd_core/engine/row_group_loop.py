@@ -1,5 +1,8 @@
 """The event loop that runs the row-wise stage of several row groups at once (see ``pipeline``).
 
+Imported only for configs with LLM columns (see ``in_process``): it loads asyncio, aiohttp and
+the LLM stack.
+
 It lives in a thread of its own: admission (the next row group's claim and vectorised stage,
 taken and computed in a worker thread, admitted while the look-ahead has room), row workers (``window`` coroutines
 that each run rows one after another, oldest row group first), completion (assemble, write,
@@ -23,27 +26,17 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 
 from dd_core.config import DatasetConfig
-from dd_core.engine.jobs import ProducedRowGroup, RowGroupJob, RowGroupSizes, finish, finished_file
+from dd_core.engine.jobs import ProducedRowGroup, RowGroupIdentity, RowGroupJob, finish, finished_file
 from dd_core.engine.llm.batch_journal import journal_path
 from dd_core.engine.llm.cache import RowGroupCache, cache_path
 from dd_core.engine.llm.cost import priced
 from dd_core.engine.llm.runtime import LLMRuntime
+from dd_core.engine.llm.session import ModelSessions
+from dd_core.engine.lookahead import BATCH_LOOKAHEAD_ROWS, LOOKAHEAD_ROWS_PER_SLOT, MAX_ROW_GROUPS_IN_FLIGHT, ROWS_PER_SLOT_SEVERAL_MODELS
 from dd_core.engine.row_group import assemble, vector_stage
+from dd_core.engine.rowwise import RowwiseStage
 from dd_core.errors import GenerationError
 from dd_core.storage.claims import RowGroupClaim
-
-#: Rows in progress: one per request slot. A row holds at most one request at a time and its worker
-#: moves straight on to the next row, so with one model one row per slot keeps every slot busy
-#: and no request ever waits at the limiter (unless the adaptive limit is below the maximum).
-#: With several models, a row waiting for one model leaves another's slot free: twice as many.
-ROWS_PER_SLOT_SEVERAL_MODELS = 2
-#: Rows of admitted, unfinished row groups per request slot: room for the next row groups to
-#: run while an older one waits for a straggler (~10 s at the tail of a lognormal latency).
-LOOKAHEAD_ROWS_PER_SLOT = 16
-MAX_ROW_GROUPS_IN_FLIGHT = 64
-#: Rows of admitted row groups whose batches may be out at once (memory: a task per row).
-BATCH_LOOKAHEAD_ROWS = 50_000
-
 
 class _Group:
     """A row group admitted to the row-wise stage."""
@@ -65,9 +58,9 @@ class _Group:
 class RowGroupLoop:
     """The event loop's side: admission, row scheduling, completion and failure."""
 
-    def __init__(self, config: DatasetConfig, sizes: RowGroupSizes, jobs: Iterable[RowGroupJob], runtime: LLMRuntime):
+    def __init__(self, config: DatasetConfig, identity: RowGroupIdentity, jobs: Iterable[RowGroupJob], runtime: LLMRuntime):
         self.config = config
-        self.sizes = sizes
+        self.identity = identity
         self.jobs = iter(jobs)
         self.runtime = runtime
         self._results: queue.SimpleQueue = queue.SimpleQueue()
@@ -124,9 +117,6 @@ class RowGroupLoop:
         self._ready.set()
         if self._stopping:
             return
-        from dd_core.engine.llm.session import ModelSessions  # aiohttp: only with LLM columns
-        from dd_core.engine.rowwise import RowwiseStage
-
         async with ModelSessions(self.config, self.runtime) as sessions:
             self.stage = RowwiseStage(self.config, sessions.callers)
             slots = sessions.slots
@@ -220,12 +210,12 @@ class RowGroupLoop:
         if not claim.take(stopping=lambda: self._stopping or self.failure is not None or self.fatal is not None):
             return None
         try:
-            reused = finished_file(job, self.sizes)
+            reused = finished_file(job, self.identity)
             if reused is not None:
                 claim.release()
                 return job, claim, None, reused
-            ctx = vector_stage(self.config, job.index, job.num_rows, self.sizes.buffer_size)
-            cache = RowGroupCache(cache_path(self.runtime.cache_dir, job.index), self.sizes.config_hash)
+            ctx = vector_stage(self.config, job.index, job.num_rows, self.identity.buffer_size)
+            cache = RowGroupCache(cache_path(self.runtime.cache_dir, job.index), self.identity.config_hash)
             return job, claim, self.stage.cells_of(ctx, cache, journal_path(self.runtime.cache_dir, job.index)), None
         except BaseException:
             claim.release()
@@ -314,7 +304,7 @@ class RowGroupLoop:
             await group.cells.aclose()
             result = assemble(self.config, group.cells.ctx, self.stage.outcome(group.cells))
             result.llm_spend = self._spend(group.cells.cache.spend())
-            part = await asyncio.to_thread(finish, group.job, result, self.sizes, group.started)
+            part = await asyncio.to_thread(finish, group.job, result, self.identity, group.started)
         except GenerationError as exc:
             self._failed(group, exc)
             return

@@ -36,8 +36,12 @@ from pathlib import Path
 
 from dd_core.config import DatasetConfig
 from dd_core.config.llm_columns import LLMColumn
+from dd_core.engine.in_process import produce_in_process
+from dd_core.engine.jobs import ProducedRowGroup, RowGroupJob
 from dd_core.engine.llm.runtime import LLMRuntime, ModelOverride
+from dd_core.engine.lookahead import LOOKAHEAD_ROWS_PER_SLOT, MAX_ROW_GROUPS_IN_FLIGHT
 from dd_core.errors import GenerationError
+from dd_core.storage.row_group_files import RowGroupIdentity
 from dd_core.without_pandas import refuse_pandas
 
 STOP_GRACE_S = 5.0
@@ -74,15 +78,15 @@ def worker_runtimes(config: DatasetConfig, runtime: LLMRuntime, workers: int) ->
 
 
 class WorkerPool:
-    def __init__(self, config: DatasetConfig, sizes, runtimes: list[LLMRuntime]):
-        from dd_core.engine.row_group_loop import LOOKAHEAD_ROWS_PER_SLOT, MAX_ROW_GROUPS_IN_FLIGHT
+    """Worker processes producing row groups; the parent hands them out and collects them."""
 
+    def __init__(self, config: DatasetConfig, identity: RowGroupIdentity, runtimes: list[LLMRuntime]):
         self.config = config
-        self.sizes = sizes
+        self.identity = identity
         self.runtimes = runtimes
         slots = max(1, sum(o.max_parallel_requests or 0 for o in runtimes[0].overrides.values())) if config.rowwise_names else 0
         # Row groups handed to a worker ahead of its progress: what its own look-ahead admits, plus one.
-        ahead = LOOKAHEAD_ROWS_PER_SLOT * slots // max(1, sizes.buffer_size)
+        ahead = LOOKAHEAD_ROWS_PER_SLOT * slots // max(1, identity.buffer_size)
         self.credit = max(2, min(MAX_ROW_GROUPS_IN_FLIGHT, ahead) + 1)
         self._workers: list[_Worker] = []
 
@@ -90,16 +94,16 @@ class WorkerPool:
         start = _Worker.fork if threading.active_count() == 1 else _Worker.exec
         try:
             for runtime in self.runtimes:
-                self._workers.append(start((self.config, self.sizes, runtime, os.getpid())))
+                self._workers.append(start((self.config, self.identity, runtime, os.getpid())))
         except BaseException:
             self._stop()
             raise
         return self
 
-    def __exit__(self, exc_type, *exc_info) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, *exc_info: object) -> None:
         self._stop(at_once=exc_type is not None)
 
-    def results(self, jobs: Iterable) -> Iterator[tuple[int, object]]:
+    def results(self, jobs: Iterable[RowGroupJob]) -> Iterator[tuple[int, ProducedRowGroup]]:
         """(position, ProducedRowGroup) as each finishes; a row group's failure is raised once
         the row groups handed out before it have finished."""
         jobs = iter(jobs)
@@ -158,7 +162,7 @@ class WorkerPool:
 
 
 class _Worker:
-    def __init__(self, process, conn):
+    def __init__(self, process: multiprocessing.process.BaseProcess | _Exec, conn: multiprocessing.connection.Connection):
         self.process = process
         self.conn = conn
         #: Row-group index -> position, for row groups handed out and not yet sent back.
@@ -185,7 +189,7 @@ class _Worker:
         conn.send(args)
         return cls(process, conn)
 
-    def send(self, message) -> None:
+    def send(self, message: tuple) -> None:
         with contextlib.suppress(OSError):
             self.conn.send(message)
 
@@ -227,7 +231,7 @@ class _Exec(subprocess.Popen):
             self.wait(timeout)
 
 
-def _worker_main(conn, config: DatasetConfig, sizes, runtime: LLMRuntime, parent_pid: int) -> None:
+def _worker_main(conn: multiprocessing.connection.Connection, config: DatasetConfig, identity: RowGroupIdentity, runtime: LLMRuntime, parent_pid: int) -> None:
     _die_with_parent(parent_pid)
     # A forked worker inherits its parent's whole heap (in a Dagster run: Dagster and the asset
     # graph). Frozen, the collector's full passes skip it instead of walking it (and copying
@@ -236,11 +240,9 @@ def _worker_main(conn, config: DatasetConfig, sizes, runtime: LLMRuntime, parent
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the parent decides
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     refuse_pandas()  # a worker only makes row groups: pyarrow would load it for nothing
-    from dd_core.engine.pipeline import produce_row_groups
-
     try:
-        with produce_row_groups(config, _inbox(conn), buffer_size=sizes.buffer_size, llm=runtime) as produced:
-            for part in produced:
+        with produce_in_process(config, identity, _inbox(conn), runtime) as produced:
+            for _, part in produced:
                 conn.send(("part", part))
     except GenerationError as exc:
         _send_error(conn, "failed", exc)
@@ -250,7 +252,7 @@ def _worker_main(conn, config: DatasetConfig, sizes, runtime: LLMRuntime, parent
         conn.close()
 
 
-def _inbox(conn) -> Iterator:
+def _inbox(conn: multiprocessing.connection.Connection) -> Iterator[RowGroupJob]:
     while True:
         try:
             message = conn.recv()
@@ -261,7 +263,7 @@ def _inbox(conn) -> Iterator:
         yield message[2]
 
 
-def _send_error(conn, kind: str, exc: BaseException) -> None:
+def _send_error(conn: multiprocessing.connection.Connection, kind: str, exc: BaseException) -> None:
     try:
         pickle.dumps(exc)
     except Exception:

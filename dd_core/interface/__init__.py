@@ -1,1 +1,1 @@
-"""User-facing entry points: the Python API and the ``dd`` CLI."""
+"""User-facing entry points: the Python API and the ``ddsynth`` CLI."""

@@ -12,24 +12,23 @@ from typing import TYPE_CHECKING
 
 from dd_core.config import ConfigSource, DatasetConfig, load_config
 from dd_core.engine import apply_processors, generate_row_group
+from dd_core.interface.combine import combine_row_groups
 from dd_core.engine.llm.runtime import LLMRuntime, ModelOverride
 from dd_core.engine.llm.usage import ModelUsage, merge_usage
 from dd_core.engine.pipeline import RowGroupJob, produce_row_groups
 from dd_core.engine.worker_count import worker_count
 from dd_core.errors import DatasetDamagedError, DDConfigError, DDUsageError
-from dd_core.fingerprinting import fingerprint
+from dd_core.fingerprinting import Fingerprint, fingerprint
 from dd_core.interrupts import Interrupted, signal_number
-from dd_core.redaction import logger
+from dd_core.log import get_logger
 from dd_core.resume import Action, Found, ResumeMode, ResumePlan, plan_resume, row_group_sizes
 from dd_core.storage.dataset_folder import (
     DatasetWriter,
     FolderScan,
-    iter_row_group_tables,
     remove_unstarted,
     scan_folder,
     verify_final_file,
     verify_row_groups,
-    write_streamed,
 )
 from dd_core.storage.filesystems import StoragePath, storage_path
 from dd_core.storage.layout import FINAL_FILE, PARQUET_DIR, DatasetLayout
@@ -40,7 +39,7 @@ from dd_core.storage.row_group_files import read_table
 if TYPE_CHECKING:
     import pandas as pd
 
-log = logger("dd")
+log = get_logger("dd")
 
 #: Rows ``preview`` makes at most (it generates them in memory and prints them).
 MAX_PREVIEW_RECORDS = 10_000
@@ -82,7 +81,7 @@ def preview(config: ConfigSource, num_records: int = 10) -> pd.DataFrame:
     """A few rows of row group 0 after processors, nothing written."""
     config = load_config(config)
     if not (isinstance(num_records, int) and 1 <= num_records <= MAX_PREVIEW_RECORDS):
-        raise DDUsageError(f"preview makes 1 to {MAX_PREVIEW_RECORDS:,} records, not {num_records!r}; use 'dd generate' for more")
+        raise DDUsageError(f"preview makes 1 to {MAX_PREVIEW_RECORDS:,} records, not {num_records!r}; use 'ddsynth generate' for more")
     LLMRuntime().check_endpoints(config)
     return apply_processors(config, generate_row_group(config, 0, num_records)).to_pandas()
 
@@ -101,7 +100,9 @@ def generate(
 ) -> DatasetResult:
     """Generate ``num_records`` records into ``<artifact_path>/<dataset_name>/``, resumably.
 
-    See DESIGN.md's resume matrix for what each ``resume`` mode does with an existing folder.
+    ``resume``: with an existing folder of the same config, ``if_possible`` (the default) and
+    ``always`` continue it, ``never`` starts a new folder beside it; another config's data, or
+    files without metadata, are a ``ResumeConflictError`` unless ``never`` (see README, Resuming).
     ``model_overrides`` replaces endpoints, keys or limits of model aliases for this run only.
     ``workers`` > 1 produces row groups in that many processes (same data, same limits);
     None lets dd choose (``dd_core.engine.worker_count``: the cores, fewer for a small job).
@@ -117,7 +118,7 @@ def generate(
     llm.check_endpoints(config)  # an unset key or a bad URL fails before a folder exists
     layout = DatasetLayout(_artifact_root(artifact_path) / name)
     scan = scan_folder(layout)
-    plan = _plan(mode, scan, fp["config_hash"], num_records, buffer_size, layout)
+    plan = _plan(mode, scan, fp.config_hash, num_records, buffer_size, layout)
     if plan.action is Action.ALREADY_COMPLETE:
         # Nothing to write, so no lock to take (a finished dataset on read-only storage is fine).
         return _already_complete(layout, scan.metadata, started)
@@ -129,7 +130,7 @@ def generate(
     try:
         with dataset_lock(layout):
             scan = scan_folder(layout)  # authoritative, under the lock
-            plan = _plan(mode, scan, fp["config_hash"], num_records, buffer_size, layout)
+            plan = _plan(mode, scan, fp.config_hash, num_records, buffer_size, layout)
             if plan.action is Action.ALREADY_COMPLETE:
                 return _already_complete(layout, scan.metadata, started)
             writer = DatasetWriter(layout, _metadata_for_run(scan, name, fp, config, num_records, buffer_size))
@@ -180,12 +181,12 @@ def resume_dataset(
         config = load_config(config_text, base_dir=layout.root.local if layout.root.is_local else None)
     except DDConfigError as exc:
         raise DatasetDamagedError(f"{layout.config} is not a config dd accepts ({str(exc)[:500]}); nothing was changed") from exc
-    current = fingerprint(config)["config_hash"]
+    current = fingerprint(config).config_hash
     if current != meta.config_hash:
         raise DatasetDamagedError(
             f"{layout.config} gives config {current}, but the dataset was made with {meta.config_hash}; "
             "config.json was edited or belongs to another dataset. Nothing was changed; restore it, or resume "
-            "with the original config: dd generate CONFIG --num-records ... --dataset-name ..."
+            "with the original config: ddsynth generate CONFIG --num-records ... --dataset-name ..."
         )
     return generate(
         config, meta.num_records, buffer_size=meta.buffer_size, artifact_path=layout.root.parent,
@@ -249,11 +250,11 @@ def _dataset_metadata(layout: DatasetLayout) -> DatasetMetadata:
     if layout.root.is_local and layout.root.local.is_file():
         raise DDUsageError(f"{layout.root} is a file, not a dataset folder")
     if not layout.root.exists():
-        raise DDUsageError(f"{layout.root} does not exist; expected a dataset folder made by dd generate")
+        raise DDUsageError(f"{layout.root} does not exist; expected a dataset folder made by ddsynth generate")
     if not layout.metadata.exists():
         has_data = bool(layout.parquet_dir.exists() and layout.parquet_dir.list_names())
         detail = "it has row-group files but no metadata.json" if has_data else "it has no metadata.json"
-        raise DDUsageError(f"{layout.root} is not a dd dataset folder ({detail}); expected a folder made by dd generate")
+        raise DDUsageError(f"{layout.root} is not a dd dataset folder ({detail}); expected a folder made by ddsynth generate")
     return load_metadata(layout.metadata)
 
 
@@ -280,15 +281,15 @@ def _fresh_layout(layout: DatasetLayout) -> DatasetLayout:
     raise AssertionError("unreachable")
 
 
-def _metadata_for_run(scan: FolderScan, name: str, fp: dict, config: DatasetConfig, num_records: int, buffer_size: int) -> DatasetMetadata:
+def _metadata_for_run(scan: FolderScan, name: str, fp: Fingerprint, config: DatasetConfig, num_records: int, buffer_size: int) -> DatasetMetadata:
     if scan.metadata is not None:
         scan.metadata.num_records = num_records
         return scan.metadata
     return DatasetMetadata(
         dataset_name=name,
-        config_hash=fp["config_hash"],
-        config_hash_algo=fp["config_hash_algo"],
-        config_hash_version=fp["config_hash_version"],
+        config_hash=fp.config_hash,
+        config_hash_algo=fp.config_hash_algo,
+        config_hash_version=fp.config_hash_version,
         seed=config.seed,
         num_records=num_records,
         buffer_size=buffer_size,
@@ -301,10 +302,7 @@ def _finalize(config: DatasetConfig, writer: DatasetWriter, plan: ResumePlan) ->
     if not config.processors:
         writer.finish(PARQUET_DIR)
         return
-    indices = sorted(plan.sizes)
-    tables = (apply_processors(config, t) for t in iter_row_group_tables(writer.layout, indices))
-    first = next(tables)
-    write_streamed(writer.layout.final, itertools.chain([first], tables), first.schema)
+    combine_row_groups(config, (writer.layout.batch(index) for index in sorted(plan.sizes)), writer.layout.final)
     writer.finish(FINAL_FILE)
 
 
@@ -316,7 +314,7 @@ def dataset_files(path: str | Path | StoragePath) -> list[StoragePath]:
     if meta.status != "complete" or meta.dataset_path is None:
         raise DDUsageError(
             f"{layout.root} is not finished yet ({len(meta.completed)} of {meta.num_row_groups} row groups); "
-            f"continue it with: dd resume {layout.root}"
+            f"continue it with: ddsynth resume {layout.root}"
         )
     _verify_finished(layout, meta)
     if meta.dataset_path == FINAL_FILE:

@@ -1,4 +1,4 @@
-"""The ``dd`` command line.
+"""The ``ddsynth`` command line.
 
 Every command ends with one message and the documented exit code (``dd_core.errors``): user
 errors print what was found and what to do, Ctrl-C and SIGTERM print what is finished and the

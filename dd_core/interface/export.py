@@ -1,4 +1,4 @@
-"""``dd export``: stream a finished dataset into one JSONL, CSV or parquet file.
+"""``ddsynth export``: stream a finished dataset into one JSONL, CSV or parquet file.
 
 Every row-group file is verified against the metadata before anything is written (footers
 only), the output never lands inside the dataset folder (symlinks resolved), and a failure at

@@ -1,4 +1,4 @@
-"""``dd status``: what a dataset folder holds and whether a config would resume it."""
+"""``ddsynth status``: what a dataset folder holds and whether a config would resume it."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ def describe(path: str, config_path: Path | None = None, num_records: int | None
     if layout.root.is_local and layout.root.local.is_file():
         raise DDUsageError(f"{layout.root} is a file, not a dataset folder")
     if not layout.root.exists():
-        raise DDUsageError(f"{layout.root} does not exist; expected a dataset folder made by dd generate")
+        raise DDUsageError(f"{layout.root} does not exist; expected a dataset folder made by ddsynth generate")
     scan = scan_folder(layout)
     meta = scan.metadata
     report: dict[str, object] = {"folder": layout.root, "found": scan.found.kind.value}
@@ -40,7 +40,7 @@ def describe(path: str, config_path: Path | None = None, num_records: int | None
             shown = sorted(scan.unrecorded)
             report["unrecorded"] = f"row groups {shown[:20]}{'...' if len(shown) > 20 else ''} (recorded on the next resume)"
         if meta.status != "complete":
-            report["continue with"] = f"dd resume {layout.root}"
+            report["continue with"] = f"ddsynth resume {layout.root}"
     if config_path is not None:
         cfg = load_config(config_path)
         fp = fingerprint(cfg)["config_hash"]

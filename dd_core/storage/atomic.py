@@ -33,7 +33,7 @@ def storage_failure(path: object, exc: OSError, what: str = "write") -> StorageE
     hint = _HINTS.get(exc.errno or 0, exc.strerror or str(exc))
     return StorageError(
         f"could not {what} {path}: {exc.strerror or exc} ({hint}). Nothing half-written was left and finished "
-        "files are unchanged; fix the cause, then run the same command again (or 'dd resume DIR')"
+        "files are unchanged; fix the cause, then run the same command again (or 'ddsynth resume DIR')"
     )
 
 

@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from dd_core.errors import DatasetDamagedError, DDError
-from dd_core.redaction import logger
+from dd_core.log import get_logger
 from dd_core.interrupts import deferred
 from dd_core.resume import Checkpoint, Found, FoundState, RangeCheckpoints
 from dd_core.storage.atomic import discard, storage_failure
@@ -30,7 +30,7 @@ from dd_core.storage.metadata import COMPLETE, DatasetMetadata, RowCounts, load_
 from dd_core.storage.row_group_files import RowGroupInfo, read_info, read_num_rows, read_table, strip_dd_metadata
 from dd_core.storage.spend import account, row_group_spend
 
-log = logger(__name__)
+log = get_logger(__name__)
 
 
 @dataclass
@@ -101,12 +101,12 @@ def _unrecorded(layout: DatasetLayout, meta: DatasetMetadata, batches: dict[int,
 
 
 def _check_belongs(info: RowGroupInfo, index: int, meta: DatasetMetadata, path: StoragePath) -> None:
-    if info.row_group != index or info.config_hash != meta.config_hash or info.buffer_size != meta.buffer_size:
+    mismatch = meta.identity.mismatch(info, index)
+    if mismatch:
+        found, expected = mismatch
         raise DatasetDamagedError(
-            f"{path} says it is row group {info.row_group} of config {info.config_hash} (buffer_size "
-            f"{info.buffer_size}), but the folder's metadata expects row group {index} of config "
-            f"{meta.config_hash} (buffer_size {meta.buffer_size}). It was not changed; move it out of the folder "
-            "if it does not belong there"
+            f"{path} says it is {found}, but the folder's metadata expects {expected}. It was not changed; "
+            "move it out of the folder if it does not belong there"
         )
 
 
@@ -223,12 +223,6 @@ def remove_unstarted(layout: DatasetLayout, *, root: bool = False) -> None:
     shutil.rmtree(layout.llm_cache.local, ignore_errors=True)
     with contextlib.suppress(OSError):
         layout.parquet_dir.local.rmdir()
-
-
-def iter_row_group_tables(layout: DatasetLayout, indices: list[int]) -> Iterator[pa.Table]:
-    """Finished row groups in order, one at a time (memory stays at one row group)."""
-    for index in indices:
-        yield strip_dd_metadata(read_table(layout.batch(index)))
 
 
 def write_streamed(path: StoragePath | str, tables: Iterator[pa.Table], schema: pa.Schema) -> int:

@@ -19,6 +19,7 @@ from dd_core.index_ranges import IndexRanges, RangeMap
 from dd_core.resume import MAX_BUFFER_SIZE, MAX_ROW_GROUPS, Checkpoint, RangeCheckpoints
 from dd_core.storage.filesystems import StoragePath, storage_path
 from dd_core.storage.layout import FINAL_FILE, PARQUET_DIR
+from dd_core.storage.row_group_files import RowGroupIdentity
 
 FORMAT_VERSION = 1
 IN_PROGRESS = "in_progress"
@@ -33,7 +34,7 @@ def library_version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
     try:
-        return version("dd")
+        return version("ddsynth")
     except PackageNotFoundError:
         return "0+unknown"
 
@@ -98,6 +99,11 @@ class DatasetMetadata:
     @property
     def num_row_groups(self) -> int:
         return -(-self.num_records // self.buffer_size)
+
+    @property
+    def identity(self) -> RowGroupIdentity:
+        """What each of the dataset's row-group files must say it is."""
+        return RowGroupIdentity(self.config_hash, self.config_hash_version, self.buffer_size, self.seed)
 
     @property
     def actual_num_records(self) -> int:
@@ -170,7 +176,7 @@ class DatasetMetadata:
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise DatasetDamagedError(
                 f"{path} is not valid dd metadata ({str(exc)[:300] if not isinstance(exc, KeyError) else f'{exc} is missing'}). Nothing was changed; "
-                "the row-group files still describe themselves (see 'dd status')"
+                "the row-group files still describe themselves (see 'ddsynth status')"
             ) from exc
 
     def save(self, path: StoragePath, *, sync_folder: bool = True) -> None:
@@ -250,7 +256,7 @@ def load_metadata(path: StoragePath | str | os.PathLike) -> DatasetMetadata:
     except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise DatasetDamagedError(
             f"{path} is unreadable or not JSON ({str(exc)[:200]}). Nothing was changed; the row-group files "
-            "still describe themselves (see 'dd status')"
+            "still describe themselves (see 'ddsynth status')"
         ) from exc
     if not isinstance(data, dict):
         raise DatasetDamagedError(f"{path} does not hold a JSON object; nothing was changed")

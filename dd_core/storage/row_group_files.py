@@ -53,6 +53,45 @@ class RowGroupInfo:
             ) from exc
 
 
+@dataclass(frozen=True)
+class RowGroupIdentity:
+    """What every row-group file of one dataset says alike, and the one test of whether a file
+    belongs: its index, config (hash and hash version) and row-group size, and, where the
+    caller knows it, its requested rows."""
+
+    config_hash: str
+    config_hash_version: int
+    buffer_size: int
+    seed: int
+
+    def info(self, row_group: int, requested_rows: int, num_rows: int, llm_spend: str = "") -> RowGroupInfo:
+        """The self-description of one of this dataset's row groups."""
+        return RowGroupInfo(row_group, requested_rows, num_rows, self.config_hash, self.config_hash_version, self.buffer_size, self.seed, llm_spend)
+
+    def mismatch(self, info: RowGroupInfo, row_group: int, requested_rows: int | None = None) -> tuple[str, str] | None:
+        """None when ``info`` is row group ``row_group`` of this dataset (with ``requested_rows``
+        when given); else (what the file says it is, what is expected), for a message."""
+        expected = (row_group, self.config_hash, self.config_hash_version, self.buffer_size)
+        found = (info.row_group, info.config_hash, info.config_hash_version, info.buffer_size)
+        if found == expected and requested_rows in (None, info.requested_rows):
+            return None
+        rows = "" if requested_rows is None else f" ({requested_rows} rows requested)"
+        return (
+            f"row group {info.row_group} ({info.requested_rows} rows requested) of config {info.config_hash} "
+            f"(hash version {info.config_hash_version}, buffer_size {info.buffer_size})",
+            f"row group {row_group}{rows} of config {self.config_hash} (hash version {self.config_hash_version}, buffer_size {self.buffer_size})",
+        )
+
+    def finished_file(self, path: StoragePath, row_group: int, requested_rows: int) -> RowGroupInfo | None:
+        """What the file at ``path`` says, when it is that row group of this dataset; None when it
+        is missing, unreadable or another's."""
+        try:
+            info = read_info(path)
+        except (DatasetDamagedError, FileNotFoundError):
+            return None
+        return None if self.mismatch(info, row_group, requested_rows) else info
+
+
 def write_row_group_file(path: StoragePath | str, table: pa.Table, info: RowGroupInfo) -> str:
     """Write crash-safely (the file appears whole under its final name or not at all);
     returns the sha256 of the file's bytes."""

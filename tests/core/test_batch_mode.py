@@ -1,4 +1,4 @@
-"""Batch mode through dd generate, against the local server's Files and Batch APIs: the same data
+"""Batch mode through ddsynth generate, against the local server's Files and Batch APIs: the same data
 as online, one batch per (row group, LLM column), crash-safe, retried, and paid for once."""
 
 from __future__ import annotations
@@ -14,7 +14,9 @@ from collections import Counter
 import httpx
 import pytest
 
-from dd_core import GenerationError, generate, load_dataset, read_table, strip_dd_metadata
+from dd_core import GenerationError, generate, load_dataset
+
+from dd_core.orchestration import read_table, strip_dd_metadata
 from dd_core.testing.openai_server import OpenAIServer
 from tests.core.test_llm_columns import all_types_config, chain_config
 from tests.support import ROOT, run_dd, wait_for

@@ -5,7 +5,9 @@ from __future__ import annotations
 import pyarrow.parquet as pq
 import pytest
 
-from dd_core import apply_processors, column_schema, generate_row_group, load_config, storage_path
+from dd_core import generate_row_group, load_config
+
+from dd_core.orchestration import apply_processors, column_schema, storage_path
 from dd_core.engine.llm.runtime import LLMRuntime
 from dd_core.testing.openai_server import OpenAIServer
 from tests.core.test_llm_columns import all_types_config

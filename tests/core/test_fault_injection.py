@@ -1,4 +1,4 @@
-"""SIGKILL ``dd generate`` at many points, resume, and get exactly the uninterrupted dataset.
+"""SIGKILL ``ddsynth generate`` at many points, resume, and get exactly the uninterrupted dataset.
 
 Named points (DD_FAULT_POINT) cover the instants that matter: inside the parquet write,
 between the parquet rename and the metadata write, inside the metadata write, at the start

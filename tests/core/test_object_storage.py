@@ -15,7 +15,7 @@ import pytest
 
 from dd_core import DatasetLockedError, generate
 from dd_core.engine.llm.runtime import LLMRuntime
-from dd_core.engine.row_group import run_row_group
+from dd_core.engine.in_process import run_row_group
 from dd_core.storage.filesystems import storage_path
 from dd_core.testing.openai_server import OpenAIServer
 from tests.core.test_llm_columns import chain_config
@@ -77,7 +77,7 @@ def test_lock_on_object_storage(s3_bucket):
     s3 = boto3.client("s3")
 
     def lease(host: str, pid: int, expires_in: float) -> None:
-        body = {"pid": pid, "host": host, "since": "earlier", "command": "dd generate", "expires_at": time.time() + expires_in}
+        body = {"pid": pid, "host": host, "since": "earlier", "command": "ddsynth generate", "expires_at": time.time() + expires_in}
         s3.put_object(Bucket=bucket, Key=key, Body=json.dumps(body).encode())
 
     lease("elsewhere", 4242, 600)  # a live writer on another machine

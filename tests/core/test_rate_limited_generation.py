@@ -1,4 +1,4 @@
-"""max_requests_per_minute and max_tokens_per_minute through dd generate, counted at the server
+"""max_requests_per_minute and max_tokens_per_minute through ddsynth generate, counted at the server
 over every 60 s window (the real window: this test takes a little over a minute)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The resume matrix of DESIGN.md, through the Python API and the CLI, plus its side rules."""
+"""The resume matrix (README, Resuming), through the Python API and the CLI, plus its side rules."""
 
 from __future__ import annotations
 

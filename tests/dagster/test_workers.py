@@ -1,5 +1,5 @@
 """A Dagster range run produces its row groups pipelined, in worker processes beside the run:
-the same files as ``dd generate``, within each model's request limit across the workers, each
+the same files as ``ddsynth generate``, within each model's request limit across the workers, each
 row group's cost on its materialization."""
 
 from __future__ import annotations

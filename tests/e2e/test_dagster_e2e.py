@@ -1,5 +1,5 @@
 """Acceptance test of dd in Dagster (issue 5): a backfill of every row group is killed mid-way,
-retried from failure, and the combined asset then equals `dd generate` of the same config.
+retried from failure, and the combined asset then equals `ddsynth generate` of the same config.
 
 Real `dagster-webserver` + `dagster-daemon` on 127.0.0.1 with a temporary DAGSTER_HOME (SQLite,
 run monitoring on), driven over GraphQL as the UI drives them; code location
@@ -228,7 +228,7 @@ def test_killed_backfill_retried_from_failure_equals_dd_generate(tmp_path: Path)
         assert stale_status_by_partition(svc, ROW_GROUPS, KEYS) == {key: "FRESH" for key in KEYS}, svc.logs()
         _phase(started, "combined asset materialized")
 
-    # 10. The combined dataset equals `dd generate` of the same config; nothing is left running.
+    # 10. The combined dataset equals `ddsynth generate` of the same config; nothing is left running.
     pd.testing.assert_frame_equal(combined, expected)
     assert combined.equals(expected)
     assert list(combined.columns) == ["region", "city", "customer_score", "record_id", "summary"]

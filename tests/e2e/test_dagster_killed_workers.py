@@ -1,7 +1,7 @@
 """A Dagster run producing its row groups in 2 worker processes is SIGKILLed mid-way: the
 workers die with it, and re-execution from failure generates exactly the row groups the killed
 run had not recorded (a finished but unrecorded one is reused from its file), without asking
-the model server again for any answer that had been read. The dataset equals ``dd generate``'s.
+the model server again for any answer that had been read. The dataset equals ``ddsynth generate``'s.
 
 The run is a real process (``tests/e2e/range_run.py``: ``dagster.execute_job`` on a SQLite
 instance on disk shared with this test) against a local OpenAI-compatible server; the test

@@ -12,7 +12,7 @@ OpenAI-compatible server:
    STALE, the check run alone fails listing them, the combined asset (what "Materialize
    unsynced" selects) refuses without writing a file or a materialization.
 5. The sensor, turned on again, regenerates exactly the stale row groups; the check passes;
-   the combined asset equals `dd generate` of the new config.
+   the combined asset equals `ddsynth generate` of the new config.
 
 Code locations: tests/e2e/dd_location (one dataset, configured by environment variables) and
 examples/dd_components (two datasets from one defs.yaml). About 4-5 minutes, most of it the

@@ -224,7 +224,7 @@ def test_backfill_runs_in_parallel_and_generates_each_row_group_once(deployment:
     # ... and the LLM server's: every request key answered once.
     assert_each_key_succeeded_once(dep, stats)
 
-    # The combined dataset equals `dd generate` of the same config (replies are deterministic
+    # The combined dataset equals `ddsynth generate` of the same config (replies are deterministic
     # per request, so latency does not matter: drop it to save time).
     (combined,) = materializations(dep.instance, dg.AssetKey([PARALLEL])).values()
     combined_path = meta(combined[-1], "path")

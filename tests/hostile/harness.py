@@ -1,6 +1,6 @@
 """What every hostile case checks, whatever it feeds dd.
 
-A case runs the real ``dd`` app (in-process through typer's CliRunner, or as a subprocess where
+A case runs the real ``ddsynth`` app (in-process through typer's CliRunner, or as a subprocess where
 the process boundary matters) and asserts what a user would see: the documented exit code, one
 message that names the problem, no traceback, no secret in any output or file, and (where nothing
 should change) a folder that is byte-identical afterwards.

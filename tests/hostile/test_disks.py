@@ -27,7 +27,7 @@ def test_generate_on_a_full_disk(full_disk):
     for index in recorded:  # every recorded row group is whole
         info = read_info(folder / "parquet-files" / f"batch_{index:05d}.parquet")
         assert (info.row_group, info.num_rows) == (index, 300)
-    check(invoke("status", folder), 0, f"{meta['num_completed_row_groups']} of 20 finished", "dd resume")
+    check(invoke("status", folder), 0, f"{meta['num_completed_row_groups']} of 20 finished", "ddsynth resume")
 
 
 def test_export_onto_a_full_disk(made, full_disk):

@@ -1,5 +1,5 @@
 """A dataset folder is self-sufficient: its config.json is a config dd accepts, and
-``dd resume DIR`` / ``dd_core.resume_dataset(path)`` continue it when the original YAML is gone."""
+``ddsynth resume DIR`` / ``dd_core.resume_dataset(path)`` continue it when the original YAML is gone."""
 
 from __future__ import annotations
 

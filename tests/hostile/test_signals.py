@@ -1,4 +1,4 @@
-"""Ctrl-C and SIGTERM sent to a real ``dd`` process: it stops at a safe point, says what is
+"""Ctrl-C and SIGTERM sent to a real ``ddsynth`` process: it stops at a safe point, says what is
 finished and the exact command that continues, exits 130 / 143, leaves the folder unlocked
 and nothing half-written, and the resumed dataset equals an uninterrupted one."""
 
@@ -63,7 +63,7 @@ def test_signal_while_generating_samplers(tmp_path, signum, code, name):
     assert proc.returncode == code, err
     assert "Traceback" not in err and err.startswith(f"Stopped by {name}: ")
     done = _finished(folder)
-    assert f"{done} of 120 row group(s) are finished and kept in {folder}. Continue with: dd resume {folder}" in err
+    assert f"{done} of 120 row group(s) are finished and kept in {folder}. Continue with: ddsynth resume {folder}" in err
     assert not list(folder.rglob(".*.tmp-*")), "a half-written file was left"
     assert not (folder / ".dd.lock.json").exists()
     resumed = resume_dataset(folder)  # the lock is free; the folder alone says how to continue
@@ -96,7 +96,7 @@ def test_signal_inside_the_llm_stage_keeps_every_paid_call(tmp_path, slow_server
     proc.send_signal(signum)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == code, err
-    assert "Traceback" not in err and f"Continue with: dd resume {folder}" in err
+    assert "Traceback" not in err and f"Continue with: ddsynth resume {folder}" in err
     assert_no_secret(out + err)
     cached = sum(len(p.read_text().splitlines()) for p in cache.glob("rg_*.jsonl"))
     slow_server.reset_stats()

@@ -21,7 +21,7 @@ Either way the limit stays within [1, max_parallel_requests]; 429 handling is th
 from __future__ import annotations
 
 import asyncio
-import logging
+from dd_core.log import get_logger
 import math
 import statistics
 from urllib.parse import urlsplit
@@ -30,7 +30,7 @@ import aiohttp
 
 from dd_core.engine.llm.limiter import AdaptiveLimiter
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 POLL_S = 0.25
 #: Requests allowed to wait at the server (a share of those running), so its batch never runs dry.

@@ -23,9 +23,9 @@ from dd_core.config.models import ModelConfig
 from dd_core.engine.llm.client import RETRYABLE_STATUS, CallFailed, Completion, error_message, http_failure, read_body, transport_failures
 from dd_core.engine.llm.replies import MalformedReply, parse_completion, parse_json
 from dd_core.engine.llm.waits import RetryWaits
-from dd_core.redaction import logger
+from dd_core.log import get_logger
 
-log = logger("dd.batch")
+log = get_logger("dd.batch")
 
 ENDPOINT = "/v1/chat/completions"
 TERMINAL = frozenset({"completed", "failed", "expired", "cancelled"})

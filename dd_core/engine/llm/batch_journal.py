@@ -23,10 +23,10 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
-from dd_core.redaction import logger
+from dd_core.log import get_logger
 from dd_core.storage.filesystems import LogAppender, StoragePath
 
-log = logger(__name__)
+log = get_logger(__name__)
 
 
 @dataclass

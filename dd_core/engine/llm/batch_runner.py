@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from dd_core.engine.llm.batch_client import BatchClient, BatchStatus, request_line
 from dd_core.engine.llm.batch_journal import BatchJournal, Submission
 from dd_core.engine.llm.client import CallFailed, Completion
-from dd_core.redaction import logger
+from dd_core.log import get_logger
 
-log = logger("dd.batch")
+log = get_logger("dd.batch")
 
 #: OpenAI's limits per batch: 50,000 requests and a 200 MB input file; larger groups are split.
 MAX_REQUESTS_PER_BATCH = 50_000

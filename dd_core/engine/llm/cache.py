@@ -23,11 +23,11 @@ from dataclasses import dataclass
 from dd_core.engine.llm.cost import Spend
 from dd_core.engine.llm.replies import Completion
 from dd_core.engine.llm.wire import cache_line, encode_string
-from dd_core.redaction import logger
+from dd_core.log import get_logger
 from dd_core.storage.faults import fault_point
 from dd_core.storage.filesystems import LogAppender, StoragePath
 
-log = logger(__name__)
+log = get_logger(__name__)
 
 
 @dataclass(frozen=True)

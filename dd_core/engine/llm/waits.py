@@ -13,9 +13,9 @@ import random
 
 from dd_core.config.models import ModelConfig
 from dd_core.engine.llm.client import CallFailed
-from dd_core.redaction import logger
+from dd_core.log import get_logger
 
-log = logger(__name__)
+log = get_logger(__name__)
 
 BACKOFF_BASE_S = 0.25
 BACKOFF_MAX_S = 20.0
