@@ -7,7 +7,7 @@ import pytest
 
 from dd_core import apply_processors, column_schema, generate_row_group, load_config, storage_path
 from dd_core.engine.llm.runtime import LLMRuntime
-from dd_core.testing.openai_server import OpenAIServer
+from dd_core.testing.llm_server import OpenAIServer
 from tests.core.test_llm_columns import all_types_config
 from tests.support import EXAMPLES
 

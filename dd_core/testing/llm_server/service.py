@@ -11,9 +11,9 @@ injects faults configured at runtime through a control API:
 - ``GET /_control/stats``; ``POST /_control/reset`` clears the stats (not the rules);
 - ``POST /_control/latency`` ``{"latency_ms": x, "jitter_ms": y, "sigma": s, "seed": n}``;
 - ``/_control/rate_limits``: requests/tokens-per-minute limits and OpenAI's ``x-ratelimit-*``
-  headers (see :mod:`dd_core.testing.rate_limits`);
+  headers (see :mod:`dd_core.testing.llm_server.rate_limits`);
 - ``/_control/batches``: the Files and Batch APIs' behaviour and call log (see
-  :mod:`dd_core.testing.batch_api`).
+  :mod:`dd_core.testing.llm_server.openai_batches`).
 
 Latency is ``latency_ms`` plus a jitter in [0, ``jitter_ms``], or, with ``latency_sigma`` > 0,
 lognormal with median ``latency_ms`` and that sigma (drawn per request from its key and
@@ -25,7 +25,7 @@ request's latency is its wait plus its service time. ``GET /metrics`` reports
 
 Run it with :class:`OpenAIServer` (a thread of this process), :class:`OpenAIServerProcess`
 (a child process that shares no GIL with the code under test), or
-``python -m dd_core.testing.openai_server --port 0`` (prints ``LISTENING <port>``).
+``python -m dd_core.testing.llm_server --port 0`` (prints ``LISTENING <port>``).
 """
 
 from __future__ import annotations
@@ -57,9 +57,9 @@ from typing import Any, Self
 import httpx
 from aiohttp import web
 
-from dd_core.testing.batch_api import BatchService, BatchSettings
-from dd_core.testing.rate_limits import ServerRateLimits
-from dd_core.testing.rate_limits import add_routes as add_rate_limit_routes
+from dd_core.testing.llm_server.openai_batches import BatchService, BatchSettings
+from dd_core.testing.llm_server.rate_limits import ServerRateLimits
+from dd_core.testing.llm_server.rate_limits import add_routes as add_rate_limit_routes
 
 HOST = "127.0.0.1"
 DEFAULT_MODELS = ("test-model",)
@@ -68,8 +68,8 @@ FAULT_KINDS = ("status", "hang", "malformed_json", "invalid_structured", "discon
 KEY_FIELDS = ("model", "messages", "temperature", "top_p", "max_tokens", "seed", "response_format")
 REQUEST_LOG_SIZE = 10_000
 
-_MODULE = "dd_core.testing.openai_server"
-_SOURCE_ROOT = str(Path(__file__).resolve().parents[2])
+_MODULE = "dd_core.testing.llm_server"
+_SOURCE_ROOT = str(Path(__file__).resolve().parents[3])
 _API_KEY_ENV = "DD_TEST_OPENAI_API_KEY"
 
 
@@ -1088,7 +1088,3 @@ def _run(coroutine: Any) -> None:
         asyncio.run(coroutine)
     else:
         uvloop.run(coroutine)
-
-
-if __name__ == "__main__":
-    main()
