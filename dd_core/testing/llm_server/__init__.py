@@ -1,5 +1,7 @@
 """A local LLM API server for tests and benchmarks (see :mod:`.service`)."""
 
-from dd_core.testing.llm_server.service import OpenAIServer, OpenAIServerProcess, Serving, main, request_key
+from dd_core.testing.llm_server.cli import main
+from dd_core.testing.llm_server.handles import OpenAIServer, OpenAIServerProcess
+from dd_core.testing.llm_server.service import Serving, reply_content, request_key
 
-__all__ = ["OpenAIServer", "OpenAIServerProcess", "Serving", "main", "request_key"]
+__all__ = ["OpenAIServer", "OpenAIServerProcess", "Serving", "main", "reply_content", "request_key"]

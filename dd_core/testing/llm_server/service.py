@@ -30,33 +30,22 @@ Run it with :class:`OpenAIServer` (a thread of this process), :class:`OpenAIServ
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import contextlib
 import dataclasses
 import hashlib
-import ipaddress
 import json
 import math
-import os
 import random
-import select
-import signal
 import statistics
-import subprocess
-import sys
-import threading
 import time
 import uuid
 from collections import Counter, deque
 from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
-from typing import Any, Self
+from typing import Any
 
-import httpx
 from aiohttp import web
 
-from dd_core.testing.llm_server.openai_batches import BatchService, BatchSettings
+from dd_core.testing.llm_server.openai_batches import BatchService
 from dd_core.testing.llm_server.rate_limits import ServerRateLimits
 from dd_core.testing.llm_server.rate_limits import add_routes as add_rate_limit_routes
 from dd_core.testing.llm_server.replies import invalid_reply, json_object_reply, structured_reply, text_reply
@@ -69,9 +58,6 @@ FAULT_KINDS = ("status", "hang", "malformed_json", "invalid_structured", "discon
 KEY_FIELDS = ("model", "messages", "temperature", "top_p", "max_tokens", "seed", "response_format")
 REQUEST_LOG_SIZE = 10_000
 
-_MODULE = "dd_core.testing.llm_server"
-_SOURCE_ROOT = str(Path(__file__).resolve().parents[3])
-_API_KEY_ENV = "DD_TEST_OPENAI_API_KEY"
 
 
 def request_key(body: Mapping[str, Any]) -> str:
@@ -413,7 +399,7 @@ class Serving:
 _STANDARD_NORMAL = statistics.NormalDist()
 
 
-class _ChatService:
+class ChatService:
     """Request handlers and the mutable state (latency, fault rules, stats) of one server."""
 
     def __init__(
@@ -609,7 +595,7 @@ class _ChatService:
         return web.json_response({"latency_ms": latency_ms, "jitter_ms": jitter_ms, "sigma": sigma, "seed": seed})
 
 
-async def _start_serving(service: _ChatService, host: str, port: int) -> tuple[web.AppRunner, int]:
+async def start_serving(service: ChatService, host: str, port: int) -> tuple[web.AppRunner, int]:
     """Listen on host:port (0 = a free port); return the runner and the bound port."""
     # handler_cancellation: a handler (e.g. a "hang") is cancelled when its client goes away.
     runner = web.AppRunner(service.build_app(), access_log=None, handler_cancellation=True, shutdown_timeout=1.0)
@@ -620,276 +606,3 @@ async def _start_serving(service: _ChatService, host: str, port: int) -> tuple[w
         await runner.cleanup()
         raise
     return runner, runner.addresses[0][1]
-
-
-# --- Python handles ------------------------------------------------------------------
-
-
-class _ServerHandle:
-    """Start/stop plus a client of the HTTP control API; subclasses decide where the server runs."""
-
-    def __init__(
-        self,
-        *,
-        latency_ms: float = 0,
-        jitter_ms: float = 0,
-        latency_sigma: float = 0,
-        latency_seed: int = 0,
-        slots: int | None = None,
-        metrics: bool = True,
-        models: Iterable[str] = DEFAULT_MODELS,
-        api_key: str | None = None,
-        port: int = 0,
-    ):
-        self.models = tuple(models)
-        self.api_key = api_key
-        self.port: int | None = None
-        self.serving = Serving(latency_ms, jitter_ms, latency_sigma, latency_seed, slots, metrics)
-        self._requested_port = port
-        self._control: httpx.Client | None = None
-
-    @property
-    def base_url(self) -> str:
-        """OpenAI base URL of the running server, e.g. ``http://127.0.0.1:PORT/v1``."""
-        return f"http://{HOST}:{self.port}/v1"
-
-    def start(self) -> Self:
-        """Start the server; returns once its socket is listening."""
-        if self._control is not None:
-            raise RuntimeError("the server is already running")
-        self.port = self._launch()
-        self._control = httpx.Client(base_url=f"http://{HOST}:{self.port}/_control", timeout=30.0, trust_env=False)
-        return self
-
-    def stop(self) -> None:
-        if self._control is None:
-            return
-        self._control.close()
-        self._control = None
-        self._shutdown()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
-    def set_faults(self, rules: Iterable[Mapping[str, Any]]) -> None:
-        """Replace the fault rules (JSON objects as described by :class:`FaultRule`)."""
-        self._call("POST", "/faults", {"rules": list(rules)})
-
-    def clear_faults(self) -> None:
-        self._call("DELETE", "/faults")
-
-    def stats(self) -> dict[str, Any]:
-        return self._call("GET", "/stats")
-
-    def reset_stats(self) -> None:
-        self._call("POST", "/reset")
-
-    def set_latency(self, ms: float, jitter_ms: float = 0, *, sigma: float = 0) -> None:
-        self._call("POST", "/latency", {"latency_ms": ms, "jitter_ms": jitter_ms, "sigma": sigma})
-
-    @property
-    def metrics_url(self) -> str:
-        return f"http://{HOST}:{self.port}/metrics"
-
-    def set_rate_limits(self, **settings: Any) -> None:
-        """Enforce ``rate_limits.RateLimitSettings`` (fields as keywords); ``clear_rate_limits`` removes them."""
-        self._call("POST", "/rate_limits", settings)
-
-    def clear_rate_limits(self) -> None:
-        self._call("DELETE", "/rate_limits")
-
-    def rate_limit_log(self) -> dict[str, Any]:
-        """The settings and every chat request's arrival (``t``, ``tokens``, ``admitted``)."""
-        return self._call("GET", "/rate_limits")
-
-    def set_batch_settings(self, **settings: Any) -> None:
-        """How batches created from now on behave (:class:`BatchSettings` fields as keywords)."""
-        self._call("POST", "/batches", settings)
-
-    def batch_stats(self) -> dict[str, Any]:
-        """Counts of Files/Batch API calls, every batch with its request keys, and the call log."""
-        return self._call("GET", "/batches")
-
-    def reset_batches(self) -> None:
-        self._call("DELETE", "/batches")
-
-    def reset_for_next_test(self) -> None:
-        """What one test of a shared server leaves is gone: batches and files, batch settings,
-        fault rules, counters."""
-        self.reset_batches()
-        self.set_batch_settings()
-        self.clear_faults()
-        self.reset_stats()
-
-    def _call(self, method: str, path: str, payload: Any = None) -> Any:
-        """Call the control API; a 400 (bad rules or latency) becomes ValueError."""
-        if self._control is None:
-            raise RuntimeError("the server is not running")
-        response = self._control.request(method, path, json=payload)
-        if response.status_code == 400:
-            raise ValueError(response.json()["error"]["message"])
-        response.raise_for_status()
-        return response.json()
-
-    def _launch(self) -> int:
-        """Start serving and return the bound port."""
-        raise NotImplementedError
-
-    def _shutdown(self) -> None:
-        raise NotImplementedError
-
-
-class OpenAIServer(_ServerHandle):
-    """The server on its own event loop in a daemon thread of this process."""
-
-    _loop: asyncio.AbstractEventLoop
-    _thread: threading.Thread
-    _runner: web.AppRunner
-
-    def _launch(self) -> int:
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="dd-openai-server", daemon=True)
-        self._thread.start()
-        service = _ChatService(serving=self.serving, models=self.models, api_key=self.api_key)
-        try:
-            self._runner, port = self._run(_start_serving(service, HOST, self._requested_port))
-        except BaseException:
-            self._stop_loop()
-            raise
-        return port
-
-    def _shutdown(self) -> None:
-        self._run(self._runner.cleanup())
-        self._stop_loop()
-
-    def _run(self, coroutine: Any) -> Any:
-        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout=30)
-
-    def _stop_loop(self) -> None:
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join()
-        self._loop.close()
-
-
-class OpenAIServerProcess(_ServerHandle):
-    """The server in a child process with its own process group (no GIL shared with the caller)."""
-
-    startup_timeout_s = 30.0
-    stop_grace_s = 5.0
-    process: subprocess.Popen[str] | None = None
-
-    def _launch(self) -> int:
-        # Put this module's source root first so the child runs the same code as this process.
-        python_path = [_SOURCE_ROOT, *filter(None, [os.environ.get("PYTHONPATH")])]
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(python_path)}
-        command = [
-            sys.executable, "-m", _MODULE,
-            "--port", str(self._requested_port),
-            *self.serving.options(),
-            "--model", *self.models,
-        ]  # fmt: skip
-        if self.api_key is not None:
-            env[_API_KEY_ENV] = self.api_key  # via the environment, not the visible command line
-            command += ["--api-key-env", _API_KEY_ENV]
-        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, env=env, text=True, process_group=0)
-        try:
-            return _read_listening_port(self.process, self.startup_timeout_s)
-        except BaseException:
-            self._shutdown()
-            raise
-
-    def _shutdown(self) -> None:
-        """SIGTERM the child's process group, SIGKILL it after the grace period, and reap it."""
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=self.stop_grace_s)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
-
-
-def _read_listening_port(process: subprocess.Popen[str], timeout_s: float) -> int:
-    """The port from the child's first stdout line, ``LISTENING <port>``."""
-    ready, _, _ = select.select([process.stdout], [], [], timeout_s)
-    line = process.stdout.readline() if ready else ""
-    process.stdout.close()
-    if not line.startswith("LISTENING "):
-        raise RuntimeError(f"the server process did not start (exit code {process.poll()}, first line {line!r})")
-    return int(line.split()[1])
-
-
-# --- command line --------------------------------------------------------------------
-
-
-def _loopback_host(value: str) -> str:
-    with contextlib.suppress(ValueError):
-        if value == "localhost" or ipaddress.ip_address(value).is_loopback:
-            return value
-    raise argparse.ArgumentTypeError(f"{value!r} is not a loopback address; the test server binds to loopback only")
-
-
-def _batch_seconds(value: str) -> float:
-    try:
-        return BatchSettings(processing_s=float(value)).processing_s
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog=f"python -m {_MODULE}", description=__doc__.splitlines()[0])
-    parser.add_argument("--host", type=_loopback_host, default=HOST)
-    parser.add_argument("--port", type=int, default=0, help="0 picks a free port (default)")
-    parser.add_argument("--latency-ms", type=float, default=0.0)
-    parser.add_argument("--jitter-ms", type=float, default=0.0)
-    parser.add_argument("--latency-sigma", type=float, default=0.0, help="> 0: lognormal latency, median --latency-ms")
-    parser.add_argument("--latency-seed", type=int, default=0)
-    parser.add_argument("--slots", type=int, default=None, help="serve N requests at once and queue the rest (a bounded batch)")
-    parser.add_argument("--no-metrics", dest="metrics", action="store_false", help="no /metrics endpoint")
-    parser.add_argument("--model", dest="models", metavar="NAME", action="extend", nargs="+", help="listed models")
-    parser.add_argument("--api-key-env", metavar="NAME", help="require the API key held in this environment variable")
-    parser.add_argument("--batch-processing-s", type=_batch_seconds, default=0.0, help="seconds a batch stays in_progress")
-    return parser.parse_args(argv)
-
-
-async def _serve_until_signalled(service: _ChatService, host: str, port: int) -> None:
-    runner, bound_port = await _start_serving(service, host, port)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    print(f"LISTENING {bound_port}", flush=True)
-    try:
-        await stop.wait()
-    finally:
-        await runner.cleanup()
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    args = _parse_args(argv)
-    api_key = os.environ.get(args.api_key_env) if args.api_key_env else None
-    if args.api_key_env and not api_key:
-        sys.exit(f"environment variable {args.api_key_env} is empty or not set")
-    try:
-        serving = Serving(args.latency_ms, args.jitter_ms, args.latency_sigma, args.latency_seed, args.slots, args.metrics)
-    except ValueError as exc:
-        sys.exit(str(exc))
-    service = _ChatService(serving=serving, models=args.models or DEFAULT_MODELS, api_key=api_key)
-    service.batches.settings = BatchSettings(processing_s=args.batch_processing_s)
-    _run(_serve_until_signalled(service, args.host, args.port))
-
-
-def _run(coroutine: Any) -> None:
-    """On uvloop when it is installed (the ``test`` extra): the server shares the machine's cores
-    with the client it measures, and libuv's loop spends less of them per request than
-    asyncio's. A real model server's work is not on the client's cores at all."""
-    try:
-        import uvloop
-    except ImportError:
-        asyncio.run(coroutine)
-    else:
-        uvloop.run(coroutine)
