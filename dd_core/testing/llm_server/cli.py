@@ -13,8 +13,9 @@ import sys
 from collections.abc import Coroutine, Sequence
 from typing import Any
 
+from dd_core.testing.llm_server.latency import Serving
 from dd_core.testing.llm_server.openai_batches import BatchSettings
-from dd_core.testing.llm_server.service import DEFAULT_MODELS, HOST, ChatService, Serving, start_serving
+from dd_core.testing.llm_server.service import DEFAULT_MODELS, HOST, ChatService, start_serving
 
 try:  # installed by the ``test`` extra
     import uvloop

@@ -19,7 +19,8 @@ from typing import Any, Self
 import httpx
 from aiohttp import web
 
-from dd_core.testing.llm_server.service import DEFAULT_MODELS, HOST, ChatService, Serving, start_serving
+from dd_core.testing.llm_server.latency import Serving
+from dd_core.testing.llm_server.service import DEFAULT_MODELS, HOST, ChatService, start_serving
 
 _SOURCE_ROOT = str(Path(__file__).resolve().parents[3])
 _API_KEY_ENV = "DD_TEST_OPENAI_API_KEY"
@@ -75,7 +76,7 @@ class _ServerHandle:
         self.stop()
 
     def set_faults(self, rules: Iterable[Mapping[str, Any]]) -> None:
-        """Replace the fault rules (JSON objects as described by ``service.FaultRule``)."""
+        """Replace the fault rules (JSON objects as described by ``faults.FaultRule``)."""
         self._call("POST", "/faults", {"rules": list(rules)})
 
     def clear_faults(self) -> None:

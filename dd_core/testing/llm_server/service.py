@@ -34,30 +34,26 @@ import asyncio
 import dataclasses
 import hashlib
 import json
-import math
-import random
-import statistics
 import time
 import uuid
-from collections import Counter, deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from aiohttp import web
 
+from dd_core.testing.llm_server.faults import FaultRule, Faults
+from dd_core.testing.llm_server.latency import Latency, Serving
 from dd_core.testing.llm_server.openai_batches import BatchService
 from dd_core.testing.llm_server.rate_limits import ServerRateLimits
 from dd_core.testing.llm_server.rate_limits import add_routes as add_rate_limit_routes
 from dd_core.testing.llm_server.replies import invalid_reply, json_object_reply, structured_reply, text_reply
 from dd_core.testing.llm_server.schema_faker import SchemaError
+from dd_core.testing.llm_server.stats import Exchange, Stats, vllm_metrics
 
 HOST = "127.0.0.1"
 DEFAULT_MODELS = ("test-model",)
-FAULT_KINDS = ("status", "hang", "malformed_json", "invalid_structured", "disconnect", "raw")
 # Request fields that determine the reply and the request key.
 KEY_FIELDS = ("model", "messages", "temperature", "top_p", "max_tokens", "seed", "response_format")
-REQUEST_LOG_SIZE = 10_000
-
 
 
 def request_key(body: Mapping[str, Any]) -> str:
@@ -96,180 +92,6 @@ def _invalid_content(body: Mapping[str, Any]) -> str:
     """Content that fails the requested format (see :func:`invalid_reply`)."""
     json_schema = (body.get("response_format") or {}).get("json_schema") or {}
     return invalid_reply(json_schema.get("schema", {}).get("required") or [])
-
-
-# --- faults --------------------------------------------------------------------------
-
-
-@dataclasses.dataclass
-class FaultRule:
-    """One injectable fault, given to the control API as a JSON object with these fields.
-
-    ``kind``: ``status`` (answer ``status`` with an OpenAI error body, plus a
-    ``Retry-After`` header when ``retry_after`` seconds is set), ``hang`` (wait
-    ``hang_s`` seconds, then answer normally), ``malformed_json`` (200 with a body that
-    is not JSON), ``invalid_structured`` (200 whose content fails the requested
-    format), ``disconnect`` (close the connection without answering), ``raw`` (answer
-    ``status`` (200-599) with ``headers`` and ``body`` repeated ``repeat`` times, where
-    ``{echo}`` in the body is replaced by the request's ``echo_header``: a misbehaving server
-    of any kind, e.g. one that echoes the Authorization header back).
-
-    A request matches when ``match`` occurs in some message content and ``model``
-    equals the request's model (each only if set). Of the matching requests, the rule
-    applies to every ``every``-th one, with probability ``probability`` (drawn from
-    ``random.Random(seed)``), and to at most ``times`` of them in total.
-    """
-
-    kind: str
-    status: int = 500
-    retry_after: float | None = None
-    hang_s: float = 3600.0
-    match: str | None = None
-    model: str | None = None
-    times: int | None = None
-    every: int | None = None
-    probability: float | None = None
-    seed: int = 0
-    headers: dict[str, str] | None = None
-    body: str = ""
-    repeat: int = 1
-    echo_header: str | None = None
-    matched: int = dataclasses.field(default=0, init=False)
-    applied: int = dataclasses.field(default=0, init=False)
-
-    def __post_init__(self) -> None:
-        if self.kind not in FAULT_KINDS:
-            raise ValueError(f"unknown fault kind {self.kind!r}; expected one of {FAULT_KINDS}")
-        if not (200 if self.kind == "raw" else 400) <= self.status <= 599:
-            raise ValueError(f"fault status must be 4xx or 5xx (200-599 for raw), got {self.status}")
-        if not 1 <= self.repeat <= 2**28:
-            raise ValueError("'repeat' must be between 1 and 2**28")
-        if self.every is not None and self.every < 1:
-            raise ValueError("'every' must be at least 1")
-        if self.times is not None and self.times < 0:
-            raise ValueError("'times' must not be negative")
-        if self.probability is not None and not 0 <= self.probability <= 1:
-            raise ValueError("'probability' must be between 0 and 1")
-        self._rng = random.Random(self.seed)
-
-    @classmethod
-    def from_json(cls, data: Any) -> FaultRule:
-        if not isinstance(data, dict):
-            raise ValueError(f"a fault rule must be a JSON object, got {data!r}")
-        try:
-            return cls(**data)
-        except TypeError as exc:
-            raise ValueError(f"bad fault rule {data!r}: {exc}") from None
-
-    def applies(self, model: str, texts: Sequence[str]) -> bool:
-        """Whether the rule fires for this request; counts it when it matches."""
-        if self.model is not None and model != self.model:
-            return False
-        if self.match is not None and not any(self.match in text for text in texts):
-            return False
-        self.matched += 1
-        if self.times is not None and self.applied >= self.times:
-            return False
-        if self.every is not None and self.matched % self.every:
-            return False
-        if self.probability is not None and self._rng.random() >= self.probability:
-            return False
-        self.applied += 1
-        return True
-
-
-# --- stats ---------------------------------------------------------------------------
-
-
-@dataclasses.dataclass
-class _Exchange:
-    """What the stats keep about one chat request."""
-
-    t_start: float
-    status: int | None = None  # None: no response was sent (disconnect, client gone)
-    key: str | None = None
-    model: str | None = None
-    fault: str | None = None
-    succeeded: bool = False
-    prompt: str | None = None  # the last message's first 200 characters
-
-
-class _Stats:
-    def __init__(self) -> None:
-        self.in_flight = 0
-        self.running = 0
-        self.waiting = 0
-        self.reset()
-
-    def reset(self) -> None:
-        self.since = self.last_change = time.monotonic()
-        self.waiting_seconds = self.running_seconds = 0.0
-        self.max_waiting = self.waiting
-        self.requests_total = 0
-        self.by_status: Counter[str] = Counter()
-        self.faults_injected = dict.fromkeys(FAULT_KINDS, 0)
-        self.success_keys: Counter[str] = Counter()
-        self.max_in_flight = self.in_flight
-        self.auth_header_requests = 0
-        self.request_log: deque[dict[str, Any]] = deque(maxlen=REQUEST_LOG_SIZE)
-
-    def begin(self, request: web.Request) -> _Exchange:
-        self.requests_total += 1
-        self.in_flight += 1
-        self.max_in_flight = max(self.max_in_flight, self.in_flight)
-        if "Authorization" in request.headers:
-            self.auth_header_requests += 1
-        return _Exchange(t_start=time.monotonic())
-
-    def queue_change(self, running: int, waiting: int) -> None:
-        """Account the time spent at the previous queue depth, then move to the new one."""
-        now = time.monotonic()
-        self.running_seconds += self.running * (now - self.last_change)
-        self.waiting_seconds += self.waiting * (now - self.last_change)
-        self.last_change = now
-        self.running += running
-        self.waiting += waiting
-        self.max_waiting = max(self.max_waiting, self.waiting)
-
-    def finish(self, exchange: _Exchange) -> None:
-        self.in_flight -= 1
-        if exchange.status is not None:
-            self.by_status[str(exchange.status)] += 1
-        if exchange.succeeded:
-            self.success_keys[exchange.key] += 1
-        self.request_log.append(
-            {
-                "t_start": exchange.t_start,
-                "t_end": time.monotonic(),
-                "status": exchange.status,
-                "key": exchange.key,
-                "model": exchange.model,
-                "fault": exchange.fault,
-                "prompt": exchange.prompt,
-            }
-        )
-
-    def snapshot(self) -> dict[str, Any]:
-        return {
-            "requests_total": self.requests_total,
-            "by_status": dict(self.by_status),
-            "faults_injected": dict(self.faults_injected),
-            "succeeded": sum(self.success_keys.values()),
-            "success_keys": dict(self.success_keys),
-            "in_flight": self.in_flight,
-            "max_in_flight": self.max_in_flight,
-            # Time-averaged queue since the last reset (requests waiting for a slot, and served).
-            "mean_waiting": self._mean(self.waiting_seconds, self.waiting),
-            "mean_running": self._mean(self.running_seconds, self.running),
-            "max_waiting": self.max_waiting,
-            "auth_header_requests": self.auth_header_requests,
-            "request_log": list(self.request_log),
-        }
-
-    def _mean(self, accumulated: float, current: int) -> float:
-        now = time.monotonic()
-        elapsed = now - self.since
-        return (accumulated + current * (now - self.last_change)) / elapsed if elapsed > 0 else 0.0
 
 
 # --- HTTP service --------------------------------------------------------------------
@@ -363,42 +185,6 @@ def _seconds_header(seconds: float) -> str:
     return str(int(seconds)) if float(seconds).is_integer() else str(seconds)
 
 
-@dataclasses.dataclass
-class Serving:
-    """How the server serves: latency (see the module docstring), batch slots, metrics."""
-
-    latency_ms: float = 0.0
-    jitter_ms: float = 0.0
-    latency_sigma: float = 0.0
-    latency_seed: int = 0
-    slots: int | None = None
-    metrics: bool = True
-
-    def __post_init__(self) -> None:
-        if min(self.latency_ms, self.jitter_ms, self.latency_sigma) < 0 or not all(map(math.isfinite, (self.latency_ms, self.jitter_ms, self.latency_sigma))):
-            raise ValueError("latency, jitter and sigma must be finite and not negative")
-        if self.slots is not None and self.slots < 1:
-            raise ValueError("slots must be at least 1")
-
-    def latency_s(self, key: str) -> float:
-        if self.latency_sigma > 0:
-            digest = hashlib.sha256(f"{self.latency_seed}/{key}".encode()).digest()
-            uniform = (int.from_bytes(digest[:8], "big") + 0.5) / 2**64
-            return self.latency_ms / 1000 * math.exp(self.latency_sigma * _STANDARD_NORMAL.inv_cdf(uniform))
-        jitter = int(key[:8], 16) / 0xFFFFFFFF * self.jitter_ms
-        return (self.latency_ms + jitter) / 1000
-
-    def options(self) -> list[str]:
-        """The same settings as command-line options."""
-        args = ["--latency-ms", str(self.latency_ms), "--jitter-ms", str(self.jitter_ms), "--latency-sigma", str(self.latency_sigma), "--latency-seed", str(self.latency_seed)]
-        if self.slots is not None:
-            args += ["--slots", str(self.slots)]
-        return args if self.metrics else [*args, "--no-metrics"]
-
-
-_STANDARD_NORMAL = statistics.NormalDist()
-
-
 class ChatService:
     """Request handlers and the mutable state (latency, fault rules, stats) of one server."""
 
@@ -409,12 +195,11 @@ class ChatService:
         models: Iterable[str] = DEFAULT_MODELS,
         api_key: str | None = None,
     ):
-        self.serving = serving or Serving()
         self.models = tuple(models)
         self.api_key = api_key
-        self.rules: list[FaultRule] = []
-        self.stats = _Stats()
-        self._slots = asyncio.Semaphore(self.serving.slots) if self.serving.slots else None
+        self.faults = Faults()
+        self.stats = Stats()
+        self.latency = Latency(serving or Serving(), self.stats)
         self.rate_limits = ServerRateLimits()
         self.batches = BatchService(self.reply_for_batch, self._authorized, _error)
 
@@ -433,21 +218,12 @@ class ChatService:
         )
         add_rate_limit_routes(app, self.rate_limits, _error)
         self.batches.add_routes(app)
-        if self.serving.metrics:
+        if self.latency.serving.metrics:
             app.add_routes([web.get("/metrics", self._metrics)])
         return app
 
     async def _metrics(self, request: web.Request) -> web.Response:
-        """vLLM's queue gauges in Prometheus' text format (one label set per listed model)."""
-        running, waiting = (self.stats.running, self.stats.waiting) if self._slots else (self.stats.in_flight, 0)
-        lines = []
-        for name, value, help_text in (
-            ("vllm:num_requests_running", running, "Number of requests in model execution batches."),
-            ("vllm:num_requests_waiting", waiting, "Number of requests waiting to be processed."),
-        ):
-            lines += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge"]
-            lines += [f'{name}{{model_name="{model}"}} {float(value if i == 0 else 0)}' for i, model in enumerate(self.models)]
-        return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
+        return web.Response(text=vllm_metrics(self.models, *self.latency.queue()), content_type="text/plain")
 
     def _authorized(self, request: web.Request) -> bool:
         return self.api_key is None or request.headers.get("Authorization") == f"Bearer {self.api_key}"
@@ -468,7 +244,7 @@ class ChatService:
         finally:
             self.stats.finish(exchange)
 
-    async def _answer(self, request: web.Request, exchange: _Exchange) -> web.StreamResponse:
+    async def _answer(self, request: web.Request, exchange: Exchange) -> web.StreamResponse:
         if not self._authorized(request):
             return _error(401, "Incorrect API key provided.")
         body = await _json_or_none(request)
@@ -485,7 +261,7 @@ class ChatService:
         if not admitted:
             return _error(429, "Rate limit reached for requests or tokens per minute.", limit_headers)
         rule = self._pick_fault(body)
-        await self._serve(exchange)
+        await self.latency.wait(exchange)
         if rule is None:
             exchange.succeeded = True
             return _completion(body, content, limit_headers)
@@ -511,32 +287,13 @@ class ChatService:
 
     def _pick_fault(self, body: Mapping[str, Any]) -> FaultRule | None:
         texts = [_text(message.get("content")) for message in body["messages"]]
-        rule = next((rule for rule in self.rules if rule.applies(body["model"], texts)), None)
+        rule = self.faults.pick(body["model"], texts)
         if rule is not None:
             self.stats.faults_injected[rule.kind] += 1
         return rule
 
-    async def _serve(self, exchange: _Exchange) -> None:
-        """Wait out the request's latency: counted from its arrival (so the server's own work is
-        inside it), or with slots, its wait for a slot and then its service time."""
-        latency = self.serving.latency_s(exchange.key)
-        if self._slots is None:
-            await asyncio.sleep(max(0.0, exchange.t_start + latency - time.monotonic()))
-            return
-        self.stats.queue_change(0, 1)
-        try:
-            await self._slots.acquire()
-        finally:
-            self.stats.queue_change(0, -1)
-        self.stats.queue_change(1, 0)
-        try:
-            await asyncio.sleep(latency)
-        finally:
-            self.stats.queue_change(-1, 0)
-            self._slots.release()
-
     async def _inject(
-        self, rule: FaultRule, request: web.Request, body: Mapping[str, Any], exchange: _Exchange, content: str
+        self, rule: FaultRule, request: web.Request, body: Mapping[str, Any], exchange: Exchange, content: str
     ) -> web.StreamResponse:
         if rule.kind == "status":
             headers = None if rule.retry_after is None else {"Retry-After": _seconds_header(rule.retry_after)}
@@ -564,13 +321,13 @@ class ChatService:
         if not isinstance(rules, list):
             return _error(400, 'Expected a JSON body {"rules": [...]}.')
         try:
-            self.rules = [FaultRule.from_json(rule) for rule in rules]
+            self.faults.rules = [FaultRule.from_json(rule) for rule in rules]
         except ValueError as exc:
             return _error(400, str(exc))
-        return web.json_response({"rules": len(self.rules)})
+        return web.json_response({"rules": len(self.faults.rules)})
 
     async def _clear_faults(self, request: web.Request) -> web.Response:
-        self.rules = []
+        self.faults.rules = []
         return web.json_response({"rules": 0})
 
     async def _get_stats(self, request: web.Request) -> web.Response:
@@ -584,14 +341,14 @@ class ChatService:
         body = await _json_or_none(request)
         try:
             latency_ms, jitter_ms = float(body["latency_ms"]), float(body.get("jitter_ms", 0))
-            sigma, seed = float(body.get("sigma", 0)), int(body.get("seed", self.serving.latency_seed))
+            sigma, seed = float(body.get("sigma", 0)), int(body.get("seed", self.latency.serving.latency_seed))
         except (TypeError, KeyError, ValueError, AttributeError):
             return _error(400, 'Expected a JSON body {"latency_ms": x, "jitter_ms": y, "sigma": s, "seed": n}.')
         try:
-            serving = dataclasses.replace(self.serving, latency_ms=latency_ms, jitter_ms=jitter_ms, latency_sigma=sigma, latency_seed=seed)
+            serving = dataclasses.replace(self.latency.serving, latency_ms=latency_ms, jitter_ms=jitter_ms, latency_sigma=sigma, latency_seed=seed)
         except ValueError:
             return _error(400, "Latency, jitter and sigma must be finite and not negative.")
-        self.serving = serving
+        self.latency.serving = serving
         return web.json_response({"latency_ms": latency_ms, "jitter_ms": jitter_ms, "sigma": sigma, "seed": seed})
 
 
