@@ -1,11 +1,17 @@
-"""Faults the server injects: the rules set through ``/_control/faults``."""
+"""Faults the server injects: the rules set through ``/_control/faults``, and what each kind of
+fault does to the answer (rendered by the request's protocol where the answer has a shape)."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import random
 from collections.abc import Sequence
 from typing import Any
+
+from aiohttp import web
+
+from dd_core.testing.llm_server.protocol import ChatProtocol, ChatRequest
 
 FAULT_KINDS = ("status", "hang", "malformed_json", "invalid_structured", "disconnect", "raw")
 
@@ -96,3 +102,30 @@ class Faults:
     def pick(self, model: str, texts: Sequence[str]) -> FaultRule | None:
         return next((rule for rule in self.rules if rule.applies(model, texts)), None)
 
+
+async def faulty_answer(
+    rule: FaultRule, request: web.Request, chat: ChatRequest, content: str, protocol: ChatProtocol
+) -> web.StreamResponse:
+    """The answer ``rule`` gives instead of (or, for ``hang``, after delaying) the completion ``content``."""
+    if rule.kind == "status":
+        headers = None if rule.retry_after is None else {"Retry-After": _seconds_header(rule.retry_after)}
+        return protocol.error(rule.status, f"Injected fault: HTTP {rule.status}.", headers)
+    if rule.kind == "hang":
+        await asyncio.sleep(rule.hang_s)
+        return protocol.completion(chat, content)
+    if rule.kind == "malformed_json":
+        return protocol.malformed()
+    if rule.kind == "invalid_structured":
+        return protocol.completion(chat, protocol.invalid_content(chat))
+    if rule.kind == "raw":
+        echo = request.headers.get(rule.echo_header, "") if rule.echo_header else ""
+        text = rule.body.replace("{echo}", echo) * rule.repeat
+        headers = {"Content-Type": "application/json", **(rule.headers or {})}
+        return web.Response(status=rule.status, body=text.encode(), headers=headers)
+    # "disconnect": close the socket; aiohttp then fails to write this response and drops it.
+    request.protocol.force_close()
+    return web.Response()
+
+
+def _seconds_header(seconds: float) -> str:
+    return str(int(seconds)) if float(seconds).is_integer() else str(seconds)
