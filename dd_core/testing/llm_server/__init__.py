@@ -18,8 +18,9 @@ A provider's protocol is one module; the rest serves every protocol alike:
 - ``replies`` and ``schema_faker``: the reply content, fixed by the request key;
 - ``faults``: injectable faults; ``latency``: fixed, lognormal and bounded-batch serving;
   ``rate_limits``: requests and tokens per minute; ``stats``: counters and ``/metrics``;
-- ``service``: one server's state and routes (and, for now, the ``/_control`` API of faults,
-  stats and latency); ``handles``: its Python handles; ``cli``: its command line.
+- ``control``: the ``/_control`` API of faults, stats and latency;
+- ``service``: one server's state and routes; ``handles``: its Python handles; ``cli``: its
+  command line.
 """
 
 from dd_core.testing.llm_server.cli import main

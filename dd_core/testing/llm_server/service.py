@@ -7,12 +7,12 @@ fault pick, latency, then the answer or the fault's answer (see :meth:`ChatServi
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
 from aiohttp import web
 
+from dd_core.testing.llm_server.control import add_routes as add_control_routes
 from dd_core.testing.llm_server.faults import FaultRule, Faults, faulty_answer
 from dd_core.testing.llm_server.latency import Latency, Serving
 from dd_core.testing.llm_server.openai_batches import BatchService
@@ -53,15 +53,7 @@ class ChatService:
                 web.get("/v1/models", self._list_models),
             ]
         )
-        app.add_routes(
-            [
-                web.post("/_control/faults", self._set_faults),
-                web.delete("/_control/faults", self._clear_faults),
-                web.get("/_control/stats", self._get_stats),
-                web.post("/_control/reset", self._reset_stats),
-                web.post("/_control/latency", self._set_latency),
-            ]
-        )
+        add_control_routes(app, faults=self.faults, stats=self.stats, latency=self.latency, error=error_response)
         add_rate_limit_routes(app, self.rate_limits, error_response)
         self.batches.add_routes(app)
         if self.latency.serving.metrics:
@@ -125,42 +117,6 @@ class ChatService:
         if rule is not None:
             self.stats.faults_injected[rule.kind] += 1
         return rule
-
-    async def _set_faults(self, request: web.Request) -> web.Response:
-        body = await json_or_none(request)
-        rules = body.get("rules") if isinstance(body, dict) else None
-        if not isinstance(rules, list):
-            return error_response(400, 'Expected a JSON body {"rules": [...]}.')
-        try:
-            self.faults.rules = [FaultRule.from_json(rule) for rule in rules]
-        except ValueError as exc:
-            return error_response(400, str(exc))
-        return web.json_response({"rules": len(self.faults.rules)})
-
-    async def _clear_faults(self, request: web.Request) -> web.Response:
-        self.faults.rules = []
-        return web.json_response({"rules": 0})
-
-    async def _get_stats(self, request: web.Request) -> web.Response:
-        return web.json_response(self.stats.snapshot())
-
-    async def _reset_stats(self, request: web.Request) -> web.Response:
-        self.stats.reset()
-        return web.json_response({"reset": True})
-
-    async def _set_latency(self, request: web.Request) -> web.Response:
-        body = await json_or_none(request)
-        try:
-            latency_ms, jitter_ms = float(body["latency_ms"]), float(body.get("jitter_ms", 0))
-            sigma, seed = float(body.get("sigma", 0)), int(body.get("seed", self.latency.serving.latency_seed))
-        except (TypeError, KeyError, ValueError, AttributeError):
-            return error_response(400, 'Expected a JSON body {"latency_ms": x, "jitter_ms": y, "sigma": s, "seed": n}.')
-        try:
-            serving = dataclasses.replace(self.latency.serving, latency_ms=latency_ms, jitter_ms=jitter_ms, latency_sigma=sigma, latency_seed=seed)
-        except ValueError:
-            return error_response(400, "Latency, jitter and sigma must be finite and not negative.")
-        self.latency.serving = serving
-        return web.json_response({"latency_ms": latency_ms, "jitter_ms": jitter_ms, "sigma": sigma, "seed": seed})
 
 
 async def start_serving(service: ChatService, host: str, port: int) -> tuple[web.AppRunner, int]:
