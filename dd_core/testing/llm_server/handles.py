@@ -187,7 +187,7 @@ class OpenAIServerProcess(_ServerHandle):
         python_path = [_SOURCE_ROOT, *filter(None, [os.environ.get("PYTHONPATH")])]
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(python_path)}
         command = [
-            sys.executable, "-m", __package__,
+            sys.executable, "-m", __package__,  # runs this package's __main__ (cli.main)
             "--port", str(self._requested_port),
             *self.serving.options(),
             "--model", *self.models,
