@@ -29,7 +29,7 @@ sys.path.insert(0, str(BENCH))
 from measure import run_measured  # noqa: E402
 from reference_env import run_reference  # noqa: E402
 
-from dd_core.testing.openai_server import OpenAIServerProcess  # noqa: E402
+from dd_core.testing.llm_server import OpenAIServerProcess  # noqa: E402
 
 MODEL = "bench-model"
 MEDIAN_S, SIGMA, PARALLEL, BUFFER, POLL_S = 0.4, 1.0, 256, 1000, 2.0

@@ -50,7 +50,7 @@ sys.path.insert(0, str(BENCH))
 from measure import run_measured  # noqa: E402
 from reference_env import run_reference  # noqa: E402
 
-from dd_core.testing.openai_server import OpenAIServerProcess  # noqa: E402
+from dd_core.testing.llm_server import OpenAIServerProcess  # noqa: E402
 
 MODEL = "bench-model"
 
@@ -154,7 +154,7 @@ def drain_ceiling(case: Case, latency_seed: int) -> float:
     sys.path.insert(0, str(BENCH / "workloads"))
     from bare_client import bodies
 
-    from dd_core.testing.openai_server import Serving, request_key
+    from dd_core.testing.llm_server import Serving, request_key
 
     serving = Serving(case.latency_ms, 0.0, case.sigma, latency_seed)
     latencies = [serving.latency_s(request_key(json.loads(body))) for body in bodies(MODEL, 0, 2 * case.dd_rows)]

@@ -66,7 +66,7 @@ sys.path.insert(0, str(ROOT))  # tests.e2e's helpers: throwaway PostgreSQL, Dags
 
 import dagster as dg  # noqa: E402
 
-from dd_core.testing.openai_server import OpenAIServerProcess  # noqa: E402
+from dd_core.testing.llm_server import OpenAIServerProcess  # noqa: E402
 from tests.e2e.dagster_services import (  # noqa: E402
     DagsterServices,
     launch_partition_backfill,

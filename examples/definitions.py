@@ -3,7 +3,7 @@ so does the Kubernetes image: ``dagster api grpc -f examples/definitions.py``).
 
 Environment: ``DD_ARTIFACT_PATH`` (default ``artifacts/dagster`` in the working directory),
 ``DD_LLM_BASE_URL`` / ``DD_LLM_API_KEY`` to point the LLM example's model at a real endpoint
-(by default it expects the local test server: ``python -m dd_core.testing.openai_server --port 8000``).
+(by default it expects the local test server: ``python -m dd_core.testing.llm_server --port 8000``).
 """
 
 from __future__ import annotations

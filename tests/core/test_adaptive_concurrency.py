@@ -7,7 +7,7 @@ import pytest
 from dd_core import generate
 from dd_core.engine.llm.adaptive import LATENCY_MIN_WINDOW, LATENCY_START, LatencyController, QueueDepthController, parse_queue_metrics
 from dd_core.engine.llm.limiter import AdaptiveLimiter
-from dd_core.testing.openai_server import OpenAIServer
+from dd_core.testing.llm_server import OpenAIServer
 from tests.core.test_llm_columns import chain_config
 
 VLLM = """# HELP vllm:num_requests_running Number of requests in model execution batches.

@@ -26,7 +26,7 @@ from dd_core.engine.llm.cache import RowGroupCache, cache_path
 from dd_core.engine.llm.wire import serialise
 from dd_core.engine.llm.client import CallFailed
 from dd_core.storage.filesystems import storage_path
-from dd_core.testing.openai_server import OpenAIServer
+from dd_core.testing.llm_server import OpenAIServer
 from tests.support import ROOT, wait_for
 
 COLUMNS = ("question", "answer")

@@ -8,7 +8,7 @@ import time
 import httpx
 import pytest
 
-from dd_core.testing.openai_server import OpenAIServer
+from dd_core.testing.llm_server import OpenAIServer
 
 
 def chat(content: str, **extra) -> dict:

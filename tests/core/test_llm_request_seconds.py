@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from dd_core.orchestration import run_row_group
-from dd_core.testing.openai_server import OpenAIServer
+from dd_core.testing.llm_server import OpenAIServer
 from tests.core.test_llm_columns import chain_config
 
 LATENCY_S = 0.04

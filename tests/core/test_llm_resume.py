@@ -9,7 +9,7 @@ import sys
 import time
 
 from dd_core import generate, load_dataset
-from dd_core.testing.openai_server import OpenAIServer
+from dd_core.testing.llm_server import OpenAIServer
 from tests.core.test_llm_columns import chain_config
 from tests.support import ROOT, wait_for
 

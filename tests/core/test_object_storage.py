@@ -17,7 +17,7 @@ from dd_core import DatasetLockedError, generate
 from dd_core.engine.llm.runtime import LLMRuntime
 from dd_core.engine.in_process import run_row_group
 from dd_core.storage.filesystems import storage_path
-from dd_core.testing.openai_server import OpenAIServer
+from dd_core.testing.llm_server import OpenAIServer
 from tests.core.test_llm_columns import chain_config
 from tests.support import EXAMPLES, ROOT, run_dd
 

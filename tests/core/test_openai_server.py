@@ -12,7 +12,7 @@ import jsonschema
 import pydantic
 import pytest
 
-from dd_core.testing.openai_server import OpenAIServer, OpenAIServerProcess, main, request_key
+from dd_core.testing.llm_server import OpenAIServer, OpenAIServerProcess, main, request_key
 
 PERSON = {
     "type": "object",
@@ -427,7 +427,7 @@ def test_lognormal_latency_has_the_asked_median_and_sigma_and_repeats_per_reques
     import math
     import statistics
 
-    from dd_core.testing.openai_server import Serving
+    from dd_core.testing.llm_server import Serving
 
     serving = Serving(latency_ms=400, latency_sigma=1.0, latency_seed=3)
     keys = [request_key({"model": "m", "messages": [{"role": "user", "content": str(i)}]}) for i in range(4000)]

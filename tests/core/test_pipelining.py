@@ -23,7 +23,7 @@ from dd_core.engine.in_process import run_row_group
 from dd_core.fingerprinting import fingerprint
 from dd_core.storage.claims import RowGroupClaim
 from dd_core.storage.row_group_files import RowGroupInfo, write_row_group_file
-from dd_core.testing.openai_server import OpenAIServer
+from dd_core.testing.llm_server import OpenAIServer
 from tests.support import ROOT
 
 BUFFER, RECORDS = 50, 290  # 6 row groups, the last one partial

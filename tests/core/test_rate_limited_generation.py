@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from dd_core import generate
-from dd_core.testing.openai_server import OpenAIServer
-from dd_core.testing.rate_limits import max_in_any_window
+from dd_core.testing.llm_server import OpenAIServer
+from dd_core.testing.llm_server.rate_limits import max_in_any_window
 from tests.core.test_llm_columns import chain_config
 
 RPM, TPM = 20, 900

@@ -8,7 +8,7 @@ import dagster as dg
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from dd_core.testing.openai_server import OpenAIServer
+from dd_core.testing.llm_server import OpenAIServer
 from dd_dagster import DagsterDataset, DataDesignerResource, DatasetAssetProps, DDDatasetTranslator, build_dataset_definitions, register_partitions
 from dd_dagster.metadata import PREVIEW_CHARS, USAGE_COUNTERS, preview
 from tests.core.test_llm_columns import chain_config

@@ -6,7 +6,7 @@ import dagster as dg
 from dagster import serialize_value
 
 from dd_dagster import DagsterDataset, DataDesignerResource, ModelEndpoint, build_dataset_definitions, register_partitions
-from dd_core.testing.openai_server import OpenAIServer
+from dd_core.testing.llm_server import OpenAIServer
 from tests.core.test_llm_columns import chain_config
 from tests.dagster.helpers import outcome, run_range
 

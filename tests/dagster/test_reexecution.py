@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from dd_core.testing.openai_server import OpenAIServer
+from dd_core.testing.llm_server import OpenAIServer
 from dd_dagster import DagsterDataset, register_partitions
 from tests.dagster.env_job import env_job
 from tests.dagster.helpers import QUIET, outcome, parts_config, range_tags

@@ -192,7 +192,7 @@ def test_processors_and_seed_files_give_the_same_data_as_dd_generate(tmp_path, i
 
 
 def test_row_count_check_accounts_for_rows_dropped_by_failed_llm_cells(tmp_path, instance):
-    from dd_core.testing.openai_server import OpenAIServer
+    from dd_core.testing.llm_server import OpenAIServer
     from dd_dagster import DataDesignerResource, build_dataset_definitions
     from tests.core.test_llm_columns import chain_config
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from dd_core.testing.openai_server import OpenAIServer
+from dd_core.testing.llm_server import OpenAIServer
 from dd_dagster import DagsterDataset, DataDesignerResource, build_dataset_definitions, register_partitions
 from tests.dagster.helpers import outcome, parts_config, run_range
 from tests.support import run_dd

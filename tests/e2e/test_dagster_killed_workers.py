@@ -21,7 +21,7 @@ import psutil
 import pytest
 
 from dd_core import generate
-from dd_core.testing.openai_server import OpenAIServer
+from dd_core.testing.llm_server import OpenAIServer
 from dd_dagster import DagsterDataset, register_partitions
 from tests.dagster.env_job import env_job
 from tests.dagster.helpers import QUIET, outcome, parts_config, range_tags

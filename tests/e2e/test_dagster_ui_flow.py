@@ -30,7 +30,7 @@ import pytest
 import yaml
 
 from dd_core import fingerprint, load_config
-from dd_core.testing.openai_server import OpenAIServerProcess
+from dd_core.testing.llm_server import OpenAIServerProcess
 from tests.support import dd_generate_dataset
 from tests.e2e.asset_graphql import (
     add_partition,

@@ -37,7 +37,7 @@ import pandas as pd
 import pytest
 
 import dd_core
-from dd_core.testing.openai_server import OpenAIServerProcess
+from dd_core.testing.llm_server import OpenAIServerProcess
 from tests.e2e.dagster_services import (
     DagsterServices,
     processes_using_dagster_home,

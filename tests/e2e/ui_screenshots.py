@@ -23,7 +23,7 @@ from pathlib import Path
 
 import yaml
 
-from dd_core.testing.openai_server import OpenAIServerProcess
+from dd_core.testing.llm_server import OpenAIServerProcess
 from tests.e2e.asset_graphql import check_executions, launch_asset_run, reload_location
 from tests.e2e.dagster_services import (
     TERMINAL_RUN_STATUSES,

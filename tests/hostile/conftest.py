@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from dd_core import generate
-from dd_core.testing.openai_server import OpenAIServer
+from dd_core.testing.llm_server import OpenAIServer
 from tests.hostile.harness import SECRET
 from tests.support import EXAMPLES
 

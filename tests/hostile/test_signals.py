@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from dd_core import generate, load_dataset, resume_dataset
-from dd_core.testing.openai_server import OpenAIServerProcess
+from dd_core.testing.llm_server import OpenAIServerProcess
 from tests.hostile.conftest import CUSTOMERS, KEY_ENV, llm_config, write_config
 from tests.hostile.harness import SECRET, assert_no_secret, assert_no_secret_in_files
 from tests.support import ROOT

@@ -36,7 +36,7 @@ from typing import Any
 
 from aiohttp import web
 
-from dd_core.testing.batch_lines import (
+from dd_core.testing.llm_server.openai_batch_files import (
     COMPLETION_WINDOW,
     ENDPOINT,
     RequestLine,

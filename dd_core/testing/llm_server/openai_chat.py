@@ -1,0 +1,193 @@
+"""OpenAI's chat-completions protocol, as OpenAI and vLLM speak it: ``POST /v1/chat/completions``
+and ``GET /v1/models``, keys as ``Authorization: Bearer``, errors as ``{"error": {...}}``.
+
+A request is keyed by :func:`request_key` (the fields that determine the reply); its reply is
+:func:`reply_content`: JSON for a ``json_schema`` or ``json_object`` ``response_format``, else
+text (see :mod:`dd_core.testing.llm_server.replies`). Usage counts words. ``stream=true`` is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+from aiohttp import web
+
+from dd_core.testing.llm_server.faults import FaultRule
+from dd_core.testing.llm_server.protocol import ChatRequest, RequestProblem
+from dd_core.testing.llm_server.replies import invalid_reply, json_object_reply, structured_reply, text_reply
+from dd_core.testing.llm_server.schema_faker import SchemaError
+
+# Request fields that determine the reply and the request key.
+KEY_FIELDS = ("model", "messages", "temperature", "top_p", "max_tokens", "seed", "response_format")
+
+_ERROR_TYPES = {401: ("invalid_request_error", "invalid_api_key"), 429: ("requests", "rate_limit_exceeded")}
+
+
+def request_key(body: Mapping[str, Any]) -> str:
+    """sha256 of the canonical JSON of the request's KEY_FIELDS (absent fields are null)."""
+    canonical = json.dumps(
+        {name: body.get(name) for name in KEY_FIELDS},
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _text(content: Any) -> str:
+    """Text of a message content: a string or a list of OpenAI content parts."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "\n".join(
+            part["text"] for part in content if isinstance(part, dict) and isinstance(part.get("text"), str)
+        )
+    return ""
+
+
+def reply_content(body: Mapping[str, Any], key: str) -> str:
+    """The assistant content for a validated request: structured, fenced code or plain text."""
+    response_format = body.get("response_format") or {}
+    if response_format.get("type") == "json_schema":
+        return structured_reply(response_format["json_schema"]["schema"], key)
+    if response_format.get("type") == "json_object":
+        return json_object_reply(key)
+    return text_reply([(message["role"], _text(message.get("content"))) for message in body["messages"]], key)
+
+
+def _invalid_content(body: Mapping[str, Any]) -> str:
+    """Content that fails the requested format (see :func:`invalid_reply`)."""
+    json_schema = (body.get("response_format") or {}).get("json_schema") or {}
+    return invalid_reply(json_schema.get("schema", {}).get("required") or [])
+
+
+def _request_problem(body: Any) -> str | None:
+    """Why a chat request is invalid (answered with 400), or None."""
+    if not isinstance(body, dict):
+        return "The request body must be a JSON object."
+    if not isinstance(body.get("model"), str) or not body["model"]:
+        return "'model' is a required string."
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        return "'messages' must be a non-empty array."
+    if not all(isinstance(message, dict) and isinstance(message.get("role"), str) for message in messages):
+        return "Each message must be an object with a string 'role'."
+    if body.get("stream"):
+        return "stream=true is not supported by this test server."
+    response_format = body.get("response_format")
+    if response_format is None:
+        return None
+    if not isinstance(response_format, dict) or response_format.get("type") not in ("text", "json_object", "json_schema"):
+        return "'response_format.type' must be one of 'text', 'json_object', 'json_schema'."
+    json_schema = response_format.get("json_schema")
+    if response_format["type"] == "json_schema" and not (
+        isinstance(json_schema, dict) and isinstance(json_schema.get("schema"), dict)
+    ):
+        return "'response_format.json_schema.schema' must be an object."
+    return None
+
+
+def reply_usage(body: Mapping[str, Any], content: str) -> tuple[int, int]:
+    """The usage the server reports for a reply: (prompt, completion) tokens, counted as words."""
+    prompt_words = sum(len(_text(message.get("content")).split()) for message in body["messages"])
+    return max(1, prompt_words), max(1, len(content.split()))
+
+
+def completion_json(body: Mapping[str, Any], content: str) -> dict[str, Any]:
+    """A chat completion in OpenAI's shape (the same online and in a batch's output file)."""
+    prompt_tokens, completion_tokens = reply_usage(body, content)
+    return {
+        "id": f"chatcmpl-{uuid.uuid4().hex}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": body["model"],
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        },
+    }
+
+
+def error_json(status: int, message: str) -> dict[str, Any]:
+    default_type = "server_error" if status >= 500 else "invalid_request_error"
+    error_type, code = _ERROR_TYPES.get(status, (default_type, None))
+    return {"error": {"message": message, "type": error_type, "param": None, "code": code}}
+
+
+def error_response(status: int, message: str, headers: Mapping[str, str] | None = None) -> web.Response:
+    """An error response in OpenAI's shape."""
+    return web.json_response(error_json(status, message), status=status, headers=headers)
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Render aiohttp's own HTTP errors (404, 405, 413, ...) in OpenAI's error shape."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return error_response(exc.status, exc.reason)
+
+
+def models_json(models: Iterable[str]) -> dict[str, Any]:
+    """The body of ``GET /v1/models``."""
+    data = [{"id": name, "object": "model", "created": 0, "owned_by": "dd-test"} for name in models]
+    return {"object": "list", "data": data}
+
+
+class OpenAIChat:
+    """The chat-completions protocol (a :class:`~dd_core.testing.llm_server.protocol.ChatProtocol`)."""
+
+    def authorized(self, request: web.Request, api_key: str | None) -> bool:
+        return api_key is None or request.headers.get("Authorization") == f"Bearer {api_key}"
+
+    def read(self, body: Any) -> ChatRequest:
+        problem = "We could not parse the JSON body of your request." if body is None else _request_problem(body)
+        if problem:
+            raise RequestProblem(problem)
+        texts = [_text(message.get("content")) for message in body["messages"]]
+        return ChatRequest(body=body, key=request_key(body), model=body["model"], texts=texts)
+
+    def reply(self, chat: ChatRequest) -> str:
+        try:
+            return reply_content(chat.body, chat.key)
+        except SchemaError as exc:
+            raise RequestProblem(f"Unsupported response_format schema: {exc}") from None
+
+    def tokens(self, chat: ChatRequest, content: str) -> int:
+        return sum(reply_usage(chat.body, content))
+
+    def completion(self, chat: ChatRequest, content: str, headers: Mapping[str, str] | None = None) -> web.Response:
+        return web.json_response(completion_json(chat.body, content), headers=headers)
+
+    def invalid_content(self, chat: ChatRequest) -> str:
+        return _invalid_content(chat.body)
+
+    def malformed(self) -> web.Response:
+        return web.Response(text='{"id": "chatcmpl-truncated", "choices": [{"index": 0, "mess', content_type="application/json")
+
+    def error(self, status: int, message: str, headers: Mapping[str, str] | None = None) -> web.Response:
+        return error_response(status, message, headers)
+
+    def batch_reply(self, body: Any, pick_fault: Callable[[str, Sequence[str]], FaultRule | None]) -> tuple[int, dict[str, Any]]:
+        """(status, JSON body) for one request line of a batch: the online reply, or the
+        fault rule's answer for the kinds that exist in a batch (``status``, ``invalid_structured``)."""
+        try:
+            chat = self.read(body)
+            content = self.reply(chat)
+        except RequestProblem as exc:
+            return 400, error_json(400, str(exc))
+        rule = pick_fault(chat.model, chat.texts)
+        if rule is not None and rule.kind == "status":
+            return rule.status, error_json(rule.status, f"Injected fault: HTTP {rule.status}.")
+        if rule is not None and rule.kind == "invalid_structured":
+            content = _invalid_content(body)
+        return 200, completion_json(body, content)
