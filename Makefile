@@ -9,7 +9,7 @@ export DAGSTER_HOME
 # The webserver's and daemon's telemetry upload thread ignores dagster.yaml's `telemetry` setting.
 export DAGSTER_DISABLE_TELEMETRY = 1
 
-.PHONY: install demo ui test bench clean
+.PHONY: install demo ui test format bench clean
 
 install: $(STAMP)
 
@@ -33,8 +33,16 @@ demo: install $(DAGSTER_HOME)/dagster.yaml
 ui: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
+# Lint and format checks first (seconds), then the suite.
 test: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest
+
+# Format the tree and apply ruff's safe fixes.
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
 
 # Every benchmark in turn (about 30 minutes, most of it the reference generator at 200k records).
 bench: install
