@@ -63,15 +63,12 @@ from resource import RUSAGE_CHILDREN, getrusage
 import dagster as dg
 import sqlalchemy as sa
 from dagster import DagsterEventType
-from dd_dagster.dagster_internals import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
-
 from measure import run_measured
 
-import dd_core
 from dd_core.orchestration import ProducedRowGroup
-
 from dd_dagster import DagsterDataset, DataDesignerResource, build_dataset_definitions, register_partitions
 from dd_dagster.checkpoints import DATA_VERSION_TAG, latest_records, row_group_version
+from dd_dagster.dagster_internals import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 CONFIG = Path(__file__).resolve().parents[1] / "examples" / "customers.yaml"
 WORKLOAD = Path(__file__).resolve().parent / "workloads" / "dd_generate.py"

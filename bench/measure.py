@@ -17,7 +17,6 @@ import subprocess
 import threading
 import time
 
-
 TREE_SAMPLE_S = 0.02
 
 

@@ -20,7 +20,16 @@ from dd_core.engine.row_group import RowGroupResult
 from dd_core.engine.schema import ColumnInfo, column_schema
 from dd_core.engine.worker_count import worker_count
 from dd_core.interface.combine import CombinedFile, combine_row_groups
-from dd_core.resume import Checkpoint, Found, FoundState, ResumePlan, RowGroupSizes, StaleRowGroupError, plan_resume, row_group_sizes
+from dd_core.resume import (
+    Checkpoint,
+    Found,
+    FoundState,
+    ResumePlan,
+    RowGroupSizes,
+    StaleRowGroupError,
+    plan_resume,
+    row_group_sizes,
+)
 from dd_core.storage.filesystems import StoragePath, storage_path
 from dd_core.storage.row_group_files import RowGroupIdentity, RowGroupInfo, read_info, read_table, strip_dd_metadata
 from dd_core.storage.spend import row_group_spend

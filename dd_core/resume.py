@@ -163,7 +163,9 @@ def plan_resume(
     return _plan_folder(mode, found, config_hash, num_records, sizes, buffer_size, location)
 
 
-def _plan_folder(mode, found, config_hash, num_records, sizes, buffer_size, location) -> ResumePlan:
+def _plan_folder(
+    mode: ResumeMode, found: FoundState, config_hash: str, num_records: int, sizes: RowGroupSizes, buffer_size: int, location: str
+) -> ResumePlan:
     everything = IndexRanges.span(0, len(sizes))
     if found.kind is Found.NOTHING:
         if mode is ResumeMode.ALWAYS:
@@ -211,7 +213,15 @@ def _plan_folder(mode, found, config_hash, num_records, sizes, buffer_size, loca
     return ResumePlan(Action.RESUME, sizes, generate, reuse)
 
 
-def _plan_asset(mode, found, config_hash, sizes, buffer_size, location, row_groups) -> ResumePlan:
+def _plan_asset(
+    mode: ResumeMode,
+    found: FoundState,
+    config_hash: str,
+    sizes: RowGroupSizes,
+    buffer_size: int,
+    location: str,
+    row_groups: Iterable[int] | None,
+) -> ResumePlan:
     targets = tuple(sorted(row_groups)) if row_groups is not None else tuple(sizes)
     unknown = [i for i in targets if i not in sizes]
     if unknown:

@@ -13,7 +13,7 @@ import sys
 
 
 class _NoPandas(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
+    def find_spec(self, name: str, path: object = None, target: object = None) -> None:
         if name == "pandas" or name.startswith("pandas."):
             raise ModuleNotFoundError(f"{name} is not needed to generate row groups", name=name)
         return None

@@ -86,10 +86,10 @@ def regeneration_requests(status: RowGroupStatus, row_groups_per_run: int, run_k
     ]
 
 
-def build_regeneration_sensor(dataset: DagsterDataset, job, row_groups_key: dg.AssetKey, row_groups_per_run: int) -> dg.SensorDefinition:
+def build_regeneration_sensor(dataset: DagsterDataset, job_name: str, row_groups_key: dg.AssetKey, row_groups_per_run: int) -> dg.SensorDefinition:
     @dg.sensor(
         name=f"{dataset.name}_regenerate_stale",
-        job=job,
+        job_name=job_name,
         minimum_interval_seconds=30,
         default_status=dg.DefaultSensorStatus.STOPPED,
         description=(
@@ -111,8 +111,8 @@ def build_regeneration_sensor(dataset: DagsterDataset, job, row_groups_key: dg.A
     return regenerate
 
 
-def build_refresh_schedule(dataset: DagsterDataset, job, row_groups_key: dg.AssetKey, cron: str, row_groups_per_run: int) -> dg.ScheduleDefinition:
-    @dg.schedule(name=f"{dataset.name}_refresh", cron_schedule=cron, job=job, description=f"Requests the row groups of {dataset.name} that are missing or made under another config.")
+def build_refresh_schedule(dataset: DagsterDataset, job_name: str, row_groups_key: dg.AssetKey, cron: str, row_groups_per_run: int) -> dg.ScheduleDefinition:
+    @dg.schedule(name=f"{dataset.name}_refresh", cron_schedule=cron, job_name=job_name, description=f"Requests the row groups of {dataset.name} that are missing or made under another config.")
     def refresh(context: dg.ScheduleEvaluationContext):
         register_partitions(context.instance, dataset)  # schedules cannot return partition requests
         status = RowGroupStatus.read(context.instance, dataset, row_groups_key)

@@ -35,7 +35,7 @@ class DagsterDataset:
     config_path: Path | None = None
 
     @classmethod
-    def create(cls, config, num_records: int, buffer_size: int, name: str | None = None) -> DagsterDataset:
+    def create(cls, config: DatasetConfig | str | Path | dict, num_records: int, buffer_size: int, name: str | None = None) -> DagsterDataset:
         path = Path(config).resolve() if isinstance(config, (str, Path)) and str(config).endswith((".yaml", ".yml", ".json")) else None
         config = load_config(config)
         row_group_sizes(num_records, buffer_size)  # a bad target fails now, at definition time

@@ -58,12 +58,12 @@ def build_dataset_definitions(
         description=f"Generates row groups of {dataset.name}; launch it over a partition range.",
         tags={LLM_ENDPOINT_TAG: endpoint} if endpoint else None,
     )
-    schedules = [build_refresh_schedule(dataset, job, row_groups_spec.key, refresh_cron, row_groups_per_run)] if refresh_cron else []
+    schedules = [build_refresh_schedule(dataset, job.name, row_groups_spec.key, refresh_cron, row_groups_per_run)] if refresh_cron else []
     return dg.Definitions(
         assets=[row_groups, combined],
         asset_checks=[build_current_check(dataset, row_groups_spec.key)],
         jobs=[job],
-        sensors=[build_registration_sensor(dataset), build_regeneration_sensor(dataset, job, row_groups_spec.key, row_groups_per_run)],
+        sensors=[build_registration_sensor(dataset), build_regeneration_sensor(dataset, job.name, row_groups_spec.key, row_groups_per_run)],
         schedules=schedules,
         resources={resource_key: resource} if resource is not None else {},
         # Backfills run the implicit asset job, which takes the code location's executor:

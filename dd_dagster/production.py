@@ -18,7 +18,15 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 
 from dd_core import ResumeMode
-from dd_core.orchestration import LLMRuntime, ProducedRowGroup, RowGroupJob, StoragePath, produce_row_groups, row_group_spend, worker_count
+from dd_core.orchestration import (
+    LLMRuntime,
+    ProducedRowGroup,
+    RowGroupJob,
+    StoragePath,
+    produce_row_groups,
+    row_group_spend,
+    worker_count,
+)
 from dd_dagster.checkpoints import row_group_version
 from dd_dagster.dataset import DagsterDataset
 

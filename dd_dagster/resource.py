@@ -9,12 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
-from typing import Optional
 
 import dagster as dg
 from pydantic import Field
 
-from dd_core.orchestration import LLMRuntime, ModelOverride, ProducedRowGroup, RowGroupJob
+from dd_core.orchestration import LLMRuntime, ModelOverride, ProducedRowGroup, RowGroupJob, StoragePath
 from dd_dagster.dataset import DagsterDataset
 from dd_dagster.production import produce
 
@@ -23,12 +22,12 @@ class ModelEndpoint(dg.Config):
     """Where one model alias of the dataset configs is served in this deployment. Fields left
     empty keep the config's value; none of them changes the config fingerprint."""
 
-    base_url: Optional[str] = Field(default=None, description="OpenAI-compatible endpoint, e.g. http://vllm:8000/v1 (replaces the config's base_url).")
-    api_key: Optional[str] = Field(
+    base_url: str | None = Field(default=None, description="OpenAI-compatible endpoint, e.g. http://vllm:8000/v1 (replaces the config's base_url).")
+    api_key: str | None = Field(
         default=None, description="API key; pass it as an environment variable (EnvVar(\"VLLM_KEY\")), so the UI shows only its name."
     )
-    max_parallel_requests: Optional[int] = Field(default=None, description="Requests in flight at once for this model, over all its columns.")
-    timeout_s: Optional[float] = Field(default=None, description="Seconds before one request is abandoned and retried.")
+    max_parallel_requests: int | None = Field(default=None, description="Requests in flight at once for this model, over all its columns.")
+    timeout_s: float | None = Field(default=None, description="Seconds before one request is abandoned and retried.")
 
 
 class DataDesignerResource(dg.ConfigurableResource):
@@ -49,7 +48,7 @@ class DataDesignerResource(dg.ConfigurableResource):
             "and generation use different cores. Off: in the run's own process (one pipeline; workers is then not used)."
         ),
     )
-    workers: Optional[int] = Field(
+    workers: int | None = Field(
         default=None,
         ge=1,
         description=(
@@ -58,7 +57,7 @@ class DataDesignerResource(dg.ConfigurableResource):
         ),
     )
 
-    def llm_runtime(self, cache_dir) -> LLMRuntime:
+    def llm_runtime(self, cache_dir: StoragePath) -> LLMRuntime:
         overrides = {
             alias: ModelOverride(e.base_url, e.api_key, e.max_parallel_requests, e.timeout_s)
             for alias, e in self.models.items()

@@ -15,14 +15,19 @@ from contextlib import nullcontext
 from itertools import chain
 from typing import Literal
 
+import dagster as dg
 from pydantic import Field
 
-import dagster as dg
-
 from dd_core import DDConfigError, GenerationError, ResumeConflictError, ResumeMode
-from dd_core.orchestration import StaleRowGroupError, plan_resume
-from dd_dagster.checkpoints import CODE_VERSION_TAG, DATA_VERSION_TAG, found_state, latest_materializations, latest_records
+from dd_core.orchestration import FoundState, ResumePlan, StaleRowGroupError, plan_resume
 from dd_dagster.batch_logs import batch_progress_to
+from dd_dagster.checkpoints import (
+    CODE_VERSION_TAG,
+    DATA_VERSION_TAG,
+    found_state,
+    latest_materializations,
+    latest_records,
+)
 from dd_dagster.checks import check_evaluation
 from dd_dagster.dataset import DagsterDataset
 from dd_dagster.metadata import usage_entries, usage_metadata
@@ -139,7 +144,7 @@ class RowGroupMaterializer:
         except GenerationError as exc:
             raise dg.Failure(description=str(exc)) from exc
 
-    def _plan(self, mode: ResumeMode, found, indices: list[int]):
+    def _plan(self, mode: ResumeMode, found: FoundState, indices: list[int]) -> ResumePlan:
         ds = self.dataset
         location = f"asset {self.asset_key.to_user_string()}"
         try:

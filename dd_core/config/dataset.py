@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from functools import cached_property
-from typing import Annotated, Union
+from typing import Annotated
 
 from pydantic import Field, model_validator
 
@@ -25,7 +25,14 @@ from dd_core.config.columns import (
     UniformColumn,
     UUIDColumn,
 )
-from dd_core.config.llm_columns import LLM_COLUMN_TYPES, LLMCodeColumn, LLMColumn, LLMJudgeColumn, LLMStructuredColumn, LLMTextColumn
+from dd_core.config.llm_columns import (
+    LLM_COLUMN_TYPES,
+    LLMCodeColumn,
+    LLMColumn,
+    LLMJudgeColumn,
+    LLMStructuredColumn,
+    LLMTextColumn,
+)
 from dd_core.config.models import ModelConfig
 from dd_core.config.processors import DropColumnsProcessor, RenameColumnsProcessor
 from dd_core.config.render_limits import RenderLimits
@@ -36,29 +43,10 @@ from dd_core.errors import ConfigIssue, DDConfigError
 DEFAULT_SEED = 42
 
 Column = Annotated[
-    Union[
-        CategoryColumn,
-        SubcategoryColumn,
-        UniformColumn,
-        GaussianColumn,
-        BernoulliColumn,
-        BinomialColumn,
-        PoissonColumn,
-        DatetimeColumn,
-        TimedeltaColumn,
-        UUIDColumn,
-        PersonColumn,
-        ScipyColumn,
-        ExpressionColumn,
-        SeedDatasetColumn,
-        LLMTextColumn,
-        LLMStructuredColumn,
-        LLMJudgeColumn,
-        LLMCodeColumn,
-    ],
+    CategoryColumn | SubcategoryColumn | UniformColumn | GaussianColumn | BernoulliColumn | BinomialColumn | PoissonColumn | DatetimeColumn | TimedeltaColumn | UUIDColumn | PersonColumn | ScipyColumn | ExpressionColumn | SeedDatasetColumn | LLMTextColumn | LLMStructuredColumn | LLMJudgeColumn | LLMCodeColumn,
     Field(discriminator="type"),
 ]
-Processor = Annotated[Union[DropColumnsProcessor, RenameColumnsProcessor], Field(discriminator="type")]
+Processor = Annotated[DropColumnsProcessor | RenameColumnsProcessor, Field(discriminator="type")]
 
 
 class DatasetConfig(ConfigModel):

@@ -4,6 +4,7 @@ LLM column type and its model."""
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 from dd_core.config.columns import (
@@ -50,7 +51,7 @@ def _cut(text: str, limit: int = MAX_QUOTED) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _values(values: list, probabilities=None) -> str:
+def _values(values: list, probabilities: list[float] | None = None) -> str:
     shown = [str(v) if probabilities is None else f"{v} ({p:.0%})" for v, p in zip(values, probabilities if probabilities is not None else values)]
     more = f", … ({len(values)} values)" if len(shown) > MAX_VALUES else ""
     return ", ".join(shown[:MAX_VALUES]) + more
@@ -85,11 +86,11 @@ def _gaussian(col: GaussianColumn) -> str:
 _UNIT_NAMES = {"D": "days", "h": "hours", "m": "minutes", "s": "seconds"}
 
 
-def _time_format(col) -> str:
+def _time_format(col: DatetimeColumn | TimedeltaColumn) -> str:
     return f", formatted {col.format!r}" if col.format else ""
 
 
-def _moment(value) -> str:
+def _moment(value: dt.datetime) -> str:
     return value.date().isoformat() if (value.hour, value.minute, value.second, value.microsecond) == (0, 0, 0, 0) else value.isoformat()
 
 

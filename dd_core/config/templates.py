@@ -17,7 +17,7 @@ from typing import Any
 
 import jinja2
 from jinja2 import meta, nodes, pass_context
-from jinja2.compiler import CodeGenerator
+from jinja2.compiler import CodeGenerator, Frame
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from dd_core.config import render_limits as limits
@@ -35,7 +35,7 @@ _UNSEEDED = {"random": "filter", "lipsum": "function"}
 class _BoundedCode(CodeGenerator):
     """Compiles loops and repeated output through the budget's guards (see module docstring)."""
 
-    def visit_Template(self, node: nodes.Template, frame=None) -> None:
+    def visit_Template(self, node: nodes.Template, frame: Frame | None = None) -> None:
         for loop in node.find_all(nodes.For):
             loop.iter = nodes.Filter(loop.iter, _LOOP_GUARD, [], [], None, None, lineno=loop.lineno)
         for concat in list(node.find_all(nodes.Concat)):

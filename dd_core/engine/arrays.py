@@ -7,11 +7,14 @@ object array indexed by numpy and converted once gives the same Arrow array.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any
+
 import numpy as np
 import pyarrow as pa
 
 
-def values_array(values) -> np.ndarray:
+def values_array(values: Iterable[Any]) -> np.ndarray:
     """Python values as a 1-d object array (kept as they are: no numpy type coercion)."""
     array = np.empty(len(values), dtype=object)
     array[:] = list(values)

@@ -187,7 +187,7 @@ def expression_type(col: ExpressionColumn) -> pa.DataType:
     return _CONVERTERS[col.dtype][1]
 
 
-def convert_value(text: str, col: ExpressionColumn, row: int):
+def convert_value(text: str, col: ExpressionColumn, row: int) -> str | int | float | bool | None:
     """Cast rendered text to the column's dtype. Empty text is null (str stays ""), never a dropped row."""
     if col.dtype == "str":
         return text

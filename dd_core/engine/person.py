@@ -23,6 +23,7 @@ import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -30,6 +31,9 @@ import pyarrow as pa
 from dd_core.config.columns import PersonColumn
 from dd_core.engine.arrays import take, values_array
 from dd_core.engine.context import RowGroupContext
+
+if TYPE_CHECKING:
+    from faker import Faker
 
 POOL_SIZE = 2000
 FIELDS = ["first_name", "last_name", "sex", "age", "email", "city", "state"]
@@ -62,7 +66,7 @@ def _ascii(text: str) -> str:
     return "".join(ch for ch in folded.lower() if ch.isalnum())
 
 
-def _provider_attr(fake, *names):
+def _provider_attr(fake: Faker, *names: str) -> Any:
     for provider in fake.factories[0].get_providers():
         for name in names:
             if hasattr(provider, name):
@@ -70,7 +74,7 @@ def _provider_attr(fake, *names):
     return None
 
 
-def _pool(fake, method: str) -> list[str] | None:
+def _pool(fake: Faker, method: str) -> list[str] | None:
     if not hasattr(fake, method):
         return None
     fake.seed_instance(0)
@@ -125,7 +129,7 @@ def _write_cached(path: Path, data: dict) -> None:
 _FIELDS = {"male", "male_weights", "female", "female_weights", "last", "last_weights", "email_domains", "cities", "states"}
 
 
-def _entries(entries) -> tuple[list[str], list[float] | None]:
+def _entries(entries: dict[str, float] | list[str]) -> tuple[list[str], list[float] | None]:
     if isinstance(entries, dict):
         weights = np.array(list(entries.values()), dtype=float)
         return list(entries), (weights / weights.sum()).tolist()

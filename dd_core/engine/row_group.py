@@ -67,7 +67,7 @@ def assemble(config: DatasetConfig, ctx: RowGroupContext, outcome: RowwiseOutcom
     return RowGroupResult(pa.table({name: columns[name] for name in config.generated_names}), num_rows, outcome.usage)
 
 
-def _failure_report(index: int, num_rows: int, dropped: int, share: float, outcome) -> str:
+def _failure_report(index: int, num_rows: int, dropped: int, share: float, outcome: RowwiseOutcome) -> str:
     by_model = Counter(f.alias for f in outcome.failures)
     parts = []
     for alias, count in by_model.most_common():

@@ -32,16 +32,22 @@ from dd_core.engine.llm.cache import RowGroupCache, cache_path
 from dd_core.engine.llm.cost import priced
 from dd_core.engine.llm.runtime import LLMRuntime
 from dd_core.engine.llm.session import ModelSessions
-from dd_core.engine.lookahead import BATCH_LOOKAHEAD_ROWS, LOOKAHEAD_ROWS_PER_SLOT, MAX_ROW_GROUPS_IN_FLIGHT, ROWS_PER_SLOT_SEVERAL_MODELS
+from dd_core.engine.lookahead import (
+    BATCH_LOOKAHEAD_ROWS,
+    LOOKAHEAD_ROWS_PER_SLOT,
+    MAX_ROW_GROUPS_IN_FLIGHT,
+    ROWS_PER_SLOT_SEVERAL_MODELS,
+)
 from dd_core.engine.row_group import assemble, vector_stage
-from dd_core.engine.rowwise import RowwiseStage
+from dd_core.engine.rowwise import RowGroupCells, RowwiseStage
 from dd_core.errors import GenerationError
 from dd_core.storage.claims import RowGroupClaim
+
 
 class _Group:
     """A row group admitted to the row-wise stage."""
 
-    def __init__(self, seq: int, job: RowGroupJob, claim: RowGroupClaim, cells, started: float):
+    def __init__(self, seq: int, job: RowGroupJob, claim: RowGroupClaim, cells: RowGroupCells, started: float):
         self.seq = seq
         self.job = job
         #: Held until the row group is written or abandoned.
@@ -230,7 +236,7 @@ class RowGroupLoop:
             and self.unstarted_rows < self.window
         )
 
-    def _admit(self, seq: int, job: RowGroupJob, claim: RowGroupClaim, cells) -> None:
+    def _admit(self, seq: int, job: RowGroupJob, claim: RowGroupClaim, cells: RowGroupCells) -> None:
         group = _Group(seq, job, claim, cells, time.perf_counter())
         self.active[seq] = group
         self.admitted_rows += job.num_rows
@@ -318,7 +324,7 @@ class RowGroupLoop:
         self._results.put(("part", (group.seq, part)))
         self._changed()
 
-    def _spend(self, spends) -> str:
+    def _spend(self, spends: dict[str, dict]) -> str:
         """The row group's record of what it was paid for (with costs where models have prices)."""
         if not spends:
             return ""

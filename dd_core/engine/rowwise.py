@@ -20,17 +20,25 @@ from dd_core.config import DatasetConfig
 from dd_core.config.columns import ExpressionColumn
 from dd_core.config.llm_columns import LLMColumn
 from dd_core.config.render_limits import RenderLimits
-from dd_core.engine.expressions import compile_renderer, convert_value, expression_type
 from dd_core.engine.context import RowGroupContext
+from dd_core.engine.expressions import compile_renderer, convert_value, expression_type
 from dd_core.engine.llm.batch_caller import BatchCaller
 from dd_core.engine.llm.batch_collector import BatchCollector
 from dd_core.engine.llm.batch_journal import BatchJournal
 from dd_core.engine.llm.cache import RowGroupCache
 from dd_core.engine.llm.caller import ModelCaller
-from dd_core.engine.llm.cells import InvalidReply, arrow_type, instructions, parse_reply, reply_is_value, response_format
+from dd_core.engine.llm.cells import (
+    InvalidReply,
+    arrow_type,
+    instructions,
+    parse_reply,
+    reply_is_value,
+    response_format,
+)
 from dd_core.engine.llm.client import CallFailed
 from dd_core.engine.llm.usage import ModelUsage
 from dd_core.engine.llm.wire import BodyTemplate, encode_chat
+from dd_core.storage.filesystems import StoragePath
 
 
 class CellFailed(Exception):
@@ -127,7 +135,7 @@ class RowwiseStage:
         #: Per column, in order: (name, its LLM cell or None, its expression's renderer or None, column).
         self.steps = [(c.name, self.cells.get(c.name), self.expressions.get(c.name), c) for c in self.columns]
 
-    def cells_of(self, ctx: RowGroupContext, cache: RowGroupCache, journal_path=None) -> RowGroupCells:
+    def cells_of(self, ctx: RowGroupContext, cache: RowGroupCache, journal_path: StoragePath | None = None) -> RowGroupCells:
         """One row group's cells; with batch-mode models, its journal (read here) and collector."""
         base = {name: ctx.python_values(name) for name in self.base_names}
         usage = {a: ModelUsage(self.config.model(a).model) for a in self.aliases}
@@ -146,7 +154,7 @@ class RowwiseStage:
         return RowwiseOutcome(columns, kept, group.usage, group.failures)
 
     @staticmethod
-    def _type(col) -> pa.DataType:
+    def _type(col: LLMColumn | ExpressionColumn) -> pa.DataType:
         return expression_type(col) if isinstance(col, ExpressionColumn) else arrow_type(col)
 
     async def row(self, group: RowGroupCells, row: int) -> None:

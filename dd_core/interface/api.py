@@ -12,13 +12,13 @@ from typing import TYPE_CHECKING
 
 from dd_core.config import ConfigSource, DatasetConfig, load_config
 from dd_core.engine import apply_processors, generate_row_group
-from dd_core.interface.combine import combine_row_groups
 from dd_core.engine.llm.runtime import LLMRuntime, ModelOverride
 from dd_core.engine.llm.usage import ModelUsage, merge_usage
 from dd_core.engine.pipeline import RowGroupJob, produce_row_groups
 from dd_core.engine.worker_count import worker_count
 from dd_core.errors import DatasetDamagedError, DDConfigError, DDUsageError
 from dd_core.fingerprinting import Fingerprint, fingerprint
+from dd_core.interface.combine import combine_row_groups
 from dd_core.interrupts import Interrupted, signal_number
 from dd_core.log import get_logger
 from dd_core.resume import Action, Found, ResumeMode, ResumePlan, plan_resume, row_group_sizes

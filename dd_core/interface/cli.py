@@ -18,7 +18,7 @@ import sys
 from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from typer.core import TyperGroup
@@ -27,6 +27,12 @@ from dd_core.errors import INTERNAL_ERROR_EXIT, DDError
 from dd_core.interrupts import Interrupted, signal_number, sigterm_raises
 from dd_core.redaction import redact_handler, scrub
 from dd_core.without_pandas import refuse_pandas
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.text import Text
+
+    from dd_core.interface.api import DatasetResult
 
 #: The control characters rich drops from printed text (bell, backspace, vertical tab, form
 #: feed, carriage return); plain output drops them too.
@@ -41,7 +47,7 @@ def styled(stderr: bool = False) -> bool:
 
 
 @functools.cache
-def console(stderr: bool = False):
+def console(stderr: bool = False) -> Console:
     from rich.console import Console
 
     return Console(stderr=stderr, soft_wrap=True, highlight=False)
@@ -157,7 +163,7 @@ def preview(config: ConfigArg, num_records: Annotated[int, typer.Option("-n", "-
         out.print(table)
 
 
-def _cell(value):
+def _cell(value: object) -> Text:
     from rich.text import Text
 
     text = json.dumps(value, default=str, ensure_ascii=False) if isinstance(value, (dict, list)) else str(value)
@@ -165,7 +171,7 @@ def _cell(value):
 
 
 WorkersOption = Annotated[
-    Optional[int],
+    int | None,
     typer.Option(min=1, help="Processes producing row groups (default: the cores available; fewer for a small job without LLM columns). Per model, requests in flight stay within max_parallel_requests in total."),
 ]
 
@@ -176,7 +182,7 @@ def generate(
     num_records: Annotated[int, typer.Option("--num-records", "-n", min=1, help="Records to generate.")],
     buffer_size: Annotated[int, typer.Option(min=1, help="Records per row group (checkpoint).")] = 1000,
     artifact_path: Annotated[str, typer.Option(help="Folder (or s3://bucket/prefix) that holds dataset folders.")] = "artifacts",
-    dataset_name: Annotated[Optional[str], typer.Option(help="Dataset folder name (default: the config's name).")] = None,
+    dataset_name: Annotated[str | None, typer.Option(help="Dataset folder name (default: the config's name).")] = None,
     resume: Annotated[ResumeChoice, typer.Option(help="What to do with an existing dataset folder.")] = ResumeChoice.if_possible,
     workers: WorkersOption = None,
 ) -> None:
@@ -221,7 +227,7 @@ def _generation_api():
     return api
 
 
-def _report(result) -> None:
+def _report(result: DatasetResult) -> None:
     meta = result.metadata
     if result.already_complete:
         say(f"{result.path} is already complete ({meta['actual_num_records']} records); nothing was generated.")
@@ -265,7 +271,14 @@ def _progress():
     if not styled(stderr=True):
         yield None
         return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn  # a terminal only
+    from rich.progress import (  # a terminal only
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     columns = [TextColumn("row groups"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn()]
     # Redrawn on each finished row group, not by rich's refresh thread: with no other thread
@@ -283,8 +296,8 @@ def _progress():
 @app.command()
 def status(
     dataset: Annotated[str, typer.Argument(help="A dataset folder (local or s3://...).")],
-    config: Annotated[Optional[Path], typer.Option(help="Would this config resume the dataset?")] = None,
-    num_records: Annotated[Optional[int], typer.Option(min=1, help="Target to check with --config (default: the stored one).")] = None,
+    config: Annotated[Path | None, typer.Option(help="Would this config resume the dataset?")] = None,
+    num_records: Annotated[int | None, typer.Option(min=1, help="Target to check with --config (default: the stored one).")] = None,
 ) -> None:
     """Show a dataset folder's target, progress, fingerprint and resumability."""
     from dd_core.interface.status import describe

@@ -8,9 +8,10 @@ from dd_core.config import load_config
 from dd_core.errors import DDUsageError, ResumeConflictError
 from dd_core.fingerprinting import fingerprint
 from dd_core.resume import Action, ResumeMode, plan_resume
-from dd_core.storage.dataset_folder import scan_folder
+from dd_core.storage.dataset_folder import FolderScan, scan_folder
 from dd_core.storage.filesystems import storage_path
 from dd_core.storage.layout import DatasetLayout
+from dd_core.storage.metadata import DatasetMetadata
 
 
 def describe(path: str, config_path: Path | None = None, num_records: int | None = None) -> dict[str, object]:
@@ -49,7 +50,7 @@ def describe(path: str, config_path: Path | None = None, num_records: int | None
     return report
 
 
-def _would_resume(scan, config_hash, num_records, meta, layout) -> str:
+def _would_resume(scan: FolderScan, config_hash: str, num_records: int | None, meta: DatasetMetadata | None, layout: DatasetLayout) -> str:
     if num_records is None:
         return "no target known; pass --num-records"
     try:

@@ -19,15 +19,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from dd_core.errors import DatasetDamagedError, DDError
-from dd_core.log import get_logger
 from dd_core.interrupts import deferred
+from dd_core.log import get_logger
 from dd_core.resume import Checkpoint, Found, FoundState, RangeCheckpoints
 from dd_core.storage.atomic import discard, storage_failure
 from dd_core.storage.faults import fault_point
 from dd_core.storage.filesystems import StoragePath, local_temp_file, storage_path
 from dd_core.storage.layout import LOCK_FILE, DatasetLayout, batch_index
 from dd_core.storage.metadata import COMPLETE, DatasetMetadata, RowCounts, load_metadata
-from dd_core.storage.row_group_files import RowGroupInfo, read_info, read_num_rows, read_table, strip_dd_metadata
+from dd_core.storage.row_group_files import RowGroupInfo, read_info, read_num_rows
 from dd_core.storage.spend import account, row_group_spend
 
 log = get_logger(__name__)

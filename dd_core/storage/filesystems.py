@@ -31,10 +31,21 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from dd_core.errors import DatasetDamagedError, DDUsageError
-from dd_core.storage.atomic import atomic_write, create_new, fsync_dir, remove_temp_files, storage_failure, temp_path_for
+from dd_core.storage.atomic import (
+    atomic_write,
+    create_new,
+    fsync_dir,
+    remove_temp_files,
+    storage_failure,
+    temp_path_for,
+)
 from dd_core.storage.faults import fault_point
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 
 class LockHeld(Exception):
@@ -295,7 +306,7 @@ class S3FileSystem(FileSystem):
         return hash(S3FileSystem)
 
     @property
-    def client(self):
+    def client(self) -> Any:  # a boto3 S3 client
         if self._client is None:
             import boto3
 
@@ -520,7 +531,7 @@ class StoragePath:
     def read_text(self) -> str:
         return self.read_bytes().decode("utf-8")
 
-    def arrow_source(self):
+    def arrow_source(self) -> str | pa.BufferReader:
         """Something pyarrow's parquet readers accept: the path when local (footers are read
         without reading the file), the object's bytes otherwise."""
         import pyarrow as pa
@@ -545,7 +556,7 @@ class StoragePath:
     def publish(self, local_file: Path) -> None:
         self.fs.publish(local_file, self.path)
 
-    def lock(self, wait_s: float = -1):
+    def lock(self, wait_s: float = -1) -> AbstractContextManager[None]:
         return self.fs.lock(self.path, wait_s=wait_s)
 
     def remove_temp_files(self) -> list[str]:

@@ -21,7 +21,6 @@ Either way the limit stays within [1, max_parallel_requests]; 429 handling is th
 from __future__ import annotations
 
 import asyncio
-from dd_core.log import get_logger
 import math
 import statistics
 from urllib.parse import urlsplit
@@ -29,6 +28,7 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from dd_core.engine.llm.limiter import AdaptiveLimiter
+from dd_core.log import get_logger
 
 log = get_logger(__name__)
 
@@ -154,6 +154,6 @@ async def _read_queue(session: aiohttp.ClientSession, url: str) -> tuple[float, 
             if response.status != 200:
                 return None
             text = (await response.content.read(4 * 2**20)).decode("utf-8", "replace")
-    except (aiohttp.ClientError, asyncio.TimeoutError, UnicodeError):
+    except (TimeoutError, aiohttp.ClientError, UnicodeError):
         return None
     return parse_queue_metrics(text)

@@ -20,7 +20,15 @@ from typing import Any, TypeVar
 import aiohttp
 
 from dd_core.config.models import ModelConfig
-from dd_core.engine.llm.client import RETRYABLE_STATUS, CallFailed, Completion, error_message, http_failure, read_body, transport_failures
+from dd_core.engine.llm.client import (
+    RETRYABLE_STATUS,
+    CallFailed,
+    Completion,
+    error_message,
+    http_failure,
+    read_body,
+    transport_failures,
+)
 from dd_core.engine.llm.replies import MalformedReply, parse_completion, parse_json
 from dd_core.engine.llm.waits import RetryWaits
 from dd_core.log import get_logger
@@ -125,7 +133,7 @@ class BatchClient:
         after: str | None = None
         for _ in range(FIND_PAGES):
             params = {"limit": "100", **({"after": after} if after else {})}
-            page = await self._retrying(lambda: self._json("GET", "/batches", params=params), "list batches")
+            page = await self._retrying(lambda params=params: self._json("GET", "/batches", params=params), "list batches")
             data = page.get("data") if isinstance(page, dict) else None
             if not isinstance(data, list):
                 raise CallFailed(f"listing batches gave no 'data' list: {str(page)[:200]}", code="malformed", retryable=False)
@@ -143,7 +151,7 @@ class BatchClient:
         """Every line of the batch's output and error files, as results keyed by ``custom_id``."""
         for file_id in (status.output_file_id, status.error_file_id):
             if file_id:
-                for line in await self._retrying(lambda: self._content(file_id), f"download file {file_id}"):
+                for line in await self._retrying(lambda file_id=file_id: self._content(file_id), f"download file {file_id}"):
                     if line.strip():
                         yield _line_result(line)
 

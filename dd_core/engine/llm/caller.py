@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
+from collections.abc import Mapping
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
@@ -36,7 +37,7 @@ class ModelCaller:
         self.rate = rate
         client.on_rate_headers = self._rate_headers
 
-    def _rate_headers(self, headers) -> None:
+    def _rate_headers(self, headers: Mapping[str, str]) -> None:
         if self.rate is None:
             self.rate = RateLimiter(None, None)
         self.rate.observe(headers)

@@ -10,6 +10,8 @@ import os
 from dataclasses import dataclass, field
 
 from dd_core import redaction
+from dd_core.config.dataset import DatasetConfig
+from dd_core.config.llm_columns import LLMColumn
 from dd_core.config.models import ModelConfig, check_base_url
 from dd_core.errors import ConfigIssue, DDConfigError
 from dd_core.storage.filesystems import StoragePath
@@ -77,10 +79,8 @@ class LLMRuntime:
             max_tokens_per_minute=override.max_tokens_per_minute or model.max_tokens_per_minute,
         )
 
-    def check_endpoints(self, config) -> None:
+    def check_endpoints(self, config: DatasetConfig) -> None:
         """Resolve every model an LLM column uses (URL, key) before anything is written."""
-        from dd_core.config.llm_columns import LLMColumn
-
         for alias in sorted({c.model for c in config.columns if isinstance(c, LLMColumn)}):
             self.endpoint(config.model(alias))
 

@@ -143,7 +143,7 @@ class _Batch:
 class BatchService:
     """Files, batches, their lifecycle, and the log of every call."""
 
-    def __init__(self, answer: Answer, authorized: Callable[[web.Request], bool], error: ErrorResponse, clock=time.monotonic):
+    def __init__(self, answer: Answer, authorized: Callable[[web.Request], bool], error: ErrorResponse, clock: Callable[[], float] = time.monotonic):
         self._answer = answer
         self._authorized = authorized
         self._error = error
