@@ -76,20 +76,36 @@ QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
 def standalone(row_groups: int, out: Path, rows: int, workers: int) -> float:
-    command = [sys.executable, str(WORKLOAD), str(CONFIG), "--num-records", str(row_groups * rows), "--buffer-size", str(rows), "--out", str(out), "--workers", str(workers)]
+    command = [
+        sys.executable,
+        str(WORKLOAD),
+        str(CONFIG),
+        "--num-records",
+        str(row_groups * rows),
+        "--buffer-size",
+        str(rows),
+        "--out",
+        str(out),
+        "--workers",
+        str(workers),
+    ]
     return run_measured(command)["seconds"]
 
 
 def through_dagster(row_groups: int, out: Path, home: Path, rows: int, workers: int) -> RunTimes:
     resource = TimedResource(artifact_path=str(out), workers=workers)
     defs = build_dataset_definitions(CONFIG, num_records=row_groups * rows, buffer_size=rows, resource=resource)
-    return _run_range(defs.resolve_job_def("customers_row_groups_job"), DagsterDataset.create(CONFIG, row_groups * rows, rows), home)
+    return _run_range(
+        defs.resolve_job_def("customers_row_groups_job"), DagsterDataset.create(CONFIG, row_groups * rows, rows), home
+    )
 
 
 def no_op_dagster(row_groups: int, home: Path, rows: int) -> RunTimes:
     resource = NothingMadeResource(artifact_path=str(home / "unused"))
     defs = build_dataset_definitions(CONFIG, num_records=row_groups * rows, buffer_size=rows, resource=resource)
-    return _run_range(defs.resolve_job_def("customers_row_groups_job"), DagsterDataset.create(CONFIG, row_groups * rows, rows), home)
+    return _run_range(
+        defs.resolve_job_def("customers_row_groups_job"), DagsterDataset.create(CONFIG, row_groups * rows, rows), home
+    )
 
 
 @dataclass
@@ -118,14 +134,20 @@ def _run_range(job: dg.JobDefinition, dataset: DagsterDataset, home: Path) -> Ru
     home.mkdir(parents=True)
     with dg.instance_for_test(temp_dir=str(home)) as instance:
         register_partitions(instance, dataset)
-        tags = {ASSET_PARTITION_RANGE_START_TAG: dataset.partition_keys[0], ASSET_PARTITION_RANGE_END_TAG: dataset.partition_keys[-1]}
+        tags = {
+            ASSET_PARTITION_RANGE_START_TAG: dataset.partition_keys[0],
+            ASSET_PARTITION_RANGE_END_TAG: dataset.partition_keys[-1],
+        }
         _BODY.clear()
         children = _children_cpu()
         start = time.perf_counter()
         result = job.execute_in_process(instance=instance, tags=tags, run_config=QUIET)
         seconds = time.perf_counter() - start
         assert result.success and len(result.get_asset_materialization_events()) == len(dataset.partition_keys)
-        planned = [e.timestamp for e in instance.all_logs(result.run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION_PLANNED)]
+        planned = [
+            e.timestamp
+            for e in instance.all_logs(result.run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION_PLANNED)
+        ]
     (body_start, cpu_start), (body_end, cpu_end) = _BODY["start"], _BODY["end"]
     return RunTimes(
         seconds=seconds,
@@ -202,12 +224,20 @@ def checkpoint_read(partitions: int, untagged: int, home: Path) -> tuple[float, 
         start = time.perf_counter()
         for k in keys:
             version = row_group_version("sha256:" + "ab" * 32, 1000, 1000, 1000, f"{int(k):016x}")
-            instance.report_runless_asset_event(dg.AssetMaterialization(asset_key=key, partition=k, metadata={"num_rows": 1000}, tags={DATA_VERSION_TAG: version}))
+            instance.report_runless_asset_event(
+                dg.AssetMaterialization(
+                    asset_key=key, partition=k, metadata={"num_rows": 1000}, tags={DATA_VERSION_TAG: version}
+                )
+            )
         built = time.perf_counter() - start
         read = _median_read(instance, key, keys)
-        ids = instance.get_latest_storage_id_by_partition(key, DagsterEventType.ASSET_MATERIALIZATION, partitions=set(keys[:untagged]))
+        ids = instance.get_latest_storage_id_by_partition(
+            key, DagsterEventType.ASSET_MATERIALIZATION, partitions=set(keys[:untagged])
+        )
         with instance.event_log_storage.index_connection() as conn:
-            conn.execute(sa.text(f"DELETE FROM asset_event_tags WHERE event_id IN ({', '.join(map(str, ids.values()))})"))
+            conn.execute(
+                sa.text(f"DELETE FROM asset_event_tags WHERE event_id IN ({', '.join(map(str, ids.values()))})")
+            )
         return read, _median_read(instance, key, keys), built
 
 
@@ -237,11 +267,28 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--row-groups", type=int, default=100)
     ap.add_argument("--checkpoint-partitions", type=int, default=10_000, help="0 skips the checkpoint-read measurement")
-    ap.add_argument("--rows-per-group", type=int, nargs="+", default=[1000, 10_000], help="rows per row group (targets: 1,000 and 10,000)")
-    ap.add_argument("--subset-planned-events", action="store_true", help="set DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS (see above)")
-    ap.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)), help="worker processes, standalone and in the Dagster run (default: the cores available)")
+    ap.add_argument(
+        "--rows-per-group",
+        type=int,
+        nargs="+",
+        default=[1000, 10_000],
+        help="rows per row group (targets: 1,000 and 10,000)",
+    )
+    ap.add_argument(
+        "--subset-planned-events",
+        action="store_true",
+        help="set DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS (see above)",
+    )
+    ap.add_argument(
+        "--workers",
+        type=int,
+        default=len(os.sched_getaffinity(0)),
+        help="worker processes, standalone and in the Dagster run (default: the cores available)",
+    )
     ap.add_argument("--repeat", type=int, default=5, help="alternating repetitions; medians are compared")
-    ap.add_argument("--untagged", type=int, default=1000, help="partitions whose tag rows are deleted for the second read")
+    ap.add_argument(
+        "--untagged", type=int, default=1000, help="partitions whose tag rows are deleted for the second read"
+    )
     args = ap.parse_args()
     if args.subset_planned_events:
         os.environ["DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS"] = "true"
@@ -252,28 +299,52 @@ def main() -> None:
             plains, dagsters, noops = [], [], []
             for i in range(args.repeat):
                 plains.append(standalone(args.row_groups, tmp / f"standalone{rows}-{i}", rows, args.workers))
-                dagsters.append(through_dagster(args.row_groups, tmp / f"dagster{rows}-{i}", tmp / f"home{rows}-{i}", rows, args.workers))
+                dagsters.append(
+                    through_dagster(
+                        args.row_groups, tmp / f"dagster{rows}-{i}", tmp / f"home{rows}-{i}", rows, args.workers
+                    )
+                )
                 noops.append(no_op_dagster(args.row_groups, tmp / f"noop{rows}-{i}", rows))
             plain, dagster, noop = statistics.median(plains), _median(dagsters), _median(noops)
-            print(f"{args.row_groups} row groups x {rows:,} rows of customers.yaml, {args.workers} worker(s), median of {args.repeat} alternating runs")
-            print(f"  ddsynth generate (standalone):                 {plain:7.2f} s  ({', '.join(f'{x:.2f}' for x in plains)})")
+            print(
+                f"{args.row_groups} row groups x {rows:,} rows of customers.yaml, {args.workers} worker(s), median of {args.repeat} alternating runs"
+            )
+            print(
+                f"  ddsynth generate (standalone):                 {plain:7.2f} s  ({', '.join(f'{x:.2f}' for x in plains)})"
+            )
             planned = "one planned event per run" if args.subset_planned_events else "one planned event per partition"
-            print(f"  row-group asset, one in-process run ({planned}): {dagster.seconds:7.2f} s  ({', '.join(f'{x.seconds:.2f}' for x in dagsters)})")
-            print(f"  no-op asset, same materializations, nothing generated (Dagster's own limit): {noop.seconds:7.2f} s  ({', '.join(f'{x.seconds:.2f}' for x in noops)})")
+            print(
+                f"  row-group asset, one in-process run ({planned}): {dagster.seconds:7.2f} s  ({', '.join(f'{x.seconds:.2f}' for x in dagsters)})"
+            )
+            print(
+                f"  no-op asset, same materializations, nothing generated (Dagster's own limit): {noop.seconds:7.2f} s  ({', '.join(f'{x.seconds:.2f}' for x in noops)})"
+            )
             limit = max(plain, noop.seconds)
             ratio, target = dagster.seconds / limit, targets.get(rows)
-            verdict = f"target <= {target}x: {'met' if ratio <= target else 'NOT met'}" if target else "no target at this size"
-            print(f"  Dagster / max(standalone, no-op): {ratio:.2f}x ({verdict}); Dagster / standalone: {dagster.seconds / plain:.2f}x (issue 5's target <= 1.25x)")
+            verdict = (
+                f"target <= {target}x: {'met' if ratio <= target else 'NOT met'}"
+                if target
+                else "no target at this size"
+            )
+            print(
+                f"  Dagster / max(standalone, no-op): {ratio:.2f}x ({verdict}); Dagster / standalone: {dagster.seconds / plain:.2f}x (issue 5's target <= 1.25x)"
+            )
             # The three runs of a round ran one after another: their ratio shares the machine's load of the moment.
             paired = [d.seconds / max(p, n.seconds) for p, d, n in zip(plains, dagsters, noops)]
-            print(f"  the same ratio per round (paired runs): median {statistics.median(paired):.2f}x ({', '.join(f'{x:.2f}' for x in paired)})")
+            print(
+                f"  the same ratio per round (paired runs): median {statistics.median(paired):.2f}x ({', '.join(f'{x:.2f}' for x in paired)})"
+            )
             _print_floor(plain, dagster, noop, limit, len(os.sched_getaffinity(0)))
         if not args.checkpoint_partitions:
             return
         read, fallback, built = checkpoint_read(args.checkpoint_partitions, args.untagged, tmp / "checkpoints")
-        print(f"checkpoint read of {args.checkpoint_partitions:,} partitions (SQLite, built in {built:.0f} s): {read * 1000:.0f} ms "
-              f"(target < 1 s: {'met' if read < 1 else 'NOT met'})")
-        print(f"  the same with {args.untagged:,} of them without tag rows (read from their records): {fallback * 1000:.0f} ms")
+        print(
+            f"checkpoint read of {args.checkpoint_partitions:,} partitions (SQLite, built in {built:.0f} s): {read * 1000:.0f} ms "
+            f"(target < 1 s: {'met' if read < 1 else 'NOT met'})"
+        )
+        print(
+            f"  the same with {args.untagged:,} of them without tag rows (read from their records): {fallback * 1000:.0f} ms"
+        )
 
 
 if __name__ == "__main__":

@@ -35,7 +35,9 @@ def main() -> None:
         for records in (args.small, args.large):
             path = dd_core.generate(CONFIG, records, buffer_size=10_000, artifact_path=Path(tmp) / str(records)).path
             for fmt in ("jsonl", "csv", "parquet"):
-                result = run_measured([sys.executable, "-c", EXPORT, str(path), fmt, str(Path(tmp) / f"out-{records}.{fmt}")])
+                result = run_measured(
+                    [sys.executable, "-c", EXPORT, str(path), fmt, str(Path(tmp) / f"out-{records}.{fmt}")]
+                )
                 assert result["rows"] == records
                 print(f"{records:>10,}{fmt:>9}{result['peak_rss_mb']:>13,.0f}")
 

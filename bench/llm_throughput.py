@@ -82,7 +82,15 @@ CASES = {
 def chain_config(base_url: str, parallel: int, adaptive: bool = True) -> dict:
     return {
         "name": "llm_chain",
-        "models": [{"alias": "bench", "model": MODEL, "base_url": base_url, "max_parallel_requests": parallel, "adaptive_concurrency": adaptive}],
+        "models": [
+            {
+                "alias": "bench",
+                "model": MODEL,
+                "base_url": base_url,
+                "max_parallel_requests": parallel,
+                "adaptive_concurrency": adaptive,
+            }
+        ],
         "columns": [
             {"name": "topic", "type": "category", "values": ["astronomy", "cooking", "history", "music", "sailing"]},
             {"name": "question", "type": "llm_text", "model": "bench", "prompt": "Write a question about {{ topic }}."},
@@ -107,14 +115,39 @@ def ours(server: OpenAIServerProcess, case: Case, *, workers: int, adaptive: boo
     with tempfile.TemporaryDirectory() as out:
         config = Path(out) / "chain.json"
         config.write_text(json.dumps(chain_config(server.base_url, case.parallel, adaptive)))
-        command = [sys.executable, str(BENCH / "workloads" / "dd_generate.py"), str(config), "--num-records", str(case.dd_rows), "--buffer-size", "1000", "--out", out, "--workers", str(workers)]
+        command = [
+            sys.executable,
+            str(BENCH / "workloads" / "dd_generate.py"),
+            str(config),
+            "--num-records",
+            str(case.dd_rows),
+            "--buffer-size",
+            "1000",
+            "--out",
+            out,
+            "--workers",
+            str(workers),
+        ]
         run = run_measured(command, timeout=3600)
     return {**_server_side(server, run["seconds"]), "cpu_s": run["cpu_s"]}
 
 
 def bare(server: OpenAIServerProcess, case: Case, *, processes: int) -> dict:
     server.reset_stats()
-    command = [sys.executable, str(BENCH / "workloads" / "bare_client.py"), "--base-url", server.base_url, "--model", MODEL, "--calls", str(2 * case.dd_rows), "--workers", str(case.parallel), "--processes", str(processes)]
+    command = [
+        sys.executable,
+        str(BENCH / "workloads" / "bare_client.py"),
+        "--base-url",
+        server.base_url,
+        "--model",
+        MODEL,
+        "--calls",
+        str(2 * case.dd_rows),
+        "--workers",
+        str(case.parallel),
+        "--processes",
+        str(processes),
+    ]
     run = run_measured(command, timeout=3600)
     return {**_server_side(server, run["seconds"]), "cpu_s": run["cpu_s"]}
 
@@ -122,7 +155,20 @@ def bare(server: OpenAIServerProcess, case: Case, *, processes: int) -> dict:
 def reference(server: OpenAIServerProcess, case: Case) -> dict:
     server.reset_stats()
     with tempfile.TemporaryDirectory() as out:
-        args = ["--base-url", server.base_url, "--model", MODEL, "--num-records", case.reference_rows, "--buffer-size", 1000, "--max-parallel-requests", case.parallel, "--out", out]
+        args = [
+            "--base-url",
+            server.base_url,
+            "--model",
+            MODEL,
+            "--num-records",
+            case.reference_rows,
+            "--buffer-size",
+            1000,
+            "--max-parallel-requests",
+            case.parallel,
+            "--out",
+            out,
+        ]
         run = run_reference("llm_chain_workload.py", args, timeout=7200)
     return _server_side(server, run["seconds"])
 
@@ -132,8 +178,10 @@ def _median(runs: list[dict]) -> dict:
 
 
 def _line(label: str, r: dict, limit: float, limit_name: str) -> str:
-    return (f"  {label:<44}{r['calls']:>9,}{r['seconds']:>9.1f}{r['calls_per_s']:>10,.0f}{r['calls_per_s'] / limit:>8.0%} of {limit_name:<6}"
-            f"{r['mean_waiting']:>9.1f}{r['max_in_flight']:>8}")
+    return (
+        f"  {label:<44}{r['calls']:>9,}{r['seconds']:>9.1f}{r['calls_per_s']:>10,.0f}{r['calls_per_s'] / limit:>8.0%} of {limit_name:<6}"
+        f"{r['mean_waiting']:>9.1f}{r['max_in_flight']:>8}"
+    )
 
 
 def _header(title: str) -> None:
@@ -174,12 +222,16 @@ def run_lognormal(case: Case, args) -> None:
             rows.append(("bare aiohttp client (same calls)", bare(server, case, processes=args.workers)))
         if not args.skip_reference:
             rows.append((f"data-designer 0.9.7 ({case.reference_rows:,} rows)", reference(server, case)))
-    _header(f"{case.name}: lognormal latency (median {case.latency_ms / 1000:g} s, sigma {case.sigma:g}, mean {case.mean_latency_s:.2f} s), "
-            f"{case.parallel} in flight, buffer 1,000, dd {case.dd_rows:,} rows, --workers {args.workers}; ideal {ideal:,.0f} calls/s")
+    _header(
+        f"{case.name}: lognormal latency (median {case.latency_ms / 1000:g} s, sigma {case.sigma:g}, mean {case.mean_latency_s:.2f} s), "
+        f"{case.parallel} in flight, buffer 1,000, dd {case.dd_rows:,} rows, --workers {args.workers}; ideal {ideal:,.0f} calls/s"
+    )
     for label, r in rows:
         print(_line(label, r, ideal, "ideal"))
     if case.parallel >= 1024:
-        print(f"  (a client costing no CPU at all, over the bare client's own calls, would finish at {drain_ceiling(case, 1):.0%} of ideal: the end-of-run drain)")
+        print(
+            f"  (a client costing no CPU at all, over the bare client's own calls, would finish at {drain_ceiling(case, 1):.0%} of ideal: the end-of-run drain)"
+        )
     print(_verdict("dd / ideal", dd["calls_per_s"] / ideal, 0.9))
     if not args.skip_reference:
         print(f"  -> dd / data-designer: {dd['calls_per_s'] / rows[-1][1]['calls_per_s']:.1f}x")
@@ -194,48 +246,65 @@ def run_fixed(case: Case, args) -> None:
             bares.append(bare(server, case, processes=args.workers))
         ref = None if args.skip_reference else reference(server, case)
     dd, limit = _median(dds), _median(bares)
-    _header(f"{case.name}: fixed {case.latency_ms:g} ms latency, {case.parallel} in flight, {case.dd_rows:,} rows ({2 * case.dd_rows:,} calls), "
-            f"--workers {args.workers}, medians of {args.repeat} alternating runs; ideal {ideal:,.0f} calls/s")
+    _header(
+        f"{case.name}: fixed {case.latency_ms:g} ms latency, {case.parallel} in flight, {case.dd_rows:,} rows ({2 * case.dd_rows:,} calls), "
+        f"--workers {args.workers}, medians of {args.repeat} alternating runs; ideal {ideal:,.0f} calls/s"
+    )
     print(_line("bare aiohttp client (the limit)", limit, limit["calls_per_s"], "bare"))
     print(_line("dd", dd, limit["calls_per_s"], "bare"))
     if ref:
         print(_line(f"data-designer 0.9.7 ({case.reference_rows:,} rows)", ref, limit["calls_per_s"], "bare"))
+
     def rates(runs: list[dict]) -> str:
         return ", ".join(format(r["calls_per_s"], ",.0f") for r in runs)
 
     print(f"  dd runs: {rates(dds)}; bare runs: {rates(bares)} calls/s")
-    print(f"  CPU per call: dd {dd['cpu_s'] / dd['calls'] * 1e6:.0f} us, bare {limit['cpu_s'] / limit['calls'] * 1e6:.0f} us "
-          f"(dd's includes its imports and parquet writes); both share the machine's cores with the server")
+    print(
+        f"  CPU per call: dd {dd['cpu_s'] / dd['calls'] * 1e6:.0f} us, bare {limit['cpu_s'] / limit['calls'] * 1e6:.0f} us "
+        f"(dd's includes its imports and parquet writes); both share the machine's cores with the server"
+    )
     # Each dd run is paired with the bare run right after it: on a shared machine the pairs see
     # the same load, so the median of the pairs' ratios is steadier than the ratio of medians.
     paired = statistics.median(d["calls_per_s"] / b["calls_per_s"] for d, b in zip(dds, bares))
-    print(f"  dd / bare client: ratio of medians {dd['calls_per_s'] / limit['calls_per_s']:.0%}, median of the {args.repeat} paired runs' ratios {paired:.0%}")
+    print(
+        f"  dd / bare client: ratio of medians {dd['calls_per_s'] / limit['calls_per_s']:.0%}, median of the {args.repeat} paired runs' ratios {paired:.0%}"
+    )
     print(_verdict("dd / bare client (paired)", paired, 0.9))
 
 
 def run_bounded(case: Case, args) -> None:
     capacity = case.slots / case.mean_latency_s
     rows = []
-    with OpenAIServerProcess(latency_ms=case.latency_ms, latency_sigma=case.sigma, latency_seed=1, slots=case.slots) as server:
+    with OpenAIServerProcess(
+        latency_ms=case.latency_ms, latency_sigma=case.sigma, latency_seed=1, slots=case.slots
+    ) as server:
         rows.append(("dd, adaptive (queue depth from /metrics)", ours(server, case, workers=args.workers)))
         rows.append(("dd, fixed limit 1,024", ours(server, case, workers=args.workers, adaptive=False)))
         if not args.skip_reference:
             rows.append((f"data-designer 0.9.7, 1,024 ({case.reference_rows:,} rows)", reference(server, case)))
-    with OpenAIServerProcess(latency_ms=case.latency_ms, latency_sigma=case.sigma, latency_seed=1, slots=case.slots, metrics=False) as server:
+    with OpenAIServerProcess(
+        latency_ms=case.latency_ms, latency_sigma=case.sigma, latency_seed=1, slots=case.slots, metrics=False
+    ) as server:
         rows.insert(1, ("dd, adaptive (latency; server without metrics)", ours(server, case, workers=args.workers)))
-    _header(f"{case.name}: a server with {case.slots} slots (service lognormal, median {case.latency_ms / 1000:g} s, sigma {case.sigma:g}), "
-            f"queue beyond; clients allow {case.parallel} in flight; {case.dd_rows:,} rows; capacity {capacity:,.0f} calls/s")
+    _header(
+        f"{case.name}: a server with {case.slots} slots (service lognormal, median {case.latency_ms / 1000:g} s, sigma {case.sigma:g}), "
+        f"queue beyond; clients allow {case.parallel} in flight; {case.dd_rows:,} rows; capacity {capacity:,.0f} calls/s"
+    )
     for label, r in rows:
         print(_line(label, r, capacity, "capac."))
     adaptive, fixed = rows[0][1], rows[2][1]
-    print(f"  -> adaptive: {adaptive['calls_per_s'] / capacity:.0%} of capacity with {adaptive['mean_waiting']:.0f} requests waiting on average; "
-          f"fixed 1,024: {fixed['calls_per_s'] / capacity:.0%} with {fixed['mean_waiting']:.0f} waiting")
+    print(
+        f"  -> adaptive: {adaptive['calls_per_s'] / capacity:.0%} of capacity with {adaptive['mean_waiting']:.0f} requests waiting on average; "
+        f"fixed 1,024: {fixed['calls_per_s'] / capacity:.0%} with {fixed['mean_waiting']:.0f} waiting"
+    )
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cases", nargs="+", choices=list(CASES), default=list(CASES))
-    ap.add_argument("--workers", type=int, default=1, help="ddsynth generate --workers (and the bare client's processes)")
+    ap.add_argument(
+        "--workers", type=int, default=1, help="ddsynth generate --workers (and the bare client's processes)"
+    )
     ap.add_argument("--repeat", type=int, default=3, help="alternating runs of the fixed-latency cases")
     ap.add_argument("--skip-reference", action="store_true")
     args = ap.parse_args()

@@ -20,7 +20,15 @@ import time
 TREE_SAMPLE_S = 0.02
 
 
-def run_measured(command: list[str], *, env: dict | None = None, timeout: float = 3600, cwd: str | None = None, parse_json: bool = True, tree: bool = False) -> dict:
+def run_measured(
+    command: list[str],
+    *,
+    env: dict | None = None,
+    timeout: float = 3600,
+    cwd: str | None = None,
+    parse_json: bool = True,
+    tree: bool = False,
+) -> dict:
     started = time.monotonic()
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=None, env=env, cwd=cwd, text=True)
     sampler = _TreeSampler(proc.pid) if tree else None

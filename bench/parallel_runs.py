@@ -87,10 +87,18 @@ def llm_config(base_url: str, max_parallel: int) -> dict:
     return {
         "name": DATASET,
         "seed": 7,
-        "models": [{"alias": ALIAS, "model": "test-model", "base_url": base_url, "max_parallel_requests": max_parallel}],
+        "models": [
+            {"alias": ALIAS, "model": "test-model", "base_url": base_url, "max_parallel_requests": max_parallel}
+        ],
         "columns": [
             {"name": "topic", "type": "category", "values": ["cats", "ships", "tea"]},
-            {"name": "question", "type": "llm_text", "model": ALIAS, "prompt": "Write a question about {{ topic }}.", "system_prompt": "You are curious."},
+            {
+                "name": "question",
+                "type": "llm_text",
+                "model": ALIAS,
+                "prompt": "Write a question about {{ topic }}.",
+                "system_prompt": "You are curious.",
+            },
             {"name": "answer", "type": "llm_text", "model": ALIAS, "prompt": "Answer this question: {{ question }}"},
             {"name": "answer_length", "type": "expression", "expr": "{{ answer | length }}", "dtype": "int"},
         ],
@@ -134,7 +142,8 @@ class Result:
             "run time, sum over runs": run_time,
             "  of which row-group generation": generation,
             "  of which run-process overhead (start, bookkeeping)": run_time - generation,
-            f"idle slot time between runs ({self.concurrency} slot(s) x span - run time)": self.concurrency * self.span - run_time,
+            f"idle slot time between runs ({self.concurrency} slot(s) x span - run time)": self.concurrency * self.span
+            - run_time,
         }
 
 
@@ -184,7 +193,13 @@ def measure(concurrency: int, args: argparse.Namespace, llm: OpenAIServerProcess
         }
         print(f"[{concurrency} run(s)] starting PostgreSQL, dagster-webserver, dagster-daemon ...", flush=True)
         with DagsterServices(home, WORKSPACE, env=env) as svc:
-            poll(svc, lambda: partition_keys(svc, asset), lambda found: found == keys, 120, "the row groups to be registered")
+            poll(
+                svc,
+                lambda: partition_keys(svc, asset),
+                lambda found: found == keys,
+                120,
+                "the row groups to be registered",
+            )
             llm.reset_stats()
             print(f"[{concurrency} run(s)] backfill of {args.row_groups} row groups launched", flush=True)
             launched = time.time()
@@ -201,16 +216,20 @@ def measure(concurrency: int, args: argparse.Namespace, llm: OpenAIServerProcess
 
 
 def report(result: Result) -> None:
-    print(f"\n== max_concurrent_runs={result.concurrency}: {len(result.runs)} runs, {result.requests} LLM requests, "
-          f"up to {result.max_in_flight} in flight at the server")
+    print(
+        f"\n== max_concurrent_runs={result.concurrency}: {len(result.runs)} runs, {result.requests} LLM requests, "
+        f"up to {result.max_in_flight} in flight at the server"
+    )
     print(f"  launch -> backfill complete:       {result.total:7.1f} s")
     print(f"  first run start -> last run end:   {result.span:7.1f} s")
     t0 = result.launched
     for run in sorted(result.runs, key=lambda r: r["startTime"]):
         gen = result.generation_s.get(run["runId"], 0.0)
-        print(f"    run {run['tags'].get('dagster/asset_partition_range_start')}-{run['tags'].get('dagster/asset_partition_range_end')}: "
-              f"created {run['creationTime'] - t0:6.1f} s, ran {run['startTime'] - t0:6.1f} -> {run['endTime'] - t0:6.1f} s "
-              f"({run['endTime'] - run['startTime']:5.1f} s, generation {gen:5.1f} s)")
+        print(
+            f"    run {run['tags'].get('dagster/asset_partition_range_start')}-{run['tags'].get('dagster/asset_partition_range_end')}: "
+            f"created {run['creationTime'] - t0:6.1f} s, ran {run['startTime'] - t0:6.1f} -> {run['endTime'] - t0:6.1f} s "
+            f"({run['endTime'] - run['startTime']:5.1f} s, generation {gen:5.1f} s)"
+        )
     print("  where the time went:")
     for label, seconds in result.breakdown().items():
         print(f"    {label:<72} {seconds:7.1f} s")
@@ -227,9 +246,11 @@ def main() -> None:
     args = parser.parse_args()
 
     runs = -(-args.row_groups // args.per_run)
-    print(f"dataset: {args.row_groups} row groups x {args.rows} rows, 2 chained llm_text columns "
-          f"({2 * args.row_groups * args.rows} requests); {args.per_run} row groups per run ({runs} runs); "
-          f"model: {args.latency_ms:.0f} ms per request, max_parallel_requests={args.max_parallel}")
+    print(
+        f"dataset: {args.row_groups} row groups x {args.rows} rows, 2 chained llm_text columns "
+        f"({2 * args.row_groups * args.rows} requests); {args.per_run} row groups per run ({runs} runs); "
+        f"model: {args.latency_ms:.0f} ms per request, max_parallel_requests={args.max_parallel}"
+    )
     work = Path(tempfile.mkdtemp(prefix="dd-bench-parallel-"))
     results = []
     try:
@@ -246,17 +267,27 @@ def main() -> None:
     one, two = results
     fixed = {r.concurrency: r.total - r.span for r in results}
     print("\n== speed-up of 2 concurrent runs over 1")
-    print(f"  launch -> backfill complete:      {one.total:7.1f} s / {two.total:7.1f} s = {one.total / two.total:.2f}x (target {TARGET}x)")
+    print(
+        f"  launch -> backfill complete:      {one.total:7.1f} s / {two.total:7.1f} s = {one.total / two.total:.2f}x (target {TARGET}x)"
+    )
     print(f"  first run start -> last run end:  {one.span:7.1f} s / {two.span:7.1f} s = {one.span / two.span:.2f}x")
-    print(f"  Dagster's fixed cost outside the runs (ticks + first start-up): {fixed[1]:.1f} s and {fixed[2]:.1f} s "
-          f"({fixed[1] / one.total:.0%} and {fixed[2] / two.total:.0%} of the totals)")
-    per_run_overhead = [r["endTime"] - r["startTime"] - res.generation_s.get(r["runId"], 0.0) for res in results for r in res.runs]
+    print(
+        f"  Dagster's fixed cost outside the runs (ticks + first start-up): {fixed[1]:.1f} s and {fixed[2]:.1f} s "
+        f"({fixed[1] / one.total:.0%} and {fixed[2] / two.total:.0%} of the totals)"
+    )
+    per_run_overhead = [
+        r["endTime"] - r["startTime"] - res.generation_s.get(r["runId"], 0.0) for res in results for r in res.runs
+    ]
     for r in results:
         outside = r.total - sum(r.generation_s.values()) / r.concurrency
-        print(f"  {r.concurrency} run(s): {outside:.1f} s of {r.total:.1f} s ({outside / r.total:.0%}) not spent generating "
-              f"(launch -> completion minus generation time per slot)")
-    print(f"  run-process overhead per run: median {statistics.median(per_run_overhead):.1f} s "
-          f"(start-up inside the run, worker process, event writes)")
+        print(
+            f"  {r.concurrency} run(s): {outside:.1f} s of {r.total:.1f} s ({outside / r.total:.0%}) not spent generating "
+            f"(launch -> completion minus generation time per slot)"
+        )
+    print(
+        f"  run-process overhead per run: median {statistics.median(per_run_overhead):.1f} s "
+        f"(start-up inside the run, worker process, event writes)"
+    )
     verdict = "met" if one.total / two.total >= TARGET else "NOT met"
     print(f"  target {TARGET}x on launch -> completion: {verdict}")
 

@@ -61,8 +61,7 @@ def _works(python: pathlib.Path) -> bool:
         return False
     probe = "import importlib.metadata as m; print(m.version('data-designer'))"
     try:
-        out = subprocess.run([str(python), "-c", probe], capture_output=True,
-                             text=True, timeout=120)
+        out = subprocess.run([str(python), "-c", probe], capture_output=True, text=True, timeout=120)
     except (OSError, subprocess.TimeoutExpired):
         return False
     return out.returncode == 0 and out.stdout.strip() == REFERENCE_SPEC.split("==")[1]
@@ -82,9 +81,20 @@ def ensure_reference_python() -> pathlib.Path:
         _log(f"creating venv {VENV_DIR}")
         subprocess.run([sys.executable, "-m", "venv", "--clear", str(VENV_DIR)], check=True)
         _log(f"installing {' '.join([REFERENCE_SPEC, *EXTRA_PACKAGES])} (takes ~1.5 min) ...")
-        subprocess.run([str(python), "-m", "pip", "install", "--quiet",
-                        "--disable-pip-version-check", REFERENCE_SPEC, *EXTRA_PACKAGES],
-                       check=True, stdout=sys.stderr)
+        subprocess.run(
+            [
+                str(python),
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                REFERENCE_SPEC,
+                *EXTRA_PACKAGES,
+            ],
+            check=True,
+            stdout=sys.stderr,
+        )
         if not _works(python):
             raise RuntimeError(f"{REFERENCE_SPEC} not importable in {VENV_DIR}")
         MARKER.write_text(f"{REFERENCE_SPEC}\ninstalled in {time.monotonic() - t0:.1f}s\n")

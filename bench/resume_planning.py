@@ -56,8 +56,12 @@ def main() -> None:
         meta["completed_row_groups"][-1][1] -= 3  # the last 3 files exist but are not recorded
         layout.metadata.local.write_text(json.dumps(meta))
         print(f"scan + plan, 3 files not yet in metadata:   {timed(plan) * 1000:8.1f} ms")
-        print(f"dd_core.generate, resume of that folder:    {timed(lambda: dd_core.generate(config, n, buffer_size=1, artifact_path=tmp), 1) * 1000:8.1f} ms (records 3 files, verifies all footers)")
-        print(f"dd_core.generate, already complete:         {timed(lambda: dd_core.generate(config, n, buffer_size=1, artifact_path=tmp)) * 1000:8.1f} ms")
+        print(
+            f"dd_core.generate, resume of that folder:    {timed(lambda: dd_core.generate(config, n, buffer_size=1, artifact_path=tmp), 1) * 1000:8.1f} ms (records 3 files, verifies all footers)"
+        )
+        print(
+            f"dd_core.generate, already complete:         {timed(lambda: dd_core.generate(config, n, buffer_size=1, artifact_path=tmp)) * 1000:8.1f} ms"
+        )
         footers = timed(lambda: [read_info(layout.parquet_dir / name) for name in list_batches(layout).values()], 1)
         print(f"for scale, reading all {n:,} footers:       {footers * 1000:8.1f} ms")
 

@@ -44,14 +44,38 @@ FLOOR_MODULES = ("numpy", "pyarrow.parquet", "pydantic", "jinja2", "yaml", "type
 def ours(num_records: int, buffer_size: int, workers: int, *, tree: bool = False) -> dict:
     """Generation only (the workload times dd_core.generate), plus the whole process's wall."""
     with tempfile.TemporaryDirectory() as out:
-        command = [sys.executable, str(BENCH / "workloads" / "dd_generate.py"), str(CONFIG), "--num-records", str(num_records), "--buffer-size", str(buffer_size), "--out", out, "--workers", str(workers)]
+        command = [
+            sys.executable,
+            str(BENCH / "workloads" / "dd_generate.py"),
+            str(CONFIG),
+            "--num-records",
+            str(num_records),
+            "--buffer-size",
+            str(buffer_size),
+            "--out",
+            out,
+            "--workers",
+            str(workers),
+        ]
         return run_measured(command, tree=tree)
 
 
 def cli(num_records: int, buffer_size: int, workers: int | None = None) -> dict:
     """``ddsynth generate`` exactly as a user runs it: the whole process."""
     with tempfile.TemporaryDirectory() as out:
-        command = [sys.executable, "-m", "dd_core", "generate", str(CONFIG), "-n", str(num_records), "--buffer-size", str(buffer_size), "--artifact-path", out]
+        command = [
+            sys.executable,
+            "-m",
+            "dd_core",
+            "generate",
+            str(CONFIG),
+            "-n",
+            str(num_records),
+            "--buffer-size",
+            str(buffer_size),
+            "--artifact-path",
+            out,
+        ]
         if workers:
             command += ["--workers", str(workers)]
         result = run_measured(command, parse_json=False)
@@ -66,7 +90,11 @@ def library_floor() -> float:
 
 def reference(num_records: int, buffer_size: int) -> dict:
     with tempfile.TemporaryDirectory() as out:
-        return run_reference("customers_workload.py", ["--num-records", str(num_records), "--buffer-size", str(buffer_size), "--out", out], timeout=7200)
+        return run_reference(
+            "customers_workload.py",
+            ["--num-records", str(num_records), "--buffer-size", str(buffer_size), "--out", out],
+            timeout=7200,
+        )
 
 
 def _row(label: str, rows: int, seconds: float, rate: float, rss: float) -> str:
@@ -99,17 +127,31 @@ def main() -> None:
     whole = {key: statistics.median(w[key] for w in wholes) for key in ("wall_s", "rows_per_s", "peak_rss_mb")}
     floor = statistics.median(library_floor() for _ in range(WHOLE_RUNS))
     print(_row("dd, 1 worker (generation only)", n, one["seconds"], one["rows_per_s"], one["peak_rss_mb"]))
-    print(_row(f"dd, {CORES} workers (generation only)", n, every["seconds"], every["rows_per_s"], every["peak_rss_mb"]))
+    print(
+        _row(f"dd, {CORES} workers (generation only)", n, every["seconds"], every["rows_per_s"], every["peak_rss_mb"])
+    )
     print(_row("data-designer 0.9.7 (create() only)", n, ref["seconds"], ref["rows_per_s"], ref["peak_rss_mb"]))
-    print(_row(f"ddsynth generate, whole process (median of {WHOLE_RUNS})", n, whole["wall_s"], whole["rows_per_s"], whole["peak_rss_mb"]))
+    print(
+        _row(
+            f"ddsynth generate, whole process (median of {WHOLE_RUNS})",
+            n,
+            whole["wall_s"],
+            whole["rows_per_s"],
+            whole["peak_rss_mb"],
+        )
+    )
     print(_row("data-designer 0.9.7, whole process", n, ref["wall_s"], n / ref["wall_s"], ref["peak_rss_mb"]))
     inner = max(one["rows_per_s"], every["rows_per_s"]) / ref["rows_per_s"]
     outer = ref["wall_s"] / whole["wall_s"]
     print(f"  -> generation only: dd is {inner:.1f}x the reference's rows/s (target >= 20x: {_met(inner >= 20)})")
-    print(f"  -> whole process: ddsynth generate takes {whole['wall_s']:.2f} s, the reference {ref['wall_s']:.2f} s: {outer:.1f}x (target >= 50x: {_met(outer >= 50)})")
-    print(f"  -> floor: a process importing only {', '.join(FLOOR_MODULES)} takes {floor:.2f} s (median of {WHOLE_RUNS}), "
-          f"{ref['wall_s'] / floor:.0f}x the reference's whole process; ddsynth generate's own work on top of it (its modules, "
-          f"the config, {n // 1000} row groups, their fsynced files and records): {whole['wall_s'] - floor:.2f} s")
+    print(
+        f"  -> whole process: ddsynth generate takes {whole['wall_s']:.2f} s, the reference {ref['wall_s']:.2f} s: {outer:.1f}x (target >= 50x: {_met(outer >= 50)})"
+    )
+    print(
+        f"  -> floor: a process importing only {', '.join(FLOOR_MODULES)} takes {floor:.2f} s (median of {WHOLE_RUNS}), "
+        f"{ref['wall_s'] / floor:.0f}x the reference's whole process; ddsynth generate's own work on top of it (its modules, "
+        f"the config, {n // 1000} row groups, their fsynced files and records): {whole['wall_s'] - floor:.2f} s"
+    )
 
     n = 200_000
     one, every = ours(n, 1000, 1), ours(n, 1000, CORES)
@@ -124,14 +166,26 @@ def main() -> None:
 
     starts = [cli(10, 1000)["wall_s"] for _ in range(8)][1:]  # the first run warms the caches
     start = statistics.median(starts)
-    print(f"ddsynth generate -n 10, whole process: median {start:.3f} s of {len(starts)} runs ({', '.join(f'{s:.2f}' for s in starts)}) "
-          f"(target < {START_LIMIT_S} s: {_met(start < START_LIMIT_S)})")
+    print(
+        f"ddsynth generate -n 10, whole process: median {start:.3f} s of {len(starts)} runs ({', '.join(f'{s:.2f}' for s in starts)}) "
+        f"(target < {START_LIMIT_S} s: {_met(start < START_LIMIT_S)})"
+    )
 
     big = ours(1_000_000, 10_000, CORES, tree=True)
-    print(_row(f"dd, 1,000,000 records, buffer 10,000, {CORES} workers", big["rows"], big["seconds"], big["rows_per_s"], big["tree_peak_rss_mb"]))
-    print(f"  -> process tree ({big['tree_processes']} processes): peak RSS {big['tree_peak_rss_mb']:.0f} MB sampled at once, "
-          f"sum of each process's peak {big['tree_sum_of_peaks_mb']:.0f} MB, parent alone {big['peak_rss_mb']:.0f} MB "
-          f"(target < {RSS_LIMIT_MB} MB: {_met(big['tree_sum_of_peaks_mb'] < RSS_LIMIT_MB)})")
+    print(
+        _row(
+            f"dd, 1,000,000 records, buffer 10,000, {CORES} workers",
+            big["rows"],
+            big["seconds"],
+            big["rows_per_s"],
+            big["tree_peak_rss_mb"],
+        )
+    )
+    print(
+        f"  -> process tree ({big['tree_processes']} processes): peak RSS {big['tree_peak_rss_mb']:.0f} MB sampled at once, "
+        f"sum of each process's peak {big['tree_sum_of_peaks_mb']:.0f} MB, parent alone {big['peak_rss_mb']:.0f} MB "
+        f"(target < {RSS_LIMIT_MB} MB: {_met(big['tree_sum_of_peaks_mb'] < RSS_LIMIT_MB)})"
+    )
 
 
 if __name__ == "__main__":

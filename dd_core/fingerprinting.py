@@ -45,7 +45,9 @@ class Fingerprint(Mapping[str, Any]):
 
 def canonical_json(config: DatasetConfig) -> str:
     """Sorted keys, no whitespace, defaults filled in: the same data gives the same text."""
-    return json.dumps(config.fingerprint_view(), sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return json.dumps(
+        config.fingerprint_view(), sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    )
 
 
 def config_hash(config: DatasetConfig) -> str:

@@ -126,7 +126,9 @@ def _whole(value: object) -> bool:
 def row_group_sizes(num_records: int, buffer_size: int) -> RowGroupSizes:
     """The row groups of a target, after checking it is one dd can make."""
     if not (_whole(num_records) and _whole(buffer_size)) or num_records < 1 or buffer_size < 1:
-        raise DDUsageError(f"num_records and buffer_size must be whole numbers of at least 1 (got {num_records!r}, {buffer_size!r})")
+        raise DDUsageError(
+            f"num_records and buffer_size must be whole numbers of at least 1 (got {num_records!r}, {buffer_size!r})"
+        )
     if buffer_size > MAX_BUFFER_SIZE:
         raise DDUsageError(
             f"buffer_size {buffer_size:,} is more than the {MAX_BUFFER_SIZE:,} rows a row group may have "
@@ -164,7 +166,13 @@ def plan_resume(
 
 
 def _plan_folder(
-    mode: ResumeMode, found: FoundState, config_hash: str, num_records: int, sizes: RowGroupSizes, buffer_size: int, location: str
+    mode: ResumeMode,
+    found: FoundState,
+    config_hash: str,
+    num_records: int,
+    sizes: RowGroupSizes,
+    buffer_size: int,
+    location: str,
 ) -> ResumePlan:
     everything = IndexRanges.span(0, len(sizes))
     if found.kind is Found.NOTHING:
@@ -205,7 +213,11 @@ def _plan_folder(
         )
     # Only the odd checkpoints and the (maybe shorter) last row group can differ from the run.
     candidates = {*odd, len(sizes) - 1}
-    stale = IndexRanges.of(i for i in candidates if i in done and not _current(found.checkpoints.get(i), config_hash, sizes.get(i), buffer_size))
+    stale = IndexRanges.of(
+        i
+        for i in candidates
+        if i in done and not _current(found.checkpoints.get(i), config_hash, sizes.get(i), buffer_size)
+    )
     reuse = done.intersection(everything).difference(stale)
     generate = everything.difference(reuse)
     if not generate and found.finished and found.num_records == num_records:
@@ -251,13 +263,20 @@ def _indices(checkpoints: Mapping[int, Checkpoint]) -> tuple[IndexRanges, Iterab
 
 
 def _current(cp: Checkpoint | None, config_hash: str, requested: int, buffer_size: int) -> bool:
-    return cp is not None and cp.config_hash == config_hash and cp.requested_rows == requested and cp.buffer_size == buffer_size
+    return (
+        cp is not None
+        and cp.config_hash == config_hash
+        and cp.requested_rows == requested
+        and cp.buffer_size == buffer_size
+    )
 
 
 class StaleRowGroupError(ResumeConflictError):
     """Under ALWAYS, a row group was made under another fingerprint (or row-group size)."""
 
-    def __init__(self, location: str, row_group: int, cp: Checkpoint, config_hash: str, requested: int, buffer_size: int):
+    def __init__(
+        self, location: str, row_group: int, cp: Checkpoint, config_hash: str, requested: int, buffer_size: int
+    ):
         self.row_group = row_group
         self.stored_hash = cp.config_hash
         self.current_hash = config_hash

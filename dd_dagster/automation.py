@@ -21,7 +21,13 @@ ADD_BATCH = 10_000
 #: Tag on the runs the regeneration sensor requests: ``dd/regenerate=<dataset name>``.
 REGENERATE_TAG = "dd/regenerate"
 #: Runs not finished yet, queued ones included.
-UNFINISHED = [dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING]
+UNFINISHED = [
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+    dg.DagsterRunStatus.CANCELING,
+]
 
 
 def missing_partition_keys(instance: dg.DagsterInstance, dataset: DagsterDataset) -> list[str]:
@@ -52,12 +58,21 @@ def build_registration_sensor(dataset: DagsterDataset) -> dg.SensorDefinition:
         stray = stray_partition_keys(context.instance, dataset)
         if stray:
             shown = ", ".join(stray[:SHOWN_KEYS])
-            context.log.warning(f"{len(stray)} registered key(s) name no row group of {dataset.name} (valid: {dataset.key_range}): {shown}; delete them in the UI")
+            context.log.warning(
+                f"{len(stray)} registered key(s) name no row group of {dataset.name} (valid: {dataset.key_range}): {shown}; delete them in the UI"
+            )
         missing = missing_partition_keys(context.instance, dataset)
         if not missing:
-            extra = f"; {len(stray)} stray key(s) outside {dataset.key_range}: {', '.join(stray[:SHOWN_KEYS])}" if stray else ""
+            extra = (
+                f"; {len(stray)} stray key(s) outside {dataset.key_range}: {', '.join(stray[:SHOWN_KEYS])}"
+                if stray
+                else ""
+            )
             return dg.SkipReason(f"all {dataset.num_row_groups} row groups are registered{extra}")
-        requests = [dataset.partitions_def.build_add_request(missing[i : i + ADD_BATCH]) for i in range(0, len(missing), ADD_BATCH)]
+        requests = [
+            dataset.partitions_def.build_add_request(missing[i : i + ADD_BATCH])
+            for i in range(0, len(missing), ADD_BATCH)
+        ]
         return dg.SensorResult(dynamic_partitions_requests=requests)
 
     return register
@@ -74,7 +89,9 @@ def contiguous_chunks(indices: list[int], size: int) -> list[tuple[int, int]]:
     return chunks
 
 
-def regeneration_requests(status: RowGroupStatus, row_groups_per_run: int, run_key_suffix: str = "") -> list[dg.RunRequest]:
+def regeneration_requests(
+    status: RowGroupStatus, row_groups_per_run: int, run_key_suffix: str = ""
+) -> list[dg.RunRequest]:
     """One run per contiguous range of stale or missing row groups."""
     ds = status.dataset
     return [
@@ -86,7 +103,9 @@ def regeneration_requests(status: RowGroupStatus, row_groups_per_run: int, run_k
     ]
 
 
-def build_regeneration_sensor(dataset: DagsterDataset, job_name: str, row_groups_key: dg.AssetKey, row_groups_per_run: int) -> dg.SensorDefinition:
+def build_regeneration_sensor(
+    dataset: DagsterDataset, job_name: str, row_groups_key: dg.AssetKey, row_groups_per_run: int
+) -> dg.SensorDefinition:
     @dg.sensor(
         name=f"{dataset.name}_regenerate_stale",
         job_name=job_name,
@@ -111,8 +130,15 @@ def build_regeneration_sensor(dataset: DagsterDataset, job_name: str, row_groups
     return regenerate
 
 
-def build_refresh_schedule(dataset: DagsterDataset, job_name: str, row_groups_key: dg.AssetKey, cron: str, row_groups_per_run: int) -> dg.ScheduleDefinition:
-    @dg.schedule(name=f"{dataset.name}_refresh", cron_schedule=cron, job_name=job_name, description=f"Requests the row groups of {dataset.name} that are missing or made under another config.")
+def build_refresh_schedule(
+    dataset: DagsterDataset, job_name: str, row_groups_key: dg.AssetKey, cron: str, row_groups_per_run: int
+) -> dg.ScheduleDefinition:
+    @dg.schedule(
+        name=f"{dataset.name}_refresh",
+        cron_schedule=cron,
+        job_name=job_name,
+        description=f"Requests the row groups of {dataset.name} that are missing or made under another config.",
+    )
     def refresh(context: dg.ScheduleEvaluationContext):
         register_partitions(context.instance, dataset)  # schedules cannot return partition requests
         status = RowGroupStatus.read(context.instance, dataset, row_groups_key)

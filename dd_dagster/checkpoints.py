@@ -36,7 +36,9 @@ class RowGroupRecord:
     data_version: str
 
 
-def row_group_version(config_hash: str, buffer_size: int, requested_rows: int, num_rows: int, content_digest: str) -> str:
+def row_group_version(
+    config_hash: str, buffer_size: int, requested_rows: int, num_rows: int, content_digest: str
+) -> str:
     """The data version of a row group: its content digest, prefixed by what makes it a checkpoint."""
     algo, digest = config_hash.split(":", 1)
     return f"{_FORMAT}.{algo}.{digest}.{buffer_size}.{requested_rows}.{num_rows}.{content_digest}"
@@ -51,10 +53,14 @@ def parse_row_group_version(partition_key: str, version: str) -> RowGroupRecord 
         buffer_size, requested, num_rows = int(parts[3]), int(parts[4]), int(parts[5])
     except ValueError:
         return None
-    return RowGroupRecord(partition_key, Checkpoint(f"{parts[1]}:{parts[2]}", requested, buffer_size), num_rows, version)
+    return RowGroupRecord(
+        partition_key, Checkpoint(f"{parts[1]}:{parts[2]}", requested, buffer_size), num_rows, version
+    )
 
 
-def latest_records(instance: dg.DagsterInstance, asset_key: dg.AssetKey, partition_keys: Iterable[str]) -> dict[str, RowGroupRecord]:
+def latest_records(
+    instance: dg.DagsterInstance, asset_key: dg.AssetKey, partition_keys: Iterable[str]
+) -> dict[str, RowGroupRecord]:
     """Latest checkpoint per partition; partitions without one (or not written by dd) are absent.
 
     Partitions of deleted keys keep their history in Dagster, so only ``partition_keys`` count.
@@ -67,7 +73,13 @@ def latest_records(instance: dg.DagsterInstance, asset_key: dg.AssetKey, partiti
     tags = latest_tags_by_partition(instance, asset_key, [DATA_VERSION_TAG])
     untagged = (instance.get_materialized_partitions(asset_key) & wanted) - tags.keys()
     if untagged:
-        tags = {**tags, **{key: record.asset_materialization.tags or {} for key, record in latest_materializations(instance, asset_key, untagged).items()}}
+        tags = {
+            **tags,
+            **{
+                key: record.asset_materialization.tags or {}
+                for key, record in latest_materializations(instance, asset_key, untagged).items()
+            },
+        }
     records = {}
     for key, values in tags.items():
         record = parse_row_group_version(key, values.get(DATA_VERSION_TAG, "")) if key in wanted else None
@@ -76,21 +88,32 @@ def latest_records(instance: dg.DagsterInstance, asset_key: dg.AssetKey, partiti
     return records
 
 
-def latest_materializations(instance: dg.DagsterInstance, asset_key: dg.AssetKey, partition_keys: Iterable[str]) -> dict[str, dg.EventLogRecord]:
+def latest_materializations(
+    instance: dg.DagsterInstance, asset_key: dg.AssetKey, partition_keys: Iterable[str]
+) -> dict[str, dg.EventLogRecord]:
     """The latest materialization record of each partition (that has one), in batched queries:
     ~0.3 s per 1,000 partitions, against ~10 s one partition at a time."""
     keys = sorted(set(partition_keys))
     found: dict[str, dg.EventLogRecord] = {}
     for start in range(0, len(keys), RECORDS_PER_QUERY):
         chunk = set(keys[start : start + RECORDS_PER_QUERY])
-        ids = instance.get_latest_storage_id_by_partition(asset_key, dg.DagsterEventType.ASSET_MATERIALIZATION, partitions=chunk)
+        ids = instance.get_latest_storage_id_by_partition(
+            asset_key, dg.DagsterEventType.ASSET_MATERIALIZATION, partitions=chunk
+        )
         if ids:
-            batch = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=asset_key, storage_ids=list(ids.values())), limit=len(ids))
+            batch = instance.fetch_materializations(
+                dg.AssetRecordsFilter(asset_key=asset_key, storage_ids=list(ids.values())), limit=len(ids)
+            )
             found.update((record.partition_key, record) for record in batch.records)
     return found
 
 
-def found_state(instance: dg.DagsterInstance, asset_key: dg.AssetKey, records: dict[str, RowGroupRecord], index_of: Callable[[str], int]) -> FoundState:
+def found_state(
+    instance: dg.DagsterInstance,
+    asset_key: dg.AssetKey,
+    records: dict[str, RowGroupRecord],
+    index_of: Callable[[str], int],
+) -> FoundState:
     """The records of one run's row groups as the state the resume planner reads."""
     checkpoints = {index_of(key): rec.checkpoint for key, rec in records.items()}
     anything = bool(checkpoints) or bool(instance.get_materialized_partitions(asset_key))

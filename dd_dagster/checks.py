@@ -49,7 +49,10 @@ def build_current_check(dataset: DagsterDataset, asset_key: dg.AssetKey) -> dg.A
     def row_groups_current(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
         evaluation = check_evaluation(RowGroupStatus.read(context.instance, dataset, asset_key), asset_key)
         return dg.AssetCheckResult(
-            passed=evaluation.passed, metadata=evaluation.metadata, severity=evaluation.severity, description=evaluation.description
+            passed=evaluation.passed,
+            metadata=evaluation.metadata,
+            severity=evaluation.severity,
+            description=evaluation.description,
         )
 
     return row_groups_current

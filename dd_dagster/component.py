@@ -35,7 +35,9 @@ class ModelEndpointAttributes(dg.Model):
     """Where one model alias of the config is served in this deployment."""
 
     base_url: str | None = Field(default=None, description="OpenAI-compatible endpoint, e.g. http://vllm:8000/v1.")
-    api_key_env: str | None = Field(default=None, description="Name of the environment variable holding the API key (never the key itself).")
+    api_key_env: str | None = Field(
+        default=None, description="Name of the environment variable holding the API key (never the key itself)."
+    )
     max_parallel_requests: int | None = Field(default=None, description="Requests in flight at once for this model.")
     timeout_s: float | None = Field(default=None, description="Seconds before one request is abandoned and retried.")
 
@@ -73,14 +75,35 @@ class DatasetComponent(dg.Component, dg.Model, dg.Resolvable):
     config: Annotated[str, _about("The dataset config (YAML or JSON), relative to this defs.yaml.")]
     num_records: Annotated[int, _about("Records in the finished dataset.")]
     buffer_size: Annotated[int, _about("Records per row group (one partition each).")] = 1000
-    dataset_name: Annotated[str | None, _about("Name of the dataset and prefix of its asset keys (default: the config's name).")] = None
+    dataset_name: Annotated[
+        str | None, _about("Name of the dataset and prefix of its asset keys (default: the config's name).")
+    ] = None
     row_groups_per_run: Annotated[int, _about("Row groups per run of a backfill.")] = 10
-    refresh_cron: Annotated[str | None, _about("Cron schedule requesting stale or missing row groups (none by default).")] = None
-    artifact_path: Annotated[str, _about("Folder or s3://bucket/prefix for the data; relative paths start at the project root.")] = "artifacts/dagster"
-    models: Annotated[dict[str, ModelEndpointAttributes], _about("Per model alias of the config: the endpoint to use.")] = {}
-    generation_worker: Annotated[bool, _about("Generate in worker processes beside the run (off: in the run's own process).")] = True
-    workers: Annotated[int | None, _about("Worker processes generating a run's row groups (default: the cores available, fewer for a small job without LLM columns, as ddsynth generate).")] = None
-    translation: Annotated[TranslationFn[DatasetAssetProps], TranslationFnResolver[DatasetAssetProps](lambda props: {"dataset": props.dataset.name, "role": props.role})] | None = None
+    refresh_cron: Annotated[
+        str | None, _about("Cron schedule requesting stale or missing row groups (none by default).")
+    ] = None
+    artifact_path: Annotated[
+        str, _about("Folder or s3://bucket/prefix for the data; relative paths start at the project root.")
+    ] = "artifacts/dagster"
+    models: Annotated[
+        dict[str, ModelEndpointAttributes], _about("Per model alias of the config: the endpoint to use.")
+    ] = {}
+    generation_worker: Annotated[
+        bool, _about("Generate in worker processes beside the run (off: in the run's own process).")
+    ] = True
+    workers: Annotated[
+        int | None,
+        _about(
+            "Worker processes generating a run's row groups (default: the cores available, fewer for a small job without LLM columns, as ddsynth generate)."
+        ),
+    ] = None
+    translation: (
+        Annotated[
+            TranslationFn[DatasetAssetProps],
+            TranslationFnResolver[DatasetAssetProps](lambda props: {"dataset": props.dataset.name, "role": props.role}),
+        ]
+        | None
+    ) = None
 
     def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
         config_path = (context.path / self.config).resolve()

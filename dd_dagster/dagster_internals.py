@@ -25,7 +25,11 @@ def range_tags(first_key: str, last_key: str) -> dict[str, str]:
     return {ASSET_PARTITION_RANGE_START_TAG: first_key, ASSET_PARTITION_RANGE_END_TAG: last_key}
 
 
-def latest_tags_by_partition(instance: dg.DagsterInstance, asset_key: dg.AssetKey, tag_keys: Iterable[str]) -> Mapping[str, Mapping[str, str]]:
+def latest_tags_by_partition(
+    instance: dg.DagsterInstance, asset_key: dg.AssetKey, tag_keys: Iterable[str]
+) -> Mapping[str, Mapping[str, str]]:
     """Partition key -> the given tags of its latest materialization (only tags Dagster indexes
     per partition, such as ``dagster/data_version``)."""
-    return instance.event_log_storage.get_latest_tags_by_partition(asset_key, dg.DagsterEventType.ASSET_MATERIALIZATION, list(tag_keys))
+    return instance.event_log_storage.get_latest_tags_by_partition(
+        asset_key, dg.DagsterEventType.ASSET_MATERIALIZATION, list(tag_keys)
+    )

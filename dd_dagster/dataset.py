@@ -35,8 +35,14 @@ class DagsterDataset:
     config_path: Path | None = None
 
     @classmethod
-    def create(cls, config: DatasetConfig | str | Path | dict, num_records: int, buffer_size: int, name: str | None = None) -> DagsterDataset:
-        path = Path(config).resolve() if isinstance(config, (str, Path)) and str(config).endswith((".yaml", ".yml", ".json")) else None
+    def create(
+        cls, config: DatasetConfig | str | Path | dict, num_records: int, buffer_size: int, name: str | None = None
+    ) -> DagsterDataset:
+        path = (
+            Path(config).resolve()
+            if isinstance(config, (str, Path)) and str(config).endswith((".yaml", ".yml", ".json"))
+            else None
+        )
         config = load_config(config)
         row_group_sizes(num_records, buffer_size)  # a bad target fails now, at definition time
         return cls(config, name or config.name or "dataset", num_records, buffer_size, path)
@@ -81,7 +87,11 @@ class DagsterDataset:
 
     def is_current(self, checkpoint: Checkpoint | None, index: int) -> bool:
         """Whether a row group's checkpoint was made under the current config and target."""
-        return checkpoint is not None and (checkpoint.config_hash, checkpoint.requested_rows, checkpoint.buffer_size) == (
+        return checkpoint is not None and (
+            checkpoint.config_hash,
+            checkpoint.requested_rows,
+            checkpoint.buffer_size,
+        ) == (
             self.config_hash,
             self.sizes[index],
             self.buffer_size,
@@ -135,7 +145,9 @@ class DagsterDataset:
     def root(self, artifact_path: str) -> StoragePath:
         return storage_path(artifact_path) / self.name
 
-    def version_dir(self, artifact_path: str, config_hash: str | None = None, buffer_size: int | None = None) -> StoragePath:
+    def version_dir(
+        self, artifact_path: str, config_hash: str | None = None, buffer_size: int | None = None
+    ) -> StoragePath:
         """The folder of one version of the dataset (the current one by default)."""
         digest = (config_hash or self.config_hash).split(":", 1)[1][:16]
         return self.root(artifact_path) / f"{digest}-b{buffer_size or self.buffer_size}"
@@ -144,7 +156,11 @@ class DagsterDataset:
         """Where row group ``index`` is (or goes): of the current config, or of ``checkpoint``'s."""
         cp = checkpoint or Checkpoint(self.config_hash, self.sizes[index], self.buffer_size)
         suffix = "" if cp.requested_rows == cp.buffer_size else f"-rows{cp.requested_rows}"
-        return self.version_dir(artifact_path, cp.config_hash, cp.buffer_size) / "parquet-files" / f"batch_{index:05d}{suffix}.parquet"
+        return (
+            self.version_dir(artifact_path, cp.config_hash, cp.buffer_size)
+            / "parquet-files"
+            / f"batch_{index:05d}{suffix}.parquet"
+        )
 
     def claim_path(self, artifact_path: str, index: int) -> StoragePath:
         return self.version_dir(artifact_path) / "claims" / f"batch_{index:05d}.lock"

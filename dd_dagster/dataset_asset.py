@@ -22,18 +22,31 @@ from dd_dagster.status import RowGroupStatus
 ROW_COUNT_CHECK = "row_count_matches"
 
 
-def build_dataset_asset(dataset: DagsterDataset, spec: dg.AssetSpec, row_groups_key: dg.AssetKey, resource_key: str) -> dg.AssetsDefinition:
+def build_dataset_asset(
+    dataset: DagsterDataset, spec: dg.AssetSpec, row_groups_key: dg.AssetKey, resource_key: str
+) -> dg.AssetsDefinition:
     spec = spec.replace_attributes(deps=[*spec.deps, dg.AssetDep(row_groups_key)], code_version=dataset.config_hash)
-    checks = [dg.AssetCheckSpec(ROW_COUNT_CHECK, asset=spec.key, blocking=True, description="Rows equal the target minus the rows dropped for failed LLM cells.")]
+    checks = [
+        dg.AssetCheckSpec(
+            ROW_COUNT_CHECK,
+            asset=spec.key,
+            blocking=True,
+            description="Rows equal the target minus the rows dropped for failed LLM cells.",
+        )
+    ]
 
-    @dg.multi_asset(name=f"{dataset.name}_dataset", specs=[spec], check_specs=checks, required_resource_keys={resource_key})
+    @dg.multi_asset(
+        name=f"{dataset.name}_dataset", specs=[spec], check_specs=checks, required_resource_keys={resource_key}
+    )
     def combined(context: dg.AssetExecutionContext):
         return combine(context, dataset, getattr(context.resources, resource_key).artifact_path, row_groups_key)
 
     return combined
 
 
-def combine(context: dg.AssetExecutionContext, dataset: DagsterDataset, artifact_path: str, row_groups_key: dg.AssetKey) -> dg.MaterializeResult:
+def combine(
+    context: dg.AssetExecutionContext, dataset: DagsterDataset, artifact_path: str, row_groups_key: dg.AssetKey
+) -> dg.MaterializeResult:
     started = time.perf_counter()
     status = RowGroupStatus.read(context.instance, dataset, row_groups_key)
     if not status.complete:
@@ -42,7 +55,9 @@ def combine(context: dg.AssetExecutionContext, dataset: DagsterDataset, artifact
     paths = [dataset.row_group_path(artifact_path, i) for i in indices]
     unreadable = [i for i, path in zip(indices, paths) if not dataset.has_finished_file(path, i)]
     if unreadable:
-        raise _refusal(dataset, status, f"{len(unreadable)} row group file(s) are missing or damaged: {status.keys(unreadable)}.")
+        raise _refusal(
+            dataset, status, f"{len(unreadable)} row group file(s) are missing or damaged: {status.keys(unreadable)}."
+        )
 
     combined = combine_row_groups(dataset.config, paths, dataset.combined_path(artifact_path))
     path, rows = combined.path, combined.num_rows
@@ -65,7 +80,11 @@ def combine(context: dg.AssetExecutionContext, dataset: DagsterDataset, artifact
             **total_cost(usage),
         },
         check_results=[
-            dg.AssetCheckResult(check_name=ROW_COUNT_CHECK, passed=rows == expected, metadata={"rows": rows, "expected": expected, "dropped_rows": dropped}),
+            dg.AssetCheckResult(
+                check_name=ROW_COUNT_CHECK,
+                passed=rows == expected,
+                metadata={"rows": rows, "expected": expected, "dropped_rows": dropped},
+            ),
         ],
     )
 

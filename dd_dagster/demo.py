@@ -31,22 +31,35 @@ def main() -> None:
     ap.add_argument("config", help="dataset config (YAML or JSON)")
     ap.add_argument("--num-records", type=int, default=10_000)
     ap.add_argument("--buffer-size", type=int, default=1_000)
-    ap.add_argument("--artifact-path", default="artifacts/dagster", help="where datasets go (as the example code location's default)")
+    ap.add_argument(
+        "--artifact-path",
+        default="artifacts/dagster",
+        help="where datasets go (as the example code location's default)",
+    )
     args = ap.parse_args()
     dataset = DagsterDataset.create(args.config, args.num_records, args.buffer_size)
     resource = DataDesignerResource(artifact_path=args.artifact_path)
-    defs = build_dataset_definitions(args.config, num_records=args.num_records, buffer_size=args.buffer_size, resource=resource)
+    defs = build_dataset_definitions(
+        args.config, num_records=args.num_records, buffer_size=args.buffer_size, resource=resource
+    )
     instance = dg.DagsterInstance.get()
     register_partitions(instance, dataset)
     keys = dataset.partition_keys
     job = defs.resolve_job_def(f"{dataset.name}_row_groups_job")
     tags = range_tags(keys[0], keys[-1])
-    print(f"Materializing {len(keys)} row groups of {dataset.name} on the Dagster instance in {instance.root_directory} ...")
+    print(
+        f"Materializing {len(keys)} row groups of {dataset.name} on the Dagster instance in {instance.root_directory} ..."
+    )
     run = job.execute_in_process(instance=instance, tags=tags, run_config=QUIET, raise_on_error=False)
     if not run.success:
         sys.exit(f"row-group run {run.run_id} failed; see `make ui`")
     reused = sum(bool(e.materialization.metadata["reused"].value) for e in run.get_asset_materialization_events())
-    combined = dg.materialize([defs.resolve_assets_def(dg.AssetKey([dataset.name]))], instance=instance, run_config=QUIET, raise_on_error=False)
+    combined = dg.materialize(
+        [defs.resolve_assets_def(dg.AssetKey([dataset.name]))],
+        instance=instance,
+        run_config=QUIET,
+        raise_on_error=False,
+    )
     checks = {e.check_name: e.passed for e in combined.get_asset_check_evaluations()}
     path = dataset.combined_path(resource.artifact_path)
     print(f"{dataset.name}: {len(keys)} row groups ({reused} reused from earlier runs), checks {checks}")

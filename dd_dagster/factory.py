@@ -49,7 +49,9 @@ def build_dataset_definitions(
     row_groups_spec = translator.get_asset_spec(DatasetAssetProps(dataset, "row_groups"))
     endpoint = dataset.llm_endpoint({alias: m.base_url for alias, m in resource.models.items()} if resource else None)
     row_groups = build_row_groups_asset(dataset, row_groups_spec, row_groups_per_run, endpoint, resource_key)
-    combined = build_dataset_asset(dataset, translator.get_asset_spec(DatasetAssetProps(dataset, "dataset")), row_groups_spec.key, resource_key)
+    combined = build_dataset_asset(
+        dataset, translator.get_asset_spec(DatasetAssetProps(dataset, "dataset")), row_groups_spec.key, resource_key
+    )
     job = dg.define_asset_job(
         f"{dataset.name}_row_groups_job",
         # Without the check's own step: every run of the asset evaluates it when it ends.
@@ -58,12 +60,19 @@ def build_dataset_definitions(
         description=f"Generates row groups of {dataset.name}; launch it over a partition range.",
         tags={LLM_ENDPOINT_TAG: endpoint} if endpoint else None,
     )
-    schedules = [build_refresh_schedule(dataset, job.name, row_groups_spec.key, refresh_cron, row_groups_per_run)] if refresh_cron else []
+    schedules = (
+        [build_refresh_schedule(dataset, job.name, row_groups_spec.key, refresh_cron, row_groups_per_run)]
+        if refresh_cron
+        else []
+    )
     return dg.Definitions(
         assets=[row_groups, combined],
         asset_checks=[build_current_check(dataset, row_groups_spec.key)],
         jobs=[job],
-        sensors=[build_registration_sensor(dataset), build_regeneration_sensor(dataset, job.name, row_groups_spec.key, row_groups_per_run)],
+        sensors=[
+            build_registration_sensor(dataset),
+            build_regeneration_sensor(dataset, job.name, row_groups_spec.key, row_groups_per_run),
+        ],
         schedules=schedules,
         resources={resource_key: resource} if resource is not None else {},
         # Backfills run the implicit asset job, which takes the code location's executor:

@@ -22,7 +22,18 @@ from dd_core.orchestration import column_schema
 from dd_dagster.dataset import DagsterDataset
 
 #: ``dd_core.orchestration.ModelUsage`` counters shown per model and summed by the combined asset.
-USAGE_COUNTERS = ("calls", "batch_calls", "cache_hits", "retries", "invalid_replies", "failed_cells", "throttled", "prompt_tokens", "completion_tokens", "request_seconds")
+USAGE_COUNTERS = (
+    "calls",
+    "batch_calls",
+    "cache_hits",
+    "retries",
+    "invalid_replies",
+    "failed_cells",
+    "throttled",
+    "prompt_tokens",
+    "completion_tokens",
+    "request_seconds",
+)
 USAGE_PREFIX = "llm/"
 COST = "cost_usd"
 #: Costs keep micro-dollars (a row group of small calls costs fractions of a cent).
@@ -37,7 +48,9 @@ def table_schema(dataset: DagsterDataset, *, processed: bool) -> dg.TableSchema:
     """Every column with its Arrow type and a description naming its generator."""
     return dg.TableSchema(
         columns=[
-            dg.TableColumn(c.name, str(c.type), description=f"{c.description} ({c.generator})" if c.description else c.generator)
+            dg.TableColumn(
+                c.name, str(c.type), description=f"{c.description} ({c.generator})" if c.description else c.generator
+            )
             for c in column_schema(dataset.config, processed=processed)
         ]
     )
@@ -65,14 +78,20 @@ def _config_reference(dataset: DagsterDataset) -> dg.CodeReferencesMetadataValue
     beta; the warning would be printed by every process that loads the code location."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", dg.BetaWarning)
-        reference = dg.LocalFileCodeReference(file_path=str(dataset.config_path), line_number=1, label=f"{dataset.name} config")
+        reference = dg.LocalFileCodeReference(
+            file_path=str(dataset.config_path), line_number=1, label=f"{dataset.name} config"
+        )
         return dg.CodeReferencesMetadataValue(code_references=[reference])
 
 
 def usage_metadata(usage: Mapping[str, Mapping[str, Any]]) -> dict[str, float | int]:
     """``{"writer": ModelUsage.to_json()}`` -> ``{"llm/writer/calls": 40, ...}`` (and
     ``llm/writer/cost_usd`` when the usage has a cost: never an estimate)."""
-    entries = {f"{USAGE_PREFIX}{alias}/{name}": _rounded(counters.get(name, 0)) for alias, counters in sorted(usage.items()) for name in USAGE_COUNTERS}
+    entries = {
+        f"{USAGE_PREFIX}{alias}/{name}": _rounded(counters.get(name, 0))
+        for alias, counters in sorted(usage.items())
+        for name in USAGE_COUNTERS
+    }
     for alias, counters in sorted(usage.items()):
         if "cost_usd" in counters:
             entries[f"{USAGE_PREFIX}{alias}/{COST}"] = round(counters[COST], COST_DIGITS)
@@ -95,7 +114,10 @@ def summed(parts: Iterable[Mapping[str, float | int]]) -> dict[str, float | int]
     for part in parts:
         for label, value in part.items():
             total[label] = total.get(label, 0) + value
-    return {label: round(v, COST_DIGITS) if label.endswith(f"/{COST}") else _rounded(v) for label, v in sorted(total.items())}
+    return {
+        label: round(v, COST_DIGITS) if label.endswith(f"/{COST}") else _rounded(v)
+        for label, v in sorted(total.items())
+    }
 
 
 def _rounded(value: float | int) -> float | int:
@@ -111,7 +133,12 @@ def preview(table: pa.Table) -> dg.MetadataValue:
         table = table.flatten()
     rows = [f"row {i}" for i in range(table.num_rows)]
     columns = [dg.TableColumn("column", "string"), *(dg.TableColumn(r, "string") for r in rows)]
-    records = [dg.TableRecord({"column": field.name, **{r: _cell(v) for r, v in zip(rows, table.column(field.name).to_pylist())}}) for field in table.schema]
+    records = [
+        dg.TableRecord(
+            {"column": field.name, **{r: _cell(v) for r, v in zip(rows, table.column(field.name).to_pylist())}}
+        )
+        for field in table.schema
+    ]
     return dg.MetadataValue.table(records, dg.TableSchema(columns=columns))
 
 

@@ -50,11 +50,17 @@ class RowGroupOutcome:
     @classmethod
     def of(cls, dataset: DagsterDataset, part: ProducedRowGroup) -> RowGroupOutcome:
         info = part.info
-        version = row_group_version(dataset.config_hash, dataset.buffer_size, info.requested_rows, info.num_rows, part.sha256[:16])
+        version = row_group_version(
+            dataset.config_hash, dataset.buffer_size, info.requested_rows, info.num_rows, part.sha256[:16]
+        )
         usage = {alias: u.to_json() for alias, u in part.usage.items()}
         for alias, spend in row_group_spend(info.llm_spend).items():  # what this row group was paid for
             if part.reused and alias not in usage:  # a file no run reported: what it says was paid
-                usage[alias] = {"calls": spend.get("requests", 0), "prompt_tokens": spend.get("prompt_tokens", 0), "completion_tokens": spend.get("completion_tokens", 0)}
+                usage[alias] = {
+                    "calls": spend.get("requests", 0),
+                    "prompt_tokens": spend.get("prompt_tokens", 0),
+                    "completion_tokens": spend.get("completion_tokens", 0),
+                }
             if "cost_usd" in spend and alias in usage:
                 usage[alias]["cost_usd"] = spend["cost_usd"]
         return cls(part.index, part.path, info.num_rows, version, part.reused, part.seconds, usage)
@@ -85,4 +91,6 @@ def produce(
         return nullcontext(iter(()))
     beside_run = beside_run and not dataset.batched and len(jobs) >= MIN_ROW_GROUPS_FOR_WORKERS
     workers = worker_count(dataset.config, sum(job.num_rows for job in jobs), len(jobs), workers) if beside_run else 1
-    return produce_row_groups(dataset.config, jobs, buffer_size=dataset.buffer_size, llm=runtime, workers=workers, out_of_process=beside_run)
+    return produce_row_groups(
+        dataset.config, jobs, buffer_size=dataset.buffer_size, llm=runtime, workers=workers, out_of_process=beside_run
+    )

@@ -22,11 +22,17 @@ class ModelEndpoint(dg.Config):
     """Where one model alias of the dataset configs is served in this deployment. Fields left
     empty keep the config's value; none of them changes the config fingerprint."""
 
-    base_url: str | None = Field(default=None, description="OpenAI-compatible endpoint, e.g. http://vllm:8000/v1 (replaces the config's base_url).")
-    api_key: str | None = Field(
-        default=None, description="API key; pass it as an environment variable (EnvVar(\"VLLM_KEY\")), so the UI shows only its name."
+    base_url: str | None = Field(
+        default=None,
+        description="OpenAI-compatible endpoint, e.g. http://vllm:8000/v1 (replaces the config's base_url).",
     )
-    max_parallel_requests: int | None = Field(default=None, description="Requests in flight at once for this model, over all its columns.")
+    api_key: str | None = Field(
+        default=None,
+        description='API key; pass it as an environment variable (EnvVar("VLLM_KEY")), so the UI shows only its name.',
+    )
+    max_parallel_requests: int | None = Field(
+        default=None, description="Requests in flight at once for this model, over all its columns."
+    )
     timeout_s: float | None = Field(default=None, description="Seconds before one request is abandoned and retried.")
 
 
@@ -39,7 +45,8 @@ class DataDesignerResource(dg.ConfigurableResource):
         description="Folder or s3://bucket/prefix in which each dataset gets a folder of its name (one subfolder per config fingerprint).",
     )
     models: dict[str, ModelEndpoint] = Field(
-        default={}, description="Per model alias of the configs: the endpoint, key and limits to use in this deployment."
+        default={},
+        description="Per model alias of the configs: the endpoint, key and limits to use in this deployment.",
     )
     generation_worker: bool = Field(
         default=True,
@@ -64,7 +71,9 @@ class DataDesignerResource(dg.ConfigurableResource):
         }
         return LLMRuntime(cache_dir=cache_dir, overrides=overrides)
 
-    def produce(self, dataset: DagsterDataset, jobs: list[RowGroupJob]) -> AbstractContextManager[Iterator[ProducedRowGroup]]:
+    def produce(
+        self, dataset: DagsterDataset, jobs: list[RowGroupJob]
+    ) -> AbstractContextManager[Iterator[ProducedRowGroup]]:
         """What a run's row groups come from: ``jobs`` produced as this resource says (the one
         place a run turns jobs into files; ``bench/dagster_overhead.py`` replaces it)."""
         runtime = self.llm_runtime(dataset.llm_cache_dir(self.artifact_path))

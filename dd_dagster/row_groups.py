@@ -67,7 +67,9 @@ def build_row_groups_asset(
     )
     def row_groups(context: dg.AssetExecutionContext, config: RowGroupsConfig):
         resource = getattr(context.resources, resource_key)
-        yield from RowGroupMaterializer(dataset, resource, context).run(context.partition_keys, ResumeMode(config.resume))
+        yield from RowGroupMaterializer(dataset, resource, context).run(
+            context.partition_keys, ResumeMode(config.resume)
+        )
 
     return row_groups
 
@@ -101,15 +103,22 @@ class RowGroupMaterializer:
         self.context.log.info(f"{len(reuse)} row group(s) to reuse, {len(jobs)} to generate (resume={mode.value})")
         # Each log line is an event Dagster stores (~10 ms on SQLite): report progress about ten times a run.
         every = max(1, len(indices) // 10)
-        with batch_progress_to(self.context.log) if ds.batched else nullcontext(), self.resource.produce(ds, jobs) as produced:
+        with (
+            batch_progress_to(self.context.log) if ds.batched else nullcontext(),
+            self.resource.produce(ds, jobs) as produced,
+        ):
             outcomes = chain(reuse.values(), (RowGroupOutcome.of(ds, part) for part in produced))
             for done, outcome in enumerate(self._failing_clearly(outcomes), start=1):
                 if done % every == 0 or done == len(indices):
                     how = "reused" if outcome.reused else f"generated in {outcome.seconds:.2f} s"
-                    self.context.log.info(f"{done}/{len(indices)} row groups done (row group {outcome.index}: {outcome.num_rows} rows, {how})")
+                    self.context.log.info(
+                        f"{done}/{len(indices)} row groups done (row group {outcome.index}: {outcome.num_rows} rows, {how})"
+                    )
                 yield self._materialization(outcome)
         # The dataset-level check, evaluated again now that these row groups are done.
-        self.context.log_event(check_evaluation(RowGroupStatus.read(self.context.instance, ds, self.asset_key), self.asset_key))
+        self.context.log_event(
+            check_evaluation(RowGroupStatus.read(self.context.instance, ds, self.asset_key), self.asset_key)
+        )
 
     def _check_keys(self, partition_keys: list[str]) -> None:
         """Fail before anything else on keys that name no row group (added by hand in the UI, or
@@ -117,7 +126,9 @@ class RowGroupMaterializer:
         ds = self.dataset
         bad = ds.invalid_keys(partition_keys)
         if bad:
-            shown = ", ".join(repr(k) for k in bad[:SHOWN_KEYS]) + (f" ... ({len(bad)} in all)" if len(bad) > SHOWN_KEYS else "")
+            shown = ", ".join(repr(k) for k in bad[:SHOWN_KEYS]) + (
+                f" ... ({len(bad)} in all)" if len(bad) > SHOWN_KEYS else ""
+            )
             raise dg.Failure(
                 description=(
                     f"partition key(s) {shown} name no row group of {ds.name}: valid keys are {ds.key_range} "
@@ -148,12 +159,27 @@ class RowGroupMaterializer:
         ds = self.dataset
         location = f"asset {self.asset_key.to_user_string()}"
         try:
-            return plan_resume(mode, found, ds.config_hash, ds.num_records, ds.buffer_size, location=location, scope="asset", row_groups=indices)
+            return plan_resume(
+                mode,
+                found,
+                ds.config_hash,
+                ds.num_records,
+                ds.buffer_size,
+                location=location,
+                scope="asset",
+                row_groups=indices,
+            )
         except StaleRowGroupError as exc:
-            metadata = {"row_group": exc.row_group, "stored_config_hash": exc.stored_hash, "current_config_hash": exc.current_hash}
+            metadata = {
+                "row_group": exc.row_group,
+                "stored_config_hash": exc.stored_hash,
+                "current_config_hash": exc.current_hash,
+            }
             raise dg.Failure(description=str(exc), metadata=metadata, allow_retries=False) from exc
         except (ResumeConflictError, DDConfigError) as exc:
-            raise dg.Failure(description=str(exc), metadata={"current_config_hash": ds.config_hash}, allow_retries=False) from exc
+            raise dg.Failure(
+                description=str(exc), metadata={"current_config_hash": ds.config_hash}, allow_retries=False
+            ) from exc
 
     def _materialization(self, outcome: RowGroupOutcome) -> dg.AssetMaterialization:
         """Numeric entries only where they change per row group (Dagster plots every number);
@@ -175,4 +201,6 @@ class RowGroupMaterializer:
             metadata["duration_s"] = round(outcome.seconds, 3)
         metadata.update(usage_metadata(outcome.usage) if outcome.usage else self.earlier_usage.get(index, {}))
         tags = {CODE_VERSION_TAG: ds.config_hash, DATA_VERSION_TAG: outcome.data_version}  # see checkpoints.py
-        return dg.AssetMaterialization(asset_key=self.asset_key, partition=ds.partition_key(index), metadata=metadata, tags=tags)
+        return dg.AssetMaterialization(
+            asset_key=self.asset_key, partition=ds.partition_key(index), metadata=metadata, tags=tags
+        )

@@ -87,7 +87,9 @@ class RowGroupStatus:
         """E.g. ``3 of 10 row groups are stale (00001, 00002, 00003), 2 missing (00008, 00009)``."""
         parts = [f"{len(self.stale)} stale ({self.keys(self.stale)})"] * bool(self.stale)
         parts += [f"{len(self.missing)} missing ({self.keys(self.missing)})"] * bool(self.missing)
-        parts += [f"{len(self.unregistered)} not registered yet ({self.keys(self.unregistered)})"] * bool(self.unregistered)
+        parts += [f"{len(self.unregistered)} not registered yet ({self.keys(self.unregistered)})"] * bool(
+            self.unregistered
+        )
         total = self.dataset.num_row_groups
         if not parts:
             return f"all {total} row groups are current"

@@ -23,12 +23,20 @@ def example_resource() -> DataDesignerResource:
         base_url=os.environ.get("DD_LLM_BASE_URL"),
         api_key=dg.EnvVar("DD_LLM_API_KEY") if os.environ.get("DD_LLM_API_KEY") else None,
     )
-    return DataDesignerResource(artifact_path=os.environ.get("DD_ARTIFACT_PATH", "artifacts/dagster"), models={"writer": writer})
+    return DataDesignerResource(
+        artifact_path=os.environ.get("DD_ARTIFACT_PATH", "artifacts/dagster"), models={"writer": writer}
+    )
 
 
 resource = example_resource()
 defs = dg.Definitions.merge(
-    build_dataset_definitions(EXAMPLES / "customers.yaml", num_records=10_000, buffer_size=1_000, refresh_cron="0 3 * * *", resource=resource),
-    build_dataset_definitions(EXAMPLES / "orders_from_seed.yaml", num_records=5_000, buffer_size=500, resource=resource),
-    build_dataset_definitions(EXAMPLES / "support_tickets_llm.yaml", num_records=200, buffer_size=50, row_groups_per_run=2, resource=resource),
+    build_dataset_definitions(
+        EXAMPLES / "customers.yaml", num_records=10_000, buffer_size=1_000, refresh_cron="0 3 * * *", resource=resource
+    ),
+    build_dataset_definitions(
+        EXAMPLES / "orders_from_seed.yaml", num_records=5_000, buffer_size=500, resource=resource
+    ),
+    build_dataset_definitions(
+        EXAMPLES / "support_tickets_llm.yaml", num_records=200, buffer_size=50, row_groups_per_run=2, resource=resource
+    ),
 )

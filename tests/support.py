@@ -11,7 +11,9 @@ ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
 
 
-def run_dd(*args: object, cwd: Path | None = None, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+def run_dd(
+    *args: object, cwd: Path | None = None, env: dict | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess:
     """Run the dd CLI in a subprocess, exactly as a user would."""
     return subprocess.run(
         [sys.executable, "-m", "dd_core", *map(str, args)],
@@ -29,7 +31,17 @@ def dd_generate_dataset(config_path: Path, artifact_path: Path, num_records: int
     from dd_core import load_config, load_dataset
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("DD_FAULT_")}
-    args = [Path(sys.executable).parent / "ddsynth", "generate", config_path, "--num-records", num_records, "--buffer-size", buffer_size, "--artifact-path", artifact_path]
+    args = [
+        Path(sys.executable).parent / "ddsynth",
+        "generate",
+        config_path,
+        "--num-records",
+        num_records,
+        "--buffer-size",
+        buffer_size,
+        "--artifact-path",
+        artifact_path,
+    ]
     done = subprocess.run([str(a) for a in args], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     return load_dataset(Path(artifact_path) / load_config(config_path).name)

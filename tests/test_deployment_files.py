@@ -13,7 +13,12 @@ from tests.support import ROOT
 
 
 def test_kubernetes_files_validate():
-    run = subprocess.run([sys.executable, str(ROOT / "deployments" / "kubernetes" / "validate.py")], capture_output=True, text=True, timeout=300)
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "deployments" / "kubernetes" / "validate.py")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert run.returncode == 0, run.stdout + run.stderr
     assert " 0 failed" in run.stdout
 

@@ -63,11 +63,13 @@ def quiet_logging() -> None:
     """Send only warnings and worse to stderr (its INFO progress lines are many)."""
     from data_designer.logging import LoggerConfig, LoggingConfig, OutputConfig, configure_logging
 
-    configure_logging(LoggingConfig(
-        logger_configs=[LoggerConfig(name="data_designer", level="WARNING")],
-        output_configs=[OutputConfig(destination=sys.stderr, structured=False)],
-        root_level="WARNING",
-    ))
+    configure_logging(
+        LoggingConfig(
+            logger_configs=[LoggerConfig(name="data_designer", level="WARNING")],
+            output_configs=[OutputConfig(destination=sys.stderr, structured=False)],
+            root_level="WARNING",
+        )
+    )
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
 

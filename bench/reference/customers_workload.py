@@ -25,8 +25,10 @@ import time
 
 from _common import VERSION, import_data_designer
 
-SUMMARY = ("{{ person.first_name }} {{ person.last_name }} ({{ region }}/{{ city }}) score={{ score }}"
-           " orders={{ n_orders }} active={{ is_active }} since {{ signup_date }}")
+SUMMARY = (
+    "{{ person.first_name }} {{ person.last_name }} ({{ region }}/{{ city }}) score={{ score }}"
+    " orders={{ n_orders }} active={{ is_active }} since {{ signup_date }}"
+)
 
 
 def build_config(dd):
@@ -36,15 +38,32 @@ def build_config(dd):
         b.add_column(dd.SamplerColumnConfig(name=name, sampler_type=stype, params=params, **kw))
 
     S = dd.SamplerType
-    sampler("region", S.CATEGORY, dd.CategorySamplerParams(
-        values=["north", "south", "east", "west"], weights=[0.4, 0.3, 0.2, 0.1]))
-    sampler("city", S.SUBCATEGORY, dd.SubcategorySamplerParams(category="region", values={
-        "north": ["oslo", "helsinki"], "south": ["rome", "madrid"],
-        "east": ["warsaw", "kyiv"], "west": ["lisbon", "dublin"]}))
+    sampler(
+        "region",
+        S.CATEGORY,
+        dd.CategorySamplerParams(values=["north", "south", "east", "west"], weights=[0.4, 0.3, 0.2, 0.1]),
+    )
+    sampler(
+        "city",
+        S.SUBCATEGORY,
+        dd.SubcategorySamplerParams(
+            category="region",
+            values={
+                "north": ["oslo", "helsinki"],
+                "south": ["rome", "madrid"],
+                "east": ["warsaw", "kyiv"],
+                "west": ["lisbon", "dublin"],
+            },
+        ),
+    )
     sampler("score", S.UNIFORM, dd.UniformSamplerParams(low=0, high=100, decimal_places=2))
     sampler("height_cm", S.GAUSSIAN, dd.GaussianSamplerParams(mean=170, stddev=10, decimal_places=1))
-    sampler("signup_date", S.DATETIME, dd.DatetimeSamplerParams(start="2020-01-01", end="2025-01-01", unit="D"),
-            convert_to="%Y-%m-%d")
+    sampler(
+        "signup_date",
+        S.DATETIME,
+        dd.DatetimeSamplerParams(start="2020-01-01", end="2025-01-01", unit="D"),
+        convert_to="%Y-%m-%d",
+    )
     sampler("record_id", S.UUID, dd.UUIDSamplerParams(prefix="rec-"))
     sampler("n_orders", S.POISSON, dd.PoissonSamplerParams(mean=3))
     sampler("is_active", S.BERNOULLI, dd.BernoulliSamplerParams(p=0.7))
@@ -59,8 +78,11 @@ def main() -> None:
     ap.add_argument("--buffer-size", type=int, default=1000)
     ap.add_argument("--out", required=True)
     ap.add_argument("--seed", type=int, default=None)
-    ap.add_argument("--no-otel", action="store_true",
-                    help="disable its default loopback Prometheus metrics endpoint (RunConfig.otel_metrics_port)")
+    ap.add_argument(
+        "--no-otel",
+        action="store_true",
+        help="disable its default loopback Prometheus metrics endpoint (RunConfig.otel_metrics_port)",
+    )
     a = ap.parse_args()
 
     dd, DataDesigner, import_s = import_data_designer(a.seed)
@@ -68,8 +90,11 @@ def main() -> None:
     builder = build_config(dd)
     # A placeholder provider (never called: no LLM column) so that it does not load
     # its default providers and warn at length about their missing API keys.
-    designer = DataDesigner(artifact_path=a.out, model_providers=[
-        dd.ModelProvider(name="unused", endpoint="http://127.0.0.1:9/v1")], auto_configure_logging=False)
+    designer = DataDesigner(
+        artifact_path=a.out,
+        model_providers=[dd.ModelProvider(name="unused", endpoint="http://127.0.0.1:9/v1")],
+        auto_configure_logging=False,
+    )
     run_kw = {"buffer_size": a.buffer_size}
     if a.no_otel:
         run_kw["otel_metrics_port"] = None
@@ -78,17 +103,30 @@ def main() -> None:
 
     batch_done: list[float] = []
     t0 = time.perf_counter()
-    result = designer.create(builder, num_records=a.num_records, dataset_name="customers",
-                             on_batch_complete=lambda _p: batch_done.append(time.perf_counter()))
+    result = designer.create(
+        builder,
+        num_records=a.num_records,
+        dataset_name="customers",
+        on_batch_complete=lambda _p: batch_done.append(time.perf_counter()),
+    )
     seconds = time.perf_counter() - t0
 
     rows = len(result.load_dataset())
-    print(json.dumps({
-        "rows": rows, "seconds": round(seconds, 4), "rows_per_s": round(rows / seconds, 2),
-        "import_s": round(import_s, 4), "config_s": round(config_s, 4),
-        "last_batch_s": round(batch_done[-1] - t0, 4) if batch_done else None,
-        "row_groups": len(batch_done), "version": VERSION,
-    }), flush=True)
+    print(
+        json.dumps(
+            {
+                "rows": rows,
+                "seconds": round(seconds, 4),
+                "rows_per_s": round(rows / seconds, 2),
+                "import_s": round(import_s, 4),
+                "config_s": round(config_s, 4),
+                "last_batch_s": round(batch_done[-1] - t0, 4) if batch_done else None,
+                "row_groups": len(batch_done),
+                "version": VERSION,
+            }
+        ),
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

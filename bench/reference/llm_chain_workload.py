@@ -49,36 +49,60 @@ def main() -> None:
     t0 = time.perf_counter()
     # api_key is resolved by its secret resolver: an env var name, else taken as-is.
     provider = dd.ModelProvider(name="bench", endpoint=base_url, provider_type="openai", api_key=a.api_key_env)
-    model = dd.ModelConfig(alias="bench-model", model=a.model, provider="bench",
-                           inference_parameters=dd.ChatCompletionInferenceParams(
-                               max_parallel_requests=a.max_parallel_requests))
+    model = dd.ModelConfig(
+        alias="bench-model",
+        model=a.model,
+        provider="bench",
+        inference_parameters=dd.ChatCompletionInferenceParams(max_parallel_requests=a.max_parallel_requests),
+    )
     b = dd.DataDesignerConfigBuilder(model_configs=[model])
-    b.add_column(dd.SamplerColumnConfig(name="topic", sampler_type=dd.SamplerType.CATEGORY,
-                                        params=dd.CategorySamplerParams(
-                                            values=["astronomy", "cooking", "history", "music", "sailing"])))
-    b.add_column(dd.LLMTextColumnConfig(name="question", model_alias="bench-model",
-                                        prompt="Write a question about {{ topic }}."))
-    b.add_column(dd.LLMTextColumnConfig(name="answer", model_alias="bench-model",
-                                        prompt="Answer this question: {{ question }}"))
+    b.add_column(
+        dd.SamplerColumnConfig(
+            name="topic",
+            sampler_type=dd.SamplerType.CATEGORY,
+            params=dd.CategorySamplerParams(values=["astronomy", "cooking", "history", "music", "sailing"]),
+        )
+    )
+    b.add_column(
+        dd.LLMTextColumnConfig(name="question", model_alias="bench-model", prompt="Write a question about {{ topic }}.")
+    )
+    b.add_column(
+        dd.LLMTextColumnConfig(name="answer", model_alias="bench-model", prompt="Answer this question: {{ question }}")
+    )
     designer = DataDesigner(artifact_path=a.out, model_providers=[provider], auto_configure_logging=False)
     designer.set_run_config(dd.RunConfig(buffer_size=a.buffer_size))
     config_s = time.perf_counter() - t0
 
     batch_done: list[float] = []
     t0 = time.perf_counter()
-    result = designer.create(b, num_records=a.num_records, dataset_name="llm_chain",
-                             on_batch_complete=lambda _p: batch_done.append(time.perf_counter()))
+    result = designer.create(
+        b,
+        num_records=a.num_records,
+        dataset_name="llm_chain",
+        on_batch_complete=lambda _p: batch_done.append(time.perf_counter()),
+    )
     seconds = time.perf_counter() - t0
 
     df = result.load_dataset()
     rows = len(df)
     calls = 2 * rows
-    print(json.dumps({
-        "rows": rows, "seconds": round(seconds, 4), "calls": calls, "calls_per_s": round(calls / seconds, 2),
-        "rows_per_s": round(rows / seconds, 2), "import_s": round(import_s, 4), "config_s": round(config_s, 4),
-        "last_batch_s": round(batch_done[-1] - t0, 4) if batch_done else None,
-        "max_parallel_requests": a.max_parallel_requests, "version": VERSION,
-    }), flush=True)
+    print(
+        json.dumps(
+            {
+                "rows": rows,
+                "seconds": round(seconds, 4),
+                "calls": calls,
+                "calls_per_s": round(calls / seconds, 2),
+                "rows_per_s": round(rows / seconds, 2),
+                "import_s": round(import_s, 4),
+                "config_s": round(config_s, 4),
+                "last_batch_s": round(batch_done[-1] - t0, 4) if batch_done else None,
+                "max_parallel_requests": a.max_parallel_requests,
+                "version": VERSION,
+            }
+        ),
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

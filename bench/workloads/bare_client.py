@@ -20,7 +20,9 @@ import time
 
 def bodies(model: str, start: int, count: int) -> list[bytes]:
     return [
-        json.dumps({"model": model, "messages": [{"role": "user", "content": f"Write a question about topic {i}."}], "seed": i}).encode()
+        json.dumps(
+            {"model": model, "messages": [{"role": "user", "content": f"Write a question about topic {i}."}], "seed": i}
+        ).encode()
         for i in range(start, start + count)
     ]
 
@@ -30,7 +32,9 @@ async def run(url: str, payloads: list[bytes], workers: int) -> None:
 
     queue = iter(payloads)
     headers = {"Content-Type": "application/json"}
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), cookie_jar=aiohttp.DummyCookieJar()) as session:
+    async with aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=0), cookie_jar=aiohttp.DummyCookieJar()
+    ) as session:
 
         async def worker() -> None:
             for payload in queue:

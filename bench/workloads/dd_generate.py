@@ -17,7 +17,9 @@ def main() -> None:
     ap.add_argument("--num-records", type=int, required=True)
     ap.add_argument("--buffer-size", type=int, default=1000)
     ap.add_argument("--out", required=True)
-    ap.add_argument("--workers", type=int, default=1, help="processes producing row groups (ddsynth generate --workers)")
+    ap.add_argument(
+        "--workers", type=int, default=1, help="processes producing row groups (ddsynth generate --workers)"
+    )
     a = ap.parse_args()
     t0 = time.perf_counter()
     import dd_core
@@ -29,10 +31,21 @@ def main() -> None:
     generate = dd_core.generate  # public names load on first use: load them outside the timing
     import_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    result = generate(a.config, a.num_records, buffer_size=a.buffer_size, artifact_path=a.out, resume="never", workers=a.workers)
+    result = generate(
+        a.config, a.num_records, buffer_size=a.buffer_size, artifact_path=a.out, resume="never", workers=a.workers
+    )
     seconds = time.perf_counter() - t0
     rows = result.num_records
-    print(json.dumps({"rows": rows, "seconds": round(seconds, 4), "rows_per_s": round(rows / seconds, 1), "import_s": round(import_s, 3)}))
+    print(
+        json.dumps(
+            {
+                "rows": rows,
+                "seconds": round(seconds, 4),
+                "rows_per_s": round(rows / seconds, 1),
+                "import_s": round(import_s, 3),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

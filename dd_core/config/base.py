@@ -21,9 +21,7 @@ class ConfigModel(BaseModel):
     def fingerprint_view(self) -> dict[str, Any]:
         """The output-affecting content of this model, as plain JSON-able data."""
         return {
-            name: _view(getattr(self, name))
-            for name in type(self).model_fields
-            if name not in self.fingerprint_exclude
+            name: _view(getattr(self, name)) for name in type(self).model_fields if name not in self.fingerprint_exclude
         }
 
 

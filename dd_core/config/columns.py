@@ -155,7 +155,9 @@ class UniformColumn(ColumnConfig):
         if self.dtype == "int" and not (self.low.is_integer() and self.high.is_integer()):
             raise FieldProblem("low", f"dtype int needs whole-number bounds, got low={self.low}, high={self.high}")
         if self.dtype == "int" and not (INT64_MIN <= self.low and self.high < 2**63):
-            raise FieldProblem("high", f"dtype int needs bounds that fit in 64-bit integers, got low={self.low:g}, high={self.high:g}")
+            raise FieldProblem(
+                "high", f"dtype int needs bounds that fit in 64-bit integers, got low={self.low:g}, high={self.high:g}"
+            )
         if self.dtype == "int" and self.low > self.high or self.dtype == "float" and self.low >= self.high:
             raise FieldProblem("high", f"low ({self.low}) must be below high ({self.high})")
         if self.dtype == "float" and not np.isfinite(self.high - self.low):
@@ -196,10 +198,20 @@ class PoissonColumn(ColumnConfig):
 
 
 _UNITS = {
-    "d": "D", "day": "D", "days": "D",
-    "h": "h", "hour": "h", "hours": "h",
-    "m": "m", "min": "m", "minute": "m", "minutes": "m",
-    "s": "s", "sec": "s", "second": "s", "seconds": "s",
+    "d": "D",
+    "day": "D",
+    "days": "D",
+    "h": "h",
+    "hour": "h",
+    "hours": "h",
+    "m": "m",
+    "min": "m",
+    "minute": "m",
+    "minutes": "m",
+    "s": "s",
+    "sec": "s",
+    "second": "s",
+    "seconds": "s",
 }
 TimeUnit = Literal["D", "h", "m", "s"]
 _DIRECTIVE = re.compile(r"%[-_0^#]?\d*[EO]?[aAbBcCdDeFgGhHIjklmMnpPrRsStTuUVwWxXyYzZ%+]")
@@ -224,7 +236,9 @@ class _FormattedTime(ColumnConfig):
             rest = _DIRECTIVE.sub("", fmt)
             if "%" in rest:
                 bad = rest[rest.index("%") :][:3]
-                raise ValueError(f"invalid strftime format {fmt!r}: {bad!r} is not a directive (write %% for a literal %)")
+                raise ValueError(
+                    f"invalid strftime format {fmt!r}: {bad!r} is not a directive (write %% for a literal %)"
+                )
             dt.datetime(2000, 1, 2, 3, 4, 5).strftime(fmt)
         return fmt
 
@@ -237,9 +251,14 @@ class DatetimeColumn(_FormattedTime):
     @model_validator(mode="after")
     def _range(self) -> DatetimeColumn:
         if (self.start.tzinfo is None) != (self.end.tzinfo is None):
-            raise FieldProblem("end", f"start ({self.start}) and end ({self.end}) must both have a time zone or neither")
+            raise FieldProblem(
+                "end", f"start ({self.start}) and end ({self.end}) must both have a time zone or neither"
+            )
         if self.start.utcoffset() != self.end.utcoffset():
-            raise FieldProblem("end", f"start ({self.start}) and end ({self.end}) must use the same UTC offset (values are drawn in wall-clock time)")
+            raise FieldProblem(
+                "end",
+                f"start ({self.start}) and end ({self.end}) must use the same UTC offset (values are drawn in wall-clock time)",
+            )
         if self.start >= self.end:
             raise FieldProblem("end", f"start ({self.start}) must be before end ({self.end})")
         return self

@@ -43,7 +43,24 @@ from dd_core.errors import ConfigIssue, DDConfigError
 DEFAULT_SEED = 42
 
 Column = Annotated[
-    CategoryColumn | SubcategoryColumn | UniformColumn | GaussianColumn | BernoulliColumn | BinomialColumn | PoissonColumn | DatetimeColumn | TimedeltaColumn | UUIDColumn | PersonColumn | ScipyColumn | ExpressionColumn | SeedDatasetColumn | LLMTextColumn | LLMStructuredColumn | LLMJudgeColumn | LLMCodeColumn,
+    CategoryColumn
+    | SubcategoryColumn
+    | UniformColumn
+    | GaussianColumn
+    | BernoulliColumn
+    | BinomialColumn
+    | PoissonColumn
+    | DatetimeColumn
+    | TimedeltaColumn
+    | UUIDColumn
+    | PersonColumn
+    | ScipyColumn
+    | ExpressionColumn
+    | SeedDatasetColumn
+    | LLMTextColumn
+    | LLMStructuredColumn
+    | LLMJudgeColumn
+    | LLMCodeColumn,
     Field(discriminator="type"),
 ]
 Processor = Annotated[DropColumnsProcessor | RenameColumnsProcessor, Field(discriminator="type")]
@@ -133,13 +150,17 @@ def _relation_issues(config: DatasetConfig) -> list[ConfigIssue]:
     for col in config.columns:
         for out in col.output_names():
             if out in producers:
-                issues.append(ConfigIssue(f"name '{out}' is already used by column '{producers[out].name}'", col.name, "name"))
+                issues.append(
+                    ConfigIssue(f"name '{out}' is already used by column '{producers[out].name}'", col.name, "name")
+                )
             producers[out] = col
     known = ", ".join(producers)
     for col in config.columns:
         for field, names in col.dependencies().items():
             for ref in sorted(names - set(producers)):
-                issues.append(ConfigIssue(f"refers to unknown column '{ref}' (known columns: {known})", col.name, field))
+                issues.append(
+                    ConfigIssue(f"refers to unknown column '{ref}' (known columns: {known})", col.name, field)
+                )
     if issues:
         return issues
     issues += _parent_issues(config.columns, producers)
@@ -175,7 +196,11 @@ def _model_issues(config: DatasetConfig) -> list[ConfigIssue]:
     for col in config.columns:
         if isinstance(col, LLMColumn) and col.model not in aliases:
             known = ", ".join(aliases) or "none defined"
-            issues.append(ConfigIssue(f"unknown model alias '{col.model}' (models: {known}); add it under 'models:'", col.name, "model"))
+            issues.append(
+                ConfigIssue(
+                    f"unknown model alias '{col.model}' (models: {known}); add it under 'models:'", col.name, "model"
+                )
+            )
     return issues
 
 
@@ -185,7 +210,13 @@ def _rowwise_issues(config: DatasetConfig) -> list[ConfigIssue]:
     rowwise = config.rowwise_names
     for col in config.columns:
         if col.name in rowwise and not isinstance(col, (ExpressionColumn, *LLM_COLUMN_TYPES)):
-            issues.append(ConfigIssue(f"a {col.type} column cannot depend on LLM-written columns; use an expression column", col.name, "dependencies"))
+            issues.append(
+                ConfigIssue(
+                    f"a {col.type} column cannot depend on LLM-written columns; use an expression column",
+                    col.name,
+                    "dependencies",
+                )
+            )
     return issues
 
 
@@ -197,11 +228,19 @@ def _parent_issues(columns: list[ColumnConfig], producers: dict[str, ColumnConfi
             if isinstance(parent, CategoryColumn):
                 missing = [str(v) for v in parent.values if str(v) not in col.values]
                 if missing:
-                    issues.append(ConfigIssue(f"no values for parent value(s) {missing} of '{col.parent}'", col.name, "values"))
+                    issues.append(
+                        ConfigIssue(f"no values for parent value(s) {missing} of '{col.parent}'", col.name, "values")
+                    )
         if isinstance(col, TimedeltaColumn):
             ref = producers[col.reference]
             if not isinstance(ref, (DatetimeColumn, TimedeltaColumn)):
-                issues.append(ConfigIssue(f"reference '{col.reference}' must be a datetime or timedelta column, not {ref.type}", col.name, "reference"))
+                issues.append(
+                    ConfigIssue(
+                        f"reference '{col.reference}' must be a datetime or timedelta column, not {ref.type}",
+                        col.name,
+                        "reference",
+                    )
+                )
     return issues
 
 
@@ -209,12 +248,17 @@ def _time_range_issues(config: DatasetConfig) -> list[ConfigIssue]:
     """Offsets that move dates past what a datetime holds (run once references are known to be acyclic)."""
     issues = []
     for col in config.columns:
-        if isinstance(col, TimedeltaColumn) and isinstance(config.producers[col.reference], (DatetimeColumn, TimedeltaColumn)):
+        if isinstance(col, TimedeltaColumn) and isinstance(
+            config.producers[col.reference], (DatetimeColumn, TimedeltaColumn)
+        ):
             if _time_bounds(col, config.producers) is None:
-                issues.append(ConfigIssue(
-                    f"dt_min/dt_max ({col.dt_min}, {col.dt_max} {col.unit}) move dates of '{col.reference}' outside the years 1-9999",
-                    col.name, "dt_max",
-                ))
+                issues.append(
+                    ConfigIssue(
+                        f"dt_min/dt_max ({col.dt_min}, {col.dt_max} {col.unit}) move dates of '{col.reference}' outside the years 1-9999",
+                        col.name,
+                        "dt_max",
+                    )
+                )
     return issues
 
 
@@ -231,7 +275,9 @@ def _time_bounds(col: ColumnConfig, producers: dict[str, ColumnConfig]) -> tuple
             return None
         step = _UNIT_SECONDS[col.unit]
         try:
-            return bounds[0] + dt.timedelta(seconds=col.dt_min * step), bounds[1] + dt.timedelta(seconds=col.dt_max * step)
+            return bounds[0] + dt.timedelta(seconds=col.dt_min * step), bounds[1] + dt.timedelta(
+                seconds=col.dt_max * step
+            )
         except OverflowError:
             return None
     return None
@@ -244,7 +290,11 @@ def _processor_issues(config: DatasetConfig) -> list[ConfigIssue]:
         where = f"processors[{i}] ({processor.type})"
         missing = [c for c in processor.columns if c not in names]
         if missing:
-            issues.append(ConfigIssue(f"{where} names unknown column(s) {missing}; columns at that point: {names}", None, "columns"))
+            issues.append(
+                ConfigIssue(
+                    f"{where} names unknown column(s) {missing}; columns at that point: {names}", None, "columns"
+                )
+            )
             continue
         names = processor.apply_to_names(names)
         duplicates = sorted({n for n in names if names.count(n) > 1})
@@ -255,7 +305,9 @@ def _processor_issues(config: DatasetConfig) -> list[ConfigIssue]:
     return issues
 
 
-def _topological(columns: list[ColumnConfig], producers: dict[str, ColumnConfig]) -> tuple[list[ColumnConfig], list[str]]:
+def _topological(
+    columns: list[ColumnConfig], producers: dict[str, ColumnConfig]
+) -> tuple[list[ColumnConfig], list[str]]:
     """Kahn's algorithm in config order. Returns (order, cycle); cycle is empty when acyclic."""
     needs = {
         col.name: {producers[ref].name for refs in col.dependencies().values() for ref in refs if ref in producers}
@@ -283,5 +335,5 @@ def _find_cycle(needs: dict[str, set[str]]) -> list[str]:
     while True:
         nxt = sorted(needs[path[-1]])[0]
         if nxt in path:
-            return path[path.index(nxt):] + [nxt]
+            return path[path.index(nxt) :] + [nxt]
         path.append(nxt)

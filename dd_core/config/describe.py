@@ -52,7 +52,10 @@ def _cut(text: str, limit: int = MAX_QUOTED) -> str:
 
 
 def _values(values: list, probabilities: list[float] | None = None) -> str:
-    shown = [str(v) if probabilities is None else f"{v} ({p:.0%})" for v, p in zip(values, probabilities if probabilities is not None else values)]
+    shown = [
+        str(v) if probabilities is None else f"{v} ({p:.0%})"
+        for v, p in zip(values, probabilities if probabilities is not None else values)
+    ]
     more = f", … ({len(values)} values)" if len(shown) > MAX_VALUES else ""
     return ", ".join(shown[:MAX_VALUES]) + more
 
@@ -91,7 +94,11 @@ def _time_format(col: DatetimeColumn | TimedeltaColumn) -> str:
 
 
 def _moment(value: dt.datetime) -> str:
-    return value.date().isoformat() if (value.hour, value.minute, value.second, value.microsecond) == (0, 0, 0, 0) else value.isoformat()
+    return (
+        value.date().isoformat()
+        if (value.hour, value.minute, value.second, value.microsecond) == (0, 0, 0, 0)
+        else value.isoformat()
+    )
 
 
 def _datetime(col: DatetimeColumn) -> str:
@@ -103,7 +110,9 @@ def _timedelta(col: TimedeltaColumn) -> str:
 
 
 def _uuid(col: UUIDColumn) -> str:
-    options = [f"prefix {col.prefix!r}"] * bool(col.prefix) + ["short form"] * col.short_form + ["uppercase"] * col.uppercase
+    options = (
+        [f"prefix {col.prefix!r}"] * bool(col.prefix) + ["short form"] * col.short_form + ["uppercase"] * col.uppercase
+    )
     return "uuid4" + (f" ({', '.join(options)})" if options else "")
 
 

@@ -39,7 +39,9 @@ def load_config(source: ConfigSource, *, base_dir: str | Path | None = None) -> 
     if isinstance(source, DatasetConfig):
         return source
     label = None
-    if isinstance(source, Path) or (isinstance(source, str) and "\n" not in source and source.endswith((".yaml", ".yml", ".json"))):
+    if isinstance(source, Path) or (
+        isinstance(source, str) and "\n" not in source and source.endswith((".yaml", ".yml", ".json"))
+    ):
         path = Path(source)
         label = str(path)
         base_dir = base_dir or path.resolve().parent
@@ -58,14 +60,18 @@ def read_config_file(path: Path) -> str:
             raise DDConfigError(f"config path {path} is not a regular file; expected a YAML or JSON file")
         size = path.stat().st_size
         if size > MAX_CONFIG_BYTES:
-            raise DDConfigError(f"config file {path} is {size:,} bytes; a config is at most {MAX_CONFIG_BYTES:,} bytes (is this the right file?)")
+            raise DDConfigError(
+                f"config file {path} is {size:,} bytes; a config is at most {MAX_CONFIG_BYTES:,} bytes (is this the right file?)"
+            )
         data = path.read_bytes()
     except OSError as exc:
         raise DDConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from exc
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise DDConfigError(f"config file {path} is not UTF-8 text (byte {data[exc.start]:#04x} at offset {exc.start}); expected a YAML or JSON file") from exc
+        raise DDConfigError(
+            f"config file {path} is not UTF-8 text (byte {data[exc.start]:#04x} at offset {exc.start}); expected a YAML or JSON file"
+        ) from exc
 
 
 def parse_text(text: str, label: str | None = None) -> Any:

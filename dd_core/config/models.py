@@ -125,7 +125,9 @@ def check_base_url(url: str) -> None:
     """An endpoint is ``http(s)://host[:port][/path]``; anything else would fail only after retries."""
     parts = urlsplit(url) if url.isprintable() else None
     if parts is None or parts.scheme not in ("http", "https") or not parts.hostname or any(c.isspace() for c in url):
-        raise ValueError(f"base_url {url[:100]!r} is not an http:// or https:// URL with a host (e.g. http://127.0.0.1:8000/v1)")
+        raise ValueError(
+            f"base_url {url[:100]!r} is not an http:// or https:// URL with a host (e.g. http://127.0.0.1:8000/v1)"
+        )
     try:
         _ = parts.port  # raises on a port that is not a number in range
     except ValueError as exc:

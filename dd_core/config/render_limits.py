@@ -34,7 +34,9 @@ class RenderLimits(ConfigModel):
 
     timeout_s: float = Field(default=1.0, gt=0, le=3600, description="Seconds one cell's template may render for.")
     max_output_chars: int = Field(
-        default=1_000_000, ge=1, le=1_000_000_000,
+        default=1_000_000,
+        ge=1,
+        le=1_000_000_000,
         description="Characters (or list items) one cell's template may produce, counting text built in loops and macros.",
     )
 
@@ -116,7 +118,9 @@ def check_binop(operator: str, left: Any, right: Any) -> None:
     if operator == "*":
         for seq, times in ((left, right), (right, left)):
             if isinstance(seq, _SIZED) and _is_int(times):
-                check_size(len(seq) * max(times, 0), f"repeating a {type(seq).__name__} of length {len(seq)} {times:,} times")
+                check_size(
+                    len(seq) * max(times, 0), f"repeating a {type(seq).__name__} of length {len(seq)} {times:,} times"
+                )
         if _is_int(left) and _is_int(right):
             _check_bits(left.bit_length() + right.bit_length(), "multiplying these integers")
     elif operator == "**":
@@ -131,7 +135,9 @@ def check_binop(operator: str, left: Any, right: Any) -> None:
 
 def _check_bits(bits: int, what: str) -> None:
     if bits > MAX_INT_BITS:
-        raise RenderLimitExceeded(f"{what} would make an integer of about {bits:,} bits, more than the {MAX_INT_BITS:,} a template may build")
+        raise RenderLimitExceeded(
+            f"{what} would make an integer of about {bits:,} bits, more than the {MAX_INT_BITS:,} a template may build"
+        )
 
 
 # %[(key)][flags][width][.precision][length]type
@@ -203,7 +209,9 @@ def _tojson_size(value: Any, indent: Any = None, *args: Any, **kwargs: Any) -> i
     return len(compact) * (1 + indent * max(deepest, 1))
 
 
-def _wordwrap_size(s: Any, width: Any = 79, break_long_words: Any = True, wrapstring: Any = None, *args: Any, **kwargs: Any) -> int:
+def _wordwrap_size(
+    s: Any, width: Any = 79, break_long_words: Any = True, wrapstring: Any = None, *args: Any, **kwargs: Any
+) -> int:
     return len(_text(s)) * (1 + len(_text(wrapstring)) if wrapstring is not None else 2)
 
 
@@ -260,11 +268,15 @@ def _pad_size(self_obj: Any, width: Any = 0, *args: Any) -> int:
 
 
 def _expandtabs_size(self_obj: Any, tabsize: Any = 8) -> int:
-    return len(self_obj) + self_obj.count("\t" if isinstance(self_obj, str) else b"\t") * (tabsize if _is_int(tabsize) else 8)
+    return len(self_obj) + self_obj.count("\t" if isinstance(self_obj, str) else b"\t") * (
+        tabsize if _is_int(tabsize) else 8
+    )
 
 
 def _translate_size(self_obj: Any, table: Any = None, *args: Any) -> int:
-    longest = max((len(v) for v in table.values() if isinstance(v, _SIZED)), default=1) if isinstance(table, dict) else 1
+    longest = (
+        max((len(v) for v in table.values() if isinstance(v, _SIZED)), default=1) if isinstance(table, dict) else 1
+    )
     return len(self_obj) * max(longest, 1)
 
 
@@ -274,7 +286,9 @@ _METHOD_CHECKS: dict[str, Any] = {
     "center": _pad_size,
     "zfill": _pad_size,
     "expandtabs": _expandtabs_size,
-    "replace": lambda self_obj, old, new, count=-1: _replace_size(self_obj, old, new, count) if isinstance(self_obj, str) else 0,
+    "replace": lambda self_obj, old, new, count=-1: (
+        _replace_size(self_obj, old, new, count) if isinstance(self_obj, str) else 0
+    ),
     "translate": _translate_size,
 }
 

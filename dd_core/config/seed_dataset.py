@@ -44,7 +44,9 @@ class SeedDatasetColumn(ColumnConfig):
     @model_validator(mode="after")
     def _read_file(self, info: ValidationInfo) -> SeedDatasetColumn:
         if self.replace and self.order == "ordered":
-            raise FieldProblem("replace", "replace: true needs order: shuffled (ordered rows are never drawn twice at random)")
+            raise FieldProblem(
+                "replace", "replace: true needs order: shuffled (ordered rows are never drawn twice at random)"
+            )
         base = Path((info.context or {}).get("base_dir", "."))
         path = Path(self.path).expanduser()
         resolved = (path if path.is_absolute() else base / path).resolve()
@@ -53,7 +55,9 @@ class SeedDatasetColumn(ColumnConfig):
         if resolved.is_dir():
             raise FieldProblem("path", f"seed file {resolved} is a directory; expected a .parquet, .pq or .csv file")
         if not resolved.is_file():
-            raise FieldProblem("path", f"seed file {resolved} does not exist (relative paths start at the config file's folder)")
+            raise FieldProblem(
+                "path", f"seed file {resolved} does not exist (relative paths start at the config file's folder)"
+            )
         self._resolved = resolved
         try:
             self._sha256 = _file_sha256(resolved)
@@ -68,7 +72,9 @@ class SeedDatasetColumn(ColumnConfig):
             raise FieldProblem("columns", f"seed file {resolved} has no column(s) {missing}; it has {self._available}")
         bad = [c for c in self.output_names() if not COLUMN_NAME.match(c)]
         if bad:
-            raise FieldProblem("columns", f"seed file column(s) {bad} are not valid column names; list usable ones in 'columns'")
+            raise FieldProblem(
+                "columns", f"seed file column(s) {bad} are not valid column names; list usable ones in 'columns'"
+            )
         return self
 
     @property

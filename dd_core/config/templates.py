@@ -39,10 +39,23 @@ class _BoundedCode(CodeGenerator):
         for loop in node.find_all(nodes.For):
             loop.iter = nodes.Filter(loop.iter, _LOOP_GUARD, [], [], None, None, lineno=loop.lineno)
         for concat in list(node.find_all(nodes.Concat)):
-            concat.nodes = [nodes.Filter(nodes.Concat(concat.nodes, lineno=concat.lineno), _SIZE_CHECK, [], [], None, None, lineno=concat.lineno)]
+            concat.nodes = [
+                nodes.Filter(
+                    nodes.Concat(concat.nodes, lineno=concat.lineno),
+                    _SIZE_CHECK,
+                    [],
+                    [],
+                    None,
+                    None,
+                    lineno=concat.lineno,
+                )
+            ]
         for block in node.find_all(_REPEATING):
             for output in block.find_all(nodes.Output):
-                output.nodes = [nodes.Filter(child, _OUTPUT_COUNTER, [], [], None, None, lineno=child.lineno) for child in output.nodes]
+                output.nodes = [
+                    nodes.Filter(child, _OUTPUT_COUNTER, [], [], None, None, lineno=child.lineno)
+                    for child in output.nodes
+                ]
         super().visit_Template(node, frame)
 
 
@@ -77,7 +90,9 @@ def _bounded_filter(name: str, original: Any) -> Any:
                 limits.check_joined(value, separator if name == "join" else "", f"the filter {name}")
         else:
             limits.check_filter(name, value, args, kwargs)
-        first = {"context": (context,), "eval_context": (context.eval_ctx,), "environment": (context.environment,)}.get(kind, ())
+        first = {"context": (context,), "eval_context": (context.eval_ctx,), "environment": (context.environment,)}.get(
+            kind, ()
+        )
         return original(*first, value, *args, **kwargs)
 
     return bounded
@@ -114,7 +129,11 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
         return super().call_binop(context, operator, left, right)
 
     def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805 (Jinja's signature)
-        if getattr(__obj, "__name__", None) == "join" and args and isinstance(getattr(__obj, "__self__", None), (str, bytes)):
+        if (
+            getattr(__obj, "__name__", None) == "join"
+            and args
+            and isinstance(getattr(__obj, "__self__", None), (str, bytes))
+        ):
             args = (list(args[0]) if not isinstance(args[0], (str, bytes)) else args[0], *args[1:])
         limits.check_call(__obj, args, kwargs)
         result = super().call(__context, __obj, *args, **kwargs)
@@ -177,9 +196,13 @@ def check_safe(source: str) -> None:
             forbidden.append(name)
     if forbidden:
         names = ", ".join(f"'{n}'" for n in sorted(forbidden))
-        raise TemplateProblem(f"template accesses {names}, which the sandbox forbids; only public fields of columns may be used")
+        raise TemplateProblem(
+            f"template accesses {names}, which the sandbox forbids; only public fields of columns may be used"
+        )
     for node in tree.find_all((nodes.Filter, nodes.Name)):
-        if node.name in _UNSEEDED and isinstance(node, nodes.Filter if _UNSEEDED[node.name] == "filter" else nodes.Name):
+        if node.name in _UNSEEDED and isinstance(
+            node, nodes.Filter if _UNSEEDED[node.name] == "filter" else nodes.Name
+        ):
             raise TemplateProblem(f"template uses {_unseeded_message(node.name)}")
     try:
         compile_template(source)

@@ -25,8 +25,14 @@ _Base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 class AliasBomb(yaml.YAMLError):
     def __init__(self, size: int | None):
         self.size = size
-        what = "refers to itself through an alias" if size is None else f"expands to more than {MAX_EXPANDED_NODES:,} values"
-        super().__init__(f"the document {what} (YAML anchors &x and aliases *x); write the values out or use fewer aliases")
+        what = (
+            "refers to itself through an alias"
+            if size is None
+            else f"expands to more than {MAX_EXPANDED_NODES:,} values"
+        )
+        super().__init__(
+            f"the document {what} (YAML anchors &x and aliases *x); write the values out or use fewer aliases"
+        )
 
 
 class BoundedSafeLoader(_Base):
@@ -44,13 +50,14 @@ class BoundedSafeLoader(_Base):
             key = (key_node.tag, key_node.value)
             if key in seen:
                 raise ConstructorError(
-                    "while reading a mapping", node.start_mark,
+                    "while reading a mapping",
+                    node.start_mark,
                     f"found the key {key_node.value[:80]!r} twice (first at line {seen[key].start_mark.line + 1}); "
-                    "each key may appear once", key_node.start_mark,
+                    "each key may appear once",
+                    key_node.start_mark,
                 )
             seen[key] = key_node
         return super().construct_mapping(node, deep=deep)
-
 
 
 def _check_expansion(root: Node) -> None:

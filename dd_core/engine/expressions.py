@@ -40,7 +40,12 @@ def _to_bool(text: str) -> bool:
     raise ValueError(text)
 
 
-_CONVERTERS = {"str": (str, pa.string()), "int": (_to_int, pa.int64()), "float": (float, pa.float64()), "bool": (_to_bool, pa.bool_())}
+_CONVERTERS = {
+    "str": (str, pa.string()),
+    "int": (_to_int, pa.int64()),
+    "float": (float, pa.float64()),
+    "bool": (_to_bool, pa.bool_()),
+}
 
 
 def render_rows(source: str, column: str, field: str, contexts: list[dict], limits: RenderLimits) -> list[str]:
@@ -51,9 +56,13 @@ def render_rows(source: str, column: str, field: str, contexts: list[dict], limi
     except RenderLimitExceeded as exc:
         raise DDConfigError([ConfigIssue(f"template exceeds its render limits: {exc}", column, field)]) from exc
     except RecursionError as exc:
-        raise DDConfigError([ConfigIssue("template recursion is too deep (does a macro call itself without end?)", column, field)]) from exc
+        raise DDConfigError(
+            [ConfigIssue("template recursion is too deep (does a macro call itself without end?)", column, field)]
+        ) from exc
     except MemoryError as exc:
-        raise DDConfigError([ConfigIssue("template ran out of memory while rendering one cell; lower its work per row", column, field)]) from exc
+        raise DDConfigError(
+            [ConfigIssue("template ran out of memory while rendering one cell; lower its work per row", column, field)]
+        ) from exc
     except jinja2.exceptions.SecurityError as exc:
         raise DDConfigError([ConfigIssue(f"template refused by the sandbox: {exc}", column, field)]) from exc
     except jinja2.UndefinedError as exc:
@@ -197,7 +206,11 @@ def convert_value(text: str, col: ExpressionColumn, row: int) -> str | int | flo
     try:
         value = _CONVERTERS[col.dtype][0](text)
     except (ValueError, OverflowError) as exc:
-        raise DDConfigError([ConfigIssue(f"row {row} rendered {text[:80]!r}, which is not a {col.dtype}", col.name, "dtype")]) from exc
+        raise DDConfigError(
+            [ConfigIssue(f"row {row} rendered {text[:80]!r}, which is not a {col.dtype}", col.name, "dtype")]
+        ) from exc
     if col.dtype == "int" and not INT64_MIN <= value <= INT64_MAX:
-        raise DDConfigError([ConfigIssue(f"row {row} rendered {text[:80]!r}, which does not fit in a 64-bit int", col.name, "dtype")])
+        raise DDConfigError(
+            [ConfigIssue(f"row {row} rendered {text[:80]!r}, which does not fit in a 64-bit int", col.name, "dtype")]
+        )
     return value

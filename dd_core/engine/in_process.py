@@ -47,7 +47,9 @@ def produce_in_process(
         loop.stop()
 
 
-def _vectorised(config: DatasetConfig, identity: RowGroupIdentity, jobs: Iterable[RowGroupJob]) -> Iterator[ProducedRowGroup]:
+def _vectorised(
+    config: DatasetConfig, identity: RowGroupIdentity, jobs: Iterable[RowGroupJob]
+) -> Iterator[ProducedRowGroup]:
     """Each row group is computed while the one before it is written by a writer thread (parquet
     encoding and fsyncs release the GIL) and handed back once written, so at most two are in
     memory. A caller that stops at a row group handed back leaves the next one unwritten;
@@ -61,7 +63,11 @@ def _vectorised(config: DatasetConfig, identity: RowGroupIdentity, jobs: Iterabl
             try:
                 started = time.perf_counter()
                 reused = finished_file(job, identity)
-                result = None if reused else assemble(config, vector_stage(config, job.index, job.num_rows, identity.buffer_size))
+                result = (
+                    None
+                    if reused
+                    else assemble(config, vector_stage(config, job.index, job.num_rows, identity.buffer_size))
+                )
                 if pending is not None:
                     yield pending.result()  # the one before, written meanwhile
             except BaseException:
@@ -73,7 +79,12 @@ def _vectorised(config: DatasetConfig, identity: RowGroupIdentity, jobs: Iterabl
 
 
 def _written(
-    job: RowGroupJob, reused: ProducedRowGroup | None, result: RowGroupResult | None, identity: RowGroupIdentity, started: float, claim: RowGroupClaim
+    job: RowGroupJob,
+    reused: ProducedRowGroup | None,
+    result: RowGroupResult | None,
+    identity: RowGroupIdentity,
+    started: float,
+    claim: RowGroupClaim,
 ) -> ProducedRowGroup:
     try:
         return reused or finish(job, result, identity, started)
@@ -96,12 +107,16 @@ def run_row_group(
     buffer_size = buffer_size or num_rows
     if not config.rowwise_names:
         return assemble(config, vector_stage(config, index, num_rows, buffer_size))
-    with produce_in_process(config, identity_of(config, buffer_size), [RowGroupJob(index, num_rows)], llm or LLMRuntime()) as produced:
+    with produce_in_process(
+        config, identity_of(config, buffer_size), [RowGroupJob(index, num_rows)], llm or LLMRuntime()
+    ) as produced:
         _, part = next(iter(produced))
     return RowGroupResult(part.table, num_rows, part.usage, part.info.llm_spend)
 
 
-def generate_row_group(config: ConfigSource, index: int, num_rows: int, *, buffer_size: int | None = None, llm: LLMRuntime | None = None) -> pa.Table:
+def generate_row_group(
+    config: ConfigSource, index: int, num_rows: int, *, buffer_size: int | None = None, llm: LLMRuntime | None = None
+) -> pa.Table:
     """Generate row group ``index`` with ``num_rows`` rows, before processors.
 
     The result depends only on the config, the index and ``buffer_size`` (the dataset's

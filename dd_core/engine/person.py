@@ -98,11 +98,16 @@ def _cache_file(locale: str) -> Path | None:
         return None
     package = Path(spec.origin).parent
     try:
-        stamp = "|".join(f"{p}:{p.stat().st_mtime_ns}:{p.stat().st_size}" for p in (package / "__init__.py", package / "providers" / "person" / locale / "__init__.py"))
+        stamp = "|".join(
+            f"{p}:{p.stat().st_mtime_ns}:{p.stat().st_size}"
+            for p in (package / "__init__.py", package / "providers" / "person" / locale / "__init__.py")
+        )
     except OSError:
         return None
     key = hashlib.sha256(f"{stamp}|{POOL_SIZE}|v1".encode()).hexdigest()[:16]
-    root = os.environ.get("DD_CACHE_DIR") or os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "dd")
+    root = os.environ.get("DD_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "dd"
+    )
     return Path(root) / f"faker-{locale}-{key}.json"
 
 
@@ -126,7 +131,17 @@ def _write_cached(path: Path, data: dict) -> None:
             tmp.unlink()
 
 
-_FIELDS = {"male", "male_weights", "female", "female_weights", "last", "last_weights", "email_domains", "cities", "states"}
+_FIELDS = {
+    "male",
+    "male_weights",
+    "female",
+    "female_weights",
+    "last",
+    "last_weights",
+    "email_domains",
+    "cities",
+    "states",
+}
 
 
 def _entries(entries: dict[str, float] | list[str]) -> tuple[list[str], list[float] | None]:
@@ -195,7 +210,9 @@ def generate_person(col: PersonColumn, ctx: RowGroupContext) -> pa.Array:
     domains = vocab.email_domains[rng("email_domain").integers(0, len(vocab.email_domains), size=n)].tolist()
     emails = [
         f"{(vocab.ascii_female[fi] if is_f else vocab.ascii_male[mi])}.{vocab.ascii_last[li]}{num}@{dom}"
-        for is_f, fi, mi, li, num, dom in zip(female.tolist(), female_idx.tolist(), male_idx.tolist(), last_idx.tolist(), email_numbers.tolist(), domains)
+        for is_f, fi, mi, li, num, dom in zip(
+            female.tolist(), female_idx.tolist(), male_idx.tolist(), last_idx.tolist(), email_numbers.tolist(), domains
+        )
     ]
     fields = {
         "first_name": first,

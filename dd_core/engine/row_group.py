@@ -42,7 +42,9 @@ class RowGroupResult:
 def vector_stage(config: DatasetConfig, index: int, num_rows: int, buffer_size: int) -> RowGroupContext:
     """Every column computed a whole column at a time: samplers, seed rows, expressions that
     read no LLM column."""
-    ctx = RowGroupContext(config.seed, index, num_rows, row_offset=index * buffer_size, render_limits=config.render_limits)
+    ctx = RowGroupContext(
+        config.seed, index, num_rows, row_offset=index * buffer_size, render_limits=config.render_limits
+    )
     for col in config.generation_order:
         if col.name in config.rowwise_names:
             continue
@@ -74,7 +76,9 @@ def _failure_report(index: int, num_rows: int, dropped: int, share: float, outco
         usage = outcome.usage[alias]
         codes = ", ".join(f"{code} x{n}" for code, n in usage.errors.most_common()) or "none (invalid replies)"
         sample = next((str(f) for f in outcome.failures if f.alias == alias), "")
-        parts.append(f"model '{alias}' ({usage.model}): {count} failed cell(s); status codes seen: {codes}; sample: {sample}")
+        parts.append(
+            f"model '{alias}' ({usage.model}): {count} failed cell(s); status codes seen: {codes}; sample: {sample}"
+        )
     return (
         f"row group {index} failed: {dropped} of {num_rows} rows lost an LLM cell ({dropped / num_rows:.0%}, more than "
         f"the allowed max_failed_row_share of {share:.0%}); it was not recorded, and its successful calls are cached "

@@ -64,7 +64,9 @@ class _Group:
 class RowGroupLoop:
     """The event loop's side: admission, row scheduling, completion and failure."""
 
-    def __init__(self, config: DatasetConfig, identity: RowGroupIdentity, jobs: Iterable[RowGroupJob], runtime: LLMRuntime):
+    def __init__(
+        self, config: DatasetConfig, identity: RowGroupIdentity, jobs: Iterable[RowGroupJob], runtime: LLMRuntime
+    ):
         self.config = config
         self.identity = identity
         self.jobs = iter(jobs)

@@ -101,7 +101,9 @@ class _Cell:
         self.caller = caller
         self.batch = isinstance(caller, BatchCaller)
         self.prompt = compile_renderer(col.prompt, col.name, "prompt", limits)
-        self.system = compile_renderer(col.system_prompt, col.name, "system_prompt", limits) if col.system_prompt else None
+        self.system = (
+            compile_renderer(col.system_prompt, col.name, "system_prompt", limits) if col.system_prompt else None
+        )
         self.instructions = instructions(col)
         body = {"model": caller.model.model, **caller.model.sampling_params()}
         fmt = response_format(col)
@@ -130,12 +132,18 @@ class RowwiseStage:
         self.aliases = sorted({c.model for c in self.columns if isinstance(c, LLMColumn)})
         limits = config.render_limits
         self.cells = {c.name: _Cell(c, callers[c.model], limits) for c in self.columns if isinstance(c, LLMColumn)}
-        self.expressions = {c.name: compile_renderer(c.expr, c.name, "expr", limits) for c in self.columns if isinstance(c, ExpressionColumn)}
+        self.expressions = {
+            c.name: compile_renderer(c.expr, c.name, "expr", limits)
+            for c in self.columns
+            if isinstance(c, ExpressionColumn)
+        }
         self.batch_callers = {a: c for a, c in callers.items() if isinstance(c, BatchCaller) and a in self.aliases}
         #: Per column, in order: (name, its LLM cell or None, its expression's renderer or None, column).
         self.steps = [(c.name, self.cells.get(c.name), self.expressions.get(c.name), c) for c in self.columns]
 
-    def cells_of(self, ctx: RowGroupContext, cache: RowGroupCache, journal_path: StoragePath | None = None) -> RowGroupCells:
+    def cells_of(
+        self, ctx: RowGroupContext, cache: RowGroupCache, journal_path: StoragePath | None = None
+    ) -> RowGroupCells:
         """One row group's cells; with batch-mode models, its journal (read here) and collector."""
         base = {name: ctx.python_values(name) for name in self.base_names}
         usage = {a: ModelUsage(self.config.model(a).model) for a in self.aliases}
@@ -200,4 +208,6 @@ class RowwiseStage:
             except InvalidReply as exc:
                 usage.invalid_replies += 1
                 problem = exc
-        raise CellFailed(col.model, f"column '{col.name}', row {row}: {col.max_invalid_retries + 1} invalid replies; last: {problem}")
+        raise CellFailed(
+            col.model, f"column '{col.name}', row {row}: {col.max_invalid_retries + 1} invalid replies; last: {problem}"
+        )

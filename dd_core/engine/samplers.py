@@ -42,7 +42,9 @@ def subcategory(col: SubcategoryColumn, ctx: RowGroupContext) -> pa.Array:
     for value in set(parents):
         key = str(value)
         if key not in col.values:
-            raise DDConfigError([ConfigIssue(f"no values for parent value {key!r} of '{col.parent}'", col.name, "values")])
+            raise DDConfigError(
+                [ConfigIssue(f"no values for parent value {key!r} of '{col.parent}'", col.name, "values")]
+            )
         options[value] = col.values[key]
     return pa.array([options[p][int(u * len(options[p]))] for p, u in zip(parents, draws.tolist())])
 
@@ -97,7 +99,9 @@ def formatted(stamps: np.ndarray, format: str) -> np.ndarray:
     are written by numpy at once (~5x faster); strftime writes years below 1000 unpadded (and
     refuses years past 9999), so those take the strftime path."""
     iso = _ISO_FORMATS.get(format)
-    if iso is not None and (not len(stamps) or _FOUR_DIGIT_YEARS[0] <= stamps.min() and stamps.max() <= _FOUR_DIGIT_YEARS[1]):
+    if iso is not None and (
+        not len(stamps) or _FOUR_DIGIT_YEARS[0] <= stamps.min() and stamps.max() <= _FOUR_DIGIT_YEARS[1]
+    ):
         unit, separator = iso
         texts = np.datetime_as_string(stamps, unit=unit).astype(object)
         return np.char.replace(texts.astype(str), "T", separator).astype(object) if separator else texts
@@ -120,7 +124,9 @@ def timedelta(col: TimedeltaColumn, ctx: RowGroupContext) -> pa.Array:
 
 def uuid4(col: UUIDColumn, ctx: RowGroupContext) -> pa.Array:
     """Random (version 4) UUIDs from the row group's stream: reproducible, linear in rows."""
-    raw = ctx.rng(col.name).bit_generator.random_raw(2 * ctx.num_rows).astype("<u8").view(np.uint8).reshape(-1, 16).copy()
+    raw = (
+        ctx.rng(col.name).bit_generator.random_raw(2 * ctx.num_rows).astype("<u8").view(np.uint8).reshape(-1, 16).copy()
+    )
     raw[:, 6] = (raw[:, 6] & 0x0F) | 0x40
     raw[:, 8] = (raw[:, 8] & 0x3F) | 0x80
     text = raw.tobytes().hex()
@@ -130,7 +136,10 @@ def uuid4(col: UUIDColumn, ctx: RowGroupContext) -> pa.Array:
     if col.short_form:
         ids = [prefix + text[i : i + 8] for i in range(0, len(text), 32)]
     else:
-        ids = [f"{prefix}{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}" for h in (text[i : i + 32] for i in range(0, len(text), 32))]
+        ids = [
+            f"{prefix}{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+            for h in (text[i : i + 32] for i in range(0, len(text), 32))
+        ]
     return pa.array(ids, pa.string())
 
 

@@ -84,7 +84,11 @@ class WorkerPool:
         self.config = config
         self.identity = identity
         self.runtimes = runtimes
-        slots = max(1, sum(o.max_parallel_requests or 0 for o in runtimes[0].overrides.values())) if config.rowwise_names else 0
+        slots = (
+            max(1, sum(o.max_parallel_requests or 0 for o in runtimes[0].overrides.values()))
+            if config.rowwise_names
+            else 0
+        )
         # Row groups handed to a worker ahead of its progress: what its own look-ahead admits, plus one.
         ahead = LOOKAHEAD_ROWS_PER_SLOT * slots // max(1, identity.buffer_size)
         self.credit = max(2, min(MAX_ROW_GROUPS_IN_FLIGHT, ahead) + 1)
@@ -129,7 +133,11 @@ class WorkerPool:
 
         feed()
         while True:
-            waiting = [w for w in self._workers if w.outstanding and (failure is None or min(w.outstanding.values()) < failure[0])]
+            waiting = [
+                w
+                for w in self._workers
+                if w.outstanding and (failure is None or min(w.outstanding.values()) < failure[0])
+            ]
             if not waiting:
                 break
             for conn in multiprocessing.connection.wait([w.conn for w in waiting]):
@@ -162,7 +170,9 @@ class WorkerPool:
 
 
 class _Worker:
-    def __init__(self, process: multiprocessing.process.BaseProcess | _Exec, conn: multiprocessing.connection.Connection):
+    def __init__(
+        self, process: multiprocessing.process.BaseProcess | _Exec, conn: multiprocessing.connection.Connection
+    ):
         self.process = process
         self.conn = conn
         #: Row-group index -> position, for row groups handed out and not yet sent back.
@@ -231,7 +241,13 @@ class _Exec(subprocess.Popen):
             self.wait(timeout)
 
 
-def _worker_main(conn: multiprocessing.connection.Connection, config: DatasetConfig, identity: RowGroupIdentity, runtime: LLMRuntime, parent_pid: int) -> None:
+def _worker_main(
+    conn: multiprocessing.connection.Connection,
+    config: DatasetConfig,
+    identity: RowGroupIdentity,
+    runtime: LLMRuntime,
+    parent_pid: int,
+) -> None:
     _die_with_parent(parent_pid)
     # A forked worker inherits its parent's whole heap (in a Dagster run: Dagster and the asset
     # graph). Frozen, the collector's full passes skip it instead of walking it (and copying

@@ -81,7 +81,9 @@ def preview(config: ConfigSource, num_records: int = 10) -> pd.DataFrame:
     """A few rows of row group 0 after processors, nothing written."""
     config = load_config(config)
     if not (isinstance(num_records, int) and 1 <= num_records <= MAX_PREVIEW_RECORDS):
-        raise DDUsageError(f"preview makes 1 to {MAX_PREVIEW_RECORDS:,} records, not {num_records!r}; use 'ddsynth generate' for more")
+        raise DDUsageError(
+            f"preview makes 1 to {MAX_PREVIEW_RECORDS:,} records, not {num_records!r}; use 'ddsynth generate' for more"
+        )
     LLMRuntime().check_endpoints(config)
     return apply_processors(config, generate_row_group(config, 0, num_records)).to_pandas()
 
@@ -149,7 +151,13 @@ def generate(
                 if unstarted:
                     remove_unstarted(layout)
                 raise
-            return DatasetResult(_user_path(layout.root), writer.metadata.to_json(), False, len(plan.generate), time.perf_counter() - started)
+            return DatasetResult(
+                _user_path(layout.root),
+                writer.metadata.to_json(),
+                False,
+                len(plan.generate),
+                time.perf_counter() - started,
+            )
     except DDConfigError:
         if unstarted and new_root:
             remove_unstarted(layout, root=True)  # the lock is released: its file and the folder go too
@@ -157,7 +165,9 @@ def generate(
     except KeyboardInterrupt as exc:
         if writer is None:
             raise Interrupted(signal_number(exc), None, 0, len(plan.sizes)) from exc
-        raise Interrupted(signal_number(exc), _user_path(layout.root), len(writer.metadata.completed), len(plan.sizes)) from exc
+        raise Interrupted(
+            signal_number(exc), _user_path(layout.root), len(writer.metadata.completed), len(plan.sizes)
+        ) from exc
 
 
 def resume_dataset(
@@ -174,13 +184,17 @@ def resume_dataset(
     try:
         config_text = layout.config.read_text()
     except FileNotFoundError:
-        raise DatasetDamagedError(f"{layout.root} has a metadata.json but no config.json, so its config is unknown; nothing was changed") from None
+        raise DatasetDamagedError(
+            f"{layout.root} has a metadata.json but no config.json, so its config is unknown; nothing was changed"
+        ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise DatasetDamagedError(f"{layout.config} is unreadable ({str(exc)[:200]}); nothing was changed") from exc
     try:
         config = load_config(config_text, base_dir=layout.root.local if layout.root.is_local else None)
     except DDConfigError as exc:
-        raise DatasetDamagedError(f"{layout.config} is not a config dd accepts ({str(exc)[:500]}); nothing was changed") from exc
+        raise DatasetDamagedError(
+            f"{layout.config} is not a config dd accepts ({str(exc)[:500]}); nothing was changed"
+        ) from exc
     current = fingerprint(config).config_hash
     if current != meta.config_hash:
         raise DatasetDamagedError(
@@ -189,13 +203,26 @@ def resume_dataset(
             "with the original config: ddsynth generate CONFIG --num-records ... --dataset-name ..."
         )
     return generate(
-        config, meta.num_records, buffer_size=meta.buffer_size, artifact_path=layout.root.parent,
-        dataset_name=layout.name, resume=ResumeMode.ALWAYS, progress=progress, model_overrides=model_overrides, workers=workers,
+        config,
+        meta.num_records,
+        buffer_size=meta.buffer_size,
+        artifact_path=layout.root.parent,
+        dataset_name=layout.name,
+        resume=ResumeMode.ALWAYS,
+        progress=progress,
+        model_overrides=model_overrides,
+        workers=workers,
     )
 
 
 def _write_row_groups(
-    config: DatasetConfig, writer: DatasetWriter, plan: ResumePlan, buffer_size: int, llm: LLMRuntime, progress: ProgressCallback | None, workers: int | None
+    config: DatasetConfig,
+    writer: DatasetWriter,
+    plan: ResumePlan,
+    buffer_size: int,
+    llm: LLMRuntime,
+    progress: ProgressCallback | None,
+    workers: int | None,
 ) -> None:
     """Produce the plan's row groups (pipelined, in ``workers`` processes); each is written
     crash-safely by its producer and recorded here, as it finishes, as a checkpoint."""
@@ -206,7 +233,9 @@ def _write_row_groups(
     with produce_row_groups(config, jobs, buffer_size=buffer_size, llm=llm, workers=workers) as produced:
         for done, part in enumerate(produced, start=1):
             if part.usage:
-                writer.metadata.extra["llm_usage"] = {alias: u.to_json() for alias, u in merge_usage(usage, part.usage).items()}
+                writer.metadata.extra["llm_usage"] = {
+                    alias: u.to_json() for alias, u in merge_usage(usage, part.usage).items()
+                }
             writer.record_row_group(part.info)
             if progress:
                 progress(done, total)
@@ -216,14 +245,22 @@ def _user_path(root: StoragePath) -> Path | StoragePath:
     return root.local if root.is_local else root
 
 
-def _plan(mode: ResumeMode, scan: FolderScan, config_hash: str, num_records: int, buffer_size: int, layout: DatasetLayout) -> ResumePlan:
-    return plan_resume(mode, scan.found, config_hash, num_records, buffer_size, location=f"dataset folder {layout.root}")
+def _plan(
+    mode: ResumeMode, scan: FolderScan, config_hash: str, num_records: int, buffer_size: int, layout: DatasetLayout
+) -> ResumePlan:
+    return plan_resume(
+        mode, scan.found, config_hash, num_records, buffer_size, location=f"dataset folder {layout.root}"
+    )
 
 
 def _check_name(name: str) -> None:
     if (
-        not isinstance(name, str) or not name or "/" in name or name.startswith(".")
-        or not name.isprintable() or len(name.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES
+        not isinstance(name, str)
+        or not name
+        or "/" in name
+        or name.startswith(".")
+        or not name.isprintable()
+        or len(name.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES
     ):
         shown = repr(name[:60]) + ("..." if isinstance(name, str) and len(name) > 60 else "")
         raise DDUsageError(
@@ -254,7 +291,9 @@ def _dataset_metadata(layout: DatasetLayout) -> DatasetMetadata:
     if not layout.metadata.exists():
         has_data = bool(layout.parquet_dir.exists() and layout.parquet_dir.list_names())
         detail = "it has row-group files but no metadata.json" if has_data else "it has no metadata.json"
-        raise DDUsageError(f"{layout.root} is not a dd dataset folder ({detail}); expected a folder made by ddsynth generate")
+        raise DDUsageError(
+            f"{layout.root} is not a dd dataset folder ({detail}); expected a folder made by ddsynth generate"
+        )
     return load_metadata(layout.metadata)
 
 
@@ -281,7 +320,9 @@ def _fresh_layout(layout: DatasetLayout) -> DatasetLayout:
     raise AssertionError("unreachable")
 
 
-def _metadata_for_run(scan: FolderScan, name: str, fp: Fingerprint, config: DatasetConfig, num_records: int, buffer_size: int) -> DatasetMetadata:
+def _metadata_for_run(
+    scan: FolderScan, name: str, fp: Fingerprint, config: DatasetConfig, num_records: int, buffer_size: int
+) -> DatasetMetadata:
     if scan.metadata is not None:
         scan.metadata.num_records = num_records
         return scan.metadata

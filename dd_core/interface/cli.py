@@ -103,13 +103,19 @@ class _DDGroup(TyperGroup):
 
 
 app = typer.Typer(
-    cls=_DDGroup, add_completion=False, no_args_is_help=True, rich_markup_mode=None,
-    pretty_exceptions_enable=False, help="Resumable synthetic data generation.",
+    cls=_DDGroup,
+    add_completion=False,
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+    help="Resumable synthetic data generation.",
 )
 
 
 @app.callback()
-def _options(debug: Annotated[bool, typer.Option("--debug", help="Show the traceback of an internal error.")] = False) -> None:
+def _options(
+    debug: Annotated[bool, typer.Option("--debug", help="Show the traceback of an internal error.")] = False,
+) -> None:
     """Resumable synthetic data generation."""
 
 
@@ -172,7 +178,10 @@ def _cell(value: object) -> Text:
 
 WorkersOption = Annotated[
     int | None,
-    typer.Option(min=1, help="Processes producing row groups (default: the cores available; fewer for a small job without LLM columns). Per model, requests in flight stay within max_parallel_requests in total."),
+    typer.Option(
+        min=1,
+        help="Processes producing row groups (default: the cores available; fewer for a small job without LLM columns). Per model, requests in flight stay within max_parallel_requests in total.",
+    ),
 ]
 
 
@@ -181,9 +190,13 @@ def generate(
     config: ConfigArg,
     num_records: Annotated[int, typer.Option("--num-records", "-n", min=1, help="Records to generate.")],
     buffer_size: Annotated[int, typer.Option(min=1, help="Records per row group (checkpoint).")] = 1000,
-    artifact_path: Annotated[str, typer.Option(help="Folder (or s3://bucket/prefix) that holds dataset folders.")] = "artifacts",
+    artifact_path: Annotated[
+        str, typer.Option(help="Folder (or s3://bucket/prefix) that holds dataset folders.")
+    ] = "artifacts",
     dataset_name: Annotated[str | None, typer.Option(help="Dataset folder name (default: the config's name).")] = None,
-    resume: Annotated[ResumeChoice, typer.Option(help="What to do with an existing dataset folder.")] = ResumeChoice.if_possible,
+    resume: Annotated[
+        ResumeChoice, typer.Option(help="What to do with an existing dataset folder.")
+    ] = ResumeChoice.if_possible,
     workers: WorkersOption = None,
 ) -> None:
     """Generate a dataset into <artifact-path>/<dataset-name>/, resuming where a run stopped."""
@@ -203,7 +216,9 @@ def generate(
 
 
 @app.command("resume")
-def resume_command(dataset: Annotated[str, typer.Argument(help="A dataset folder (local or s3://...).")], workers: WorkersOption = None) -> None:
+def resume_command(
+    dataset: Annotated[str, typer.Argument(help="A dataset folder (local or s3://...).")], workers: WorkersOption = None
+) -> None:
     """Continue a dataset from its folder alone: config, target and buffer size come from the folder."""
     api = _generation_api()
     with _progress() as on_progress:
@@ -262,7 +277,9 @@ def cost_lines(meta: dict) -> list[str]:
         if "cost_usd" in entry
     ]
     if "llm_cost_usd" in meta:
-        lines.append(f"Cost of the dataset: ${meta['llm_cost_usd']:.4f} (every run, each paid request once; see metadata.json llm_spend)")
+        lines.append(
+            f"Cost of the dataset: ${meta['llm_cost_usd']:.4f} (every run, each paid request once; see metadata.json llm_spend)"
+        )
     return lines
 
 
@@ -297,7 +314,9 @@ def _progress():
 def status(
     dataset: Annotated[str, typer.Argument(help="A dataset folder (local or s3://...).")],
     config: Annotated[Path | None, typer.Option(help="Would this config resume the dataset?")] = None,
-    num_records: Annotated[int | None, typer.Option(min=1, help="Target to check with --config (default: the stored one).")] = None,
+    num_records: Annotated[
+        int | None, typer.Option(min=1, help="Target to check with --config (default: the stored one).")
+    ] = None,
 ) -> None:
     """Show a dataset folder's target, progress, fingerprint and resumability."""
     from dd_core.interface.status import describe
@@ -330,7 +349,14 @@ def main() -> None:
         from rich.highlighter import NullHighlighter
         from rich.logging import RichHandler
 
-        handler: logging.Handler = RichHandler(console=console(stderr=True), show_time=False, show_level=False, show_path=False, markup=False, highlighter=NullHighlighter())
+        handler: logging.Handler = RichHandler(
+            console=console(stderr=True),
+            show_time=False,
+            show_level=False,
+            show_path=False,
+            markup=False,
+            highlighter=NullHighlighter(),
+        )
     else:
         handler = logging.StreamHandler(sys.stderr)
     redact_handler(handler)

@@ -31,7 +31,9 @@ def _batches(files: list[StoragePath]) -> Iterator[pa.RecordBatch]:
         try:
             yield from pq.ParquetFile(file.arrow_source()).iter_batches(batch_size=10_000)
         except (OSError, pa.ArrowException) as exc:
-            raise DatasetDamagedError(f"{file} is unreadable ({str(exc)[:200]}); it was not changed and nothing was exported") from exc
+            raise DatasetDamagedError(
+                f"{file} is unreadable ({str(exc)[:200]}); it was not changed and nothing was exported"
+            ) from exc
 
 
 def _flat(batch: pa.RecordBatch) -> pa.Table:
@@ -70,7 +72,11 @@ def export_dataset(path: str, fmt: ExportFormat, output: str | Path) -> int:
             writer = None
             for batch in _batches(files):
                 if fmt == "jsonl":
-                    sink.write("".join(json.dumps(row, default=str, ensure_ascii=False) + "\n" for row in batch.to_pylist()).encode())
+                    sink.write(
+                        "".join(
+                            json.dumps(row, default=str, ensure_ascii=False) + "\n" for row in batch.to_pylist()
+                        ).encode()
+                    )
                 elif fmt == "csv":
                     table = _flat(batch)
                     writer = writer or pacsv.CSVWriter(sink, table.schema)

@@ -39,24 +39,34 @@ def describe(path: str, config_path: Path | None = None, num_records: int | None
         )
         if scan.unrecorded:
             shown = sorted(scan.unrecorded)
-            report["unrecorded"] = f"row groups {shown[:20]}{'...' if len(shown) > 20 else ''} (recorded on the next resume)"
+            report["unrecorded"] = (
+                f"row groups {shown[:20]}{'...' if len(shown) > 20 else ''} (recorded on the next resume)"
+            )
         if meta.status != "complete":
             report["continue with"] = f"ddsynth resume {layout.root}"
     if config_path is not None:
         cfg = load_config(config_path)
         fp = fingerprint(cfg)["config_hash"]
         report["config"] = f"{config_path} ({fp})"
-        report["would resume"] = _would_resume(scan, fp, num_records or (meta.num_records if meta else None), meta, layout)
+        report["would resume"] = _would_resume(
+            scan, fp, num_records or (meta.num_records if meta else None), meta, layout
+        )
     return report
 
 
-def _would_resume(scan: FolderScan, config_hash: str, num_records: int | None, meta: DatasetMetadata | None, layout: DatasetLayout) -> str:
+def _would_resume(
+    scan: FolderScan, config_hash: str, num_records: int | None, meta: DatasetMetadata | None, layout: DatasetLayout
+) -> str:
     if num_records is None:
         return "no target known; pass --num-records"
     try:
         plan = plan_resume(
-            ResumeMode.IF_POSSIBLE, scan.found, config_hash, num_records,
-            meta.buffer_size if meta else 1000, location=f"dataset folder {layout.root}",
+            ResumeMode.IF_POSSIBLE,
+            scan.found,
+            config_hash,
+            num_records,
+            meta.buffer_size if meta else 1000,
+            location=f"dataset folder {layout.root}",
         )
     except ResumeConflictError as exc:
         return f"no: {exc}"

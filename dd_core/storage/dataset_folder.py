@@ -52,7 +52,9 @@ def list_batches(layout: DatasetLayout) -> dict[int, str]:
             "Move it aside if it does not belong there"
         ) from exc
     except OSError as exc:
-        raise DatasetDamagedError(f"cannot list {layout.parquet_dir}: {exc.strerror or exc}; nothing was changed") from exc
+        raise DatasetDamagedError(
+            f"cannot list {layout.parquet_dir}: {exc.strerror or exc}; nothing was changed"
+        ) from exc
     for name in names:
         index = batch_index(name)
         if index is not None:
@@ -116,7 +118,9 @@ def verify_row_groups(layout: DatasetLayout, meta: DatasetMetadata) -> None:
     batches = list_batches(layout)
     for index, counts in meta.completed.items():
         if index not in batches:
-            raise DatasetDamagedError(f"row group {index} of {layout.root} is listed as finished, but its file is missing; nothing was changed")
+            raise DatasetDamagedError(
+                f"row group {index} of {layout.root} is listed as finished, but its file is missing; nothing was changed"
+            )
         path = layout.parquet_dir / batches[index]
         info = read_info(path)
         _check_belongs(info, index, meta, path)
@@ -152,7 +156,9 @@ class DatasetWriter:
             log.info("row group %d was written but not recorded before a crash; recorded it now", index)
             self._count(info)
         # One folder fsync (the metadata's) makes both renames durable.
-        self.layout.config.write_atomic(json.dumps(resolved_config, indent=2, ensure_ascii=False).encode(), fault_prefix="config", sync_folder=False)
+        self.layout.config.write_atomic(
+            json.dumps(resolved_config, indent=2, ensure_ascii=False).encode(), fault_prefix="config", sync_folder=False
+        )
         self.metadata.status = "in_progress"
         self.metadata.dataset_path = None
         self.metadata.save(self.layout.metadata)

@@ -57,7 +57,12 @@ class LockHeld(Exception):
 
 
 def holder_info() -> dict:
-    return {"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "command": " ".join(sys.argv)[:300]}
+    return {
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "since": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "command": " ".join(sys.argv)[:300],
+    }
 
 
 def describe_holder(info: dict | None) -> str:
@@ -252,7 +257,11 @@ class _LocalAppender(LogAppender):
         self._path = path
         try:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-            self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0), 0o644)
+            self._fd = os.open(
+                path,
+                os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0),
+                0o644,
+            )
         except OSError as exc:
             if exc.errno == errno.ELOOP:
                 refuse_link_or_odd(path, "the LLM cache file")
@@ -351,8 +360,8 @@ class S3FileSystem(FileSystem):
         prefix = key.rstrip("/") + "/" if key else ""
         names = []
         for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix, Delimiter="/"):
-            names += [obj["Key"][len(prefix):] for obj in page.get("Contents", [])]
-            names += [p["Prefix"][len(prefix):].rstrip("/") for p in page.get("CommonPrefixes", [])]
+            names += [obj["Key"][len(prefix) :] for obj in page.get("Contents", [])]
+            names += [p["Prefix"][len(prefix) :].rstrip("/") for p in page.get("CommonPrefixes", [])]
         return names
 
     def unlink(self, path: str) -> None:
@@ -424,10 +433,17 @@ class _Lease:
         from botocore.exceptions import ClientError
 
         try:
-            self.etag = self.fs.client.put_object(Bucket=self.bucket, Key=self.key, Body=self._body(), **condition)["ETag"]
+            self.etag = self.fs.client.put_object(Bucket=self.bucket, Key=self.key, Body=self._body(), **condition)[
+                "ETag"
+            ]
             return True
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("PreconditionFailed", "412", "ConditionalRequestConflict", "NoSuchKey"):
+            if exc.response.get("Error", {}).get("Code") in (
+                "PreconditionFailed",
+                "412",
+                "ConditionalRequestConflict",
+                "NoSuchKey",
+            ):
                 return False
             raise
 
@@ -450,7 +466,14 @@ class _Lease:
             if etag is not None and _abandoned(info) and self._put(IfMatch=etag):
                 break
             if deadline is not None and time.monotonic() >= deadline:
-                raise LockHeld(describe_holder(info) + (f" (its lease ends by {time.ctime(float(info['expires_at']))})" if info and "expires_at" in info else ""))
+                raise LockHeld(
+                    describe_holder(info)
+                    + (
+                        f" (its lease ends by {time.ctime(float(info['expires_at']))})"
+                        if info and "expires_at" in info
+                        else ""
+                    )
+                )
             time.sleep(0.5)
         self._renewer = threading.Thread(target=self._renew, name=f"dd-lease-{self.key}", daemon=True)
         self._renewer.start()
@@ -577,11 +600,13 @@ def storage_path(location: str | os.PathLike | StoragePath) -> StoragePath:
     if "\x00" in text:
         raise UnsupportedLocation(f"the path {text[:100]!r} contains a NUL character")
     if text.startswith("s3://"):
-        if not text[len("s3://"):].strip("/"):
+        if not text[len("s3://") :].strip("/"):
             raise UnsupportedLocation(f"{text!r} names no bucket: use s3://bucket/prefix")
-        return StoragePath(_S3, text[len("s3://"):].rstrip("/"))
+        return StoragePath(_S3, text[len("s3://") :].rstrip("/"))
     if "://" in text:
-        raise UnsupportedLocation(f"unsupported storage location {text[:200]!r}: use a local path or s3://bucket/prefix")
+        raise UnsupportedLocation(
+            f"unsupported storage location {text[:200]!r}: use a local path or s3://bucket/prefix"
+        )
     return StoragePath(_LOCAL, os.path.abspath(text))
 
 

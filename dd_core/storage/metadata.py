@@ -49,8 +49,12 @@ class CompletedRowGroups(RangeMap[RowCounts]):
     """Finished row groups by index: ranges of indices, plus the few whose counts differ from
     ``(buffer_size, buffer_size)``. Totals are arithmetic; nothing is expanded per row group."""
 
-    def __init__(self, buffer_size: int, indices: IndexRanges | None = None, irregular: Mapping[int, RowCounts] | None = None):
-        super().__init__(indices if indices is not None else IndexRanges(), RowCounts(buffer_size, buffer_size), irregular)
+    def __init__(
+        self, buffer_size: int, indices: IndexRanges | None = None, irregular: Mapping[int, RowCounts] | None = None
+    ):
+        super().__init__(
+            indices if indices is not None else IndexRanges(), RowCounts(buffer_size, buffer_size), irregular
+        )
         self.buffer_size = buffer_size
 
     @classmethod
@@ -62,7 +66,9 @@ class CompletedRowGroups(RangeMap[RowCounts]):
 
     @property
     def rows(self) -> int:
-        return self.buffer_size * (len(self.indices) - len(self.irregular)) + sum(c.rows for c in self.irregular.values())
+        return self.buffer_size * (len(self.indices) - len(self.irregular)) + sum(
+            c.rows for c in self.irregular.values()
+        )
 
     @property
     def dropped_rows(self) -> int:
@@ -114,7 +120,9 @@ class DatasetMetadata:
         return self.completed.dropped_rows
 
     def to_json(self) -> dict[str, Any]:
-        exceptions = {str(i): {"requested": c.requested, "rows": c.rows} for i, c in sorted(self.completed.irregular.items())}
+        exceptions = {
+            str(i): {"requested": c.requested, "rows": c.rows} for i, c in sorted(self.completed.irregular.items())
+        }
         return {
             "format_version": FORMAT_VERSION,
             "dataset_name": self.dataset_name,
@@ -181,7 +189,9 @@ class DatasetMetadata:
 
     def save(self, path: StoragePath, *, sync_folder: bool = True) -> None:
         self.updated_at = now_iso()
-        path.write_atomic(json.dumps(self.to_json(), indent=2).encode(), fault_prefix="metadata", sync_folder=sync_folder)
+        path.write_atomic(
+            json.dumps(self.to_json(), indent=2).encode(), fault_prefix="metadata", sync_folder=sync_folder
+        )
 
 
 def _whole(data: dict, key: str, low: int, high: int) -> int:
@@ -206,11 +216,17 @@ def _ranges(ranges: Any, row_groups: int) -> IndexRanges:
         raise TypeError("completed_row_groups is not a list of [start, end] ranges")
     pairs = []
     for item in ranges:
-        if not (isinstance(item, list) and len(item) == 2 and all(isinstance(v, int) and not isinstance(v, bool) for v in item)):
+        if not (
+            isinstance(item, list)
+            and len(item) == 2
+            and all(isinstance(v, int) and not isinstance(v, bool) for v in item)
+        ):
             raise TypeError(f"completed_row_groups holds {str(item)[:40]}, not a [start, end] pair of whole numbers")
         start, end = item
         if not 0 <= start <= end < row_groups:
-            raise ValueError(f"completed_row_groups range [{start}, {end}] is outside the dataset's {row_groups:,} row groups")
+            raise ValueError(
+                f"completed_row_groups range [{start}, {end}] is outside the dataset's {row_groups:,} row groups"
+            )
         pairs.append((start, end))
     return IndexRanges(pairs)
 

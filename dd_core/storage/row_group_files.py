@@ -35,7 +35,9 @@ class RowGroupInfo:
     @classmethod
     def from_kv(cls, kv: dict[bytes, bytes], path: StoragePath) -> RowGroupInfo:
         try:
-            values = {k.decode()[len(PREFIX):]: v.decode() for k, v in (kv or {}).items() if k.startswith(PREFIX.encode())}
+            values = {
+                k.decode()[len(PREFIX) :]: v.decode() for k, v in (kv or {}).items() if k.startswith(PREFIX.encode())
+            }
             return cls(
                 row_group=int(values["row_group"]),
                 requested_rows=int(values["requested_rows"]),
@@ -66,7 +68,16 @@ class RowGroupIdentity:
 
     def info(self, row_group: int, requested_rows: int, num_rows: int, llm_spend: str = "") -> RowGroupInfo:
         """The self-description of one of this dataset's row groups."""
-        return RowGroupInfo(row_group, requested_rows, num_rows, self.config_hash, self.config_hash_version, self.buffer_size, self.seed, llm_spend)
+        return RowGroupInfo(
+            row_group,
+            requested_rows,
+            num_rows,
+            self.config_hash,
+            self.config_hash_version,
+            self.buffer_size,
+            self.seed,
+            llm_spend,
+        )
 
     def mismatch(self, info: RowGroupInfo, row_group: int, requested_rows: int | None = None) -> tuple[str, str] | None:
         """None when ``info`` is row group ``row_group`` of this dataset (with ``requested_rows``

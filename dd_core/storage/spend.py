@@ -29,7 +29,11 @@ def row_group_spend(text: str) -> dict[str, dict[str, Any]]:
         return {}
     if not isinstance(data, dict):
         return {}
-    return {alias: {name: v for name, v in fields.items() if _is_amount(v)} for alias, fields in data.items() if isinstance(fields, dict)}
+    return {
+        alias: {name: v for name, v in fields.items() if _is_amount(v)}
+        for alias, fields in data.items()
+        if isinstance(fields, dict)
+    }
 
 
 def _is_amount(value: Any) -> bool:

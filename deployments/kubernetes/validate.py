@@ -125,7 +125,9 @@ def check_configmap() -> str:
         problems.append(f"metadata.name is {dig(cm, 'metadata', 'name')!r}, values.yaml refers to {CONFIGMAP_NAME!r}")
     data = cm.get("data") or {}
     if set(cm) - {"apiVersion", "kind", "metadata", "data", "binaryData", "immutable"}:
-        problems.append(f"unknown top-level fields {sorted(set(cm) - {'apiVersion', 'kind', 'metadata', 'data', 'binaryData', 'immutable'})}")
+        problems.append(
+            f"unknown top-level fields {sorted(set(cm) - {'apiVersion', 'kind', 'metadata', 'data', 'binaryData', 'immutable'})}"
+        )
     for key, value in data.items():
         if not ENV_NAME.match(key):
             problems.append(f"data key {key!r} is not a valid environment variable name (envFrom skips it)")
@@ -146,7 +148,9 @@ def check_configmap() -> str:
         problems.append(f"DD_LLM_BASE_URL {url!r} is not an http(s) URL")
     art = str(data.get("DD_ARTIFACT_PATH", ""))
     if art and "://" not in art:
-        problems.append(f"DD_ARTIFACT_PATH {art!r} is a local path: run pods share nothing local; use an object-store URI")
+        problems.append(
+            f"DD_ARTIFACT_PATH {art!r} is a local path: run pods share nothing local; use an object-store URI"
+        )
     if problems:
         raise Failed("; ".join(problems))
     return f"{CONFIGMAP_NAME}: keys {sorted(data)}"
@@ -159,7 +163,9 @@ def check_secrets() -> str:
     for doc in docs:
         name = dig(doc, "metadata", "name")
         if doc.get("apiVersion") != "v1" or doc.get("kind") != "Secret":
-            problems.append(f"{name}: apiVersion/kind are {doc.get('apiVersion')}/{doc.get('kind')}, expected v1/Secret")
+            problems.append(
+                f"{name}: apiVersion/kind are {doc.get('apiVersion')}/{doc.get('kind')}, expected v1/Secret"
+            )
         if not name or not DNS_SUBDOMAIN.match(name):
             problems.append(f"metadata.name {name!r} is not a valid Kubernetes name")
         if doc.get("type", "Opaque") != "Opaque":
@@ -169,7 +175,9 @@ def check_secrets() -> str:
         string_data = doc.get("stringData") or {}
         for key, value in string_data.items():
             if value != PLACEHOLDER:
-                problems.append(f"{name}.stringData.{key} is not the placeholder {PLACEHOLDER!r}: never commit a real value")
+                problems.append(
+                    f"{name}.stringData.{key} is not the placeholder {PLACEHOLDER!r}: never commit a real value"
+                )
         by_name[name] = string_data
     dd = by_name.get(SECRET_NAME)
     if dd is None:
@@ -183,7 +191,9 @@ def check_secrets() -> str:
     values = load_yaml(HERE / "values.yaml")
     pg_secret = dig(values, "global", "postgresqlSecretName")
     if pg_secret and (pg_secret not in by_name or PG_SECRET_KEY not in by_name[pg_secret]):
-        problems.append(f"values.yaml names {pg_secret!r} as the PostgreSQL secret; the example lacks it or its key {PG_SECRET_KEY!r}")
+        problems.append(
+            f"values.yaml names {pg_secret!r} as the PostgreSQL secret; the example lacks it or its key {PG_SECRET_KEY!r}"
+        )
     if problems:
         raise Failed("; ".join(problems))
     return f"Secrets {sorted(by_name)} with placeholder values only"
@@ -251,7 +261,9 @@ def helm_merge(base: Any, override: Any) -> Any:
 def check_values_chart_schema(chart_dir: Path | None, chart_schema: Path | None) -> str:
     values = load_yaml(HERE / "values.yaml")
     if chart_dir is None and chart_schema is None:
-        raise Skipped("no chart given: --chart-dir DIR (from `helm pull dagster/dagster --version 1.13.27 --untar`) or --chart-schema FILE")
+        raise Skipped(
+            "no chart given: --chart-dir DIR (from `helm pull dagster/dagster --version 1.13.27 --untar`) or --chart-schema FILE"
+        )
     reports = []
     if chart_dir is not None:
         chart_meta = load_yaml(chart_dir / "Chart.yaml")
@@ -270,13 +282,19 @@ def check_values_chart_schema(chart_dir: Path | None, chart_schema: Path | None)
             schema, n_remote = strip_remote_refs(json.loads(schema_file.read_text()))
             merged = helm_merge(load_yaml(directory / "values.yaml") or {}, overlay)
             errors += [f"{label}: {e}" for e in schema_errors(schema, merged)]
-            reports.append(f"{label} {chart_meta.get('version') if label == 'dagster' else ''} schema ({n_remote} remote $refs not followed)".replace("  ", " "))
+            reports.append(
+                f"{label} {chart_meta.get('version') if label == 'dagster' else ''} schema ({n_remote} remote $refs not followed)".replace(
+                    "  ", " "
+                )
+            )
         if not reports:
             raise Failed(f"{chart_dir} has no values.schema.json")
     else:
         schema, n_remote = strip_remote_refs(json.loads(chart_schema.read_text()))
         errors = schema_errors(without_required(schema), values)
-        reports.append(f"{chart_schema.name} as an overlay (required keys not checked; {n_remote} remote $refs not followed)")
+        reports.append(
+            f"{chart_schema.name} as an overlay (required keys not checked; {n_remote} remote $refs not followed)"
+        )
     if errors:
         raise Failed("; ".join(errors))
     return "values.yaml valid against " + ", ".join(reports)
@@ -299,7 +317,9 @@ def check_values_contract() -> str:
         if d.get("port") != PORT:
             problems.append(f"deployment {d.get('name')}: port {d.get('port')}, the image serves {PORT}")
         if CONFIGMAP_NAME not in names(d.get("envConfigMaps")) or SECRET_NAME not in names(d.get("envSecrets")):
-            problems.append(f"deployment {d.get('name')}: envConfigMaps/envSecrets must include {CONFIGMAP_NAME}/{SECRET_NAME}")
+            problems.append(
+                f"deployment {d.get('name')}: envConfigMaps/envSecrets must include {CONFIGMAP_NAME}/{SECRET_NAME}"
+            )
         tag = str(dig(d, "image", "tag", default="") or "")
         if tag in ("", "latest"):
             problems.append(f"deployment {d.get('name')}: pin a unique image tag (not {tag or 'empty'})")
@@ -312,8 +332,12 @@ def check_values_contract() -> str:
     if dig(v, "runLauncher", "type") != "K8sRunLauncher":
         problems.append("runLauncher.type must be K8sRunLauncher")
     launcher = dig(v, "runLauncher", "config", "k8sRunLauncher", default={}) or {}
-    if SECRET_NAME not in names(launcher.get("envSecrets")) or CONFIGMAP_NAME not in names(launcher.get("envConfigMaps")):
-        problems.append(f"runLauncher k8sRunLauncher envSecrets/envConfigMaps must include {SECRET_NAME}/{CONFIGMAP_NAME} (run pods read them)")
+    if SECRET_NAME not in names(launcher.get("envSecrets")) or CONFIGMAP_NAME not in names(
+        launcher.get("envConfigMaps")
+    ):
+        problems.append(
+            f"runLauncher k8sRunLauncher envSecrets/envConfigMaps must include {SECRET_NAME}/{CONFIGMAP_NAME} (run pods read them)"
+        )
     res = launcher.get("resources") or {}
     if not dig(res, "requests", "memory") or not dig(res, "limits", "memory"):
         problems.append("run pods need memory requests and limits (runLauncher k8sRunLauncher resources)")
@@ -326,9 +350,13 @@ def check_values_contract() -> str:
         problems.append(f"maxConcurrentRuns must be a positive integer, got {max_runs!r}")
     limits = [t for t in queued.get("tagConcurrencyLimits") or [] if t.get("key") == ENDPOINT_TAG]
     if len(limits) != 1 or dig(limits[0], "value", "applyLimitPerUniqueValue") is not True:
-        problems.append(f"need one tagConcurrencyLimits entry for {ENDPOINT_TAG} with value.applyLimitPerUniqueValue: true")
+        problems.append(
+            f"need one tagConcurrencyLimits entry for {ENDPOINT_TAG} with value.applyLimitPerUniqueValue: true"
+        )
     elif isinstance(max_runs, int) and limits[0].get("limit", 0) > max_runs:
-        problems.append(f"{ENDPOINT_TAG} limit {limits[0].get('limit')} exceeds maxConcurrentRuns {max_runs}: it never binds")
+        problems.append(
+            f"{ENDPOINT_TAG} limit {limits[0].get('limit')} exceeds maxConcurrentRuns {max_runs}: it never binds"
+        )
     mon = dig(v, "dagsterDaemon", "runMonitoring", default={}) or {}
     if not mon.get("enabled"):
         problems.append("dagsterDaemon.runMonitoring.enabled must be true")
@@ -336,16 +364,28 @@ def check_values_contract() -> str:
         problems.append("telemetry.enabled must be false")
     pg = v.get("postgresql") or {}
     if pg.get("postgresqlScheme") != "postgresql+psycopg2":
-        problems.append("postgresql.postgresqlScheme must be postgresql+psycopg2 (SQLAlchemy 2.1 defaults to psycopg 3, not installed)")
+        problems.append(
+            "postgresql.postgresqlScheme must be postgresql+psycopg2 (SQLAlchemy 2.1 defaults to psycopg 3, not installed)"
+        )
     if v.get("generatePostgresqlPasswordSecret") is not False or not dig(v, "global", "postgresqlSecretName"):
-        problems.append("the PostgreSQL password must come from an existing Secret: generatePostgresqlPasswordSecret: false + global.postgresqlSecretName")
+        problems.append(
+            "the PostgreSQL password must come from an existing Secret: generatePostgresqlPasswordSecret: false + global.postgresqlSecretName"
+        )
     if pg.get("enabled") is not False or not pg.get("postgresqlHost"):
-        problems.append("the recommended setup is an external PostgreSQL: postgresql.enabled false and postgresqlHost set")
+        problems.append(
+            "the recommended setup is an external PostgreSQL: postgresql.enabled false and postgresqlHost set"
+        )
 
     def scan(node: Any, path: str) -> None:
         if isinstance(node, dict):
             for k, val in node.items():
-                if SECRETISH.search(str(k)) and isinstance(val, (str, int)) and not isinstance(val, bool) and str(val) != "" and not str(k).endswith(("SecretName", "Secrets", "secretName")):
+                if (
+                    SECRETISH.search(str(k))
+                    and isinstance(val, (str, int))
+                    and not isinstance(val, bool)
+                    and str(val) != ""
+                    and not str(k).endswith(("SecretName", "Secrets", "secretName"))
+                ):
                     problems.append(f"{path}{k} holds a literal value; secrets only come from Kubernetes Secrets")
                 scan(val, f"{path}{k}.")
         elif isinstance(node, list):
@@ -382,7 +422,12 @@ def render_instance(v: dict) -> dict:
     }
     queued = v["dagsterDaemon"]["runCoordinator"]["config"]["queuedRunCoordinator"]
     coordinator = {"max_concurrent_runs": queued.get("maxConcurrentRuns", -1)}
-    for src, dst in [("tagConcurrencyLimits", "tag_concurrency_limits"), ("dequeueIntervalSeconds", "dequeue_interval_seconds"), ("dequeueUseThreads", "dequeue_use_threads"), ("dequeueNumWorkers", "dequeue_num_workers")]:
+    for src, dst in [
+        ("tagConcurrencyLimits", "tag_concurrency_limits"),
+        ("dequeueIntervalSeconds", "dequeue_interval_seconds"),
+        ("dequeueUseThreads", "dequeue_use_threads"),
+        ("dequeueNumWorkers", "dequeue_num_workers"),
+    ]:
         if queued.get(src) is not None:
             coordinator[dst] = queued[src]
     k8s = v["runLauncher"]["config"]["k8sRunLauncher"]
@@ -395,24 +440,56 @@ def render_instance(v: dict) -> dict:
         "instance_config_map": f"{RELEASE}-instance",
         "postgres_password_secret": v["global"]["postgresqlSecretName"],
     }
-    simple = [("envConfigMaps", "env_config_maps", names), ("envSecrets", "env_secrets", names), ("envVars", "env_vars", None), ("volumeMounts", "volume_mounts", None), ("volumes", "volumes", None), ("labels", "labels", None), ("resources", "resources", None), ("schedulerName", "scheduler_name", None), ("securityContext", "security_context", None)]
+    simple = [
+        ("envConfigMaps", "env_config_maps", names),
+        ("envSecrets", "env_secrets", names),
+        ("envVars", "env_vars", None),
+        ("volumeMounts", "volume_mounts", None),
+        ("volumes", "volumes", None),
+        ("labels", "labels", None),
+        ("resources", "resources", None),
+        ("schedulerName", "scheduler_name", None),
+        ("securityContext", "security_context", None),
+    ]
     for src, dst, fn in simple:
         if k8s.get(src):
             launcher[dst] = fn(k8s[src]) if fn else k8s[src]
     if k8s.get("failPodOnRunFailure"):
         launcher["fail_pod_on_run_failure"] = True
     if k8s.get("runK8sConfig"):
-        keys = {"containerConfig": "container_config", "podSpecConfig": "pod_spec_config", "podTemplateSpecMetadata": "pod_template_spec_metadata", "jobSpecConfig": "job_spec_config", "jobMetadata": "job_metadata"}
+        keys = {
+            "containerConfig": "container_config",
+            "podSpecConfig": "pod_spec_config",
+            "podTemplateSpecMetadata": "pod_template_spec_metadata",
+            "jobSpecConfig": "job_spec_config",
+            "jobMetadata": "job_metadata",
+        }
         launcher["run_k8s_config"] = {keys[k]: val for k, val in k8s["runK8sConfig"].items() if val}
     mon = v["dagsterDaemon"]["runMonitoring"]
-    monitoring = {"enabled": mon["enabled"], "start_timeout_seconds": mon.get("startTimeoutSeconds", 300), "poll_interval_seconds": mon.get("pollIntervalSeconds", 120), "free_slots_after_run_end_seconds": mon.get("freeSlotsAfterRunEndSeconds", 0)}
-    for src, dst in [("cancelTimeoutSeconds", "cancel_timeout_seconds"), ("maxResumeRunAttempts", "max_resume_run_attempts")]:
+    monitoring = {
+        "enabled": mon["enabled"],
+        "start_timeout_seconds": mon.get("startTimeoutSeconds", 300),
+        "poll_interval_seconds": mon.get("pollIntervalSeconds", 120),
+        "free_slots_after_run_end_seconds": mon.get("freeSlotsAfterRunEndSeconds", 0),
+    }
+    for src, dst in [
+        ("cancelTimeoutSeconds", "cancel_timeout_seconds"),
+        ("maxResumeRunAttempts", "max_resume_run_attempts"),
+    ]:
         if mon.get(src) is not None:
             monitoring[dst] = mon[src]
     return {
         "run_storage": {"module": "dagster_postgres.run_storage", "class": "PostgresRunStorage", "config": postgres},
-        "event_log_storage": {"module": "dagster_postgres.event_log", "class": "PostgresEventLogStorage", "config": postgres},
-        "schedule_storage": {"module": "dagster_postgres.schedule_storage", "class": "PostgresScheduleStorage", "config": postgres},
+        "event_log_storage": {
+            "module": "dagster_postgres.event_log",
+            "class": "PostgresEventLogStorage",
+            "config": postgres,
+        },
+        "schedule_storage": {
+            "module": "dagster_postgres.schedule_storage",
+            "class": "PostgresScheduleStorage",
+            "config": postgres,
+        },
         "run_coordinator": {"module": "dagster", "class": "QueuedRunCoordinator", "config": coordinator},
         "run_launcher": {"module": "dagster_k8s", "class": "K8sRunLauncher", "config": launcher},
         "run_monitoring": monitoring,
@@ -450,7 +527,9 @@ def check_instance_config() -> str:
     class_config("QueuedRunCoordinator", "dagster", "QueuedRunCoordinator", instance["run_coordinator"]["config"])
     class_config("PostgresRunStorage", "dagster_postgres", "PostgresRunStorage", instance["run_storage"]["config"])
     class_config("K8sRunLauncher", "dagster_k8s", "K8sRunLauncher", instance["run_launcher"]["config"])
-    return f"dagster {dagster.__version__} accepts the rendered dagster.yaml: {', '.join(checked)}" + (f"; not checked: {', '.join(skipped)}" if skipped else "")
+    return f"dagster {dagster.__version__} accepts the rendered dagster.yaml: {', '.join(checked)}" + (
+        f"; not checked: {', '.join(skipped)}" if skipped else ""
+    )
 
 
 def check_run_pod() -> str:
@@ -489,7 +568,12 @@ def check_run_pod() -> str:
         postgres_password_secret=cfg["postgres_password_secret"],
     )
     try:
-        job = construct_dagster_k8s_job(job_config, ["dagster", "api", "execute_run", "{}"], "dagster-run-validate", user_defined_k8s_config=context.run_k8s_config)
+        job = construct_dagster_k8s_job(
+            job_config,
+            ["dagster", "api", "execute_run", "{}"],
+            "dagster-run-validate",
+            user_defined_k8s_config=context.run_k8s_config,
+        )
     except Exception as exc:
         raise Failed(f"dagster-k8s cannot build the run Job from these settings: {exc}") from exc
     manifest = kubernetes.client.ApiClient().sanitize_for_serialization(job)
@@ -497,11 +581,17 @@ def check_run_pod() -> str:
     container = pod["containers"][0]
     problems = []
     if container.get("resources") != cfg.get("resources"):
-        problems.append(f"run container resources {container.get('resources')} != runLauncher resources {cfg.get('resources')}")
+        problems.append(
+            f"run container resources {container.get('resources')} != runLauncher resources {cfg.get('resources')}"
+        )
     env_from = {next(iter(e.values()))["name"] for e in container.get("envFrom", [])}
     if not {CONFIGMAP_NAME, SECRET_NAME} <= env_from:
         problems.append(f"run container envFrom {sorted(env_from)} lacks {CONFIGMAP_NAME}/{SECRET_NAME}")
-    if not any(e.get("name") == "DAGSTER_PG_PASSWORD" and dig(e, "valueFrom", "secretKeyRef", "name") == cfg["postgres_password_secret"] for e in container.get("env", [])):
+    if not any(
+        e.get("name") == "DAGSTER_PG_PASSWORD"
+        and dig(e, "valueFrom", "secretKeyRef", "name") == cfg["postgres_password_secret"]
+        for e in container.get("env", [])
+    ):
         problems.append("run container does not get DAGSTER_PG_PASSWORD from the PostgreSQL Secret")
     sc = container.get("securityContext") or {}
     if not sc.get("runAsNonRoot"):
@@ -550,7 +640,12 @@ def check_dockerfile() -> str:
     except json.JSONDecodeError:
         cmd_list = []
         problems.append("CMD must be in exec (JSON) form")
-    if cmd_list and not (_contains(cmd_list, CODE_LOCATION_ARGS) and "0.0.0.0" in cmd_list and str(PORT) in cmd_list and cmd_list[:3] in (["dagster", "api", "grpc"], ["dagster", "code-server", "start"])):
+    if cmd_list and not (
+        _contains(cmd_list, CODE_LOCATION_ARGS)
+        and "0.0.0.0" in cmd_list
+        and str(PORT) in cmd_list
+        and cmd_list[:3] in (["dagster", "api", "grpc"], ["dagster", "code-server", "start"])
+    ):
         problems.append(f"CMD {cmd_list} does not serve {CODE_LOCATION} on 0.0.0.0:{PORT}")
     envs = " ".join(r for w, r in ins if w == "ENV")
     if not re.search(r"PYTHONUNBUFFERED=1\b", envs):
@@ -567,7 +662,11 @@ def check_dockerfile() -> str:
     if artifact_path.startswith("s3://") and not re.search(r"\bboto3\b|\['s3'\]", runs):
         problems.append("DD_ARTIFACT_PATH is s3://... but the image does not install boto3 (the [s3] extra)")
     # every COPY source must survive Dockerfile.dockerignore's allowlist
-    allowed = [line[1:].rstrip("/") for line in (HERE / "Dockerfile.dockerignore").read_text().splitlines() if line.startswith("!")]
+    allowed = [
+        line[1:].rstrip("/")
+        for line in (HERE / "Dockerfile.dockerignore").read_text().splitlines()
+        if line.startswith("!")
+    ]
     for w, r in ins:
         if w == "COPY":
             parts = [p for p in r.split() if not p.startswith("--")]

@@ -71,9 +71,7 @@ def bindir() -> Path:
         print(f"PostgreSQL not found: running apt-get to {INSTALL_HINT}", file=sys.stderr)
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
         subprocess.run(["apt-get", "update"], check=True, env=env)
-        subprocess.run(
-            ["apt-get", "install", "-y", "--no-install-recommends", "postgresql"], check=True, env=env
-        )
+        subprocess.run(["apt-get", "install", "-y", "--no-install-recommends", "postgresql"], check=True, env=env)
         found = find_bindir()
     if found is None:
         raise RuntimeError(f"PostgreSQL's initdb was not found: {INSTALL_HINT}")
@@ -122,16 +120,32 @@ def start(data_dir: str | Path, port: int | None = None) -> PgServer:
             shutil.chown(pwfile, "postgres", "postgres")
             if subprocess.run(as_server_user(["test", "-w", data_dir])).returncode:
                 raise RuntimeError(f"the postgres user cannot write to {data_dir}: every parent folder needs o+x")
-        _run(as_server_user([bin_ / "initdb", "-D", data_dir, "-U", USER, "--auth=scram-sha-256",
-                             f"--pwfile={pwfile}", "--encoding=UTF8", "--no-locale", "--no-sync"]))
+        _run(
+            as_server_user(
+                [
+                    bin_ / "initdb",
+                    "-D",
+                    data_dir,
+                    "-U",
+                    USER,
+                    "--auth=scram-sha-256",
+                    f"--pwfile={pwfile}",
+                    "--encoding=UTF8",
+                    "--no-locale",
+                    "--no-sync",
+                ]
+            )
+        )
     finally:
         os.unlink(pwfile)
     options = f"-c listen_addresses={HOST} -p {server.port} -c unix_socket_directories=''"
     log = data_dir / "server.log"
     try:
         _run(as_server_user([bin_ / "pg_ctl", "-D", data_dir, "-o", options, "-l", log, "-w", "-t", "60", "start"]))
-        _run([bin_ / "createdb", "-h", HOST, "-p", server.port, "-U", USER, DB],
-             env={**os.environ, "PGPASSWORD": server.password})
+        _run(
+            [bin_ / "createdb", "-h", HOST, "-p", server.port, "-U", USER, DB],
+            env={**os.environ, "PGPASSWORD": server.password},
+        )
     except BaseException as e:
         stop(data_dir)
         if isinstance(e, RuntimeError) and log.exists():

@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 
 from dd_core import generate
-from dd_core.engine.llm.adaptive import LATENCY_MIN_WINDOW, LATENCY_START, LatencyController, QueueDepthController, parse_queue_metrics
+from dd_core.engine.llm.adaptive import (
+    LATENCY_MIN_WINDOW,
+    LATENCY_START,
+    LatencyController,
+    QueueDepthController,
+    parse_queue_metrics,
+)
 from dd_core.engine.llm.limiter import AdaptiveLimiter
 from dd_core.testing.llm_server import OpenAIServer
 from tests.core.test_llm_columns import chain_config

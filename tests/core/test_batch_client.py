@@ -37,7 +37,13 @@ def body(i: int) -> dict:
 def with_client(server, action, *, key: str = KEY, max_retries: int = 3):
     async def main():
         async with aiohttp.ClientSession() as session:
-            client = BatchClient(session, server.base_url, key, timeout_s=10, model=ModelConfig(alias="w", model="test-model", max_retries=max_retries))
+            client = BatchClient(
+                session,
+                server.base_url,
+                key,
+                timeout_s=10,
+                model=ModelConfig(alias="w", model="test-model", max_retries=max_retries),
+            )
             return await action(client)
 
     return asyncio.run(main())
@@ -128,7 +134,9 @@ def test_a_wrong_key_is_refused_at_once_and_never_printed(server):
 
 def test_a_refused_input_file_is_reported_with_the_providers_reasons(server):
     async def action(client: BatchClient):
-        file_id = await client.upload([b'{"custom_id": "x", "method": "GET", "url": "/v1/chat/completions", "body": {}}\n'])
+        file_id = await client.upload(
+            [b'{"custom_id": "x", "method": "GET", "url": "/v1/chat/completions", "body": {}}\n']
+        )
         created = await client.create(file_id, completion_window="24h", metadata={})
         return await client.wait(created.id, 0.01)
 
@@ -157,7 +165,15 @@ def test_batch_objects_of_the_wrong_shape_are_typed_errors(reply):
 
 
 def test_batch_objects_with_odd_fields_are_read_safely():
-    status = _status({"id": "b", "status": "in_progress", "request_counts": {"total": -3, "completed": 1e400, "failed": True}, "errors": "x", "metadata": [1]})
+    status = _status(
+        {
+            "id": "b",
+            "status": "in_progress",
+            "request_counts": {"total": -3, "completed": 1e400, "failed": True},
+            "errors": "x",
+            "metadata": [1],
+        }
+    )
     assert (status.total, status.completed, status.failed, status.errors, status.metadata) == (0, 0, 0, (), {})
 
 
@@ -166,11 +182,27 @@ def test_batch_objects_with_odd_fields_are_read_safely():
     [
         (b"not json", "malformed", True),
         (b'{"custom_id": 5}', "malformed", True),
-        (b'{"custom_id": "a", "response": {"status_code": 200, "body": {"choices": []}}, "error": null}', "malformed", True),
-        (b'{"custom_id": "a", "response": {"status_code": 429, "body": {"error": {"message": "slow"}}}, "error": null}', "429", True),
+        (
+            b'{"custom_id": "a", "response": {"status_code": 200, "body": {"choices": []}}, "error": null}',
+            "malformed",
+            True,
+        ),
+        (
+            b'{"custom_id": "a", "response": {"status_code": 429, "body": {"error": {"message": "slow"}}}, "error": null}',
+            "429",
+            True,
+        ),
         (b'{"custom_id": "a", "response": {"status_code": 400, "body": "nope"}, "error": null}', "400", False),
-        (b'{"custom_id": "a", "response": null, "error": {"code": "batch_expired", "message": "late"}}', "batch_expired", True),
-        (b'{"custom_id": "a", "response": null, "error": {"code": "batch_cancelled", "message": "stop"}}', "batch_cancelled", False),
+        (
+            b'{"custom_id": "a", "response": null, "error": {"code": "batch_expired", "message": "late"}}',
+            "batch_expired",
+            True,
+        ),
+        (
+            b'{"custom_id": "a", "response": null, "error": {"code": "batch_cancelled", "message": "stop"}}',
+            "batch_cancelled",
+            False,
+        ),
         (b'{"custom_id": "a", "response": null, "error": null}', "unknown", False),
     ],
 )

@@ -40,7 +40,10 @@ def test_replay_after_a_crash_knows_what_is_pending(tmp_path):
         fh.write(b'{"op":"created","nonce":"' + uncreated.nonce.encode()[:5])
     replayed = BatchJournal.open(path)
     pending = replayed.pending()
-    assert [(s.batch_id, s.column, s.keys) for s in pending] == [("batch_b", "answer", ("b1", "b2")), (None, "verdict", ("c",))]
+    assert [(s.batch_id, s.column, s.keys) for s in pending] == [
+        ("batch_b", "answer", ("b1", "b2")),
+        (None, "verdict", ("c",)),
+    ]
     assert pending[1].alias == "judge" and pending[1].attempt == 1 and pending[1].input_file_id == "file-c"
     assert set(replayed.awaiting()) == {"b1", "b2", "c"}
     assert "not yet created" in pending[1].label and "batch_b" in pending[0].label

@@ -88,8 +88,15 @@ def test_cost_is_the_servers_tokens_at_the_batch_price_and_rerunning_changes_not
     prompt, completion = batch_tokens(server)
     expected = (prompt * 2.5 + completion * 10.0) / 1e6 * 0.5
     spend = first.metadata["llm_spend"]["writer"]
-    assert (spend["requests"], spend["batch_requests"], spend["prompt_tokens"], spend["completion_tokens"]) == (120, 120, prompt, completion)
-    assert spend["cost_usd"] == pytest.approx(expected, rel=1e-9) and first.metadata["llm_cost_usd"] == pytest.approx(expected, rel=1e-9)
+    assert (spend["requests"], spend["batch_requests"], spend["prompt_tokens"], spend["completion_tokens"]) == (
+        120,
+        120,
+        prompt,
+        completion,
+    )
+    assert spend["cost_usd"] == pytest.approx(expected, rel=1e-9) and first.metadata["llm_cost_usd"] == pytest.approx(
+        expected, rel=1e-9
+    )
     again = generate(config, 60, buffer_size=30, artifact_path=tmp_path)
     assert again.already_complete and again.metadata["llm_cost_usd"] == first.metadata["llm_cost_usd"]
     assert sum(batches(server).values()) == 4, "the second run sent nothing"
@@ -98,7 +105,9 @@ def test_cost_is_the_servers_tokens_at_the_batch_price_and_rerunning_changes_not
 def test_without_a_price_there_is_no_cost_anywhere(server, tmp_path):
     result = generate(batch_config(server.base_url), 10, buffer_size=10, artifact_path=tmp_path)
     assert "cost_usd" not in result.metadata["llm_spend"]["writer"] and "llm_cost_usd" not in result.metadata
-    run = run_dd("generate", _write(tmp_path, batch_config(server.base_url)), "-n", 10, "--artifact-path", tmp_path / "cli")
+    run = run_dd(
+        "generate", _write(tmp_path, batch_config(server.base_url)), "-n", 10, "--artifact-path", tmp_path / "cli"
+    )
     assert run.returncode == 0 and "Cost" not in run.stdout and "$" not in run.stdout
 
 
@@ -128,7 +137,10 @@ def test_progress_is_logged_while_a_batch_runs(server, tmp_path, caplog):
         generate(batch_config(server.base_url), 30, buffer_size=30, artifact_path=tmp_path)
     lines = [r.getMessage() for r in caplog.records if r.name == "dd.batch"]
     assert any("in_progress" in line and "of 30 done" in line for line in lines), lines
-    assert any(line.startswith("row group 0: batch ") and "column 'question'" in line and "submitted, 30 requests" in line for line in lines), lines
+    assert any(
+        line.startswith("row group 0: batch ") and "column 'question'" in line and "submitted, 30 requests" in line
+        for line in lines
+    ), lines
 
 
 def _write(tmp_path, config: dict):
@@ -137,13 +149,23 @@ def _write(tmp_path, config: dict):
     return path
 
 
-
-
 @pytest.mark.parametrize("kill_at", ["question", "answer"])
 def test_sigkill_while_a_batch_is_in_progress_then_resume_pays_once(server, tmp_path, kill_at):
     server.set_batch_settings(processing_s=1.5)
     config = _write(tmp_path, batch_config(server.base_url, price=PRICE))
-    command = [sys.executable, "-m", "dd_core", "generate", str(config), "-n", "40", "--buffer-size", "20", "--artifact-path", str(tmp_path)]
+    command = [
+        sys.executable,
+        "-m",
+        "dd_core",
+        "generate",
+        str(config),
+        "-n",
+        "40",
+        "--buffer-size",
+        "20",
+        "--artifact-path",
+        str(tmp_path),
+    ]
     proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         wait_for(lambda: any(c == kill_at for _, c in batches(server)), 60, f"a batch of column {kill_at}")
@@ -157,7 +179,9 @@ def test_sigkill_while_a_batch_is_in_progress_then_resume_pays_once(server, tmp_
     assert journals == ["rg_00000.batches.jsonl", "rg_00001.batches.jsonl"]
     resumed = run_dd("generate", config, "-n", 40, "--buffer-size", 20, "--artifact-path", tmp_path, timeout=120)
     assert resumed.returncode == 0, resumed.stderr
-    assert batches(server) == Counter({(rg, c): 1 for rg in ("0", "1") for c in LLM_COLUMNS}), "one batch per (row group, column)"
+    assert batches(server) == Counter({(rg, c): 1 for rg in ("0", "1") for c in LLM_COLUMNS}), (
+        "one batch per (row group, column)"
+    )
     keys = [k for b in server.batch_stats()["batches"] for k in b["keys"]]
     assert len(keys) == len(set(keys)) == 80, "no request was submitted twice"
     assert server.stats()["requests_total"] == 0, "no online call"

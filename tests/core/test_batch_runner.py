@@ -35,10 +35,16 @@ RETRIES = 2
 
 def cell_body(column: str, row: int, context: dict) -> dict:
     prompt = f"Write a question about topic {row}." if column == "question" else f"Answer: {context['question']}"
-    return {"model": "test-model", "messages": [{"role": "user", "content": prompt}], "seed": row * 10 + COLUMNS.index(column)}
+    return {
+        "model": "test-model",
+        "messages": [{"role": "user", "content": prompt}],
+        "seed": row * 10 + COLUMNS.index(column),
+    }
 
 
-def drive(base_url: str, folder: Path, rows: int, *, poll_s: float = 0.02, drop_rows: frozenset[int] = frozenset()) -> dict:
+def drive(
+    base_url: str, folder: Path, rows: int, *, poll_s: float = 0.02, drop_rows: frozenset[int] = frozenset()
+) -> dict:
     """Generate ``rows`` rows of two chained batch-mode columns; each row's values, or None if dropped."""
 
     async def main() -> dict:
@@ -52,7 +58,13 @@ def drive(base_url: str, folder: Path, rows: int, *, poll_s: float = 0.02, drop_
             await cache.persist()
 
         async with aiohttp.ClientSession() as session:
-            client = BatchClient(session, base_url, None, timeout_s=10, model=ModelConfig(alias="writer", model="test-model", max_retries=3))
+            client = BatchClient(
+                session,
+                base_url,
+                None,
+                timeout_s=10,
+                model=ModelConfig(alias="writer", model="test-model", max_retries=3),
+            )
             runner = BatchRunner(client, journal, BatchSettings("writer", 0, poll_s, "24h"), store)
             collector = BatchCollector({"writer": runner}, rows)
             await collector.start()
@@ -100,7 +112,9 @@ def online_rows(base_url: str, rows: int) -> list[dict]:
         for r in range(rows):
             context = {}
             for column in COLUMNS:
-                context[column] = http.post("/chat/completions", json=cell_body(column, r, context)).json()["choices"][0]["message"]["content"]
+                context[column] = http.post("/chat/completions", json=cell_body(column, r, context)).json()["choices"][
+                    0
+                ]["message"]["content"]
             out.append(context)
     return out
 
@@ -192,13 +206,18 @@ def child_main() -> None:
     drive(sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]))
 
 
-
-
 @pytest.mark.parametrize("killed_in", ["question", "answer"])
 def test_sigkill_while_a_batch_is_in_progress_then_resume_collects_the_same_batch(server, tmp_path, killed_in):
     rows = 20
     server.set_batch_settings(processing_s=1.5)
-    command = [sys.executable, "-c", "from tests.core.test_batch_runner import child_main; child_main()", server.base_url, str(tmp_path), str(rows)]
+    command = [
+        sys.executable,
+        "-c",
+        "from tests.core.test_batch_runner import child_main; child_main()",
+        server.base_url,
+        str(tmp_path),
+        str(rows),
+    ]
     proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         wait_for(lambda: killed_in in [c for c, _ in batches_by_column(server)], 60, f"the {killed_in} batch")
@@ -231,7 +250,13 @@ def test_a_batch_created_but_not_journaled_is_found_not_made_again(server, tmp_p
             payload = serialise(cell_body("question", r, {}))
             bodies[hashlib.sha256(payload).hexdigest()] = payload
         async with aiohttp.ClientSession() as session:
-            client = BatchClient(session, server.base_url, None, timeout_s=10, model=ModelConfig(alias="writer", model="test-model", max_retries=0))
+            client = BatchClient(
+                session,
+                server.base_url,
+                None,
+                timeout_s=10,
+                model=ModelConfig(alias="writer", model="test-model", max_retries=0),
+            )
             file_id = await client.upload(request_line(k, p) for k, p in bodies.items())
             journal.submit(alias="writer", column="question", attempt=0, input_file_id=file_id, keys=list(bodies))
             await client.create(file_id, completion_window="24h", metadata={})

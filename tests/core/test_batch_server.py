@@ -72,13 +72,19 @@ def test_a_batch_answers_each_line_as_the_online_endpoint_does(server, http):
     file = upload(http, jsonl(requests)).json()
     assert file["object"] == "file" and file["purpose"] == "batch" and file["bytes"] > 0
     batch = create(http, file["id"], metadata={"dd_row_group": "7"}).json()
-    assert batch["object"] == "batch" and batch["input_file_id"] == file["id"] and batch["metadata"] == {"dd_row_group": "7"}
+    assert (
+        batch["object"] == "batch"
+        and batch["input_file_id"] == file["id"]
+        and batch["metadata"] == {"dd_row_group": "7"}
+    )
     done = wait_terminal(http, batch["id"])
     assert done["status"] == "completed" and done["error_file_id"] is None
     assert done["request_counts"] == {"total": 25, "completed": 25, "failed": 0}
     out = lines(http, done["output_file_id"])
     assert set(out) == {cid for cid, _ in requests}
-    raw_order = [json.loads(line)["custom_id"] for line in http.get(f"/files/{done['output_file_id']}/content").text.splitlines()]
+    raw_order = [
+        json.loads(line)["custom_id"] for line in http.get(f"/files/{done['output_file_id']}/content").text.splitlines()
+    ]
     assert raw_order != [cid for cid, _ in requests], "results come back in another order: clients match custom_id"
     assert server.stats()["requests_total"] == 0, "a batch sends no online request"
     for cid, body in requests:
@@ -140,8 +146,14 @@ def test_expired_batch_returns_what_it_ran_and_batch_expired_lines(server, http)
 
 
 def test_fault_rules_apply_inside_a_batch(server, http):
-    server.set_faults([{"kind": "status", "status": 503, "match": "poison"}, {"kind": "invalid_structured", "match": "garble"}])
-    requests = [("ok", chat("fine")), ("bad", chat("poison pill")), ("odd", chat("garble", response_format={"type": "json_object"}))]
+    server.set_faults(
+        [{"kind": "status", "status": 503, "match": "poison"}, {"kind": "invalid_structured", "match": "garble"}]
+    )
+    requests = [
+        ("ok", chat("fine")),
+        ("bad", chat("poison pill")),
+        ("odd", chat("garble", response_format={"type": "json_object"})),
+    ]
     done = wait_terminal(http, create(http, upload(http, jsonl(requests)).json()["id"]).json()["id"])
     errors, out = lines(http, done["error_file_id"]), lines(http, done["output_file_id"])
     assert set(errors) == {"bad"} and errors["bad"]["response"]["status_code"] == 503
@@ -173,7 +185,9 @@ def test_bad_lines_inside_a_valid_file_get_400_lines(http):
 
 def test_too_many_requests_fail_the_batch(server, http):
     server.set_batch_settings(max_requests=3)
-    done = wait_terminal(http, create(http, upload(http, jsonl([(f"r{i}", chat("x")) for i in range(4)])).json()["id"]).json()["id"])
+    done = wait_terminal(
+        http, create(http, upload(http, jsonl([(f"r{i}", chat("x")) for i in range(4)])).json()["id"]).json()["id"]
+    )
     assert done["status"] == "failed" and "at most 3" in done["errors"]["data"][0]["message"]
 
 
@@ -188,7 +202,9 @@ def test_too_many_requests_fail_the_batch(server, http):
 )
 def test_bad_create_requests_get_400(http, change, message):
     file_id = upload(http, jsonl([("a", chat("x"))])).json()["id"]
-    response = create(http, file_id, **change) if "input_file_id" not in change else create(http, change["input_file_id"])
+    response = (
+        create(http, file_id, **change) if "input_file_id" not in change else create(http, change["input_file_id"])
+    )
     assert response.status_code == 400 and message in response.json()["error"]["message"]
 
 

@@ -27,20 +27,47 @@ def test_preview_shows_a_readable_table():
 
 
 def test_generate_writes_the_layout_and_says_where(tmp_path):
-    run = run_dd("generate", CUSTOMERS, "--num-records", 2500, "--buffer-size", 1000, "--artifact-path", tmp_path, "--dataset-name", "c")
+    run = run_dd(
+        "generate",
+        CUSTOMERS,
+        "--num-records",
+        2500,
+        "--buffer-size",
+        1000,
+        "--artifact-path",
+        tmp_path,
+        "--dataset-name",
+        "c",
+    )
     assert run.returncode == 0, run.stderr
     folder = tmp_path / "c"
     assert f"Dataset: {folder}" in run.stdout and "2500 records" in run.stdout
     assert sorted(p.name for p in (folder / "parquet-files").iterdir()) == [f"batch_0000{i}.parquet" for i in range(3)]
     meta = json.loads((folder / "metadata.json").read_text())
-    for key in ("dataset_name", "config_hash", "config_hash_algo", "config_hash_version", "num_records", "buffer_size",
-                "actual_num_records", "completed_row_groups", "status", "created_at", "updated_at", "library_version"):
+    for key in (
+        "dataset_name",
+        "config_hash",
+        "config_hash_algo",
+        "config_hash_version",
+        "num_records",
+        "buffer_size",
+        "actual_num_records",
+        "completed_row_groups",
+        "status",
+        "created_at",
+        "updated_at",
+        "library_version",
+    ):
         assert key in meta
     assert meta["status"] == "complete" and meta["actual_num_records"] == 2500
     assert meta["row_group_rows"] == {"2": {"requested": 500, "rows": 500}}
     assert fingerprint(load_config(folder / "config.json"))["config_hash"] == meta["config_hash"]  # a config dd accepts
     kv = pq.read_schema(folder / "parquet-files" / "batch_00002.parquet").metadata
-    assert kv[b"dd.row_group"] == b"2" and kv[b"dd.num_rows"] == b"500" and kv[b"dd.config_hash"] == meta["config_hash"].encode()
+    assert (
+        kv[b"dd.row_group"] == b"2"
+        and kv[b"dd.num_rows"] == b"500"
+        and kv[b"dd.config_hash"] == meta["config_hash"].encode()
+    )
 
 
 def test_status_reports_progress_and_resumability(tmp_path):

@@ -26,7 +26,9 @@ def _written(config, tmp_path, llm=None):
 def test_schema_before_generation_equals_the_files(name, tmp_path):
     config = load_config(EXAMPLES / name)
     generated, processed = _written(config, tmp_path)
-    assert [(c.name, c.type) for c in column_schema(config, processed=False)] == list(zip(generated.names, generated.types))
+    assert [(c.name, c.type) for c in column_schema(config, processed=False)] == list(
+        zip(generated.names, generated.types)
+    )
     assert [(c.name, c.type) for c in column_schema(config)] == list(zip(processed.names, processed.types))
 
 
@@ -50,4 +52,6 @@ def test_each_column_says_how_it_is_made():
     assert all(c.generator for c in [*customers.values(), *orders.values()])
     renamed = [c for c in orders.values() if "renamed from" in c.generator]
     assert renamed and all(c.name not in c.generator.split("renamed from")[1] for c in renamed)
-    assert any(c.generator.startswith("seed_dataset: column") and "products.csv" in c.generator for c in orders.values())
+    assert any(
+        c.generator.startswith("seed_dataset: column") and "products.csv" in c.generator for c in orders.values()
+    )

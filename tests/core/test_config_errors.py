@@ -16,35 +16,161 @@ MALFORMED = [
     ("unknown type", {"columns": [{"name": "a", "type": "normalish"}]}, "a", "type", "unknown column type"),
     ("missing type", {"columns": [{"name": "a", "values": [1]}]}, "a", "type", "needs a 'type'"),
     ("missing field", {"columns": [{"name": "a", "type": "category"}]}, "a", "values", "required"),
-    ("unknown field", {"columns": [{"name": "a", "type": "poisson", "mean": 2, "lamda": 3}]}, "a", "lamda", "not a known field"),
+    (
+        "unknown field",
+        {"columns": [{"name": "a", "type": "poisson", "mean": 2, "lamda": 3}]},
+        "a",
+        "lamda",
+        "not a known field",
+    ),
     ("weights length", {"columns": [{**CATEGORY, "weights": [1]}]}, "region", "weights", "one weight per value"),
     ("negative weight", {"columns": [{**CATEGORY, "weights": [1, -1]}]}, "region", "weights", "negative"),
     ("zero weights", {"columns": [{**CATEGORY, "weights": [0, 0]}]}, "region", "weights", "all be zero"),
-    ("mixed value types", {"columns": [{"name": "a", "type": "category", "values": ["x", 1]}]}, "a", "values", "mix types"),
+    (
+        "mixed value types",
+        {"columns": [{"name": "a", "type": "category", "values": ["x", 1]}]},
+        "a",
+        "values",
+        "mix types",
+    ),
     ("uniform bounds", {"columns": [{"name": "a", "type": "uniform", "low": 5, "high": 1}]}, "a", "high", "below high"),
-    ("probability range", {"columns": [{"name": "a", "type": "bernoulli", "p": 1.5}]}, "a", "p", "less than or equal to 1"),
-    ("negative std", {"columns": [{"name": "a", "type": "gaussian", "mean": 0, "std": -1}]}, "a", "std", "greater than or equal to 0"),
-    ("datetime order", {"columns": [{"name": "a", "type": "datetime", "start": "2024-01-01", "end": "2020-01-01"}]}, "a", "end", "before end"),
-    ("bad strftime", {"columns": [{"name": "a", "type": "datetime", "start": "2020-01-01", "end": "2024-01-01", "format": "%Y-%"}]}, "a", "format", "strftime"),
-    ("cycle", {"columns": [{"name": "a", "type": "expression", "expr": "{{ b }}"}, {"name": "b", "type": "expression", "expr": "{{ a }}x"}]}, "a", "dependencies", "cycle: a -> b -> a"),
-    ("unknown reference", {"columns": [CATEGORY, {"name": "s", "type": "expression", "expr": "{{ regoin }}"}]}, "s", "expr", "unknown column 'regoin'"),
-    ("unknown parent", {"columns": [{"name": "city", "type": "subcategory", "parent": "nowhere", "values": {"a": ["b"]}}]}, "city", "parent", "unknown column 'nowhere'"),
-    ("parent values uncovered", {"columns": [CATEGORY, {"name": "city", "type": "subcategory", "parent": "region", "values": {"north": ["oslo"]}}]}, "city", "values", "'south'"),
-    ("template syntax", {"columns": [{"name": "a", "type": "expression", "expr": "{{ oops "}]}, "a", "expr", "syntax error"),
-    ("sandbox escape", {"columns": [CATEGORY, {"name": "a", "type": "expression", "expr": "{{ region.__class__.__mro__ }}"}]}, "a", "expr", "'__class__', '__mro__'"),
-    ("sandbox subclasses", {"columns": [CATEGORY, {"name": "a", "type": "expression", "expr": "{{ region['__subclasses__'] }}"}]}, "a", "expr", "'__subclasses__'"),
+    (
+        "probability range",
+        {"columns": [{"name": "a", "type": "bernoulli", "p": 1.5}]},
+        "a",
+        "p",
+        "less than or equal to 1",
+    ),
+    (
+        "negative std",
+        {"columns": [{"name": "a", "type": "gaussian", "mean": 0, "std": -1}]},
+        "a",
+        "std",
+        "greater than or equal to 0",
+    ),
+    (
+        "datetime order",
+        {"columns": [{"name": "a", "type": "datetime", "start": "2024-01-01", "end": "2020-01-01"}]},
+        "a",
+        "end",
+        "before end",
+    ),
+    (
+        "bad strftime",
+        {"columns": [{"name": "a", "type": "datetime", "start": "2020-01-01", "end": "2024-01-01", "format": "%Y-%"}]},
+        "a",
+        "format",
+        "strftime",
+    ),
+    (
+        "cycle",
+        {
+            "columns": [
+                {"name": "a", "type": "expression", "expr": "{{ b }}"},
+                {"name": "b", "type": "expression", "expr": "{{ a }}x"},
+            ]
+        },
+        "a",
+        "dependencies",
+        "cycle: a -> b -> a",
+    ),
+    (
+        "unknown reference",
+        {"columns": [CATEGORY, {"name": "s", "type": "expression", "expr": "{{ regoin }}"}]},
+        "s",
+        "expr",
+        "unknown column 'regoin'",
+    ),
+    (
+        "unknown parent",
+        {"columns": [{"name": "city", "type": "subcategory", "parent": "nowhere", "values": {"a": ["b"]}}]},
+        "city",
+        "parent",
+        "unknown column 'nowhere'",
+    ),
+    (
+        "parent values uncovered",
+        {
+            "columns": [
+                CATEGORY,
+                {"name": "city", "type": "subcategory", "parent": "region", "values": {"north": ["oslo"]}},
+            ]
+        },
+        "city",
+        "values",
+        "'south'",
+    ),
+    (
+        "template syntax",
+        {"columns": [{"name": "a", "type": "expression", "expr": "{{ oops "}]},
+        "a",
+        "expr",
+        "syntax error",
+    ),
+    (
+        "sandbox escape",
+        {"columns": [CATEGORY, {"name": "a", "type": "expression", "expr": "{{ region.__class__.__mro__ }}"}]},
+        "a",
+        "expr",
+        "'__class__', '__mro__'",
+    ),
+    (
+        "sandbox subclasses",
+        {"columns": [CATEGORY, {"name": "a", "type": "expression", "expr": "{{ region['__subclasses__'] }}"}]},
+        "a",
+        "expr",
+        "'__subclasses__'",
+    ),
     ("duplicate name", {"columns": [CATEGORY, {**CATEGORY}]}, "region", "name", "already used"),
-    ("bad column name", {"columns": [{"name": "my col", "type": "poisson", "mean": 1}]}, "my col", "name", "not a valid column name"),
-    ("unknown scipy distribution", {"columns": [{"name": "a", "type": "scipy", "distribution": "nosuch"}]}, "a", "distribution", "no distribution"),
-    ("bad scipy params", {"columns": [{"name": "a", "type": "scipy", "distribution": "gamma", "params": {"b": 1}}]}, "a", "params", "do not fit"),
+    (
+        "bad column name",
+        {"columns": [{"name": "my col", "type": "poisson", "mean": 1}]},
+        "my col",
+        "name",
+        "not a valid column name",
+    ),
+    (
+        "unknown scipy distribution",
+        {"columns": [{"name": "a", "type": "scipy", "distribution": "nosuch"}]},
+        "a",
+        "distribution",
+        "no distribution",
+    ),
+    (
+        "bad scipy params",
+        {"columns": [{"name": "a", "type": "scipy", "distribution": "gamma", "params": {"b": 1}}]},
+        "a",
+        "params",
+        "do not fit",
+    ),
     ("unknown locale", {"columns": [{"name": "p", "type": "person", "locale": "xx_YY"}]}, "p", "locale", "no locale"),
-    ("timedelta reference type", {"columns": [CATEGORY, {"name": "t", "type": "timedelta", "reference": "region", "dt_min": 0, "dt_max": 3}]}, "t", "reference", "datetime"),
-    ("missing seed file", {"columns": [{"name": "s", "type": "seed_dataset", "path": "no/such.csv"}]}, "s", "path", "does not exist"),
-    ("expression dtype", {"columns": [{"name": "a", "type": "expression", "expr": "x", "dtype": "decimal"}]}, "a", "dtype", "'str'"),
+    (
+        "timedelta reference type",
+        {"columns": [CATEGORY, {"name": "t", "type": "timedelta", "reference": "region", "dt_min": 0, "dt_max": 3}]},
+        "t",
+        "reference",
+        "datetime",
+    ),
+    (
+        "missing seed file",
+        {"columns": [{"name": "s", "type": "seed_dataset", "path": "no/such.csv"}]},
+        "s",
+        "path",
+        "does not exist",
+    ),
+    (
+        "expression dtype",
+        {"columns": [{"name": "a", "type": "expression", "expr": "x", "dtype": "decimal"}]},
+        "a",
+        "dtype",
+        "'str'",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("config", "column", "field", "words"), [c[1:] for c in MALFORMED], ids=[c[0] for c in MALFORMED])
+@pytest.mark.parametrize(
+    ("config", "column", "field", "words"), [c[1:] for c in MALFORMED], ids=[c[0] for c in MALFORMED]
+)
 def test_malformed_config_names_column_and_field(config, column, field, words):
     with pytest.raises(DDConfigError) as info:
         load_config(config)

@@ -18,7 +18,12 @@ def test_online_and_batch_tokens_at_their_prices():
     online = (1_000 * 2.5 + 200 * 10.0) / 1e6
     batch = (3_000 * 2.5 + 400 * 10.0) / 1e6 * 0.5
     assert spend.cost_usd(PRICE) == pytest.approx(online + batch, rel=1e-12)
-    assert (spend.requests, spend.batch_requests, spend.prompt_tokens, spend.batch_completion_tokens) == (2, 1, 4_000, 400)
+    assert (spend.requests, spend.batch_requests, spend.prompt_tokens, spend.batch_completion_tokens) == (
+        2,
+        1,
+        4_000,
+        400,
+    )
 
 
 def test_no_price_no_cost():
@@ -31,7 +36,9 @@ def test_no_price_no_cost():
 def test_the_discount_is_the_share_taken_off(discount, share):
     spend = Spend()
     spend.add_call(1_000_000, 0, batch=True)
-    assert spend.cost_usd(PriceConfig(input_per_mtok=4, output_per_mtok=0, batch_discount=discount)) == pytest.approx(4 * share)
+    assert spend.cost_usd(PriceConfig(input_per_mtok=4, output_per_mtok=0, batch_discount=discount)) == pytest.approx(
+        4 * share
+    )
 
 
 def test_sums_and_round_trips():

@@ -159,7 +159,9 @@ def test_expression_columns_hold_what_jinja_renders_row_by_row(source, max_outpu
     limits = RenderLimits(max_output_chars=max_output_chars)
     col = ExpressionColumn(name="c", type="expression", expr=source)
     try:
-        contexts = row_contexts(col.dependencies()["expr"] & set(_context_with_columns().columns), _context_with_columns())
+        contexts = row_contexts(
+            col.dependencies()["expr"] & set(_context_with_columns().columns), _context_with_columns()
+        )
         expected = [render_rows(source, "c", "expr", [context], limits)[0] for context in contexts]
     except DDConfigError as exc:
         with pytest.raises(DDConfigError) as info:
@@ -177,7 +179,19 @@ def test_datetime_formats_are_what_strftime_writes(fmt):
 
     from dd_core.engine.samplers import formatted
 
-    edges = ["1000-01-01T00:00:00", "2020-02-29T23:59:59", "9999-12-31T23:59:59", "1970-01-01T00:00:01", "1969-12-31T23:59:59"]
-    random = np.datetime64("1900-01-01", "s") + np.random.default_rng(0).integers(0, 200 * 365 * 86400, 500).astype("timedelta64[s]")
-    for stamps in (np.array(edges, dtype="datetime64[s]"), random, np.array(["0999-12-31T23:59:59", "2000-01-01T00:00:00"], dtype="datetime64[s]")):
+    edges = [
+        "1000-01-01T00:00:00",
+        "2020-02-29T23:59:59",
+        "9999-12-31T23:59:59",
+        "1970-01-01T00:00:01",
+        "1969-12-31T23:59:59",
+    ]
+    random = np.datetime64("1900-01-01", "s") + np.random.default_rng(0).integers(0, 200 * 365 * 86400, 500).astype(
+        "timedelta64[s]"
+    )
+    for stamps in (
+        np.array(edges, dtype="datetime64[s]"),
+        random,
+        np.array(["0999-12-31T23:59:59", "2000-01-01T00:00:00"], dtype="datetime64[s]"),
+    ):
         assert formatted(stamps, fmt).tolist() == [d.strftime(fmt) for d in stamps.astype(dt.datetime)]

@@ -61,7 +61,21 @@ def reference(tmp_path_factory):
 
 def _command(config, artifacts, workers=1):
     """Named points count their hits in one process: the writer's, with one worker."""
-    return [sys.executable, "-m", "dd_core", "generate", str(config), "-n", str(RECORDS), "--buffer-size", str(BUFFER), "--artifact-path", str(artifacts), "--workers", str(workers)]
+    return [
+        sys.executable,
+        "-m",
+        "dd_core",
+        "generate",
+        str(config),
+        "-n",
+        str(RECORDS),
+        "--buffer-size",
+        str(BUFFER),
+        "--artifact-path",
+        str(artifacts),
+        "--workers",
+        str(workers),
+    ]
 
 
 def _killed_run(config, artifacts, point, hit):
@@ -77,7 +91,9 @@ def _resume_and_check(config, artifacts, mode, expected):
         mode = "if_possible"  # died before the first metadata write: nothing to resume yet
     result = generate(config, RECORDS, buffer_size=BUFFER, artifact_path=artifacts, resume=mode)
     assert result.path == artifacts / name
-    files = sorted(batch_index(p.name) for p in (result.path / "parquet-files").iterdir() if batch_index(p.name) is not None)
+    files = sorted(
+        batch_index(p.name) for p in (result.path / "parquet-files").iterdir() if batch_index(p.name) is not None
+    )
     assert files == list(range(7)), "a row group is missing or duplicated"
     assert not [p for p in result.path.rglob(".*tmp-*")], "temporary files left behind"
     meta = load_metadata(result.path / "metadata.json")
@@ -107,7 +123,9 @@ KILL_RECORDS, KILL_BUFFER = 20_000, 500  # 40 row groups: room to land a kill mi
 
 @pytest.fixture(scope="module")
 def kill_reference(tmp_path_factory):
-    return generate(CUSTOMERS, KILL_RECORDS, buffer_size=KILL_BUFFER, artifact_path=tmp_path_factory.mktemp("kill_reference")).load()
+    return generate(
+        CUSTOMERS, KILL_RECORDS, buffer_size=KILL_BUFFER, artifact_path=tmp_path_factory.mktemp("kill_reference")
+    ).load()
 
 
 def _recorded(folder) -> int:
@@ -123,7 +141,21 @@ def test_kill_at_a_random_instant_repeatedly(tmp_path, kill_reference, seed):
     number of recorded row groups, plus a random delay), several times in a row, while two
     worker processes write row groups (they die with it), then one clean resume."""
     rng = random.Random(seed)
-    command = [sys.executable, "-m", "dd_core", "generate", str(CUSTOMERS), "-n", str(KILL_RECORDS), "--buffer-size", str(KILL_BUFFER), "--artifact-path", str(tmp_path), "--workers", "2"]
+    command = [
+        sys.executable,
+        "-m",
+        "dd_core",
+        "generate",
+        str(CUSTOMERS),
+        "-n",
+        str(KILL_RECORDS),
+        "--buffer-size",
+        str(KILL_BUFFER),
+        "--artifact-path",
+        str(tmp_path),
+        "--workers",
+        "2",
+    ]
     folder = tmp_path / "customers"
     killed_mid_run = 0
     for _ in range(3):

@@ -74,7 +74,16 @@ SENSITIVE = [
     (0, "values", ["south", "north", "east", "west"]),
     (0, "weights", [0.25, 0.25, 0.25, 0.25]),
     (0, "name", "area"),
-    (1, "values", {"north": ["oslo", "bergen"], "south": ["rome", "madrid"], "east": ["warsaw", "kyiv"], "west": ["lisbon", "dublin"]}),
+    (
+        1,
+        "values",
+        {
+            "north": ["oslo", "bergen"],
+            "south": ["rome", "madrid"],
+            "east": ["warsaw", "kyiv"],
+            "west": ["lisbon", "dublin"],
+        },
+    ),
     (2, "low", 1),
     (2, "high", 99),
     (2, "decimals", 3),
@@ -124,13 +133,33 @@ def test_other_sampler_parameters_change_the_hash():
     def config(**params):
         cols = [
             {"name": "b", "type": "binomial", "n": params.get("n", 5), "p": params.get("p", 0.5)},
-            {"name": "s", "type": "scipy", "distribution": params.get("dist", "gamma"), "params": params.get("params", {"a": 2.0})},
+            {
+                "name": "s",
+                "type": "scipy",
+                "distribution": params.get("dist", "gamma"),
+                "params": params.get("params", {"a": 2.0}),
+            },
             {"name": "d", "type": "datetime", "start": "2020-01-01", "end": "2021-01-01"},
-            {"name": "t", "type": "timedelta", "reference": "d", "dt_min": params.get("dt_min", 0), "dt_max": 5, "unit": params.get("unit", "D")},
+            {
+                "name": "t",
+                "type": "timedelta",
+                "reference": "d",
+                "dt_min": params.get("dt_min", 0),
+                "dt_max": 5,
+                "unit": params.get("unit", "D"),
+            },
         ]
         return _hash({"columns": cols})
 
-    variants = [config(), config(n=6), config(p=0.4), config(dist="expon", params={}), config(params={"a": 3.0}), config(dt_min=1), config(unit="h")]
+    variants = [
+        config(),
+        config(n=6),
+        config(p=0.4),
+        config(dist="expon", params={}),
+        config(params={"a": 3.0}),
+        config(dt_min=1),
+        config(unit="h"),
+    ]
     assert len(set(variants)) == len(variants)
 
 

@@ -37,10 +37,25 @@ def server():
 def chain_config(url: str, **model) -> dict:
     return {
         "name": "chain",
-        "models": [{"alias": "writer", "model": "test-model", "base_url": url, "max_parallel_requests": 8, "max_retries": 6, **model}],
+        "models": [
+            {
+                "alias": "writer",
+                "model": "test-model",
+                "base_url": url,
+                "max_parallel_requests": 8,
+                "max_retries": 6,
+                **model,
+            }
+        ],
         "columns": [
             {"name": "topic", "type": "category", "values": ["cats", "ships", "tea"]},
-            {"name": "question", "type": "llm_text", "model": "writer", "prompt": "Write a question about {{ topic }}.", "system_prompt": "You are curious."},
+            {
+                "name": "question",
+                "type": "llm_text",
+                "model": "writer",
+                "prompt": "Write a question about {{ topic }}.",
+                "system_prompt": "You are curious.",
+            },
             {"name": "answer", "type": "llm_text", "model": "writer", "prompt": "Answer this question: {{ question }}"},
             {"name": "answer_length", "type": "expression", "expr": "{{ answer | length }}", "dtype": "int"},
         ],
@@ -50,7 +65,13 @@ def chain_config(url: str, **model) -> dict:
 def all_types_config(base_url: str) -> dict:
     config = chain_config(base_url)
     config["columns"] += [
-        {"name": "profile", "type": "llm_structured", "model": "writer", "prompt": "A profile of someone who likes {{ topic }}.", "output_schema": PROFILE},
+        {
+            "name": "profile",
+            "type": "llm_structured",
+            "model": "writer",
+            "prompt": "A profile of someone who likes {{ topic }}.",
+            "output_schema": PROFILE,
+        },
         {
             "name": "verdict",
             "type": "llm_judge",
@@ -61,7 +82,13 @@ def all_types_config(base_url: str) -> dict:
                 {"name": "tone", "options": ["formal", "casual"]},
             ],
         },
-        {"name": "snippet", "type": "llm_code", "model": "writer", "prompt": "Code that prints {{ topic }}.", "language": "python"},
+        {
+            "name": "snippet",
+            "type": "llm_code",
+            "model": "writer",
+            "prompt": "Code that prints {{ topic }}.",
+            "language": "python",
+        },
     ]
     return config
 
@@ -75,11 +102,19 @@ def test_every_llm_column_type(server):
         assert row["question"] in row["answer"] or "Answer this question" in row["answer"]
         assert row["answer_length"] == len(row["answer"])
         jsonschema.validate(row["profile"], PROFILE)
-        assert row["verdict"]["accuracy"]["score"] in (1, 2, 3) and row["verdict"]["tone"]["score"] in ("formal", "casual")
+        assert row["verdict"]["accuracy"]["score"] in (1, 2, 3) and row["verdict"]["tone"]["score"] in (
+            "formal",
+            "casual",
+        )
         assert isinstance(row["verdict"]["tone"]["reason"], str)
         assert row["snippet"].startswith("def ") and "```" not in row["snippet"]
-    assert str(table.schema.field("profile").type) == "struct<name: string, age: int64, skills: list<item: string>, level: string>"
-    jsonschema.Draft202012Validator.check_schema(judge_schema(load_config(all_types_config(server.base_url)).columns[5]))
+    assert (
+        str(table.schema.field("profile").type)
+        == "struct<name: string, age: int64, skills: list<item: string>, level: string>"
+    )
+    jsonschema.Draft202012Validator.check_schema(
+        judge_schema(load_config(all_types_config(server.base_url)).columns[5])
+    )
 
 
 def test_replies_are_reproducible_and_each_cell_has_its_own_seed(server):
@@ -97,7 +132,9 @@ def test_replies_are_reproducible_and_each_cell_has_its_own_seed(server):
 def test_cells_start_as_soon_as_their_row_is_ready(server):
     """Answers of finished rows go out while questions of other rows are still pending."""
     config = chain_config(server.base_url)
-    config["models"].append({"alias": "answerer", "model": "answer-model", "base_url": server.base_url, "max_parallel_requests": 8})
+    config["models"].append(
+        {"alias": "answerer", "model": "answer-model", "base_url": server.base_url, "max_parallel_requests": 8}
+    )
     config["columns"][2]["model"] = "answerer"
     server.reset_stats()
     run_row_group(config, 0, 200)
@@ -134,7 +171,11 @@ def test_a_cell_that_stays_invalid_drops_only_its_row(server):
     config["columns"][0] = {"name": "topic", "type": "category", "values": ["cats", "ships"], "weights": [0.9, 0.1]}
     server.set_faults([{"kind": "invalid_structured", "match": "likes ships"}])
     result = run_row_group(config, 0, 30)
-    topics = run_row_group({**config, "columns": config["columns"][:1], "models": []}, 0, 30).table.column("topic").to_pylist()
+    topics = (
+        run_row_group({**config, "columns": config["columns"][:1], "models": []}, 0, 30)
+        .table.column("topic")
+        .to_pylist()
+    )
     assert result.dropped_rows == topics.count("ships") > 0
     assert set(result.table.column("topic").to_pylist()) == {"cats"}
     assert result.usage["writer"].failed_cells == topics.count("ships")
@@ -161,7 +202,9 @@ def test_transient_faults_are_retried_and_counted(tmp_path, server, rule, code):
     assert usage["calls"] == stats["succeeded"] == 120
     assert usage["retries"] == rule["times"] and usage["failed_cells"] == 0
     assert usage["errors"] == {code: rule["times"]}
-    assert load_dataset(result.path).equals(generate(chain_config(server.base_url), 60, buffer_size=30, artifact_path=tmp_path / "clean").load())
+    assert load_dataset(result.path).equals(
+        generate(chain_config(server.base_url), 60, buffer_size=30, artifact_path=tmp_path / "clean").load()
+    )
 
 
 def test_429_lowers_concurrency_and_honours_retry_after(tmp_path, server):
@@ -178,7 +221,8 @@ def test_429_lowers_concurrency_and_honours_retry_after(tmp_path, server):
     # Each throttled request is sent again only after the Retry-After it was given (0.2 s).
     log = sorted(stats["request_log"], key=lambda e: e["t_start"])
     waits = [
-        next(later["t_start"] for later in log if later["key"] == e["key"] and later["t_start"] > e["t_end"]) - e["t_end"]
+        next(later["t_start"] for later in log if later["key"] == e["key"] and later["t_start"] > e["t_end"])
+        - e["t_end"]
         for e in log
         if e["status"] == 429
     ]
@@ -199,7 +243,9 @@ def test_row_group_over_the_failure_share_fails_cleanly(tmp_path, server):
     assert not list((tmp_path / "fails" / "parquet-files").glob("batch_*"))
     path = tmp_path / "config.json"
     path.write_text(json.dumps(config))
-    run = run_dd("generate", path, "-n", 40, "--buffer-size", 20, "--artifact-path", tmp_path, "--dataset-name", "fails")
+    run = run_dd(
+        "generate", path, "-n", 40, "--buffer-size", 20, "--artifact-path", tmp_path, "--dataset-name", "fails"
+    )
     assert run.returncode == 6 and "Traceback" not in run.stderr and "row group 0 failed" in run.stderr
 
 
@@ -225,7 +271,9 @@ def test_the_api_key_never_reaches_files_or_logs(tmp_path, monkeypatch, caplog):
         assert srv.stats()["auth_header_requests"] >= 40
         path = tmp_path / "chain.json"
         path.write_text(json.dumps(config))
-        run = run_dd("generate", path, "-n", 30, "--buffer-size", 10, "--artifact-path", tmp_path, env={"DD_TEST_KEY": secret})
+        run = run_dd(
+            "generate", path, "-n", 30, "--buffer-size", 10, "--artifact-path", tmp_path, env={"DD_TEST_KEY": secret}
+        )
         assert run.returncode == 0, run.stderr
     for file in result.path.rglob("*"):
         if file.is_file():
@@ -250,7 +298,13 @@ def test_fingerprint_ignores_endpoints_secrets_and_limits_but_not_model_settings
     assert hash_of(base_url="http://10.0.0.1/v1") == base
     assert hash_of(api_key_env="OTHER_KEY") == base
     assert hash_of(max_parallel_requests=64, adaptive_concurrency=False, timeout_s=5, max_retries=0) == base
-    for changed in ({"model": "other-model"}, {"temperature": 0.2}, {"top_p": 0.5}, {"max_tokens": 64}, {"extra_body": {"min_p": 0.1}}):
+    for changed in (
+        {"model": "other-model"},
+        {"temperature": 0.2},
+        {"top_p": 0.5},
+        {"max_tokens": 64},
+        {"extra_body": {"min_p": 0.1}},
+    ):
         assert hash_of(**changed) != base, changed
     renamed = chain_config("http://127.0.0.1:1/v1")
     renamed["models"][0]["alias"] = "w2"
@@ -278,7 +332,9 @@ def test_llm_column_config_errors(change, field, words):
     config["columns"][1].update(change)
     with pytest.raises(DDConfigError) as info:
         load_config(config)
-    assert info.value.issues[0].column == "question" and info.value.issues[0].field == field and words in str(info.value)
+    assert (
+        info.value.issues[0].column == "question" and info.value.issues[0].field == field and words in str(info.value)
+    )
 
 
 def test_samplers_cannot_read_llm_columns_and_keys_are_names_not_values():
@@ -286,7 +342,10 @@ def test_samplers_cannot_read_llm_columns_and_keys_are_names_not_values():
 
     config = chain_config("http://127.0.0.1:1/v1")
     config["columns"].append({"name": "kind", "type": "subcategory", "parent": "answer", "values": {"x": ["y"]}})
-    with pytest.raises(DDConfigError, match="column 'kind', field 'dependencies': a subcategory column cannot depend on LLM-written columns"):
+    with pytest.raises(
+        DDConfigError,
+        match="column 'kind', field 'dependencies': a subcategory column cannot depend on LLM-written columns",
+    ):
         load_config(config)
     config = chain_config("http://127.0.0.1:1/v1", api_key_env="sk-abc123")
     with pytest.raises(DDConfigError, match="NAME of an environment variable"):
@@ -297,8 +356,22 @@ def test_samplers_cannot_read_llm_columns_and_keys_are_names_not_values():
     "constant",
     [
         {"model": "m"},
-        {"model": "m", "temperature": 0.7, "top_p": 1e-05, "max_tokens": 64, "min_p": float("nan"), "a": [1, {"z": "é", "b": None}]},
-        {"model": "m", "response_format": {"type": "json_schema", "json_schema": {"schema": {"properties": {"é": {"type": "string"}}}}}, "zz": True},
+        {
+            "model": "m",
+            "temperature": 0.7,
+            "top_p": 1e-05,
+            "max_tokens": 64,
+            "min_p": float("nan"),
+            "a": [1, {"z": "é", "b": None}],
+        },
+        {
+            "model": "m",
+            "response_format": {
+                "type": "json_schema",
+                "json_schema": {"schema": {"properties": {"é": {"type": "string"}}}},
+            },
+            "zz": True,
+        },
         {"model": "m", "messagez": 1, "seea": 2, "sf": 3},
     ],
 )
@@ -307,7 +380,7 @@ def test_request_bodies_are_the_canonical_serialisation_byte_for_byte(constant):
     run pay again for every call an older dd version had cached."""
     from dd_core.engine.llm.wire import BodyTemplate, encode_chat, serialise
 
-    system, user = 'Say "hi" \\ ✓\n\u2028\x00', "x" * 3 + " é \U0001F600 \x1f"
+    system, user = 'Say "hi" \\ ✓\n\u2028\x00', "x" * 3 + " é \U0001f600 \x1f"
     for sent, msgs in [
         (encode_chat(system, user), [{"role": "system", "content": system}, {"role": "user", "content": user}]),
         (encode_chat(None, user), [{"role": "user", "content": user}]),

@@ -17,13 +17,23 @@ from tests.support import ROOT, wait_for
 PRICE = {"input_per_mtok": 1.0, "output_per_mtok": 4.0}
 
 
-
-
 def test_sigkill_mid_row_group_then_resume_resends_no_successful_request(tmp_path):
     with OpenAIServer(latency_ms=20) as server:
         config_path = tmp_path / "chain.json"
         config_path.write_text(json.dumps(chain_config(server.base_url, price=PRICE)))
-        command = [sys.executable, "-m", "dd_core", "generate", str(config_path), "-n", "200", "--buffer-size", "100", "--artifact-path", str(tmp_path)]
+        command = [
+            sys.executable,
+            "-m",
+            "dd_core",
+            "generate",
+            str(config_path),
+            "-n",
+            "200",
+            "--buffer-size",
+            "100",
+            "--artifact-path",
+            str(tmp_path),
+        ]
         proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         try:
             # Row group 0 makes 200 calls; stop the world in the middle of row group 1.
@@ -57,7 +67,9 @@ def test_sigkill_mid_row_group_then_resume_resends_no_successful_request(tmp_pat
         assert usage["cache_hits"] == paid_by_killed_run and usage["calls"] + usage["cache_hits"] == 400
 
     with OpenAIServer(latency_ms=0) as fresh:
-        straight = generate(chain_config(fresh.base_url, price=PRICE), 200, buffer_size=100, artifact_path=tmp_path / "straight")
+        straight = generate(
+            chain_config(fresh.base_url, price=PRICE), 200, buffer_size=100, artifact_path=tmp_path / "straight"
+        )
     assert load_dataset(result.path).equals(straight.load())
     # Cost counts the calls the killed run paid for (the resumed run saw them as cache hits):
     # exactly what an uninterrupted run paid.

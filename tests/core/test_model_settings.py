@@ -50,8 +50,16 @@ def test_batch_mode_prices_and_limits_leave_the_fingerprint_alone():
         ({"price": {"input_per_mtok": float("nan"), "output_per_mtok": 1}}, "price.input_per_mtok", "finite"),
         ({"price": {"input_per_mtok": 1, "output_per_mtok": 1e300}}, "price.output_per_mtok", "less than or equal"),
         ({"price": {"input_per_mtok": 1}}, "price.output_per_mtok", "required"),
-        ({"price": {"input_per_mtok": 1, "output_per_mtok": 1, "batch_discount": 1.5}}, "price.batch_discount", "less than or equal to 1"),
-        ({"price": {"input_per_mtok": 1, "output_per_mtok": 1, "currency": "EUR"}}, "price.currency", "not a known field"),
+        (
+            {"price": {"input_per_mtok": 1, "output_per_mtok": 1, "batch_discount": 1.5}},
+            "price.batch_discount",
+            "less than or equal to 1",
+        ),
+        (
+            {"price": {"input_per_mtok": 1, "output_per_mtok": 1, "currency": "EUR"}},
+            "price.currency",
+            "not a known field",
+        ),
         ({"max_requests_per_minute": 0}, "max_requests_per_minute", "greater than or equal to 1"),
         ({"max_requests_per_minute": 2.5}, "max_requests_per_minute", "integer"),
         ({"max_tokens_per_minute": 1000}, "max_tokens", "max_tokens_per_minute needs max_tokens"),

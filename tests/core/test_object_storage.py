@@ -31,9 +31,9 @@ def local_reference(tmp_path_factory):
 
 
 def _keys(uri: str) -> list[str]:
-    bucket, _, prefix = uri[len("s3://"):].partition("/")
+    bucket, _, prefix = uri[len("s3://") :].partition("/")
     pages = boto3.client("s3").get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
-    return sorted(obj["Key"][len(prefix):].lstrip("/") for page in pages for obj in page.get("Contents", []))
+    return sorted(obj["Key"][len(prefix) :].lstrip("/") for page in pages for obj in page.get("Contents", []))
 
 
 def test_generate_status_and_export_on_object_storage(s3_bucket, local_reference, tmp_path):
@@ -53,12 +53,28 @@ def test_generate_status_and_export_on_object_storage(s3_bucket, local_reference
 
 def _kill_run(uri: str, env: dict) -> None:
     # One worker: a named fault point counts its hits in one process, the writer's.
-    command = [sys.executable, "-m", "dd_core", "generate", str(CUSTOMERS), "-n", str(RECORDS), "--buffer-size", str(BUFFER), "--artifact-path", uri, "--workers", "1"]
+    command = [
+        sys.executable,
+        "-m",
+        "dd_core",
+        "generate",
+        str(CUSTOMERS),
+        "-n",
+        str(RECORDS),
+        "--buffer-size",
+        str(BUFFER),
+        "--artifact-path",
+        uri,
+        "--workers",
+        "1",
+    ]
     run = subprocess.run(command, cwd=ROOT, env={**os.environ, **env}, capture_output=True, text=True, timeout=120)
     assert run.returncode == -signal.SIGKILL, run.stderr
 
 
-@pytest.mark.parametrize(("point", "hit"), [("parquet_tmp_written", 3), ("parquet_renamed", 4), ("metadata_renamed", 2)])
+@pytest.mark.parametrize(
+    ("point", "hit"), [("parquet_tmp_written", 3), ("parquet_renamed", 4), ("metadata_renamed", 2)]
+)
 def test_sigkill_midway_then_resume_equals_the_local_run(s3_bucket, local_reference, point, hit):
     uri = f"{s3_bucket}/datasets"
     _kill_run(uri, {"DD_FAULT_POINT": point, "DD_FAULT_HIT": str(hit)})
@@ -66,18 +82,26 @@ def test_sigkill_midway_then_resume_equals_the_local_run(s3_bucket, local_refere
     assert "metadata.json" in before and len([k for k in before if k.startswith("parquet-files/")]) < 7
     result = generate(CUSTOMERS, RECORDS, buffer_size=BUFFER, artifact_path=uri, resume="always")
     assert result.load().equals(local_reference)
-    assert [k for k in _keys(str(result.path)) if k.startswith("parquet-files/")] == [f"parquet-files/batch_{i:05d}.parquet" for i in range(7)]
+    assert [k for k in _keys(str(result.path)) if k.startswith("parquet-files/")] == [
+        f"parquet-files/batch_{i:05d}.parquet" for i in range(7)
+    ]
     assert result.metadata["status"] == "complete" and result.metadata["actual_num_records"] == RECORDS
 
 
 def test_lock_on_object_storage(s3_bucket):
     uri = f"{s3_bucket}/datasets"
     lock = f"{uri}/customers/.dd.lock"
-    bucket, _, key = lock[len("s3://"):].partition("/")
+    bucket, _, key = lock[len("s3://") :].partition("/")
     s3 = boto3.client("s3")
 
     def lease(host: str, pid: int, expires_in: float) -> None:
-        body = {"pid": pid, "host": host, "since": "earlier", "command": "ddsynth generate", "expires_at": time.time() + expires_in}
+        body = {
+            "pid": pid,
+            "host": host,
+            "since": "earlier",
+            "command": "ddsynth generate",
+            "expires_at": time.time() + expires_in,
+        }
         s3.put_object(Bucket=bucket, Key=key, Body=json.dumps(body).encode())
 
     lease("elsewhere", 4242, 600)  # a live writer on another machine
@@ -85,7 +109,9 @@ def test_lock_on_object_storage(s3_bucket):
         generate(CUSTOMERS, 100, artifact_path=uri)
     lease("elsewhere", 4242, -1)  # that writer stopped renewing: its lease expired
     generate(CUSTOMERS, 100, buffer_size=50, artifact_path=uri)
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True).stdout.strip()
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    ).stdout.strip()
     lease(socket.gethostname(), int(dead), 600)  # a killed process on this machine
     result = generate(CUSTOMERS, 200, buffer_size=50, artifact_path=uri)
     assert result.num_records == 200

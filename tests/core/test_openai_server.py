@@ -142,7 +142,17 @@ def test_models_endpoint_lists_configured_models(client):
         json.dumps(chat(response_format=schema_format({"type": "tuple"}))).encode(),
         json.dumps(chat(response_format=schema_format({"type": "integer", "minimum": 5, "maximum": 1}))).encode(),
     ],
-    ids=["bad-json", "not-object", "no-model", "no-messages", "bad-message", "stream", "no-schema", "bad-type", "empty-range"],
+    ids=[
+        "bad-json",
+        "not-object",
+        "no-model",
+        "no-messages",
+        "bad-message",
+        "stream",
+        "no-schema",
+        "bad-type",
+        "empty-range",
+    ],
 )
 def test_invalid_requests_get_openai_400(client, content):
     response = client.post("/chat/completions", content=content, headers={"Content-Type": "application/json"})
@@ -349,7 +359,12 @@ def test_fault_probability_is_reproducible(server, client):
 
 @pytest.mark.parametrize(
     "rule",
-    [{"kind": "explode"}, {"kind": "status", "bogus": 1}, {"kind": "status", "status": 200}, {"kind": "hang", "every": 0}],
+    [
+        {"kind": "explode"},
+        {"kind": "status", "bogus": 1},
+        {"kind": "status", "status": 200},
+        {"kind": "hang", "every": 0},
+    ],
 )
 def test_invalid_fault_rules_are_rejected(server, rule):
     with pytest.raises(ValueError):

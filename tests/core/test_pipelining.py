@@ -27,7 +27,12 @@ from dd_core.testing.llm_server import OpenAIServer
 from tests.support import ROOT
 
 BUFFER, RECORDS = 50, 290  # 6 row groups, the last one partial
-PROFILE = {"type": "object", "properties": {"mood": {"enum": ["calm", "bold"]}}, "required": ["mood"], "additionalProperties": False}
+PROFILE = {
+    "type": "object",
+    "properties": {"mood": {"enum": ["calm", "bold"]}},
+    "required": ["mood"],
+    "additionalProperties": False,
+}
 
 
 @pytest.fixture(scope="module")
@@ -48,13 +53,38 @@ def config(url: str, parts_csv, parallel: int = 8) -> dict:
     return {
         "name": "parts",
         "max_failed_row_share": 0.5,
-        "models": [{"alias": "writer", "model": "test-model", "base_url": url, "max_parallel_requests": parallel, "max_retries": 0}],
+        "models": [
+            {
+                "alias": "writer",
+                "model": "test-model",
+                "base_url": url,
+                "max_parallel_requests": parallel,
+                "max_retries": 0,
+            }
+        ],
         "columns": [
             {"name": "parts", "type": "seed_dataset", "path": str(parts_csv)},
             {"name": "topic", "type": "category", "values": ["cats", "ships", "tea"], "weights": [0.45, 0.1, 0.45]},
-            {"name": "question", "type": "llm_text", "model": "writer", "prompt": "Ask about {{ topic }} (part {{ part }})."},
-            {"name": "profile", "type": "llm_structured", "model": "writer", "prompt": "Mood for {{ topic }}: {{ question }}", "output_schema": PROFILE, "max_invalid_retries": 0},
-            {"name": "answer", "type": "llm_text", "model": "writer", "prompt": "Answer {{ question }} in a {{ profile.mood }} way."},
+            {
+                "name": "question",
+                "type": "llm_text",
+                "model": "writer",
+                "prompt": "Ask about {{ topic }} (part {{ part }}).",
+            },
+            {
+                "name": "profile",
+                "type": "llm_structured",
+                "model": "writer",
+                "prompt": "Mood for {{ topic }}: {{ question }}",
+                "output_schema": PROFILE,
+                "max_invalid_retries": 0,
+            },
+            {
+                "name": "answer",
+                "type": "llm_text",
+                "model": "writer",
+                "prompt": "Answer {{ question }} in a {{ profile.mood }} way.",
+            },
             {"name": "length", "type": "expression", "expr": "{{ answer | length }}", "dtype": "int"},
         ],
     }
@@ -74,7 +104,16 @@ def one_at_a_time(cfg: dict, out) -> list[bytes]:
         result = run_row_group(loaded, index, rows, buffer_size=BUFFER)
         table = result.table
         path = out / f"{index}.parquet"
-        info = RowGroupInfo(index, rows, table.num_rows, fp["config_hash"], fp["config_hash_version"], BUFFER, loaded.seed, result.llm_spend)
+        info = RowGroupInfo(
+            index,
+            rows,
+            table.num_rows,
+            fp["config_hash"],
+            fp["config_hash_version"],
+            BUFFER,
+            loaded.seed,
+            result.llm_spend,
+        )
         write_row_group_file(path, table, info)
         files.append(path.read_bytes())
     return files
@@ -130,7 +169,9 @@ def test_the_oldest_row_group_goes_first_and_ordered_delivery_waits_for_it(serve
     assert [i for i, _ in in_order] == [0, 1, 2, 3] and all(rows > 0 for _, rows in in_order)
 
 
-def test_a_failed_row_group_stops_the_run_after_the_earlier_ones_and_resumes_to_the_same_data(tmp_path, server, parts_csv):
+def test_a_failed_row_group_stops_the_run_after_the_earlier_ones_and_resumes_to_the_same_data(
+    tmp_path, server, parts_csv
+):
     cfg = config(server.base_url, parts_csv)
     server.set_faults([{"kind": "status", "status": 500, "match": "(part p2)"}])
     try:
@@ -141,18 +182,34 @@ def test_a_failed_row_group_stops_the_run_after_the_earlier_ones_and_resumes_to_
     meta = json.loads((tmp_path / "failing" / "metadata.json").read_text())
     done = {i for start, end in meta["completed_row_groups"] for i in range(start, end + 1)}
     assert {0, 1} <= done and 2 not in done
-    resumed = generate(cfg, RECORDS, buffer_size=BUFFER, artifact_path=tmp_path, dataset_name="failing", resume="always")
+    resumed = generate(
+        cfg, RECORDS, buffer_size=BUFFER, artifact_path=tmp_path, dataset_name="failing", resume="always"
+    )
     clean = generate(cfg, RECORDS, buffer_size=BUFFER, artifact_path=tmp_path, dataset_name="clean")
     assert batch_bytes(resumed) == batch_bytes(clean)
 
 
 def test_requests_in_flight_stay_within_the_limit_across_workers(tmp_path, parts_csv):
     with OpenAIServer(latency_ms=30) as srv:
-        generate(config(srv.base_url, parts_csv, parallel=5), RECORDS, buffer_size=BUFFER, artifact_path=tmp_path, dataset_name="w2", workers=2)
+        generate(
+            config(srv.base_url, parts_csv, parallel=5),
+            RECORDS,
+            buffer_size=BUFFER,
+            artifact_path=tmp_path,
+            dataset_name="w2",
+            workers=2,
+        )
         assert srv.stats()["max_in_flight"] == 5  # 3 + 2, reached and never passed
         srv.reset_stats()
         # A limit below the number of workers limits the workers.
-        generate(config(srv.base_url, parts_csv, parallel=2), RECORDS, buffer_size=BUFFER, artifact_path=tmp_path, dataset_name="w3", workers=3)
+        generate(
+            config(srv.base_url, parts_csv, parallel=2),
+            RECORDS,
+            buffer_size=BUFFER,
+            artifact_path=tmp_path,
+            dataset_name="w3",
+            workers=3,
+        )
         assert srv.stats()["max_in_flight"] == 2
 
 
@@ -162,7 +219,21 @@ def test_sigkill_during_pipelined_generation_then_resume_resends_no_answered_req
         cfg = config(srv.base_url, parts_csv)
         path = tmp_path / "parts.json"
         path.write_text(json.dumps(cfg))
-        command = [sys.executable, "-m", "dd_core", "generate", str(path), "-n", str(RECORDS), "--buffer-size", str(BUFFER), "--artifact-path", str(tmp_path), "--workers", str(workers)]
+        command = [
+            sys.executable,
+            "-m",
+            "dd_core",
+            "generate",
+            str(path),
+            "-n",
+            str(RECORDS),
+            "--buffer-size",
+            str(BUFFER),
+            "--artifact-path",
+            str(tmp_path),
+            "--workers",
+            str(workers),
+        ]
         proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         try:
             deadline = time.monotonic() + 120
@@ -178,7 +249,9 @@ def test_sigkill_during_pipelined_generation_then_resume_resends_no_answered_req
         assert proc.returncode == -signal.SIGKILL
         assert len(children) == (workers if workers > 1 else 0)
         psutil.wait_procs(children, timeout=10)
-        assert not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE], "a worker outlived the parent"
+        assert not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE], (
+            "a worker outlived the parent"
+        )
         srv.clear_faults()
         before = srv.stats()["succeeded"]
         cells = 3 * RECORDS
@@ -196,14 +269,23 @@ def test_sigkill_during_pipelined_generation_then_resume_resends_no_answered_req
 
 # --------------------------------------------------------------------------- claims (parallel producers)
 
-SAMPLERS_ONLY = {"name": "plain", "columns": [{"name": "n", "type": "uniform", "low": 0, "high": 9, "dtype": "int"}, {"name": "uid", "type": "uuid"}]}
+SAMPLERS_ONLY = {
+    "name": "plain",
+    "columns": [{"name": "n", "type": "uniform", "low": 0, "high": 9, "dtype": "int"}, {"name": "uid", "type": "uuid"}],
+}
 
 
 def claimed_jobs(folder, count: int = 6, reuse: bool = True) -> list[RowGroupJob]:
     """Jobs as parallel Dagster runs make them: a file and a claim per row group."""
     rows = [min(BUFFER, RECORDS - i * BUFFER) for i in range(count)]
     return [
-        RowGroupJob(i, rows[i], storage_path(folder / f"batch_{i:05d}.parquet"), claim=storage_path(folder / "claims" / f"{i}.lock"), reuse_finished=reuse)
+        RowGroupJob(
+            i,
+            rows[i],
+            storage_path(folder / f"batch_{i:05d}.parquet"),
+            claim=storage_path(folder / "claims" / f"{i}.lock"),
+            reuse_finished=reuse,
+        )
         for i in range(count)
     ]
 
@@ -233,8 +315,12 @@ def test_two_producers_at_once_make_each_row_group_once_and_the_other_reuses_it(
         assert digest_a == digest_b
     if llm:
         stats = server.stats()
-        assert len(stats["success_keys"]) == 3 * RECORDS and max(stats["success_keys"].values()) == 1, "a row group was made twice"
-        assert [p.read_bytes() for p in sorted(tmp_path.glob("batch_*.parquet"))] == one_at_a_time(cfg, tmp_path / "reference")
+        assert len(stats["success_keys"]) == 3 * RECORDS and max(stats["success_keys"].values()) == 1, (
+            "a row group was made twice"
+        )
+        assert [p.read_bytes() for p in sorted(tmp_path.glob("batch_*.parquet"))] == one_at_a_time(
+            cfg, tmp_path / "reference"
+        )
 
 
 def test_a_finished_file_is_reused_and_a_damaged_or_foreign_one_is_made_again(tmp_path, server, parts_csv):
@@ -272,7 +358,9 @@ def test_a_row_group_waits_while_another_holds_its_claim(tmp_path, server, parts
     producer = threading.Thread(target=run)
     producer.start()
     time.sleep(0.6)
-    assert server.stats()["request_log"] == [] and not job.path.exists(), "the row group started while its claim was held elsewhere"
+    assert server.stats()["request_log"] == [] and not job.path.exists(), (
+        "the row group started while its claim was held elsewhere"
+    )
     held.release()
     producer.join(timeout=60)
     assert [(p.index, p.reused) for p in parts] == [(0, False)] and job.path.exists()

@@ -8,7 +8,12 @@ import httpx
 import pytest
 
 from dd_core.testing.llm_server import OpenAIServer
-from dd_core.testing.llm_server.rate_limits import RateLimitSettings, ServerRateLimits, duration_header, max_in_any_window
+from dd_core.testing.llm_server.rate_limits import (
+    RateLimitSettings,
+    ServerRateLimits,
+    duration_header,
+    max_in_any_window,
+)
 
 
 def chat(content: str = "Say hi.") -> dict:

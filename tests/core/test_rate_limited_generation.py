@@ -18,7 +18,9 @@ def test_request_and_token_limits_hold_over_any_60s_window_across_two_workers(tm
         # Count everything that arrives (nothing refused): the limits must hold by dd alone.
         server.set_rate_limits(requests_per_minute=10**6, tokens_per_minute=10**9, enforce=False)
         price = {"input_per_mtok": 3.0, "output_per_mtok": 3.0}  # one price: the arrival log has total tokens
-        config = chain_config(server.base_url, max_tokens=20, max_requests_per_minute=RPM, max_tokens_per_minute=TPM, price=price)
+        config = chain_config(
+            server.base_url, max_tokens=20, max_requests_per_minute=RPM, max_tokens_per_minute=TPM, price=price
+        )
         result = generate(config, 12, buffer_size=6, artifact_path=tmp_path, workers=2)
         arrivals = server.rate_limit_log()["arrivals"]
     assert result.num_records == 12 and len(arrivals) == 24

@@ -32,15 +32,24 @@ def fresh(server):
 
 
 def body(i: int, max_tokens: int = 20) -> dict:
-    return {"model": "test-model", "messages": [{"role": "user", "content": f"Say something about {i} please."}], "max_tokens": max_tokens, "seed": i}
+    return {
+        "model": "test-model",
+        "messages": [{"role": "user", "content": f"Say something about {i} please."}],
+        "max_tokens": max_tokens,
+        "seed": i,
+    }
 
 
-async def send(limiter: RateLimiter, session: aiohttp.ClientSession, url: str, request: dict, *, observe: bool = True) -> int:
+async def send(
+    limiter: RateLimiter, session: aiohttp.ClientSession, url: str, request: dict, *, observe: bool = True
+) -> int:
     payload = serialise(request)
     ticket = await limiter.acquire(request_tokens(payload, request.get("max_tokens")))
     used = None
     try:
-        async with session.post(url + "/chat/completions", data=payload, headers={"Content-Type": "application/json"}) as response:
+        async with session.post(
+            url + "/chat/completions", data=payload, headers={"Content-Type": "application/json"}
+        ) as response:
             data = await response.json()
             if observe:
                 limiter.observe(response.headers)
@@ -51,7 +60,9 @@ async def send(limiter: RateLimiter, session: aiohttp.ClientSession, url: str, r
         limiter.release(ticket, used)
 
 
-def burst(server, limiter: RateLimiter, n: int, *, observe: bool = True, concurrency: int = 8) -> tuple[list[int], float]:
+def burst(
+    server, limiter: RateLimiter, n: int, *, observe: bool = True, concurrency: int = 8
+) -> tuple[list[int], float]:
     async def main():
         gate = asyncio.Semaphore(concurrency)
         async with aiohttp.ClientSession() as session:
@@ -162,7 +173,19 @@ def test_a_cancelled_waiter_gives_its_place_back():
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [("1s", 1), ("6m0s", 360), ("20ms", 0.02), ("1h2m3.5s", 3723.5), ("0.5", 0.5), ("", None), ("soon", None), ("1x", None), ("-1", None), ("inf", None), ("1s2", None)],
+    [
+        ("1s", 1),
+        ("6m0s", 360),
+        ("20ms", 0.02),
+        ("1h2m3.5s", 3723.5),
+        ("0.5", 0.5),
+        ("", None),
+        ("soon", None),
+        ("1x", None),
+        ("-1", None),
+        ("inf", None),
+        ("1s2", None),
+    ],
 )
 def test_reset_durations(text, seconds):
     assert parse_duration(text) == seconds
@@ -171,10 +194,26 @@ def test_reset_durations(text, seconds):
 @pytest.mark.parametrize(
     "headers",
     [
-        {"x-ratelimit-limit-requests": "nan", "x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "1s"},
-        {"x-ratelimit-limit-requests": "10", "x-ratelimit-remaining-requests": "-4", "x-ratelimit-reset-requests": "1s"},
-        {"x-ratelimit-limit-requests": "10", "x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "later"},
-        {"x-ratelimit-limit-requests": "1e400", "x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "1s"},
+        {
+            "x-ratelimit-limit-requests": "nan",
+            "x-ratelimit-remaining-requests": "0",
+            "x-ratelimit-reset-requests": "1s",
+        },
+        {
+            "x-ratelimit-limit-requests": "10",
+            "x-ratelimit-remaining-requests": "-4",
+            "x-ratelimit-reset-requests": "1s",
+        },
+        {
+            "x-ratelimit-limit-requests": "10",
+            "x-ratelimit-remaining-requests": "0",
+            "x-ratelimit-reset-requests": "later",
+        },
+        {
+            "x-ratelimit-limit-requests": "1e400",
+            "x-ratelimit-remaining-requests": "0",
+            "x-ratelimit-reset-requests": "1s",
+        },
         {"x-ratelimit-remaining-requests": "0"},
     ],
 )

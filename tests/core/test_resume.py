@@ -30,6 +30,7 @@ def _interrupt_after(n: int):
     def progress(done: int, total: int) -> None:
         if done == n:
             raise Interrupted  # like Ctrl-C between two row groups
+
     return progress
 
 
@@ -48,7 +49,14 @@ def make_state(state: str, artifacts: Path) -> Path:
         return folder
     if state == "same":
         with pytest.raises(Interrupted):
-            generate(CUSTOMERS, 4000, buffer_size=1000, artifact_path=artifacts, dataset_name=NAME, progress=_interrupt_after(2))
+            generate(
+                CUSTOMERS,
+                4000,
+                buffer_size=1000,
+                artifact_path=artifacts,
+                dataset_name=NAME,
+                progress=_interrupt_after(2),
+            )
     elif state == "other":
         other = load_config(CUSTOMERS).model_copy(update={"seed": 1})
         generate(other, 4000, buffer_size=1000, artifact_path=artifacts, dataset_name=NAME)
@@ -76,7 +84,9 @@ MATRIX = {
 CELLS = sorted(MATRIX)
 
 
-def _check_outcome(expected: str, artifacts: Path, folder: Path, before: dict, result_path: Path | None, generated: int | None):
+def _check_outcome(
+    expected: str, artifacts: Path, folder: Path, before: dict, result_path: Path | None, generated: int | None
+):
     if expected == "error":
         assert result_path is None
         assert (snapshot(folder) if folder.exists() else {}) == before
@@ -120,7 +130,20 @@ def test_matrix_through_the_cli(tmp_path, state, mode):
     folder = make_state(state, tmp_path)
     before = snapshot(folder) if folder.exists() else {}
     expected = MATRIX[state, mode]
-    run = run_dd("generate", CUSTOMERS, "-n", 4000, "--buffer-size", 1000, "--artifact-path", tmp_path, "--dataset-name", NAME, "--resume", mode)
+    run = run_dd(
+        "generate",
+        CUSTOMERS,
+        "-n",
+        4000,
+        "--buffer-size",
+        1000,
+        "--artifact-path",
+        tmp_path,
+        "--dataset-name",
+        NAME,
+        "--resume",
+        mode,
+    )
     if expected == "error":
         assert run.returncode == 3, run.stderr
         assert "Traceback" not in run.stderr and "Cannot resume" in run.stderr
@@ -173,7 +196,9 @@ def test_already_complete_generates_nothing_and_does_not_rerun_processors(tmp_pa
     again = generate(ORDERS, 1000, buffer_size=400, artifact_path=tmp_path, dataset_name=NAME)
     assert again.already_complete and again.generated_row_groups == 0
     assert final.stat().st_mtime_ns == stat.st_mtime_ns and final.stat().st_ino == stat.st_ino
-    run = run_dd("generate", ORDERS, "-n", 1000, "--buffer-size", 400, "--artifact-path", tmp_path, "--dataset-name", NAME)
+    run = run_dd(
+        "generate", ORDERS, "-n", 1000, "--buffer-size", 400, "--artifact-path", tmp_path, "--dataset-name", NAME
+    )
     assert run.returncode == 0 and "already complete" in run.stdout
     assert final.stat().st_mtime_ns == stat.st_mtime_ns
 

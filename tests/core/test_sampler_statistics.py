@@ -21,7 +21,9 @@ def one(column: dict, n: int = N, extra: list | None = None) -> list:
 
 
 def test_category_weights():
-    values = np.array(one({"name": "c", "type": "category", "values": ["a", "b", "c", "d"], "weights": [0.4, 0.3, 0.2, 0.1]}))
+    values = np.array(
+        one({"name": "c", "type": "category", "values": ["a", "b", "c", "d"], "weights": [0.4, 0.3, 0.2, 0.1]})
+    )
     for value, p in zip("abcd", (0.4, 0.3, 0.2, 0.1)):
         assert abs((values == value).mean() - p) < 0.01
 
@@ -35,7 +37,19 @@ def test_category_without_weights_is_uniform_and_keeps_value_types():
 def test_subcategory_follows_its_parent():
     parent = {"name": "region", "type": "category", "values": ["north", "south"], "weights": [0.5, 0.5]}
     table = generate_row_group(
-        {"columns": [parent, {"name": "city", "type": "subcategory", "parent": "region", "values": {"north": ["oslo", "bergen"], "south": ["rome"]}}]}, 0, 20_000
+        {
+            "columns": [
+                parent,
+                {
+                    "name": "city",
+                    "type": "subcategory",
+                    "parent": "region",
+                    "values": {"north": ["oslo", "bergen"], "south": ["rome"]},
+                },
+            ]
+        },
+        0,
+        20_000,
     )
     pairs = list(zip(table.column("region").to_pylist(), table.column("city").to_pylist()))
     assert {p for p in pairs} == {("north", "oslo"), ("north", "bergen"), ("south", "rome")}
@@ -71,7 +85,17 @@ def test_scipy_distribution():
 
 
 def test_datetime_range_unit_and_format():
-    texts = one({"name": "d", "type": "datetime", "start": "2020-01-01", "end": "2025-01-01", "unit": "day", "format": "%Y-%m-%d"}, 20_000)
+    texts = one(
+        {
+            "name": "d",
+            "type": "datetime",
+            "start": "2020-01-01",
+            "end": "2025-01-01",
+            "unit": "day",
+            "format": "%Y-%m-%d",
+        },
+        20_000,
+    )
     days = {dt.date.fromisoformat(t) for t in texts}
     assert min(days) >= dt.date(2020, 1, 1) and max(days) < dt.date(2025, 1, 1) and len(days) > 1500
     stamps = one({"name": "d", "type": "datetime", "start": "2024-01-01", "end": "2024-01-02", "unit": "m"}, 5000)
@@ -83,7 +107,15 @@ def test_timedelta_offsets_stay_within_bounds():
         {
             "columns": [
                 {"name": "start", "type": "datetime", "start": "2024-01-01", "end": "2024-02-01", "unit": "h"},
-                {"name": "end", "type": "timedelta", "reference": "start", "dt_min": 2, "dt_max": 5, "unit": "D", "format": "%Y-%m-%dT%H"},
+                {
+                    "name": "end",
+                    "type": "timedelta",
+                    "reference": "start",
+                    "dt_min": 2,
+                    "dt_max": 5,
+                    "unit": "D",
+                    "format": "%Y-%m-%dT%H",
+                },
             ]
         },
         0,
@@ -101,7 +133,9 @@ def test_uuid_variants():
     assert len(set(ids)) == len(ids)
     assert all(uuid.UUID(i).version == 4 for i in ids[:1000])
     prefixed = one({"name": "i", "type": "uuid", "prefix": "rec-", "uppercase": True}, 100)
-    assert all(re.fullmatch(r"rec-[0-9A-F]{8}-[0-9A-F]{4}-4[0-9A-F]{3}-[89AB][0-9A-F]{3}-[0-9A-F]{12}", i) for i in prefixed)
+    assert all(
+        re.fullmatch(r"rec-[0-9A-F]{8}-[0-9A-F]{4}-4[0-9A-F]{3}-[89AB][0-9A-F]{3}-[0-9A-F]{12}", i) for i in prefixed
+    )
     short = one({"name": "i", "type": "uuid", "short_form": True}, 100)
     assert all(re.fullmatch(r"[0-9a-f]{8}", i) for i in short)
 
@@ -141,13 +175,19 @@ def test_expression_dtypes_nested_fields_and_empty_values():
 
 
 def test_expression_that_does_not_fit_its_dtype_names_column_and_row():
-    cols = [{"name": "w", "type": "category", "values": ["x"]}, {"name": "e", "type": "expression", "expr": "{{ w }}", "dtype": "int"}]
+    cols = [
+        {"name": "w", "type": "category", "values": ["x"]},
+        {"name": "e", "type": "expression", "expr": "{{ w }}", "dtype": "int"},
+    ]
     with pytest.raises(DDConfigError, match=r"column 'e', field 'dtype': row 0 rendered 'x', which is not a int"):
         generate_row_group({"columns": cols}, 0, 5)
 
 
 def test_sandbox_refuses_unsafe_calls_at_render_time():
-    cols = [{"name": "w", "type": "category", "values": ["x"]}, {"name": "e", "type": "expression", "expr": "{{ w.format.__globals__ }}"}]
+    cols = [
+        {"name": "w", "type": "category", "values": ["x"]},
+        {"name": "e", "type": "expression", "expr": "{{ w.format.__globals__ }}"},
+    ]
     with pytest.raises(DDConfigError, match="sandbox forbids"):
         generate_row_group({"columns": cols}, 0, 5)
     cols[1]["expr"] = "{{ (w|attr('__class__')) }}"

@@ -20,8 +20,13 @@ def seed_file(tmp_path):
 
 
 def _items(seed_file, order: str, replace: bool, buffer_size: int, row_groups: int) -> list[list[str]]:
-    config = {"columns": [{"name": "s", "type": "seed_dataset", "path": str(seed_file), "order": order, "replace": replace}]}
-    return [generate_row_group(config, k, buffer_size, buffer_size=buffer_size).column("item").to_pylist() for k in range(row_groups)]
+    config = {
+        "columns": [{"name": "s", "type": "seed_dataset", "path": str(seed_file), "order": order, "replace": replace}]
+    }
+    return [
+        generate_row_group(config, k, buffer_size, buffer_size=buffer_size).column("item").to_pylist()
+        for k in range(row_groups)
+    ]
 
 
 def test_ordered_walks_the_file_across_row_groups_and_wraps(seed_file):
@@ -58,7 +63,16 @@ def test_selected_columns_and_relative_paths(tmp_path):
 def test_processors_shape_the_final_dataset_but_row_groups_keep_every_column(tmp_path):
     result = generate(EXAMPLES / "orders_from_seed.yaml", 1000, buffer_size=300, artifact_path=tmp_path)
     frame = result.load()
-    assert list(frame.columns) == ["sku", "product", "order_id", "quantity", "created_at", "shipped_at", "line_total", "description"]
+    assert list(frame.columns) == [
+        "sku",
+        "product",
+        "order_id",
+        "quantity",
+        "created_at",
+        "shipped_at",
+        "line_total",
+        "description",
+    ]
     assert len(frame) == 1000
     assert result.dataset_files == [result.path / "dataset.parquet"]
     raw = pq.read_table(result.path / "parquet-files" / "batch_00000.parquet")

@@ -51,9 +51,18 @@ def test_truncated_row_group_is_reported_and_kept(tmp_path):
 
 def test_row_group_from_another_config_is_reported(tmp_path):
     layout = _partial(tmp_path)
-    other = generate(load_config(CUSTOMERS).model_copy(update={"seed": 9}), 2000, buffer_size=1000, artifact_path=tmp_path, dataset_name="other")
+    other = generate(
+        load_config(CUSTOMERS).model_copy(update={"seed": 9}),
+        2000,
+        buffer_size=1000,
+        artifact_path=tmp_path,
+        dataset_name="other",
+    )
     shutil.copy(other.path / "parquet-files" / "batch_00001.parquet", layout.batch(1).local)
-    with pytest.raises(DatasetDamagedError, match=r"row group 1 \(1000 rows requested\) of config sha256:.*expects row group 1 of config"):
+    with pytest.raises(
+        DatasetDamagedError,
+        match=r"row group 1 \(1000 rows requested\) of config sha256:.*expects row group 1 of config",
+    ):
         generate(CUSTOMERS, 4000, buffer_size=1000, artifact_path=tmp_path, dataset_name="ds")
 
 

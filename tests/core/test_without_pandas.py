@@ -33,9 +33,16 @@ def test_worker_processes_do_not_import_pandas(tmp_path, start):
     (fake / "__init__.py").write_text(
         f"import os\nwith open({str(marker)!r}, 'a') as f:\n    f.write(f'{{os.getpid()}}\\n')\nraise ImportError('not the real pandas')\n"
     )
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(tmp_path / "fake"), os.environ.get("PYTHONPATH")]))}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(tmp_path / "fake"), os.environ.get("PYTHONPATH")])),
+    }
     done = subprocess.run(
-        [sys.executable, "-c", SCRIPT, str(EXAMPLES / "customers.yaml"), start, str(tmp_path / "out")], env=env, capture_output=True, text=True, timeout=120
+        [sys.executable, "-c", SCRIPT, str(EXAMPLES / "customers.yaml"), start, str(tmp_path / "out")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode == 0, done.stderr
     assert len(list((tmp_path / "out" / "customers" / "parquet-files").glob("batch_*.parquet"))) == 4

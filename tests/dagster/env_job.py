@@ -19,9 +19,14 @@ from tests.dagster.helpers import tiny_config
 def row_groups_job() -> dg.JobDefinition:
     config = os.environ.get("DD_TEST_CONFIG") or tiny_config()
     workers = os.environ.get("DD_TEST_WORKERS")
-    resource = DataDesignerResource(artifact_path=os.environ["DD_TEST_ARTIFACTS"], workers=int(workers) if workers else None)
+    resource = DataDesignerResource(
+        artifact_path=os.environ["DD_TEST_ARTIFACTS"], workers=int(workers) if workers else None
+    )
     defs = build_dataset_definitions(
-        config, num_records=int(os.environ.get("DD_TEST_NUM_RECORDS", "500")), buffer_size=int(os.environ.get("DD_TEST_BUFFER_SIZE", "50")), resource=resource
+        config,
+        num_records=int(os.environ.get("DD_TEST_NUM_RECORDS", "500")),
+        buffer_size=int(os.environ.get("DD_TEST_BUFFER_SIZE", "50")),
+        resource=resource,
     )
     (job,) = [j for j in defs.jobs if j.name.endswith("_row_groups_job")]
     return defs.resolve_job_def(job.name)

@@ -38,12 +38,22 @@ def test_run_killed_while_its_batch_is_pending_then_reexecuted_collects_the_same
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     with OpenAIServer(latency_ms=2) as server:
         server.set_batch_settings(processing_s=2.0)
-        env = {"DAGSTER_HOME": str(home), "DD_TEST_BASE_URL": server.base_url, "DD_TEST_ARTIFACTS": str(tmp_path / "artifacts")}
+        env = {
+            "DAGSTER_HOME": str(home),
+            "DD_TEST_BASE_URL": server.base_url,
+            "DD_TEST_ARTIFACTS": str(tmp_path / "artifacts"),
+        }
         for name, value in env.items():
             monkeypatch.setenv(name, value)
         with dg.DagsterInstance.get() as instance:
             register_partitions(instance, DagsterDataset.create(batch_config(), NUM_RECORDS, BUFFER_SIZE))
-            child = subprocess.Popen([sys.executable, "-m", "tests.dagster.batch_job"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            child = subprocess.Popen(
+                [sys.executable, "-m", "tests.dagster.batch_job"],
+                cwd=ROOT,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
             try:
                 deadline = time.monotonic() + 120
                 while not batches(server) and time.monotonic() < deadline:
@@ -53,7 +63,9 @@ def test_run_killed_while_its_batch_is_pending_then_reexecuted_collects_the_same
                 time.sleep(0.3)  # it is polling the pending batch now
                 run = psutil.Process(child.pid)
                 tree = [child, *run.children(recursive=True)]
-                workers = [p for p in tree[1:] if p.cmdline() == run.cmdline() or "dd_core.engine.workers" in p.cmdline()]
+                workers = [
+                    p for p in tree[1:] if p.cmdline() == run.cmdline() or "dd_core.engine.workers" in p.cmdline()
+                ]
                 assert not workers, f"a batch-mode run generates in its own process, not in workers: {workers}"
                 for proc in tree:
                     proc.send_signal(signal.SIGKILL)
@@ -68,13 +80,17 @@ def test_run_killed_while_its_batch_is_pending_then_reexecuted_collects_the_same
             pending = dict(batches(server))
 
             options = dg.ReexecutionOptions.from_failure(killed.run_id, instance)
-            with dg.execute_job(dg.reconstructable(chain_row_groups_job), instance=instance, reexecution_options=options, tags=RANGE) as retried:
+            with dg.execute_job(
+                dg.reconstructable(chain_row_groups_job), instance=instance, reexecution_options=options, tags=RANGE
+            ) as retried:
                 assert retried.success
                 events = retried.get_asset_materialization_events()
                 logged = [e.message for e in instance.all_logs(retried.run_id) if e.message]
             assert any("in_progress" in m and "of 20 done" in m for m in logged), "batch progress is in the run's log"
             assert all(count == 1 for count in pending.values())
-            assert batches(server) == Counter({(rg, c): 1 for rg in ("0", "1") for c in ("question", "answer")}), "the same batches were collected"
+            assert batches(server) == Counter({(rg, c): 1 for rg in ("0", "1") for c in ("question", "answer")}), (
+                "the same batches were collected"
+            )
             keys = [k for b in server.batch_stats()["batches"] for k in b["keys"]]
             assert len(keys) == len(set(keys)) == 2 * NUM_RECORDS, "no request was submitted twice"
             assert server.stats()["requests_total"] == 0, "no online call"
@@ -82,14 +98,22 @@ def test_run_killed_while_its_batch_is_pending_then_reexecuted_collects_the_same
             costs = {e.partition: e.materialization.metadata["llm/writer/cost_usd"].value for e in events}
             assert set(costs) == {"00000", "00001"} and all(c > 0 for c in costs.values())
             combined = dg.materialize([batch_defs().resolve_assets_def(dg.AssetKey(["chain"]))], instance=instance)
-            (materialization,) = [e.materialization for e in combined.get_asset_materialization_events() if e.asset_key == dg.AssetKey(["chain"])]
+            (materialization,) = [
+                e.materialization
+                for e in combined.get_asset_materialization_events()
+                if e.asset_key == dg.AssetKey(["chain"])
+            ]
             metadata = materialization.metadata
             assert metadata["llm/cost_usd"].value == pytest.approx(sum(costs.values()), abs=1e-6)
             assert metadata["llm/writer/cost_usd"].value == metadata["llm/cost_usd"].value
 
         server.reset_batches()
-        straight = generate(chain_config(server.base_url, price=PRICE), NUM_RECORDS, buffer_size=BUFFER_SIZE, artifact_path=tmp_path / "straight")
+        straight = generate(
+            chain_config(server.base_url, price=PRICE),
+            NUM_RECORDS,
+            buffer_size=BUFFER_SIZE,
+            artifact_path=tmp_path / "straight",
+        )
     produced = sorted((tmp_path / "artifacts" / "chain").glob("*/parquet-files/batch_*.parquet"))
     dagster_rows = pa.concat_tables(pq.read_table(p) for p in produced).replace_schema_metadata(None).to_pandas()
     assert dagster_rows.equals(load_dataset(straight.path))
-

@@ -23,7 +23,9 @@ ENV = {**os.environ, "DAGSTER_DISABLE_TELEMETRY": "1"}
 
 
 def _cli(*args: str, cwd: Path = PROJECT, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([str(BIN / args[0]), *args[1:]], cwd=cwd, env=env or ENV, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [str(BIN / args[0]), *args[1:]], cwd=cwd, env=env or ENV, capture_output=True, text=True, timeout=300
+    )
 
 
 def test_dg_lists_the_component():
@@ -85,7 +87,12 @@ def test_component_and_factory_give_the_same_assets():
         assert defs_ref.file_path == str(DATASETS / "defs.yaml")
         metadata["dagster/code_references"] = dg.CodeReferencesMetadataValue(code_references=[config_ref])
         assert a.specs_by_key[key].replace_attributes(metadata=metadata) == b.specs_by_key[key]
-        assert (a.partitions_def, a.backfill_policy, a.code_versions_by_key, a.check_keys) == (b.partitions_def, b.backfill_policy, b.code_versions_by_key, b.check_keys)
+        assert (a.partitions_def, a.backfill_policy, a.code_versions_by_key, a.check_keys) == (
+            b.partitions_def,
+            b.backfill_policy,
+            b.code_versions_by_key,
+            b.check_keys,
+        )
     names = lambda defs, kind: {d.name for d in getattr(defs, kind) or [] if d.name.startswith("accounts")}  # noqa: E731
     for kind in ("sensors", "schedules", "jobs"):
         assert names(from_component, kind) == names(from_factory, kind), kind

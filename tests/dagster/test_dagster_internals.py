@@ -6,7 +6,11 @@ from __future__ import annotations
 import dagster as dg
 from dagster._core.storage import tags as dagster_tags
 
-from dd_dagster.dagster_internals import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG, latest_tags_by_partition
+from dd_dagster.dagster_internals import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+    latest_tags_by_partition,
+)
 from tests.dagster.helpers import outcome, run_range, tiny_defs
 
 ROW_GROUPS = dg.AssetKey(["tiny_row_groups"])
@@ -27,7 +31,9 @@ def test_latest_tags_by_partition_gives_each_partitions_latest_data_version(tmp_
     defs = tiny_defs(tmp_path)
     run_range(defs, tiny_registered, 0, 1)
     first = latest_tags_by_partition(tiny_registered, ROW_GROUPS, ["dagster/data_version"])
-    tiny_registered.report_runless_asset_event(dg.AssetMaterialization(ROW_GROUPS, partition="00001", tags={"dagster/data_version": "later"}))
+    tiny_registered.report_runless_asset_event(
+        dg.AssetMaterialization(ROW_GROUPS, partition="00001", tags={"dagster/data_version": "later"})
+    )
     latest = latest_tags_by_partition(tiny_registered, ROW_GROUPS, ["dagster/data_version"])
     assert sorted(latest) == ["00000", "00001"]
     assert latest["00000"] == first["00000"] and latest["00000"]["dagster/data_version"].startswith("dd1.sha256.")

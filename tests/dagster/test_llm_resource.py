@@ -5,7 +5,13 @@ from __future__ import annotations
 import dagster as dg
 from dagster import serialize_value
 
-from dd_dagster import DagsterDataset, DataDesignerResource, ModelEndpoint, build_dataset_definitions, register_partitions
+from dd_dagster import (
+    DagsterDataset,
+    DataDesignerResource,
+    ModelEndpoint,
+    build_dataset_definitions,
+    register_partitions,
+)
 from dd_core.testing.llm_server import OpenAIServer
 from tests.core.test_llm_columns import chain_config
 from tests.dagster.helpers import outcome, run_range
@@ -20,7 +26,11 @@ def test_endpoint_override_and_env_var_key_stay_secret(tmp_path, instance, monke
     with OpenAIServer(api_key=SECRET) as server:
         resource = DataDesignerResource(
             artifact_path=str(tmp_path),
-            models={"writer": ModelEndpoint(base_url=server.base_url, api_key=dg.EnvVar("DD_SECRET_KEY"), max_parallel_requests=4)},
+            models={
+                "writer": ModelEndpoint(
+                    base_url=server.base_url, api_key=dg.EnvVar("DD_SECRET_KEY"), max_parallel_requests=4
+                )
+            },
         )
         defs = build_dataset_definitions(config, num_records=40, buffer_size=20, resource=resource)
         register_partitions(instance, DagsterDataset.create(config, 40, 20))

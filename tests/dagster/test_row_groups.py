@@ -25,7 +25,9 @@ def _hash(high: int = 100) -> str:
 
 def test_single_partition_run_records_a_full_checkpoint(tmp_path, tiny_registered):
     defs = tiny_defs(tmp_path)
-    result = defs.resolve_job_def("tiny_row_groups_job").execute_in_process(instance=tiny_registered, partition_key="00002")
+    result = defs.resolve_job_def("tiny_row_groups_job").execute_in_process(
+        instance=tiny_registered, partition_key="00002"
+    )
     [event] = result.get_asset_materialization_events()
     meta = {k: v.value for k, v in event.materialization.metadata.items()}
     assert event.partition == "00002"
@@ -34,13 +36,19 @@ def test_single_partition_run_records_a_full_checkpoint(tmp_path, tiny_registere
     assert meta["dagster/row_count"] == 50 and meta["duration_s"] > 0 and meta["reused"] is False
     # Constants are definition metadata, not repeated (and plotted) per partition.
     assert not {"requested_rows", "buffer_size"} & set(meta)
-    numeric = {k for k, v in event.materialization.metadata.items() if isinstance(v.value, (int, float)) and not isinstance(v.value, bool)}
+    numeric = {
+        k
+        for k, v in event.materialization.metadata.items()
+        if isinstance(v.value, (int, float)) and not isinstance(v.value, bool)
+    }
     assert numeric == {"num_rows", "dagster/row_count", "dropped_rows", "duration_s"}
     assert pq.read_table(meta["path"]).num_rows == 50 and _hash()[7:23] in meta["path"]
     tags = event.materialization.tags
     assert tags["dagster/code_version"] == _hash()
     digest = hashlib.sha256(open(meta["path"], "rb").read()).hexdigest()[:16]
-    assert tags["dagster/data_version"] == f"dd1.{_hash().replace(':', '.')}.50.50.50.{digest}"  # the checkpoint, then the content
+    assert (
+        tags["dagster/data_version"] == f"dd1.{_hash().replace(':', '.')}.50.50.50.{digest}"
+    )  # the checkpoint, then the content
 
 
 def test_range_run_reports_each_row_group_as_its_own_materialization(tmp_path, tiny_registered):
@@ -95,7 +103,10 @@ def test_always_fails_on_a_stale_row_group_with_both_hashes(tmp_path, tiny_regis
 def test_always_resumes_missing_and_damaged_but_needs_something_to_resume(tmp_path, tiny_registered):
     fresh = run_range(tiny_defs(tmp_path / "fresh"), tiny_registered, 0, 1, "always", raise_on_error=False)
     assert not fresh.success
-    assert "found no materialized row group" in fresh.get_step_failure_events()[0].step_failure_data.user_failure_data.description
+    assert (
+        "found no materialized row group"
+        in fresh.get_step_failure_events()[0].step_failure_data.user_failure_data.description
+    )
     state = _state(tmp_path, tiny_registered)
     assert outcome(run_range(state["v2"], tiny_registered, 0, 1, "always")) == {0: "generated", 1: "reused"}
     assert outcome(run_range(state["v2"], tiny_registered, 3, 3, "always")) == {3: "generated"}
@@ -108,7 +119,12 @@ def test_materialize_stale_and_missing_after_a_config_change(tmp_path, tiny_regi
     run_range(v2, tiny_registered, 0, 1)
     resolver = _stale_resolver(tiny_registered, v2)
     statuses = {k: resolver.get_status(ROW_GROUPS, k) for k in ("00000", "00001", "00002", "00003")}
-    assert statuses == {"00000": StaleStatus.FRESH, "00001": StaleStatus.FRESH, "00002": StaleStatus.STALE, "00003": StaleStatus.STALE}
+    assert statuses == {
+        "00000": StaleStatus.FRESH,
+        "00001": StaleStatus.FRESH,
+        "00002": StaleStatus.STALE,
+        "00003": StaleStatus.STALE,
+    }
     again = run_range(v2, tiny_registered, 0, 3)  # the default mode over everything = "stale and missing"
     assert outcome(again) == {0: "reused", 1: "reused", 2: "generated", 3: "generated"}
     assert all(os.path.exists(p) for p in old_files)
@@ -123,7 +139,10 @@ def _stale_resolver(instance, defs) -> CachingStaleStatusResolver:
 
 def test_reused_row_group_keeps_its_data_version(tmp_path, tiny_registered):
     defs = tiny_defs(tmp_path)
-    first, second = (sorted(run_range(defs, tiny_registered, 0, 1).get_asset_materialization_events(), key=lambda e: e.partition) for _ in range(2))
+    first, second = (
+        sorted(run_range(defs, tiny_registered, 0, 1).get_asset_materialization_events(), key=lambda e: e.partition)
+        for _ in range(2)
+    )
     for a, b in zip(first, second):
         assert b.materialization.metadata["reused"].value is True
         assert a.materialization.tags["dagster/data_version"] == b.materialization.tags["dagster/data_version"]
@@ -167,12 +186,28 @@ def test_refresh_schedule_requests_stale_and_missing_ranges(tmp_path, instance):
     v2 = tiny_defs(tmp_path, high=50, num_records=500, refresh_cron="0 3 * * *", row_groups_per_run=2)
     run_range(v2, instance, 1, 2)
     schedule = v2.resolve_schedule_def("tiny_refresh")
-    with dg.build_schedule_context(instance=instance, repository_def=v2.get_repository_def(), scheduled_execution_time=datetime.datetime(2026, 11, 28, 3)) as ctx:
+    with dg.build_schedule_context(
+        instance=instance,
+        repository_def=v2.get_repository_def(),
+        scheduled_execution_time=datetime.datetime(2026, 11, 28, 3),
+    ) as ctx:
         requests = schedule.evaluate_tick(ctx).run_requests
-    ranges = [(r.tags["dagster/asset_partition_range_start"], r.tags["dagster/asset_partition_range_end"]) for r in requests]
-    assert ranges == [("00000", "00000"), ("00003", "00004"), ("00005", "00006"), ("00007", "00008"), ("00009", "00009")]
+    ranges = [
+        (r.tags["dagster/asset_partition_range_start"], r.tags["dagster/asset_partition_range_end"]) for r in requests
+    ]
+    assert ranges == [
+        ("00000", "00000"),
+        ("00003", "00004"),
+        ("00005", "00006"),
+        ("00007", "00008"),
+        ("00009", "00009"),
+    ]
     run_range(v2, instance, 0, 9)
-    with dg.build_schedule_context(instance=instance, repository_def=v2.get_repository_def(), scheduled_execution_time=datetime.datetime(2026, 11, 28, 3)) as ctx:
+    with dg.build_schedule_context(
+        instance=instance,
+        repository_def=v2.get_repository_def(),
+        scheduled_execution_time=datetime.datetime(2026, 11, 28, 3),
+    ) as ctx:
         assert "current" in schedule.evaluate_tick(ctx).skip_message
 
 
@@ -181,12 +216,16 @@ def test_processors_and_seed_files_give_the_same_data_as_dd_generate(tmp_path, i
     from tests.support import EXAMPLES
 
     config = EXAMPLES / "orders_from_seed.yaml"
-    defs = build_dataset_definitions(config, num_records=1200, buffer_size=300, resource=DataDesignerResource(artifact_path=str(tmp_path)))
+    defs = build_dataset_definitions(
+        config, num_records=1200, buffer_size=300, resource=DataDesignerResource(artifact_path=str(tmp_path))
+    )
     register_partitions(instance, DagsterDataset.create(config, 1200, 300))
     run_range(defs, instance, 2, 3, name="orders")
     run_range(defs, instance, 0, 1, name="orders")
     result = materialize_dataset(defs, instance, name="orders")
-    combined = pq.read_table(result.get_asset_materialization_events()[0].materialization.metadata["path"].value).to_pandas()
+    combined = pq.read_table(
+        result.get_asset_materialization_events()[0].materialization.metadata["path"].value
+    ).to_pandas()
     assert combined.equals(generate(config, 1200, buffer_size=300, artifact_path=tmp_path / "standalone").load())
     assert "discount" not in combined.columns and "description" in combined.columns
 
@@ -201,7 +240,9 @@ def test_row_count_check_accounts_for_rows_dropped_by_failed_llm_cells(tmp_path,
         config["name"] = "tiny"
         config["max_failed_row_share"] = 0.5
         server.set_faults([{"kind": "status", "status": 500, "match": "about tea"}])
-        defs = build_dataset_definitions(config, num_records=60, buffer_size=30, resource=DataDesignerResource(artifact_path=str(tmp_path)))
+        defs = build_dataset_definitions(
+            config, num_records=60, buffer_size=30, resource=DataDesignerResource(artifact_path=str(tmp_path))
+        )
         register_partitions(instance, DagsterDataset.create(config, 60, 30))
         events = run_range(defs, instance, 0, 1).get_asset_materialization_events()
         dropped = sum(e.materialization.metadata["dropped_rows"].value for e in events)

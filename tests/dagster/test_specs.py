@@ -48,7 +48,9 @@ def test_translator_is_the_one_override_point(tmp_path):
     class Custom(DDDatasetTranslator):
         def get_asset_spec(self, props: DatasetAssetProps) -> dg.AssetSpec:
             spec = super().get_asset_spec(props)
-            return spec.replace_attributes(key=spec.key.with_prefix("synthetic"), group_name="synthetic", owners=["team:ml"])
+            return spec.replace_attributes(
+                key=spec.key.with_prefix("synthetic"), group_name="synthetic", owners=["team:ml"]
+            )
 
     defs = tiny_defs(tmp_path, translator=Custom())
     keys = {key.to_user_string() for key in defs.resolve_asset_graph().get_all_asset_keys()}
@@ -64,7 +66,10 @@ def test_several_datasets_share_one_code_location(tmp_path):
         dg.Definitions(resources={"data_designer": DataDesignerResource(artifact_path=str(tmp_path))}),
     )
     dg.Definitions.validate_loadable(defs)
-    assert {j.name for j in defs.resolve_all_job_defs() if not j.name.startswith("__")} == {"customers_row_groups_job", "orders_row_groups_job"}
+    assert {j.name for j in defs.resolve_all_job_defs() if not j.name.startswith("__")} == {
+        "customers_row_groups_job",
+        "orders_row_groups_job",
+    }
 
 
 def test_example_code_location_loads_wherever_the_examples_folder_is(tmp_path, monkeypatch):
@@ -79,7 +84,9 @@ def test_example_code_location_loads_wherever_the_examples_folder_is(tmp_path, m
     assert str(copy / "customers.yaml") in str(customers.specs_by_key[dg.AssetKey(["customers"])].metadata)
 
 
-@pytest.mark.parametrize(("kwargs", "words"), [({"num_records": 0}, "at least 1"), ({"row_groups_per_run": 0}, "row_groups_per_run")])
+@pytest.mark.parametrize(
+    ("kwargs", "words"), [({"num_records": 0}, "at least 1"), ({"row_groups_per_run": 0}, "row_groups_per_run")]
+)
 def test_bad_factory_arguments_are_clear(tmp_path, kwargs, words):
     from dd_core import DDConfigError
 

@@ -19,7 +19,14 @@ RECORDS, BUFFER, PARALLEL = 160, 20, 6  # 8 row groups
 def test_range_run_in_two_workers_writes_dd_generates_files_within_the_request_limit(tmp_path, instance):
     # A fixed latency long enough that both workers are busy at once (each has 3 of the 6 slots).
     with OpenAIServer(latency_ms=25) as server:
-        config = parts_config(tmp_path, server.base_url, RECORDS, BUFFER, parallel=PARALLEL, price={"input_per_mtok": 2.5, "output_per_mtok": 10.0})
+        config = parts_config(
+            tmp_path,
+            server.base_url,
+            RECORDS,
+            BUFFER,
+            parallel=PARALLEL,
+            price={"input_per_mtok": 2.5, "output_per_mtok": 10.0},
+        )
         resource = DataDesignerResource(artifact_path=str(tmp_path / "dagster"), workers=2)
         defs = build_dataset_definitions(config, num_records=RECORDS, buffer_size=BUFFER, resource=resource)
         register_partitions(instance, DagsterDataset.create(config, RECORDS, BUFFER))
@@ -33,7 +40,18 @@ def test_range_run_in_two_workers_writes_dd_generates_files_within_the_request_l
         # workers) one worker was running the next row group before the current one ended.
         assert _most_row_groups_in_flight(stats["request_log"]) >= 3
 
-        done = run_dd("generate", config, "-n", RECORDS, "--buffer-size", BUFFER, "--artifact-path", tmp_path / "standalone", "--workers", 1)
+        done = run_dd(
+            "generate",
+            config,
+            "-n",
+            RECORDS,
+            "--buffer-size",
+            BUFFER,
+            "--artifact-path",
+            tmp_path / "standalone",
+            "--workers",
+            1,
+        )
         assert done.returncode == 0, done.stderr
     events = result.get_asset_materialization_events()
     # What each row group was paid for, made in a worker, is on its materialization.

@@ -60,7 +60,11 @@ query($key: AssetKeyInput!) {{ assetNodeOrError(assetKey: $key) {{ __typename
 def asset_definition(svc: Target, asset_path: Sequence[str]) -> dict:
     """Definition-time facts of an asset (no run needed): description, group, owners, kinds,
     metadata (label -> value) and checks (name -> {description, blocking, canExecuteIndividually})."""
-    node = _expect(_graphql(svc)(_ASSET_DEFINITION, {"key": {"path": list(asset_path)}})["assetNodeOrError"], "AssetNode", "assetNodeOrError")
+    node = _expect(
+        _graphql(svc)(_ASSET_DEFINITION, {"key": {"path": list(asset_path)}})["assetNodeOrError"],
+        "AssetNode",
+        "assetNodeOrError",
+    )
     node["metadata"] = metadata(node.pop("metadataEntries"))
     node["owners"] = [owner.get("team") or owner.get("email") for owner in node["owners"]]
     node["checks"] = {c["name"]: c for c in (node.pop("assetChecksOrError") or {}).get("checks", [])}
@@ -111,7 +115,11 @@ def launch_asset_run(
 ) -> str:
     """Launch a run of the implicit asset job as the UI's "Materialize" (assets, their checks
     included) or a check's "Execute" button (checks only) does; returns the run id."""
-    selector = {**repository_selector(svc, location), "jobName": "__ASSET_JOB", "assetSelection": [{"path": list(a)} for a in assets]}
+    selector = {
+        **repository_selector(svc, location),
+        "jobName": "__ASSET_JOB",
+        "assetSelection": [{"path": list(a)} for a in assets],
+    }
     if checks:  # else the selected assets' own checks run with them
         selector["assetCheckSelection"] = [{"assetKey": {"path": list(a)}, "name": name} for a, name in checks]
     execution_tags = [{"key": k, "value": v} for k, v in (tags or {}).items()]
@@ -140,7 +148,14 @@ def run_events(svc: Target, run_id: str) -> dict[str, list[dict]]:
             checks.append(evaluation)
         elif event["__typename"] == "ExecutionStepFailureEvent":
             failure = event["failureMetadata"] or {"description": None, "metadataEntries": []}
-            failures.append({"stepKey": event["stepKey"], "message": (event["error"] or {}).get("message"), "description": failure["description"], "meta": metadata(failure["metadataEntries"])})
+            failures.append(
+                {
+                    "stepKey": event["stepKey"],
+                    "message": (event["error"] or {}).get("message"),
+                    "description": failure["description"],
+                    "meta": metadata(failure["metadataEntries"]),
+                }
+            )
     return {"checks": checks, "failures": failures}
 
 
@@ -153,7 +168,9 @@ query($key: AssetKeyInput!, $name: String!, $limit: Int!) {{ assetCheckExecution
 
 def check_executions(svc: Target, asset_path: Sequence[str], check_name: str, limit: int = 20) -> list[dict]:
     """The check's executions, newest first (what the check's page lists)."""
-    executions = _graphql(svc)(_CHECK_EXECUTIONS, {"key": {"path": list(asset_path)}, "name": check_name, "limit": limit})["assetCheckExecutions"]
+    executions = _graphql(svc)(
+        _CHECK_EXECUTIONS, {"key": {"path": list(asset_path)}, "name": check_name, "limit": limit}
+    )["assetCheckExecutions"]
     for execution in executions:
         if execution["evaluation"]:
             execution["evaluation"]["meta"] = metadata(execution["evaluation"].pop("metadataEntries"))
@@ -170,7 +187,11 @@ mutation($name: String!) { reloadRepositoryLocation(repositoryLocationName: $nam
 
 def reload_location(svc: Target, location: str) -> None:
     """The UI's "Reload" of a code location (after its code or config changed)."""
-    entry = _expect(_graphql(svc)(_RELOAD, {"name": location})["reloadRepositoryLocation"], "WorkspaceLocationEntry", "reloadRepositoryLocation")
+    entry = _expect(
+        _graphql(svc)(_RELOAD, {"name": location})["reloadRepositoryLocation"],
+        "WorkspaceLocationEntry",
+        "reloadRepositoryLocation",
+    )
     loaded = entry["locationOrLoadError"] or {}
     if loaded.get("__typename") == "PythonError":
         raise DagsterServiceError(f"code location {location} failed to reload: {loaded['message']}")
@@ -190,12 +211,16 @@ mutation($r: RepositorySelector!, $d: String!, $k: [String!]!) { deleteDynamicPa
 
 def add_partition(svc: Target, partitions_def: str, key: str, *, location: str | None = None) -> None:
     """The UI's "Add a partition" of a dynamic partitions definition."""
-    result = _graphql(svc)(_ADD_PARTITION, {"r": repository_selector(svc, location), "d": partitions_def, "k": key})["addDynamicPartition"]
+    result = _graphql(svc)(_ADD_PARTITION, {"r": repository_selector(svc, location), "d": partitions_def, "k": key})[
+        "addDynamicPartition"
+    ]
     _expect(result, "AddDynamicPartitionSuccess", "addDynamicPartition")
 
 
 def delete_partitions(svc: Target, partitions_def: str, keys: Sequence[str], *, location: str | None = None) -> None:
-    result = _graphql(svc)(_DELETE_PARTITIONS, {"r": repository_selector(svc, location), "d": partitions_def, "k": list(keys)})["deleteDynamicPartitions"]
+    result = _graphql(svc)(
+        _DELETE_PARTITIONS, {"r": repository_selector(svc, location), "d": partitions_def, "k": list(keys)}
+    )["deleteDynamicPartitions"]
     _expect(result, "DeleteDynamicPartitionsSuccess", "deleteDynamicPartitions")
 
 
@@ -211,7 +236,11 @@ def config_field_descriptions(svc: Target, job_name: str, *, location: str | Non
     """Field name -> the descriptions it carries anywhere in the job's run config schema (the
     launchpad's documentation pane shows them)."""
     selector = {**repository_selector(svc, location), "pipelineName": job_name}
-    schema = _expect(_graphql(svc)(_CONFIG_TYPES, {"s": selector})["runConfigSchemaOrError"], "RunConfigSchema", "runConfigSchemaOrError")
+    schema = _expect(
+        _graphql(svc)(_CONFIG_TYPES, {"s": selector})["runConfigSchemaOrError"],
+        "RunConfigSchema",
+        "runConfigSchemaOrError",
+    )
     described: dict[str, set[str | None]] = {}
     for config_type in schema["allConfigTypes"]:
         for field in config_type.get("fields") or []:
@@ -230,4 +259,6 @@ query($r: RepositorySelector!) { allTopLevelResourceDetailsOrError(repositorySel
 def resources(svc: Target, *, location: str | None = None) -> dict[str, dict]:
     """The code location's resources as the Resources page shows them."""
     result = _graphql(svc)(_RESOURCES, {"r": repository_selector(svc, location)})["allTopLevelResourceDetailsOrError"]
-    return {r["name"]: r for r in _expect(result, "ResourceDetailsList", "allTopLevelResourceDetailsOrError")["results"]}
+    return {
+        r["name"]: r for r in _expect(result, "ResourceDetailsList", "allTopLevelResourceDetailsOrError")["results"]
+    }

@@ -405,7 +405,9 @@ def repository_selector(svc: Target, location: str | None = None, repository: st
         if location in (None, entry["name"]) and repository in (None, repo["name"])
     ]
     if len(candidates) != 1:
-        raise DagsterServiceError(f"expected one repository for location={location} repository={repository}: {candidates}")
+        raise DagsterServiceError(
+            f"expected one repository for location={location} repository={repository}: {candidates}"
+        )
     return candidates[0]
 
 
@@ -548,7 +550,12 @@ def launch_partition_backfill(
     """Launch an asset backfill as the UI does; returns the backfill id."""
     if (partition_names is None) != all_partitions:
         raise ValueError("pass either partition_names or all_partitions=True")
-    params: dict[str, Any] = {"assetSelection": [{"path": list(asset_path)}], "fromFailure": False, "tags": [], "title": title}
+    params: dict[str, Any] = {
+        "assetSelection": [{"path": list(asset_path)}],
+        "fromFailure": False,
+        "tags": [],
+        "title": title,
+    }
     params |= {"allPartitions": True} if all_partitions else {"partitionNames": list(partition_names or [])}
     result = _graphql(svc)(_LAUNCH_BACKFILL, {"p": params})["launchPartitionBackfill"]
     return _expect(result, "LaunchBackfillSuccess", "launchPartitionBackfill")["backfillId"]
@@ -622,7 +629,9 @@ def runs_of_backfill(svc: Target, backfill_id: str) -> list[dict]:
 
 def wait_for_run_status(svc: Target, run_id: str, statuses: Iterable[str], timeout: float = 120) -> dict:
     wanted = set(statuses)
-    return poll(svc, lambda: get_run(svc, run_id), lambda run: run["status"] in wanted, timeout, f"run {run_id} in {wanted}")
+    return poll(
+        svc, lambda: get_run(svc, run_id), lambda run: run["status"] in wanted, timeout, f"run {run_id} in {wanted}"
+    )
 
 
 def launch_job_run(

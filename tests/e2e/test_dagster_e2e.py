@@ -75,19 +75,36 @@ CONFIG = {
     "name": NAME,
     "seed": 7,
     "columns": [
-        {"name": "region", "type": "category", "values": ["north", "south", "east", "west"], "weights": [0.4, 0.3, 0.2, 0.1]},
+        {
+            "name": "region",
+            "type": "category",
+            "values": ["north", "south", "east", "west"],
+            "weights": [0.4, 0.3, 0.2, 0.1],
+        },
         {
             "name": "city",
             "type": "subcategory",
             "parent": "region",
-            "values": {"north": ["oslo", "helsinki"], "south": ["rome", "madrid"], "east": ["warsaw", "kyiv"], "west": ["lisbon", "dublin"]},
+            "values": {
+                "north": ["oslo", "helsinki"],
+                "south": ["rome", "madrid"],
+                "east": ["warsaw", "kyiv"],
+                "west": ["lisbon", "dublin"],
+            },
         },
         {"name": "score", "type": "uniform", "low": 0, "high": 100, "decimals": 2},
         {"name": "record_id", "type": "uuid", "prefix": "rec-"},
         {"name": "person", "type": "person", "locale": "en_US", "age_range": [18, 80]},
-        {"name": "summary", "type": "expression", "expr": "{{ person.first_name }} {{ person.last_name }} ({{ region }}/{{ city }}) score={{ score }}"},
+        {
+            "name": "summary",
+            "type": "expression",
+            "expr": "{{ person.first_name }} {{ person.last_name }} ({{ region }}/{{ city }}) score={{ score }}",
+        },
     ],
-    "processors": [{"type": "drop_columns", "columns": ["person"]}, {"type": "rename_columns", "columns": {"score": "customer_score"}}],
+    "processors": [
+        {"type": "drop_columns", "columns": ["person"]},
+        {"type": "rename_columns", "columns": {"score": "customer_score"}},
+    ],
 }
 
 _RUN_MATERIALIZED_PARTITIONS = """
@@ -124,7 +141,9 @@ def test_killed_backfill_retried_from_failure_equals_dd_generate(tmp_path: Path)
         tick = wait_for_sensor_tick(svc, SENSOR, after=started, timeout=120)
         _phase(started, "partitions registered")
         requests = tick["dynamicPartitionsRequestResults"]
-        assert [(r["partitionsDefName"], r["type"]) for r in requests] == [(f"{NAME}_row_groups", "ADD_PARTITIONS")], svc.logs()
+        assert [(r["partitionsDefName"], r["type"]) for r in requests] == [(f"{NAME}_row_groups", "ADD_PARTITIONS")], (
+            svc.logs()
+        )
         assert requests[0]["partitionKeys"] == KEYS, requests
         assert partition_keys(svc, ROW_GROUPS) == KEYS, svc.logs()
         assert set(stale_status_by_partition(svc, ROW_GROUPS, KEYS).values()) == {"MISSING"}
@@ -138,7 +157,13 @@ def test_killed_backfill_retried_from_failure_equals_dd_generate(tmp_path: Path)
 
         # 3. Mid-way: the run has reported row groups 0-3; its worker wrote row group 4 and paused.
         files = artifacts / NAME
-        poll(svc, lambda: _run_partitions(svc, run_id), lambda done: len(done) >= PAUSED_AT, 180, f"run {run_id} to report {PAUSED_AT} row groups")
+        poll(
+            svc,
+            lambda: _run_partitions(svc, run_id),
+            lambda done: len(done) >= PAUSED_AT,
+            180,
+            f"run {run_id} to report {PAUSED_AT} row groups",
+        )
         paused_file = poll(svc, lambda: _row_group_file(files, PAUSED_AT), bool, 60, f"row group {PAUSED_AT}'s file")
         time.sleep(2)  # nothing more can be reported: the worker never returns row group 4
         assert _run_partitions(svc, run_id) == KEYS[:PAUSED_AT], svc.logs()
@@ -198,12 +223,16 @@ def test_killed_backfill_retried_from_failure_equals_dd_generate(tmp_path: Path)
         for i, key in enumerate(KEYS):
             event = latest[key]
             expected_run, expected_reused = (run_id, False) if i < PAUSED_AT else (retry_run["runId"], i == PAUSED_AT)
-            assert (event["runId"], event["meta"]["reused"]) == (expected_run, expected_reused), f"row group {i}: {_summary(events)}"
+            assert (event["runId"], event["meta"]["reused"]) == (expected_run, expected_reused), (
+                f"row group {i}: {_summary(events)}"
+            )
             path = Path(event["meta"]["path"])
             assert path == _row_group_file(files, i)
             assert (event["meta"]["row_group"], event["meta"]["num_rows"]) == (key, 50 if i == 7 else BUFFER_SIZE)
             assert event["meta"]["config_hash"].startswith("sha256:")
-            assert event["tags"]["dagster/data_version"].endswith("." + hashlib.sha256(path.read_bytes()).hexdigest()[:16])
+            assert event["tags"]["dagster/data_version"].endswith(
+                "." + hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+            )
             if i <= PAUSED_AT:
                 assert _stat(path) == before_kill[i], f"row group {i}'s file was rewritten after the kill"
         assert paused_file == _row_group_file(files, PAUSED_AT)

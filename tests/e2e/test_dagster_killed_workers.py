@@ -39,18 +39,32 @@ def test_sigkilled_run_leaves_no_worker_and_reexecution_redoes_only_unrecorded_r
     home.mkdir()
     with OpenAIServer(latency_ms=20, latency_sigma=0.5) as server, dg.DagsterInstance.local_temp(str(home)) as instance:
         config = parts_config(tmp_path, server.base_url, RECORDS, BUFFER)
-        env = {"DD_TEST_CONFIG": config, "DD_TEST_NUM_RECORDS": RECORDS, "DD_TEST_BUFFER_SIZE": BUFFER, "DD_TEST_ARTIFACTS": tmp_path / "dagster", "DD_TEST_WORKERS": 2}
+        env = {
+            "DD_TEST_CONFIG": config,
+            "DD_TEST_NUM_RECORDS": RECORDS,
+            "DD_TEST_BUFFER_SIZE": BUFFER,
+            "DD_TEST_ARTIFACTS": tmp_path / "dagster",
+            "DD_TEST_WORKERS": 2,
+        }
         for name, value in env.items():
             monkeypatch.setenv(name, str(value))
         register_partitions(instance, DagsterDataset.create(config, RECORDS, BUFFER))
 
         command = [sys.executable, "-m", "tests.e2e.range_run", str(home), "0", str(ROW_GROUPS - 1)]
-        run_process = subprocess.Popen(command, cwd=ROOT, env=os.environ.copy(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        run_process = subprocess.Popen(
+            command, cwd=ROOT, env=os.environ.copy(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        )
         try:
             deadline = time.monotonic() + 120
-            while len(instance.get_materialized_partitions(ASSET)) < 3 and run_process.poll() is None and time.monotonic() < deadline:
+            while (
+                len(instance.get_materialized_partitions(ASSET)) < 3
+                and run_process.poll() is None
+                and time.monotonic() < deadline
+            ):
                 time.sleep(0.05)
-            assert run_process.poll() is None, f"the run ended before it was killed: {run_process.stderr.read()[-3000:]}"
+            assert run_process.poll() is None, (
+                f"the run ended before it was killed: {run_process.stderr.read()[-3000:]}"
+            )
             workers = _dd_workers(psutil.Process(run_process.pid))
             server.set_faults([{"kind": "hang", "hang_s": 3600}])  # nothing new is answered...
             time.sleep(0.5)  # ...and what was answered reaches the workers
@@ -61,7 +75,9 @@ def test_sigkilled_run_leaves_no_worker_and_reexecution_redoes_only_unrecorded_r
             run_process.stderr.close()
         assert len(workers) == 2, f"expected the run's 2 worker processes, found {workers}"
         _, alive = psutil.wait_procs(workers, timeout=10)
-        assert not [p for p in alive if p.status() != psutil.STATUS_ZOMBIE], f"worker processes outlived the killed run: {alive}"
+        assert not [p for p in alive if p.status() != psutil.STATUS_ZOMBIE], (
+            f"worker processes outlived the killed run: {alive}"
+        )
 
         recorded = {int(k) for k in instance.get_materialized_partitions(ASSET)}
         assert 3 <= len(recorded) < ROW_GROUPS
@@ -71,18 +87,31 @@ def test_sigkilled_run_leaves_no_worker_and_reexecution_redoes_only_unrecorded_r
         server.clear_faults()
 
         options = dg.ReexecutionOptions.from_failure(run.run_id, instance)
-        with dg.execute_job(env_job(), instance=instance, reexecution_options=options, tags=range_tags(0, ROW_GROUPS - 1), run_config=QUIET) as retried:
+        with dg.execute_job(
+            env_job(),
+            instance=instance,
+            reexecution_options=options,
+            tags=range_tags(0, ROW_GROUPS - 1),
+            run_config=QUIET,
+        ) as retried:
             assert retried.success
             result = outcome(retried)
-            files = {e.partition: e.materialization.metadata["path"].value for e in retried.get_asset_materialization_events()}
+            files = {
+                e.partition: e.materialization.metadata["path"].value
+                for e in retried.get_asset_materialization_events()
+            }
         successes = server.stats()["success_keys"]
         server.set_latency(0)
         standalone = generate(config, RECORDS, buffer_size=BUFFER, artifact_path=tmp_path / "standalone")
 
     assert sorted(result) == list(range(ROW_GROUPS))
     generated = {i for i, how in result.items() if how == "generated"}
-    assert not generated & recorded, f"row groups {sorted(generated & recorded)} were recorded by the killed run and generated again"
-    assert len(successes) == 2 * RECORDS and set(successes.values()) == {1}, "an answer that had been read was asked for again"
+    assert not generated & recorded, (
+        f"row groups {sorted(generated & recorded)} were recorded by the killed run and generated again"
+    )
+    assert len(successes) == 2 * RECORDS and set(successes.values()) == {1}, (
+        "an answer that had been read was asked for again"
+    )
     expected = sorted((standalone.path / "parquet-files").glob("batch_*.parquet"))
     assert [open(files[f"{i:05d}"], "rb").read() for i in range(ROW_GROUPS)] == [p.read_bytes() for p in expected]
 
@@ -91,4 +120,6 @@ def _dd_workers(run: psutil.Process) -> list[psutil.Process]:
     """The run's dd worker processes: forked (the run's own command line) or started as
     ``python -m dd_core.engine.workers`` (not Dagster's compute-log ``tail`` and watchers)."""
     command = run.cmdline()
-    return [p for p in run.children(recursive=True) if p.cmdline() == command or "dd_core.engine.workers" in p.cmdline()]
+    return [
+        p for p in run.children(recursive=True) if p.cmdline() == command or "dd_core.engine.workers" in p.cmdline()
+    ]

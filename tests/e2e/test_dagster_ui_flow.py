@@ -79,9 +79,19 @@ def flow_config(base_url: str, high: int) -> dict:
         "seed": 3,
         "models": [{"alias": "writer", "model": "test-model", "base_url": base_url, "max_parallel_requests": 8}],
         "columns": [
-            {"name": "topic", "type": "category", "values": ["cats", "ships", "tea"], "description": "What the note is about"},
+            {
+                "name": "topic",
+                "type": "category",
+                "values": ["cats", "ships", "tea"],
+                "description": "What the note is about",
+            },
             {"name": "score", "type": "uniform", "low": 0, "high": high, "dtype": "int"},
-            {"name": "note", "type": "llm_text", "model": "writer", "prompt": "One sentence about {{ topic }}, rated {{ score }}."},
+            {
+                "name": "note",
+                "type": "llm_text",
+                "model": "writer",
+                "prompt": "One sentence about {{ topic }}, rated {{ score }}.",
+            },
             {"name": "label", "type": "expression", "expr": "{{ topic }}-{{ score }}"},
         ],
     }
@@ -120,20 +130,38 @@ def test_dagster_user_flow(flow):
 
     # 1. Before any run: what the asset pages, the launchpad and the resources page show.
     row_groups, combined = asset_definition(svc, ROW_GROUPS), asset_definition(svc, COMBINED)
-    for node, names in ((row_groups, ["topic", "score", "note", "label"]), (combined, ["topic", "score", "note", "label"])):
+    for node, names in (
+        (row_groups, ["topic", "score", "note", "label"]),
+        (combined, ["topic", "score", "note", "label"]),
+    ):
         columns = {c["name"]: c for c in node["metadata"]["dagster/column_schema"]}
         assert list(columns) == names
         assert columns["topic"]["description"] == "What the note is about (category: cats, ships, tea)"
         assert columns["score"] == {"name": "score", "type": "int64", "description": "uniform int in [0, 100]"}
-        assert columns["note"]["description"].startswith("llm_text by model 'writer' (test-model); prompt: One sentence about")
+        assert columns["note"]["description"].startswith(
+            "llm_text by model 'writer' (test-model); prompt: One sentence about"
+        )
         assert node["metadata"]["config"] == f"```yaml\n{config_path.read_text().rstrip()}\n```"
         assert [ref["filePath"] for ref in node["metadata"]["dagster/code_references"]] == [str(config_path)]
         assert node["metadata"]["config_hash"] == v1_hash and node["opVersion"] == v1_hash
         assert node["groupName"] == NAME and "parquet" in node["kinds"]
-    assert row_groups["checks"][CHECK]["canExecuteIndividually"] == "CAN_EXECUTE" and not row_groups["checks"][CHECK]["blocking"]
+    assert (
+        row_groups["checks"][CHECK]["canExecuteIndividually"] == "CAN_EXECUTE"
+        and not row_groups["checks"][CHECK]["blocking"]
+    )
     assert set(combined["checks"]) == {"row_count_matches"}
     described = config_field_descriptions(svc, f"{NAME}_row_groups_job", location=LOCATION)
-    for field in ("resume", "artifact_path", "models", "generation_worker", "workers", "base_url", "api_key", "max_parallel_requests", "timeout_s"):
+    for field in (
+        "resume",
+        "artifact_path",
+        "models",
+        "generation_worker",
+        "workers",
+        "base_url",
+        "api_key",
+        "max_parallel_requests",
+        "timeout_s",
+    ):
         assert all(described[field]), f"{field} has no description in the launchpad: {described.get(field)}"
     assert "if_possible (default)" in next(iter(described["resume"]))
     # The example components project: two datasets from one defs.yaml, each with its own resource.
@@ -152,7 +180,9 @@ def test_dagster_user_flow(flow):
     bad_run = launch_job_run(svc, f"{NAME}_row_groups_job", location=LOCATION, partition_key="foo")
     assert wait_for_run_status(svc, bad_run, TERMINAL_RUN_STATUSES)["status"] == "FAILURE"
     [failure] = run_events(svc, bad_run)["failures"]
-    assert failure["description"].startswith("partition key(s) 'foo' name no row group of flow: valid keys are 00000..00003"), failure
+    assert failure["description"].startswith(
+        "partition key(s) 'foo' name no row group of flow: valid keys are 00000..00003"
+    ), failure
     delete_partitions(svc, f"{NAME}_row_groups", ["foo"], location=LOCATION)
     _phase(started, "bad partition key refused")
 
@@ -165,9 +195,16 @@ def test_dagster_user_flow(flow):
     assert latest["status"] == "SUCCEEDED" and latest["evaluation"]["meta"]["current"] == 4
     first = _combine(svc, started)
     per_row_group = materializations(svc, ROW_GROUPS)
-    assert all(isinstance(m["meta"]["llm/writer/calls"], int) and isinstance(m["meta"]["llm/writer/request_seconds"], float) for m in per_row_group)
+    assert all(
+        isinstance(m["meta"]["llm/writer/calls"], int) and isinstance(m["meta"]["llm/writer/request_seconds"], float)
+        for m in per_row_group
+    )
     assert first["meta"]["llm/writer/calls"] == sum(m["meta"]["llm/writer/calls"] for m in per_row_group) == NUM_RECORDS
-    assert first["meta"]["llm/writer/prompt_tokens"] == sum(m["meta"]["llm/writer/prompt_tokens"] for m in per_row_group) > 0
+    assert (
+        first["meta"]["llm/writer/prompt_tokens"]
+        == sum(m["meta"]["llm/writer/prompt_tokens"] for m in per_row_group)
+        > 0
+    )
     v1_file = Path(first["meta"]["path"])
     v1_bytes = v1_file.read_bytes()
 
@@ -181,15 +218,29 @@ def test_dagster_user_flow(flow):
     check_run = launch_asset_run(svc, checks=[(ROW_GROUPS, CHECK)], location=LOCATION)  # the check's "Execute" button
     assert wait_for_run_status(svc, check_run, TERMINAL_RUN_STATUSES)["status"] == "SUCCESS"
     [stale] = run_events(svc, check_run)["checks"]
-    assert (stale["success"], stale["severity"], stale["meta"]["stale"], stale["meta"]["stale_keys"]) == (False, "ERROR", 4, ", ".join(KEYS))
+    assert (stale["success"], stale["severity"], stale["meta"]["stale"], stale["meta"]["stale_keys"]) == (
+        False,
+        "ERROR",
+        4,
+        ", ".join(KEYS),
+    )
     assert check_executions(svc, ROW_GROUPS, CHECK)[0]["status"] == "FAILED"
     refused_run = launch_asset_run(svc, [COMBINED], location=LOCATION)  # what "Materialize unsynced" selects
     assert wait_for_run_status(svc, refused_run, TERMINAL_RUN_STATUSES)["status"] == "FAILURE"
     [refusal] = run_events(svc, refused_run)["failures"]
-    assert refusal["description"].startswith("flow was not combined (nothing was written): 4 of 4 row groups are not current: 4 stale (00000, 00001, 00002, 00003)")
-    assert REGENERATE in refusal["description"] and refusal["meta"]["stale"] == 4 and refusal["meta"]["current_config_hash"] == v2_hash
+    assert refusal["description"].startswith(
+        "flow was not combined (nothing was written): 4 of 4 row groups are not current: 4 stale (00000, 00001, 00002, 00003)"
+    )
+    assert (
+        REGENERATE in refusal["description"]
+        and refusal["meta"]["stale"] == 4
+        and refusal["meta"]["current_config_hash"] == v2_hash
+    )
     assert [m["meta"]["config_hash"] for m in materializations(svc, COMBINED)] == [v1_hash]
-    assert sorted(p.name for p in flow["artifacts"].rglob("dataset.parquet")) == ["dataset.parquet"] and v1_file.read_bytes() == v1_bytes
+    assert (
+        sorted(p.name for p in flow["artifacts"].rglob("dataset.parquet")) == ["dataset.parquet"]
+        and v1_file.read_bytes() == v1_bytes
+    )
     _phase(started, "stale row groups visible, combined asset refused")
 
     # 5. Turned on again, the sensor regenerates exactly the stale row groups.
@@ -200,9 +251,14 @@ def test_dagster_user_flow(flow):
     assert stale_status_by_partition(svc, ROW_GROUPS, KEYS) == dict.fromkeys(KEYS, "FRESH")
     second = _combine(svc, started)
     # Rows whose prompt did not change are answered from the response cache, not paid again.
-    assert second["meta"]["config_hash"] == v2_hash and second["meta"]["llm/writer/calls"] + second["meta"]["llm/writer/cache_hits"] == NUM_RECORDS
+    assert (
+        second["meta"]["config_hash"] == v2_hash
+        and second["meta"]["llm/writer/calls"] + second["meta"]["llm/writer/cache_hits"] == NUM_RECORDS
+    )
     combined_v2 = pq.read_table(second["meta"]["path"]).replace_schema_metadata(None).to_pandas()
-    pd.testing.assert_frame_equal(combined_v2, dd_generate_dataset(config_path, flow["tmp"] / "standalone", NUM_RECORDS, BUFFER_SIZE))
+    pd.testing.assert_frame_equal(
+        combined_v2, dd_generate_dataset(config_path, flow["tmp"] / "standalone", NUM_RECORDS, BUFFER_SIZE)
+    )
     assert v1_file.read_bytes() == v1_bytes  # the old version's file is untouched
     _phase(started, "regenerated and combined")
 
@@ -213,7 +269,14 @@ def _regenerate(svc: DagsterServices, started: float, expected_runs: int) -> lis
     # After a reload the daemon may evaluate the sensor with the old code for up to 60 s (its
     # workspace refresh): such ticks find nothing stale and skip.
     start_sensor(svc, REGENERATE, location=LOCATION)
-    runs = poll(svc, lambda: _sensor_runs(svc, turned_on), lambda ids: len(ids) >= expected_runs, 200, f"{expected_runs} runs of {REGENERATE}", interval=2)
+    runs = poll(
+        svc,
+        lambda: _sensor_runs(svc, turned_on),
+        lambda ids: len(ids) >= expected_runs,
+        200,
+        f"{expected_runs} runs of {REGENERATE}",
+        interval=2,
+    )
     for run_id in runs:
         assert wait_for_run_status(svc, run_id, TERMINAL_RUN_STATUSES, timeout=180)["status"] == "SUCCESS", svc.logs()
     stop_sensor(svc, REGENERATE, location=LOCATION)
@@ -221,11 +284,15 @@ def _regenerate(svc: DagsterServices, started: float, expected_runs: int) -> lis
     return runs
 
 
-_SENSOR_RUNS = """query($f: RunsFilter) { runsOrError(filter: $f) { ... on Runs { results { runId creationTime } } } }"""
+_SENSOR_RUNS = (
+    """query($f: RunsFilter) { runsOrError(filter: $f) { ... on Runs { results { runId creationTime } } } }"""
+)
 
 
 def _sensor_runs(svc: DagsterServices, since: float) -> list[str]:
-    runs = svc.graphql(_SENSOR_RUNS, {"f": {"tags": [{"key": "dd/regenerate", "value": NAME}]}})["runsOrError"]["results"]
+    runs = svc.graphql(_SENSOR_RUNS, {"f": {"tags": [{"key": "dd/regenerate", "value": NAME}]}})["runsOrError"][
+        "results"
+    ]
     return [r["runId"] for r in runs if r["creationTime"] >= since]
 
 

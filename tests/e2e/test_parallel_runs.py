@@ -72,10 +72,24 @@ def llm_config(base_url: str) -> dict:
     return {
         "name": "chain",
         "seed": 1234,
-        "models": [{"alias": "writer", "model": "test-model", "base_url": base_url, "max_parallel_requests": MAX_PARALLEL_REQUESTS, "max_retries": 6}],
+        "models": [
+            {
+                "alias": "writer",
+                "model": "test-model",
+                "base_url": base_url,
+                "max_parallel_requests": MAX_PARALLEL_REQUESTS,
+                "max_retries": 6,
+            }
+        ],
         "columns": [
             {"name": "topic", "type": "category", "values": ["cats", "ships", "tea"]},
-            {"name": "question", "type": "llm_text", "model": "writer", "prompt": "Write a question about {{ topic }}.", "system_prompt": "You are curious."},
+            {
+                "name": "question",
+                "type": "llm_text",
+                "model": "writer",
+                "prompt": "Write a question about {{ topic }}.",
+                "system_prompt": "You are curious.",
+            },
             {"name": "answer", "type": "llm_text", "model": "writer", "prompt": "Answer this question: {{ question }}"},
             {"name": "answer_length", "type": "expression", "expr": "{{ answer | length }}", "dtype": "int"},
         ],
@@ -122,7 +136,13 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
             with DagsterServices(home, LOCATION, env=env) as svc, dg.DagsterInstance.from_config(str(home)) as instance:
                 deployment = Deployment(svc, instance, llm, config_path, tmp / "artifacts", tmp)
                 for dataset in (PARALLEL, TWICE):  # the registration sensors are on by default
-                    poll(svc, lambda d=dataset: partition_keys(svc, [f"{d}_row_groups"]), lambda keys: keys == KEYS, 120, f"{dataset}'s partitions")
+                    poll(
+                        svc,
+                        lambda d=dataset: partition_keys(svc, [f"{d}_row_groups"]),
+                        lambda keys: keys == KEYS,
+                        120,
+                        f"{dataset}'s partitions",
+                    )
                 yield deployment
     assert not processes_using_dagster_home(home), "a process of the Dagster deployment outlived the test"
     assert llm.process.poll() is not None, "the LLM server outlived the test"
@@ -138,7 +158,13 @@ def launch_backfill(svc: DagsterServices, asset_paths: list[list[str]], title: s
       __typename ... on LaunchBackfillSuccess { backfillId } ... on Error { message }
       ... on PythonError { stack }
     } }"""
-    params = {"assetSelection": [{"path": p} for p in asset_paths], "allPartitions": True, "fromFailure": False, "tags": [], "title": title}
+    params = {
+        "assetSelection": [{"path": p} for p in asset_paths],
+        "allPartitions": True,
+        "fromFailure": False,
+        "tags": [],
+        "title": title,
+    }
     result = svc.graphql(mutation, {"p": params})["launchPartitionBackfill"]
     assert result["__typename"] == "LaunchBackfillSuccess", result
     return result["backfillId"]
@@ -152,7 +178,9 @@ def run_log_messages(svc: DagsterServices, run_id: str) -> list[str]:
 
 def materializations(instance: dg.DagsterInstance, asset_key: dg.AssetKey) -> dict[str, list]:
     """Every materialization of each partition, oldest first."""
-    records = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=asset_key), limit=1000, ascending=True).records
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=asset_key), limit=1000, ascending=True
+    ).records
     by_partition = defaultdict(list)
     for record in records:
         by_partition[record.partition_key].append(record)
@@ -176,14 +204,17 @@ def overlapping(runs: list[dict]) -> list[tuple[str, str]]:
 def intervals(runs: list[dict]) -> str:
     t0 = min(r["startTime"] for r in runs)
     return ", ".join(
-        f"{r['tags'].get(RANGE_START, '-')}: {r['startTime'] - t0:.1f}-{r['endTime'] - t0:.1f}s" for r in sorted(runs, key=lambda r: r["startTime"])
+        f"{r['tags'].get(RANGE_START, '-')}: {r['startTime'] - t0:.1f}-{r['endTime'] - t0:.1f}s"
+        for r in sorted(runs, key=lambda r: r["startTime"])
     )
 
 
 def assert_each_key_succeeded_once(dep: Deployment, stats: dict) -> None:
     counts = Counter(stats["success_keys"].values())
     expected = ROW_GROUPS * BUFFER_SIZE * LLM_COLUMNS
-    assert counts == {1: expected}, dep.why(f"request keys by number of successes: {dict(counts)} (expected {expected} keys, once each)")
+    assert counts == {1: expected}, dep.why(
+        f"request keys by number of successes: {dict(counts)} (expected {expected} keys, once each)"
+    )
     assert stats["by_status"] == {"200": expected}, dep.why(f"LLM server answered {stats['by_status']}")
 
 
@@ -205,22 +236,30 @@ def test_backfill_runs_in_parallel_and_generates_each_row_group_once(deployment:
     runs = runs_of_backfill(svc, backfill_id)
     assert {r["status"] for r in runs} == {"SUCCESS"}, dep.why(f"runs: {runs}")
     row_group_runs = [r for r in runs if RANGE_START in r["tags"]]
-    assert len(row_group_runs) == ROW_GROUPS // 2, dep.why(f"expected {ROW_GROUPS // 2} runs of 2 row groups: {intervals(row_group_runs)}")
-    print(f"\nbackfill of {ROW_GROUPS} row groups, 2 per run, 2 runs at a time: {elapsed:.0f} s; runs {intervals(row_group_runs)}; "
-          f"up to {stats['max_in_flight']} LLM requests in flight (one run: {MAX_PARALLEL_REQUESTS})")
+    assert len(row_group_runs) == ROW_GROUPS // 2, dep.why(
+        f"expected {ROW_GROUPS // 2} runs of 2 row groups: {intervals(row_group_runs)}"
+    )
+    print(
+        f"\nbackfill of {ROW_GROUPS} row groups, 2 per run, 2 runs at a time: {elapsed:.0f} s; runs {intervals(row_group_runs)}; "
+        f"up to {stats['max_in_flight']} LLM requests in flight (one run: {MAX_PARALLEL_REQUESTS})"
+    )
 
     # Runs overlapped in time...
     assert overlapping(row_group_runs), dep.why(f"no two runs overlapped: {intervals(row_group_runs)}")
     # ... and never more than the instance allows.
     edges = sorted([(r["startTime"], 1) for r in row_group_runs] + [(r["endTime"], -1) for r in row_group_runs])
     in_progress = max(sum(step for _, step in edges[: i + 1]) for i in range(len(edges)))
-    assert in_progress <= 2, dep.why(f"{in_progress} runs at once with max_concurrent_runs=2: {intervals(row_group_runs)}")
+    assert in_progress <= 2, dep.why(
+        f"{in_progress} runs at once with max_concurrent_runs=2: {intervals(row_group_runs)}"
+    )
 
     # Each row group was generated exactly once: Dagster's records...
     records = materializations(dep.instance, row_groups_key)
     assert sorted(records) == KEYS, dep.why(f"materialized partitions: {sorted(records)}")
     for key, recs in records.items():
-        assert [meta(r, "reused") for r in recs] == [False], dep.why(f"row group {key}: reused flags {[meta(r, 'reused') for r in recs]}")
+        assert [meta(r, "reused") for r in recs] == [False], dep.why(
+            f"row group {key}: reused flags {[meta(r, 'reused') for r in recs]}"
+        )
     # ... and the LLM server's: every request key answered once.
     assert_each_key_succeeded_once(dep, stats)
 
@@ -230,7 +269,9 @@ def test_backfill_runs_in_parallel_and_generates_each_row_group_once(deployment:
     combined_path = meta(combined[-1], "path")
     dep.llm.set_latency(0)
     try:
-        standalone = dd_core.generate(dep.config_path, NUM_RECORDS, buffer_size=BUFFER_SIZE, artifact_path=dep.tmp / "standalone")
+        standalone = dd_core.generate(
+            dep.config_path, NUM_RECORDS, buffer_size=BUFFER_SIZE, artifact_path=dep.tmp / "standalone"
+        )
     finally:
         dep.llm.set_latency(LATENCY_MS)
     expected = dd_core.load_dataset(standalone.path)
@@ -253,7 +294,9 @@ def test_same_backfill_twice_at_once_generates_each_row_group_once(deployment: D
 
     for backfill in done:
         assert backfill["status"] == "COMPLETED_SUCCESS", dep.why(f"backfill: {backfill}")
-        assert backfill["assets"]["/".join(asset)]["numPartitionsMaterialized"] == ROW_GROUPS, dep.why(f"backfill: {backfill}")
+        assert backfill["assets"]["/".join(asset)]["numPartitionsMaterialized"] == ROW_GROUPS, dep.why(
+            f"backfill: {backfill}"
+        )
     runs = [run for b in (first, second) for run in runs_of_backfill(svc, b)]
     assert len(runs) == 2 and {r["status"] for r in runs} == {"SUCCESS"}, dep.why(f"runs: {runs}")
     print(f"\nthe same backfill twice at once: {elapsed:.0f} s; runs {intervals(runs)}")
@@ -265,10 +308,14 @@ def test_same_backfill_twice_at_once_generates_each_row_group_once(deployment: D
     records = materializations(dep.instance, dg.AssetKey(asset))
     assert sorted(records) == KEYS, dep.why(f"materialized partitions: {sorted(records)}")
     for key, recs in records.items():
-        assert sorted(r.run_id for r in recs) == sorted(r["runId"] for r in runs), dep.why(f"row group {key}: runs {[r.run_id for r in recs]}")
+        assert sorted(r.run_id for r in recs) == sorted(r["runId"] for r in runs), dep.why(
+            f"row group {key}: runs {[r.run_id for r in recs]}"
+        )
         generated = [r for r in recs if not meta(r, "reused")]
         reused = [r for r in recs if meta(r, "reused")]
-        assert len(generated) == 1 and len(reused) == 1, dep.why(f"row group {key}: reused flags {[meta(r, 'reused') for r in recs]}")
+        assert len(generated) == 1 and len(reused) == 1, dep.why(
+            f"row group {key}: reused flags {[meta(r, 'reused') for r in recs]}"
+        )
         (gen,), (again,) = generated, reused
         assert meta(again, "path") == meta(gen, "path"), dep.why(f"row group {key}: paths differ")
         versions = [r.asset_materialization.tags["dagster/data_version"] for r in (gen, again)]
@@ -281,5 +328,9 @@ def test_same_backfill_twice_at_once_generates_each_row_group_once(deployment: D
     assert all(len(p) == 1 for p in plans.values()), dep.why(f"expected one plan message per run: {plans}")
     generated_by = Counter(r.run_id for recs in records.values() for r in recs if not meta(r, "reused"))
     waited = {run_id: int(p[0][2]) - generated_by[run_id] for run_id, p in plans.items()}
-    assert any(n > 0 for n in waited.values()), dep.why(f"no run reused a row group it planned to generate: plans {plans}, generated {dict(generated_by)}")
-    print(f"row groups generated per run: {dict(generated_by)}; planned to generate but reused after the claim: {waited}")
+    assert any(n > 0 for n in waited.values()), dep.why(
+        f"no run reused a row group it planned to generate: plans {plans}, generated {dict(generated_by)}"
+    )
+    print(
+        f"row groups generated per run: {dict(generated_by)}; planned to generate but reused after the claim: {waited}"
+    )

@@ -99,7 +99,13 @@ def test_run_killed_between_event_and_tag_rows(tmp_path, monkeypatch):
         for name, value in env.items():  # this process reads the instance too
             monkeypatch.setenv(name, value)
         with DagsterServices(home, WORKSPACE, env=env) as svc, dg.DagsterInstance.from_config(str(home)) as instance:
-            poll(svc, lambda: partition_keys(svc, ROW_GROUPS.path), lambda keys: keys == KEYS, 120, "the row groups' partitions")
+            poll(
+                svc,
+                lambda: partition_keys(svc, ROW_GROUPS.path),
+                lambda keys: keys == KEYS,
+                120,
+                "the row groups' partitions",
+            )
 
             # 1. Hold the tag table; the backfill's run writes row group 0's event row and waits.
             lock = _connect(pg)
@@ -108,21 +114,31 @@ def test_run_killed_between_event_and_tag_rows(tmp_path, monkeypatch):
                     cur.execute("LOCK TABLE asset_event_tags IN SHARE MODE")  # in a transaction until rollback
                 backfill_id = launch_partition_backfill(svc, ROW_GROUPS.path, all_partitions=True, title="crash window")
                 (run,) = poll(svc, lambda: runs_of_backfill(svc, backfill_id), bool, 180, "the backfill's run")
-                waiting = poll(svc, lambda: _query(pg, _TAG_INSERT_WAITING), bool, 180, "the run to wait on the tag table")
+                waiting = poll(
+                    svc, lambda: _query(pg, _TAG_INSERT_WAITING), bool, 180, "the run to wait on the tag table"
+                )
                 events = _query(pg, _EVENT_ROWS, json.dumps(ROW_GROUPS.path))
                 assert [partition for _, partition in events] == ["00000"], events
                 kill_run_worker(svc, run["runId"])
             finally:
                 lock.rollback()
                 lock.close()
-            poll(svc, lambda: _query(pg, "SELECT pid FROM pg_stat_activity WHERE pid = %s", waiting[0][0]), lambda rows: not rows, 60, "the dead run's session to end")
+            poll(
+                svc,
+                lambda: _query(pg, "SELECT pid FROM pg_stat_activity WHERE pid = %s", waiting[0][0]),
+                lambda rows: not rows,
+                60,
+                "the dead run's session to end",
+            )
             assert wait_for_run_status(svc, run["runId"], TERMINAL_RUN_STATUSES)["status"] == "FAILURE"
 
             # 2. The crash window: Dagster counts row group 0 as materialized, its tag rows are gone.
             event_id = events[0][0]
             assert _query(pg, "SELECT count(*) FROM asset_event_tags WHERE event_id = %s", event_id) == [(0,)]
             assert instance.get_materialized_partitions(ROW_GROUPS) == {"00000"}
-            tags = instance.event_log_storage.get_latest_tags_by_partition(ROW_GROUPS, DagsterEventType.ASSET_MATERIALIZATION, [DATA_VERSION_TAG])
+            tags = instance.event_log_storage.get_latest_tags_by_partition(
+                ROW_GROUPS, DagsterEventType.ASSET_MATERIALIZATION, [DATA_VERSION_TAG]
+            )
             assert tags == {}
             # dd reads the checkpoint from the materialization record itself.
             records = latest_records(instance, ROW_GROUPS, KEYS)
@@ -130,21 +146,28 @@ def test_run_killed_between_event_and_tag_rows(tmp_path, monkeypatch):
             assert list(records) == ["00000"] and records["00000"].data_version == recorded["tags"][DATA_VERSION_TAG]
             failed = wait_for_backfill(svc, backfill_id)
             assert failed["status"] == "COMPLETED_FAILED"
-            assert (failed["assets"][ROW_GROUPS.path[0]]["numPartitionsMaterialized"], failed["assets"][ROW_GROUPS.path[0]]["numPartitionsFailed"]) == (1, 3)
+            assert (
+                failed["assets"][ROW_GROUPS.path[0]]["numPartitionsMaterialized"],
+                failed["assets"][ROW_GROUPS.path[0]]["numPartitionsFailed"],
+            ) == (1, 3)
 
             # 3. Retry from failure: row groups 1-3 only; the check counts row group 0 as current.
             retry_id = reexecute_backfill_from_failure(svc, backfill_id)
             retried = wait_for_backfill(svc, retry_id, timeout=300)
             assert retried["status"] == "COMPLETED_SUCCESS", f"{retried}\n{svc.logs()}"
             (retry_run,) = runs_of_backfill(svc, retry_id)
-            by_run = [m["partition"] for m in materializations(svc, ROW_GROUPS.path) if m["runId"] == retry_run["runId"]]
+            by_run = [
+                m["partition"] for m in materializations(svc, ROW_GROUPS.path) if m["runId"] == retry_run["runId"]
+            ]
             assert sorted(by_run) == KEYS[1:]
             [check] = run_events(svc, retry_run["runId"])["checks"]
             assert check["success"] and check["meta"]["current"] == 4, check
 
             # 4. The combined asset finishes and equals `ddsynth generate`.
             combine_id = launch_asset_run(svc, [[NAME]])
-            assert wait_for_run_status(svc, combine_id, TERMINAL_RUN_STATUSES, timeout=180)["status"] == "SUCCESS", svc.logs()
+            assert wait_for_run_status(svc, combine_id, TERMINAL_RUN_STATUSES, timeout=180)["status"] == "SUCCESS", (
+                svc.logs()
+            )
             combined_meta = materializations(svc, [NAME])[0]["meta"]
             combined = pq.read_table(combined_meta["path"]).replace_schema_metadata(None).to_pandas()
         assert processes_using_dagster_home(home) == []

@@ -109,8 +109,12 @@ def test_cli_round_trip(tmp_path):
         # Read the export lines as `eval` would.
         env = dict(shlex.split(line)[1].split("=", 1) for line in started.stdout.splitlines())
         assert set(env) == {"DD_PG_HOST", "DD_PG_PORT", "DD_PG_USER", "DD_PG_PASSWORD", "DD_PG_DB"}
-        connect = {"host": env["DD_PG_HOST"], "port": env["DD_PG_PORT"], "user": env["DD_PG_USER"],
-                   "dbname": env["DD_PG_DB"]}
+        connect = {
+            "host": env["DD_PG_HOST"],
+            "port": env["DD_PG_PORT"],
+            "user": env["DD_PG_USER"],
+            "dbname": env["DD_PG_DB"],
+        }
         with closing(psycopg2.connect(password=env["DD_PG_PASSWORD"], **connect)) as conn:
             with conn.cursor() as cur:
                 cur.execute("select current_user, current_database()")

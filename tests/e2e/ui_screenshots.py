@@ -40,7 +40,16 @@ from tests.support import EXAMPLES
 
 LOCATION = "ui_demo"
 CHROMIUM = "/usr/bin/chromium"
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 #: Tall, so a page's own scroll areas (metadata, columns) show whole.
 VIEWPORT = {"width": 1600, "height": 2600}
 #: (file name, path under the webserver, a button to press once the page is there).
@@ -75,15 +84,23 @@ def main() -> None:
         with OpenAIServerProcess(latency_ms=5) as llm:
             workspace = work / "workspace.yaml"
             location_file = Path(__file__).parent / "ui_location" / "ui_defs.py"
-            workspace.write_text(yaml.safe_dump({"load_from": [{"python_file": {"relative_path": str(location_file), "location_name": LOCATION}}]}))
+            workspace.write_text(
+                yaml.safe_dump(
+                    {"load_from": [{"python_file": {"relative_path": str(location_file), "location_name": LOCATION}}]}
+                )
+            )
             env = {"DD_UI_DIR": str(work), "DD_UI_LLM_BASE_URL": llm.base_url}
-            with DagsterServices(work / "dagster-home", workspace, instance_config=sqlite_instance_config(), env=env) as svc:
+            with DagsterServices(
+                work / "dagster-home", workspace, instance_config=sqlite_instance_config(), env=env
+            ) as svc:
                 _materialize_everything(svc)
                 _photograph(svc, out / "before")
                 _change_config(svc, work / "customers.yaml")
                 _photograph(svc, out / "after", extra=[("14-refused-run", f"/runs/{svc.refused_run}", None)])
                 _regenerate(svc)
-                _photograph(svc, out / "regenerated", pages=[p for p in PAGES if p[0][:2] in ("01", "03", "05", "06", "13")])
+                _photograph(
+                    svc, out / "regenerated", pages=[p for p in PAGES if p[0][:2] in ("01", "03", "05", "06", "13")]
+                )
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(f"screenshots in {out}/before and {out}/after")
@@ -91,14 +108,29 @@ def main() -> None:
 
 def _materialize_everything(svc: DagsterServices) -> None:
     for name, count in (("customers", 8), ("tickets", 6)):
-        poll(svc, lambda n=name: partition_keys(svc, [f"{n}_row_groups"]), lambda keys, c=count: len(keys) == c, 120, f"{name}'s partitions")
+        poll(
+            svc,
+            lambda n=name: partition_keys(svc, [f"{n}_row_groups"]),
+            lambda keys, c=count: len(keys) == c,
+            120,
+            f"{name}'s partitions",
+        )
         per_run = 4 if name == "customers" else 3
         runs = [
-            launch_job_run(svc, f"{name}_row_groups_job", tags={"dagster/asset_partition_range_start": f"{s:05d}", "dagster/asset_partition_range_end": f"{min(s + per_run, count) - 1:05d}"})
+            launch_job_run(
+                svc,
+                f"{name}_row_groups_job",
+                tags={
+                    "dagster/asset_partition_range_start": f"{s:05d}",
+                    "dagster/asset_partition_range_end": f"{min(s + per_run, count) - 1:05d}",
+                },
+            )
             for s in range(0, count, per_run)
         ]
         for run_id in runs:
-            assert wait_for_run_status(svc, run_id, TERMINAL_RUN_STATUSES, timeout=300)["status"] == "SUCCESS", svc.logs()
+            assert wait_for_run_status(svc, run_id, TERMINAL_RUN_STATUSES, timeout=300)["status"] == "SUCCESS", (
+                svc.logs()
+            )
         combined = launch_asset_run(svc, [[name]])
         assert wait_for_run_status(svc, combined, TERMINAL_RUN_STATUSES, timeout=300)["status"] == "SUCCESS", svc.logs()
 
@@ -121,18 +153,28 @@ def _regenerate(svc: DagsterServices) -> None:
     let its runs finish, then materialize the combined asset again."""
     turned_on = time.time()
     start_sensor(svc, "customers_regenerate_stale")
-    poll(svc, lambda: check_executions(svc, ["customers_row_groups"], "row_groups_current", limit=1), lambda e: e and e[0]["status"] == "SUCCEEDED" and e[0]["run"]["creationTime"] >= turned_on, 300, "the regenerated row groups")
+    poll(
+        svc,
+        lambda: check_executions(svc, ["customers_row_groups"], "row_groups_current", limit=1),
+        lambda e: e and e[0]["status"] == "SUCCEEDED" and e[0]["run"]["creationTime"] >= turned_on,
+        300,
+        "the regenerated row groups",
+    )
     stop_sensor(svc, "customers_regenerate_stale")
     combined = launch_asset_run(svc, [["customers"]])
     assert wait_for_run_status(svc, combined, TERMINAL_RUN_STATUSES, timeout=180)["status"] == "SUCCESS", svc.logs()
 
 
-def _photograph(svc: DagsterServices, folder: Path, extra: list[tuple[str, str, str | None]] = (), pages: list | None = None) -> None:
+def _photograph(
+    svc: DagsterServices, folder: Path, extra: list[tuple[str, str, str | None]] = (), pages: list | None = None
+) -> None:
     from playwright.sync_api import sync_playwright
 
     folder.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as pw, tempfile.TemporaryDirectory(prefix="dd-chromium-") as profile:
-        browser = pw.chromium.launch_persistent_context(profile, executable_path=CHROMIUM, headless=True, args=FLAGS, viewport=VIEWPORT)
+        browser = pw.chromium.launch_persistent_context(
+            profile, executable_path=CHROMIUM, headless=True, args=FLAGS, viewport=VIEWPORT
+        )
         page = browser.new_page()
         for name, path, button in [*(PAGES if pages is None else pages), *extra]:
             page.goto(svc.url + path, wait_until="networkidle", timeout=60_000)

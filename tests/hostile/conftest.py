@@ -73,8 +73,17 @@ def llm_config(base_url: str, **model) -> dict:
     """Two LLM-written columns over a sampler, one model."""
     return {
         "name": "llm",
-        "models": [{"alias": "writer", "model": "test-model", "base_url": base_url, "api_key_env": KEY_ENV,
-                    "max_parallel_requests": 4, "max_retries": 1, **model}],
+        "models": [
+            {
+                "alias": "writer",
+                "model": "test-model",
+                "base_url": base_url,
+                "api_key_env": KEY_ENV,
+                "max_parallel_requests": 4,
+                "max_retries": 1,
+                **model,
+            }
+        ],
         "columns": [
             {"name": "topic", "type": "category", "values": ["cats", "ships", "tea"]},
             {"name": "question", "type": "llm_text", "model": "writer", "prompt": "Ask about {{ topic }}."},

@@ -16,13 +16,17 @@ def _leftovers(folder):
 
 
 def test_generate_on_a_full_disk(full_disk):
-    outcome = invoke("generate", CUSTOMERS, "-n", 6000, "--buffer-size", 300, "--artifact-path", full_disk, "--dataset-name", "ds")
+    outcome = invoke(
+        "generate", CUSTOMERS, "-n", 6000, "--buffer-size", 300, "--artifact-path", full_disk, "--dataset-name", "ds"
+    )
     check(outcome, 6, "could not write", "free some space", "Nothing half-written was left")
     folder = full_disk / "ds"
     assert not _leftovers(folder)
     meta = json.loads((folder / "metadata.json").read_text())
     assert 0 < meta["num_completed_row_groups"] < 20
-    recorded = [i for start, end in meta["completed_row_groups"] for i in range(start, end + 1)]  # pipelined: not always a prefix
+    recorded = [
+        i for start, end in meta["completed_row_groups"] for i in range(start, end + 1)
+    ]  # pipelined: not always a prefix
     assert len(recorded) == meta["num_completed_row_groups"]
     for index in recorded:  # every recorded row group is whole
         info = read_info(folder / "parquet-files" / f"batch_{index:05d}.parquet")
@@ -32,7 +36,9 @@ def test_generate_on_a_full_disk(full_disk):
 
 def test_export_onto_a_full_disk(made, full_disk):
     check(invoke("export", made["done"], "--format", "csv", "-o", full_disk / "out.csv"), 0)
-    big = generate(CUSTOMERS, 3000, buffer_size=1000, artifact_path=made["done"].parent.parent / "big-for-disk", dataset_name="b").path
+    big = generate(
+        CUSTOMERS, 3000, buffer_size=1000, artifact_path=made["done"].parent.parent / "big-for-disk", dataset_name="b"
+    ).path
     outcome = invoke("export", big, "-o", full_disk / "big.jsonl")
     check(outcome, 6, "could not write", "big.jsonl", "free some space")
     assert not (full_disk / "big.jsonl").exists() and not _leftovers(full_disk)
@@ -67,5 +73,10 @@ def test_a_new_dataset_in_a_read_only_artifact_folder(tmp_path, read_only):
     artifacts = tmp_path / "artifacts"
     artifacts.mkdir()
     read_only(artifacts)
-    check(invoke("generate", CUSTOMERS, "-n", 100, "--artifact-path", artifacts, "--dataset-name", "ds"), 6, "could not create", "Read-only file system")
+    check(
+        invoke("generate", CUSTOMERS, "-n", 100, "--artifact-path", artifacts, "--dataset-name", "ds"),
+        6,
+        "could not create",
+        "Read-only file system",
+    )
     assert not list(artifacts.iterdir())

@@ -37,7 +37,9 @@ def test_debug_shows_the_exception(tmp_path, monkeypatch):
 
 def test_planning_ten_million_row_groups_costs_what_the_ranges_cost():
     n, buffer = 10_000_000, 1
-    done = RangeCheckpoints(IndexRanges([(0, 4_999_999), (5_000_010, n - 2)]), Checkpoint("sha256:x", buffer, buffer), {})
+    done = RangeCheckpoints(
+        IndexRanges([(0, 4_999_999), (5_000_010, n - 2)]), Checkpoint("sha256:x", buffer, buffer), {}
+    )
     found = FoundState(Found.DATASET, config_hash="sha256:x", buffer_size=buffer, num_records=n, checkpoints=done)
     tracemalloc.start()
     plan = plan_resume("if_possible", found, "sha256:x", n, buffer, location="here")

@@ -20,7 +20,10 @@ NESTED = "[" * 100_000 + "]" * 100_000
 
 
 def completion(content: str = "fine", usage: str = '{"prompt_tokens": 3, "completion_tokens": 2}') -> str:
-    return '{"id": "x", "object": "chat.completion", "choices": [{"index": 0, "message": {"role": "assistant", "content": %s}, "finish_reason": "stop"}], "usage": %s}' % (json.dumps(content), usage)
+    return (
+        '{"id": "x", "object": "chat.completion", "choices": [{"index": 0, "message": {"role": "assistant", "content": %s}, "finish_reason": "stop"}], "usage": %s}'
+        % (json.dumps(content), usage)
+    )
 
 
 # (id, raw 200 body, words the failure names)
@@ -43,9 +46,17 @@ BODIES = [
     ("choice-a-number", '{"choices": [1]}', ["'choices[0].message' is null"]),
     ("message-missing", '{"choices": [{"index": 0}]}', ["'choices[0].message' is null"]),
     ("message-a-list", '{"choices": [{"message": []}]}', ["'choices[0].message' is list"]),
-    ("content-null", '{"choices": [{"message": {"role": "assistant", "content": null}}]}', ["'choices[0].message.content' is null"]),
+    (
+        "content-null",
+        '{"choices": [{"message": {"role": "assistant", "content": null}}]}',
+        ["'choices[0].message.content' is null"],
+    ),
     ("content-number", '{"choices": [{"message": {"content": 42}}]}', ["'choices[0].message.content' is number"]),
-    ("content-parts", '{"choices": [{"message": {"content": [{"type": "text", "text": "hi"}]}}]}', ["'choices[0].message.content' is list"]),
+    (
+        "content-parts",
+        '{"choices": [{"message": {"content": [{"type": "text", "text": "hi"}]}}]}',
+        ["'choices[0].message.content' is list"],
+    ),
     ("html", "<html><body>502 Bad Gateway</body></html>", ["not JSON"]),
     ("empty", "", ["not JSON"]),
     ("truncated", '{"choices": [{"message": {"content": "he', ["not JSON"]),
@@ -55,7 +66,19 @@ BODIES = [
 
 def _generate(tmp_path: Path, config: dict, env: dict, n: int = 4, name: str = "ds"):
     path = write_config(tmp_path / "llm.yaml", config)
-    return invoke("generate", path, "-n", n, "--buffer-size", n, "--artifact-path", tmp_path / "out", "--dataset-name", name, env=env)
+    return invoke(
+        "generate",
+        path,
+        "-n",
+        n,
+        "--buffer-size",
+        n,
+        "--artifact-path",
+        tmp_path / "out",
+        "--dataset-name",
+        name,
+        env=env,
+    )
 
 
 @pytest.mark.parametrize(("body", "words"), [c[1:] for c in BODIES], ids=[c[0] for c in BODIES])
@@ -84,16 +107,28 @@ def test_a_huge_body_is_refused_without_reading_it(tmp_path, llm, key_env):
 
 def test_structured_reply_nested_100000_levels_is_an_invalid_reply(tmp_path, llm, key_env):
     config = llm_config(llm.base_url)
-    config["columns"][1] = {"name": "profile", "type": "llm_structured", "model": "writer", "prompt": "About {{ topic }}",
-                            "output_schema": {"type": "object", "properties": {"a": {"type": "integer"}}}, "max_invalid_retries": 1}
+    config["columns"][1] = {
+        "name": "profile",
+        "type": "llm_structured",
+        "model": "writer",
+        "prompt": "About {{ topic }}",
+        "output_schema": {"type": "object", "properties": {"a": {"type": "integer"}}},
+        "max_invalid_retries": 1,
+    }
     llm.set_faults([{"kind": "raw", "status": 200, "body": completion(NESTED)}])
     check(_generate(tmp_path, config, key_env), 6, "2 invalid replies", "nested too deeply")
 
 
 def test_structured_reply_with_a_huge_integer_is_an_invalid_reply(tmp_path, llm, key_env):
     config = llm_config(llm.base_url)
-    config["columns"][1] = {"name": "profile", "type": "llm_structured", "model": "writer", "prompt": "About {{ topic }}",
-                            "output_schema": {"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]}, "max_invalid_retries": 0}
+    config["columns"][1] = {
+        "name": "profile",
+        "type": "llm_structured",
+        "model": "writer",
+        "prompt": "About {{ topic }}",
+        "output_schema": {"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]},
+        "max_invalid_retries": 0,
+    }
     llm.set_faults([{"kind": "raw", "status": 200, "body": completion('{"a": 123456789012345678901234567890}')}])
     check(_generate(tmp_path, config, key_env), 6, "does not fit in 64 bits")
 
@@ -120,10 +155,14 @@ def test_an_echoed_key_in_a_retried_error_is_not_stored(tmp_path, llm, key_env):
 
 
 def test_an_echoed_key_in_a_completion_is_not_stored(tmp_path, llm, key_env):
-    llm.set_faults([{"kind": "raw", "status": 200, "body": completion("my key is {echo}"), "echo_header": "Authorization"}])
+    llm.set_faults(
+        [{"kind": "raw", "status": 200, "body": completion("my key is {echo}"), "echo_header": "Authorization"}]
+    )
     check(_generate(tmp_path, llm_config(llm.base_url), key_env), 0, "Generated 1 row group(s)")
     folder = tmp_path / "out" / "ds"
-    assert set(pq.read_table(folder / "parquet-files" / "batch_00000.parquet").column("question").to_pylist()) == {"my key is Bearer ***"}
+    assert set(pq.read_table(folder / "parquet-files" / "batch_00000.parquet").column("question").to_pylist()) == {
+        "my key is Bearer ***"
+    }
     assert_no_secret_in_files(tmp_path)
 
 
@@ -159,7 +198,14 @@ def test_a_long_retry_after_fails_the_cells_at_once(tmp_path, llm, key_env):
     """Retry-After: 3600 used to mean five silent 60 s sleeps per cell."""
     llm.set_faults([{"kind": "status", "status": 429, "retry_after": 3600}])
     config = llm_config(llm.base_url, max_retries=5)  # the default max_retry_wait_s: 60 s
-    check(_generate(tmp_path, config, key_env), 6, "429 x4", "gave up waiting", "asked to wait 3600 s (Retry-After)", "retry_wait_budget_s of 300 s")
+    check(
+        _generate(tmp_path, config, key_env),
+        6,
+        "429 x4",
+        "gave up waiting",
+        "asked to wait 3600 s (Retry-After)",
+        "retry_wait_budget_s of 300 s",
+    )
 
 
 def test_the_wait_budget_is_per_cell_and_configurable(tmp_path, llm, key_env, caplog):
@@ -174,7 +220,17 @@ def test_the_wait_budget_is_per_cell_and_configurable(tmp_path, llm, key_env, ca
 
 @pytest.mark.parametrize("value", ["nan", "-5", "Wed, 21 Oct 2015 07:28:00 GMT", "1e400", "soon"])
 def test_odd_retry_after_values_fall_back_to_backoff(tmp_path, llm, key_env, value):
-    llm.set_faults([{"kind": "raw", "status": 429, "body": '{"error": {"message": "slow down"}}', "headers": {"Retry-After": value}, "times": 1}])
+    llm.set_faults(
+        [
+            {
+                "kind": "raw",
+                "status": 429,
+                "body": '{"error": {"message": "slow down"}}',
+                "headers": {"Retry-After": value},
+                "times": 1,
+            }
+        ]
+    )
     check(_generate(tmp_path, llm_config(llm.base_url), key_env), 0, "Generated 1 row group(s)", "429 x1")
 
 
@@ -207,7 +263,19 @@ def test_a_planted_link_in_the_llm_cache_is_refused(tmp_path, llm, key_env):
     data = finished.read_bytes()
     path = write_config(tmp_path / "llm.yaml", config)
     os.symlink(finished, folder / "llm-cache" / "rg_00001.jsonl")
-    outcome = invoke("generate", path, "-n", 8, "--buffer-size", 4, "--artifact-path", tmp_path / "out", "--dataset-name", "ds", env=key_env)
+    outcome = invoke(
+        "generate",
+        path,
+        "-n",
+        8,
+        "--buffer-size",
+        4,
+        "--artifact-path",
+        tmp_path / "out",
+        "--dataset-name",
+        "ds",
+        env=key_env,
+    )
     check(outcome, 4, "rg_00001.jsonl is a symbolic link", "never writes through a link")
     assert finished.read_bytes() == data
 
@@ -229,11 +297,41 @@ def test_an_expression_over_llm_output_past_its_limits_leaves_no_folder(tmp_path
 
 
 ODD_JSON = [
-    '{"a": 1, "a": 2}', "1e400", "-1e400", "-0", "-0.0", "0.1", "1.7976931348623157e308", "5e-324", "2.2250738585072011e-308",
-    "123456789012345678901234567890", "18446744073709551615", "-9223372036854775809", "9" * 5000,
-    '"\\ud800"', '"\\udfff x"', '"\\ud83d\\ude00"', '"é ✓ \\u2028"', " \t\n{\"a\": [1, 2.5, true, false, null]} \r\n",
-    "NaN", "Infinity", "-Infinity", '{"t": NaN}', "[" * 500 + "]" * 500, "[" * 2000 + "]" * 2000,
-    '"a\x01b"', "{} x", "", "[1,]", '{"a":1,}', "01", "1.", ".5", "'a'", "\ufeff{}", "{}\x00",
+    '{"a": 1, "a": 2}',
+    "1e400",
+    "-1e400",
+    "-0",
+    "-0.0",
+    "0.1",
+    "1.7976931348623157e308",
+    "5e-324",
+    "2.2250738585072011e-308",
+    "123456789012345678901234567890",
+    "18446744073709551615",
+    "-9223372036854775809",
+    "9" * 5000,
+    '"\\ud800"',
+    '"\\udfff x"',
+    '"\\ud83d\\ude00"',
+    '"é ✓ \\u2028"',
+    ' \t\n{"a": [1, 2.5, true, false, null]} \r\n',
+    "NaN",
+    "Infinity",
+    "-Infinity",
+    '{"t": NaN}',
+    "[" * 500 + "]" * 500,
+    "[" * 2000 + "]" * 2000,
+    '"a\x01b"',
+    "{} x",
+    "",
+    "[1,]",
+    '{"a":1,}',
+    "01",
+    "1.",
+    ".5",
+    "'a'",
+    "\ufeff{}",
+    "{}\x00",
 ]
 
 

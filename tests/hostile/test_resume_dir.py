@@ -28,14 +28,38 @@ def _stop_after(n: int):
 
 def _partial(config, tmp_path, records=2000, buffer=500, name="ds"):
     with contextlib.suppress(_Stop):
-        generate(config, records, buffer_size=buffer, artifact_path=tmp_path / "a", dataset_name=name, progress=_stop_after(2))
+        generate(
+            config,
+            records,
+            buffer_size=buffer,
+            artifact_path=tmp_path / "a",
+            dataset_name=name,
+            progress=_stop_after(2),
+        )
     return tmp_path / "a" / name
 
 
 def test_dd_generate_accepts_the_folders_config_json(tmp_path):
     folder = _partial(EXAMPLES / "customers.yaml", tmp_path)
-    check(invoke("generate", folder / "config.json", "-n", 2000, "--buffer-size", 500, "--artifact-path", tmp_path / "a", "--dataset-name", "ds"), 0, "Generated 2 row group(s)")
-    assert load_dataset(folder).equals(generate(EXAMPLES / "customers.yaml", 2000, buffer_size=500, artifact_path=tmp_path / "b").load())
+    check(
+        invoke(
+            "generate",
+            folder / "config.json",
+            "-n",
+            2000,
+            "--buffer-size",
+            500,
+            "--artifact-path",
+            tmp_path / "a",
+            "--dataset-name",
+            "ds",
+        ),
+        0,
+        "Generated 2 row group(s)",
+    )
+    assert load_dataset(folder).equals(
+        generate(EXAMPLES / "customers.yaml", 2000, buffer_size=500, artifact_path=tmp_path / "b").load()
+    )
 
 
 def test_dd_resume_when_the_original_config_is_gone(tmp_path):
@@ -45,7 +69,9 @@ def test_dd_resume_when_the_original_config_is_gone(tmp_path):
     original.unlink()
     check(invoke("resume", folder), 0, "Generated 2 row group(s)", "2000 records", f"Dataset: {folder}")
     check(invoke("resume", folder), 0, "is already complete (2000 records)")
-    assert load_dataset(folder).equals(generate(EXAMPLES / "customers.yaml", 2000, buffer_size=500, artifact_path=tmp_path / "b").load())
+    assert load_dataset(folder).equals(
+        generate(EXAMPLES / "customers.yaml", 2000, buffer_size=500, artifact_path=tmp_path / "b").load()
+    )
 
 
 def test_resume_dataset_in_python(tmp_path):
@@ -77,12 +103,24 @@ def test_every_example_round_trips_through_config_json(example, monkeypatch):
 
 
 def test_judge_scores_keep_their_number_values_through_config_json():
-    config = load_config({
-        "models": [{"alias": "m", "model": "x", "base_url": "http://127.0.0.1:9/v1"}],
-        "columns": [{"name": "q", "type": "category", "values": ["a"]},
-                    {"name": "j", "type": "llm_judge", "model": "m", "prompt": "{{ q }}",
-                     "scores": [{"name": "acc", "options": {1: "wrong", 2: "right"}}, {"name": "tone", "options": {"formal": "", "casual": ""}}]}],
-    })
+    config = load_config(
+        {
+            "models": [{"alias": "m", "model": "x", "base_url": "http://127.0.0.1:9/v1"}],
+            "columns": [
+                {"name": "q", "type": "category", "values": ["a"]},
+                {
+                    "name": "j",
+                    "type": "llm_judge",
+                    "model": "m",
+                    "prompt": "{{ q }}",
+                    "scores": [
+                        {"name": "acc", "options": {1: "wrong", 2: "right"}},
+                        {"name": "tone", "options": {"formal": "", "casual": ""}},
+                    ],
+                },
+            ],
+        }
+    )
     again = load_config(json.loads(json.dumps(config.resolved_dump())))
     assert again.columns[1].scores[0].values == [1, 2] and again.columns[1].scores[1].values == ["formal", "casual"]
     assert again == config and fingerprint(again) == fingerprint(config)

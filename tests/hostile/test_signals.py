@@ -31,8 +31,13 @@ def _as_at_a_terminal() -> None:
 
 def _start(*args: object, env: dict | None = None) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "dd_core", *map(str, args)], cwd=ROOT, env={**os.environ, **(env or {})},
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_as_at_a_terminal,
+        [sys.executable, "-m", "dd_core", *map(str, args)],
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=_as_at_a_terminal,
     )
 
 
@@ -56,19 +61,34 @@ def _finished(folder: Path) -> int:
 @pytest.mark.parametrize(("signum", "code", "name"), [(signal.SIGTERM, 143, "SIGTERM"), (signal.SIGINT, 130, "Ctrl-C")])
 def test_signal_while_generating_samplers(tmp_path, signum, code, name):
     folder = tmp_path / "a" / "ds"
-    proc = _start("generate", CUSTOMERS, "-n", 120_000, "--buffer-size", 1000, "--artifact-path", tmp_path / "a", "--dataset-name", "ds")
+    proc = _start(
+        "generate",
+        CUSTOMERS,
+        "-n",
+        120_000,
+        "--buffer-size",
+        1000,
+        "--artifact-path",
+        tmp_path / "a",
+        "--dataset-name",
+        "ds",
+    )
     _wait_for(lambda: _finished(folder) >= 2, proc)
     proc.send_signal(signum)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == code, err
     assert "Traceback" not in err and err.startswith(f"Stopped by {name}: ")
     done = _finished(folder)
-    assert f"{done} of 120 row group(s) are finished and kept in {folder}. Continue with: ddsynth resume {folder}" in err
+    assert (
+        f"{done} of 120 row group(s) are finished and kept in {folder}. Continue with: ddsynth resume {folder}" in err
+    )
     assert not list(folder.rglob(".*.tmp-*")), "a half-written file was left"
     assert not (folder / ".dd.lock.json").exists()
     resumed = resume_dataset(folder)  # the lock is free; the folder alone says how to continue
     assert resumed.generated_row_groups == 120 - done
-    assert load_dataset(folder).equals(generate(CUSTOMERS, 120_000, buffer_size=1000, artifact_path=tmp_path / "b").load())
+    assert load_dataset(folder).equals(
+        generate(CUSTOMERS, 120_000, buffer_size=1000, artifact_path=tmp_path / "b").load()
+    )
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +110,19 @@ def test_signal_inside_the_llm_stage_keeps_every_paid_call(tmp_path, slow_server
     config = write_config(tmp_path / "llm.yaml", llm_config(slow_server.base_url))
     env = {KEY_ENV: SECRET}
     folder = tmp_path / "a" / "ds"
-    proc = _start("generate", config, "-n", 80, "--buffer-size", 16, "--artifact-path", tmp_path / "a", "--dataset-name", "ds", env=env)
+    proc = _start(
+        "generate",
+        config,
+        "-n",
+        80,
+        "--buffer-size",
+        16,
+        "--artifact-path",
+        tmp_path / "a",
+        "--dataset-name",
+        "ds",
+        env=env,
+    )
     cache = folder / "llm-cache"
     _wait_for(lambda: _cached_lines(cache, "rg_00001.jsonl") >= moment, proc)
     proc.send_signal(signum)
@@ -100,7 +132,14 @@ def test_signal_inside_the_llm_stage_keeps_every_paid_call(tmp_path, slow_server
     assert_no_secret(out + err)
     cached = sum(len(p.read_text().splitlines()) for p in cache.glob("rg_*.jsonl"))
     slow_server.reset_stats()
-    run = subprocess.run([sys.executable, "-m", "dd_core", "resume", folder], cwd=ROOT, env={**os.environ, **env}, capture_output=True, text=True, timeout=120)
+    run = subprocess.run(
+        [sys.executable, "-m", "dd_core", "resume", folder],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert run.returncode == 0, run.stderr
     assert "cached" in run.stdout
     paid_again = slow_server.stats()["succeeded"]
@@ -129,7 +168,9 @@ def test_sigterm_during_export_leaves_no_partial_output(tmp_path):
 
 def test_a_second_sigterm_during_the_unwind_still_exits_143(tmp_path):
     folder = tmp_path / "ds"
-    proc = _start("generate", CUSTOMERS, "-n", 120_000, "--buffer-size", 1000, "--artifact-path", tmp_path, "--dataset-name", "ds")
+    proc = _start(
+        "generate", CUSTOMERS, "-n", 120_000, "--buffer-size", 1000, "--artifact-path", tmp_path, "--dataset-name", "ds"
+    )
     _wait_for(lambda: _finished(folder) >= 1, proc)
     proc.send_signal(signal.SIGTERM)
     proc.send_signal(signal.SIGTERM)

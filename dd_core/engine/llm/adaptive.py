@@ -126,7 +126,9 @@ class LatencyController:
         limiter.saturated = False
 
 
-async def follow_server(limiter: AdaptiveLimiter, session: aiohttp.ClientSession, base_url: str, *, carried: bool) -> None:
+async def follow_server(
+    limiter: AdaptiveLimiter, session: aiohttp.ClientSession, base_url: str, *, carried: bool
+) -> None:
     """Adapt ``limiter`` to the server behind ``base_url`` until cancelled (a task per model).
 
     ``carried``: the limit comes from an earlier row group of this run, so the latency

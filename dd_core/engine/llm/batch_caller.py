@@ -45,7 +45,16 @@ class BatchCaller:
         settings = BatchSettings(alias, row_group, self.model.batch_poll_interval_s, self.model.batch_completion_window)
         return BatchRunner(self.client, journal, settings, store)
 
-    async def complete(self, payload: bytes, cache: RowGroupCache, collector: BatchCollector, column: str, depth: int, row: int, usage: ModelUsage) -> Completion:
+    async def complete(
+        self,
+        payload: bytes,
+        cache: RowGroupCache,
+        collector: BatchCollector,
+        column: str,
+        depth: int,
+        row: int,
+        usage: ModelUsage,
+    ) -> Completion:
         key = hashlib.sha256(payload).hexdigest()
         cached = cache.get(key)
         if cached is not None:
@@ -65,4 +74,3 @@ class BatchCaller:
                 raise outcome
             usage.retries += 1
         raise AssertionError("unreachable")
-

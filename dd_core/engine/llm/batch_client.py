@@ -80,11 +80,28 @@ class LineResult:
 
 def request_line(custom_id: str, payload: bytes) -> bytes:
     """One line of the input file; ``payload`` is the serialised chat-completions body."""
-    return b'{"custom_id":' + json.dumps(custom_id).encode() + b',"method":"POST","url":"' + ENDPOINT.encode() + b'","body":' + payload + b"}\n"
+    return (
+        b'{"custom_id":'
+        + json.dumps(custom_id).encode()
+        + b',"method":"POST","url":"'
+        + ENDPOINT.encode()
+        + b'","body":'
+        + payload
+        + b"}\n"
+    )
 
 
 class BatchClient:
-    def __init__(self, session: aiohttp.ClientSession, base_url: str, api_key: str | None, *, timeout_s: float, model: ModelConfig, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep):
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        base_url: str,
+        api_key: str | None,
+        *,
+        timeout_s: float,
+        model: ModelConfig,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ):
         self._session = session
         self._base = base_url.rstrip("/")
         self._auth = {"Authorization": f"Bearer {api_key}"} if api_key else {}
@@ -109,7 +126,12 @@ class BatchClient:
 
     async def create(self, input_file_id: str, *, completion_window: str, metadata: dict[str, str]) -> BatchStatus:
         """Create the batch; when the reply is lost, find the batch made from this file first."""
-        body = {"input_file_id": input_file_id, "endpoint": ENDPOINT, "completion_window": completion_window, "metadata": metadata}
+        body = {
+            "input_file_id": input_file_id,
+            "endpoint": ENDPOINT,
+            "completion_window": completion_window,
+            "metadata": metadata,
+        }
         waits, attempt = RetryWaits(self._model), 0
         while True:
             try:
@@ -120,23 +142,34 @@ class BatchClient:
                 failure = exc
             found = await self.find(input_file_id)
             if found is not None:
-                log.info("batch %s from file %s was created although its reply was lost (%s)", found.id, input_file_id, failure)
+                log.info(
+                    "batch %s from file %s was created although its reply was lost (%s)",
+                    found.id,
+                    input_file_id,
+                    failure,
+                )
                 return found
             attempt += 1
             await self._sleep(waits.next_wait(failure, attempt))
 
     async def retrieve(self, batch_id: str) -> BatchStatus:
-        return _status(await self._retrying(lambda: self._json("GET", f"/batches/{batch_id}"), f"read batch {batch_id}"))
+        return _status(
+            await self._retrying(lambda: self._json("GET", f"/batches/{batch_id}"), f"read batch {batch_id}")
+        )
 
     async def find(self, input_file_id: str) -> BatchStatus | None:
         """The newest batch made from ``input_file_id``, searching the newest batches of the account."""
         after: str | None = None
         for _ in range(FIND_PAGES):
             params = {"limit": "100", **({"after": after} if after else {})}
-            page = await self._retrying(lambda params=params: self._json("GET", "/batches", params=params), "list batches")
+            page = await self._retrying(
+                lambda params=params: self._json("GET", "/batches", params=params), "list batches"
+            )
             data = page.get("data") if isinstance(page, dict) else None
             if not isinstance(data, list):
-                raise CallFailed(f"listing batches gave no 'data' list: {str(page)[:200]}", code="malformed", retryable=False)
+                raise CallFailed(
+                    f"listing batches gave no 'data' list: {str(page)[:200]}", code="malformed", retryable=False
+                )
             for item in data:
                 if isinstance(item, dict) and item.get("input_file_id") == input_file_id:
                     return _status(item)
@@ -151,11 +184,15 @@ class BatchClient:
         """Every line of the batch's output and error files, as results keyed by ``custom_id``."""
         for file_id in (status.output_file_id, status.error_file_id):
             if file_id:
-                for line in await self._retrying(lambda file_id=file_id: self._content(file_id), f"download file {file_id}"):
+                for line in await self._retrying(
+                    lambda file_id=file_id: self._content(file_id), f"download file {file_id}"
+                ):
                     if line.strip():
                         yield _line_result(line)
 
-    async def wait(self, batch_id: str, poll_interval_s: float, on_progress: Callable[[BatchStatus], None] | None = None) -> BatchStatus:
+    async def wait(
+        self, batch_id: str, poll_interval_s: float, on_progress: Callable[[BatchStatus], None] | None = None
+    ) -> BatchStatus:
         """Poll every ``poll_interval_s`` until the batch ends; report each new state."""
         last = None
         while True:
@@ -174,14 +211,18 @@ class BatchClient:
         try:
             return parse_json(body)
         except MalformedReply as exc:
-            raise CallFailed(f"{method} {path}: the reply is not JSON ({exc}): {body[:200]!r}", code="malformed", retryable=True) from exc
+            raise CallFailed(
+                f"{method} {path}: the reply is not JSON ({exc}): {body[:200]!r}", code="malformed", retryable=True
+            ) from exc
 
     async def _content(self, file_id: str) -> list[bytes]:
         return (await self._request("GET", f"/files/{file_id}/content")).splitlines()
 
     async def _request(self, method: str, path: str, **kwargs: Any) -> bytes:
         with transport_failures(self._timeout.total, f"{method} {path}: "):
-            async with self._session.request(method, self._base + path, headers=self._auth, timeout=self._timeout, **kwargs) as response:
+            async with self._session.request(
+                method, self._base + path, headers=self._auth, timeout=self._timeout, **kwargs
+            ) as response:
                 body = await response.read() if path.endswith("/content") else await read_body(response)
                 if response.status != 200:
                     raise http_failure(response.status, response.headers, body, f"{method} {path}: ")
@@ -217,7 +258,9 @@ def _status(data: Any) -> BatchStatus:
     batch_id = _string(data, "id", "batch")
     status = data.get("status")
     if not isinstance(status, str):
-        raise CallFailed(f"batch {batch_id}: the reply has no status: {str(data)[:200]}", code="malformed", retryable=True)
+        raise CallFailed(
+            f"batch {batch_id}: the reply has no status: {str(data)[:200]}", code="malformed", retryable=True
+        )
     counts = data.get("request_counts")
     errors = data.get("errors") or {}
     messages = tuple(
@@ -248,17 +291,32 @@ def _line_result(raw: bytes) -> LineResult:
         if not isinstance(custom_id, str):
             raise TypeError("custom_id is not a string")
     except (ValueError, KeyError, TypeError) as exc:
-        return LineResult("", failure=CallFailed(f"unreadable result line ({exc}): {raw[:200]!r}", code="malformed", retryable=True))
+        return LineResult(
+            "", failure=CallFailed(f"unreadable result line ({exc}): {raw[:200]!r}", code="malformed", retryable=True)
+        )
     response, error = line.get("response"), line.get("error")
     if isinstance(response, dict) and response.get("status_code") == 200 and not error:
         try:
             return LineResult(custom_id, completion=parse_completion(json.dumps(response.get("body")).encode()))
         except MalformedReply as exc:
-            return LineResult(custom_id, failure=CallFailed(f"malformed completion in the batch ({exc})", code="malformed", retryable=True))
+            return LineResult(
+                custom_id,
+                failure=CallFailed(f"malformed completion in the batch ({exc})", code="malformed", retryable=True),
+            )
     if isinstance(response, dict) and isinstance(response.get("status_code"), int):
         status = response["status_code"]
         message = error_message(json.dumps(response.get("body")).encode())
-        return LineResult(custom_id, failure=CallFailed(f"HTTP {status} inside the batch: {message}", code=str(status), status=status, retryable=status in RETRYABLE_STATUS))
+        return LineResult(
+            custom_id,
+            failure=CallFailed(
+                f"HTTP {status} inside the batch: {message}",
+                code=str(status),
+                status=status,
+                retryable=status in RETRYABLE_STATUS,
+            ),
+        )
     code = str(error.get("code")) if isinstance(error, dict) else "unknown"
     message = str(error.get("message"))[:300] if isinstance(error, dict) else str(line)[:200]
-    return LineResult(custom_id, failure=CallFailed(f"{code}: {message}", code=code, retryable=code in RETRYABLE_LINE_CODES))
+    return LineResult(
+        custom_id, failure=CallFailed(f"{code}: {message}", code=code, retryable=code in RETRYABLE_LINE_CODES)
+    )

@@ -63,7 +63,9 @@ class BatchJournal:
                 try:
                     journal._apply(json.loads(line))
                 except (ValueError, KeyError, TypeError) as exc:
-                    log.warning("skipping unreadable line %d of %s (%s: a write cut short by a crash)", number, path, exc)
+                    log.warning(
+                        "skipping unreadable line %d of %s (%s: a write cut short by a crash)", number, path, exc
+                    )
         return journal
 
     def pending(self) -> list[Submission]:

@@ -41,12 +41,21 @@ class BatchSettings:
 
 
 class BatchRunner:
-    def __init__(self, client: BatchClient, journal: BatchJournal, settings: BatchSettings, store: Store, on_progress: Progress | None = None):
+    def __init__(
+        self,
+        client: BatchClient,
+        journal: BatchJournal,
+        settings: BatchSettings,
+        store: Store,
+        on_progress: Progress | None = None,
+    ):
         self.client = client
         self.journal = journal
         self.settings = settings
         self._store = store
-        self._on_progress = on_progress or (lambda submission, status: log.info("%s: %s", self._label(submission), status.describe()))
+        self._on_progress = on_progress or (
+            lambda submission, status: log.info("%s: %s", self._label(submission), status.describe())
+        )
         self._collecting: dict[str, asyncio.Task[dict[str, Outcome]]] = {}
         #: Requests that went into batches, and the batches created (for usage reports).
         self.submitted_requests = 0
@@ -85,9 +94,19 @@ class BatchRunner:
 
     async def _create(self, column: str, attempt: int, requests: Mapping[str, bytes]) -> Submission:
         s = self.settings
-        file_id = await self.client.upload((request_line(key, payload) for key, payload in requests.items()), filename=f"dd-rg{s.row_group:05d}-{column}-{attempt}.jsonl")
-        submission = self.journal.submit(alias=s.alias, column=column, attempt=attempt, input_file_id=file_id, keys=list(requests))
-        metadata = {"dd_row_group": str(s.row_group), "dd_column": column[:500], "dd_attempt": str(attempt), "dd_submission": submission.nonce}
+        file_id = await self.client.upload(
+            (request_line(key, payload) for key, payload in requests.items()),
+            filename=f"dd-rg{s.row_group:05d}-{column}-{attempt}.jsonl",
+        )
+        submission = self.journal.submit(
+            alias=s.alias, column=column, attempt=attempt, input_file_id=file_id, keys=list(requests)
+        )
+        metadata = {
+            "dd_row_group": str(s.row_group),
+            "dd_column": column[:500],
+            "dd_attempt": str(attempt),
+            "dd_submission": submission.nonce,
+        }
         status = await self.client.create(file_id, completion_window=s.completion_window, metadata=metadata)
         self.journal.created(submission, status.id)
         self.submitted_requests += len(requests)
@@ -96,18 +115,26 @@ class BatchRunner:
         return submission
 
     async def _collect(self, submission: Submission) -> dict[str, Outcome]:
-        status = await self.client.wait(submission.batch_id, self.settings.poll_interval_s, lambda st: self._on_progress(submission, st))
+        status = await self.client.wait(
+            submission.batch_id, self.settings.poll_interval_s, lambda st: self._on_progress(submission, st)
+        )
         outcomes: dict[str, Outcome] = {}
         if status.status == "failed":
             reason = "; ".join(status.errors) or "no reason given"
-            failure = CallFailed(f"the provider refused {self._label(submission)}: {reason}", code="batch_failed", retryable=False)
+            failure = CallFailed(
+                f"the provider refused {self._label(submission)}: {reason}", code="batch_failed", retryable=False
+            )
             outcomes = dict.fromkeys(submission.keys, failure)
         else:
             wanted = set(submission.keys)
             async for line in self.client.results(status):
                 if line.custom_id in wanted:
                     outcomes[line.custom_id] = line.completion if line.completion is not None else line.failure
-            missing = CallFailed(f"{self._label(submission)} ended {status.status} without a result for this request", code=f"batch_{status.status}", retryable=status.status != "cancelled")
+            missing = CallFailed(
+                f"{self._label(submission)} ended {status.status} without a result for this request",
+                code=f"batch_{status.status}",
+                retryable=status.status != "cancelled",
+            )
             for key in wanted - outcomes.keys():
                 outcomes[key] = missing
         completions = {k: v for k, v in outcomes.items() if isinstance(v, Completion)}

@@ -80,7 +80,9 @@ class RowGroupCache:
             # The replies read in this turn of the event loop go out in one write at its end,
             # before the loop waits for anything again.
             asyncio.get_running_loop().call_soon(self._flush)
-        self._pending.append(cache_line(key, completion.content, completion.prompt_tokens, completion.completion_tokens, payer[1]))
+        self._pending.append(
+            cache_line(key, completion.content, completion.prompt_tokens, completion.completion_tokens, payer[1])
+        )
 
     def spend(self) -> dict[str, Spend]:
         """Per model alias, the calls in this log paid for this row-group version."""
@@ -88,7 +90,9 @@ class RowGroupCache:
         for key, paid in self._paid.items():
             if paid.config_hash == self.config_hash:
                 completion = self._entries[key]
-                spent.setdefault(paid.alias, Spend()).add_call(completion.prompt_tokens, completion.completion_tokens, batch=paid.batch)
+                spent.setdefault(paid.alias, Spend()).add_call(
+                    completion.prompt_tokens, completion.completion_tokens, batch=paid.batch
+                )
         return spent
 
     async def persist(self) -> None:

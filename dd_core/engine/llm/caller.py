@@ -29,7 +29,9 @@ class ModelCaller:
     """One model's call path, shared by every row group in progress; usage is counted into the
     ``ModelUsage`` of the row group that asked (each row group reports its own)."""
 
-    def __init__(self, model: ModelConfig, client: ChatClient, limiter: AdaptiveLimiter, rate: RateLimiter | None = None):
+    def __init__(
+        self, model: ModelConfig, client: ChatClient, limiter: AdaptiveLimiter, rate: RateLimiter | None = None
+    ):
         self.model = model
         self.client = client
         self.limiter = limiter

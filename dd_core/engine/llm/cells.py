@@ -47,7 +47,9 @@ def instructions(col: LLMColumn) -> str | None:
     if isinstance(col, LLMCodeColumn):
         return f"Reply with exactly one fenced code block: ```{col.language} ... ```"
     if isinstance(col, LLMJudgeColumn):
-        lines = ["Score the input on each criterion below. Reply with JSON: for each criterion an object {\"score\": <one allowed value>, \"reason\": <one sentence>}."]
+        lines = [
+            'Score the input on each criterion below. Reply with JSON: for each criterion an object {"score": <one allowed value>, "reason": <one sentence>}.'
+        ]
         for s in col.scores:
             options = s.options if isinstance(s.options, dict) else {v: "" for v in s.options}
             allowed = "; ".join(f"{v}{f' = {d}' if d else ''}" for v, d in options.items())
@@ -125,7 +127,9 @@ def schema_type(schema: dict[str, Any]) -> pa.DataType:
         return pa.struct([pa.field(name, schema_type(sub)) for name, sub in schema["properties"].items()])
     if kind == "array" and isinstance(schema.get("items"), dict):
         return pa.list_(schema_type(schema["items"]))
-    return {"string": pa.string(), "integer": pa.int64(), "number": pa.float64(), "boolean": pa.bool_()}.get(kind, pa.string())
+    return {"string": pa.string(), "integer": pa.int64(), "number": pa.float64(), "boolean": pa.bool_()}.get(
+        kind, pa.string()
+    )
 
 
 def _kind(schema: dict[str, Any]) -> str | None:

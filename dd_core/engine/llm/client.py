@@ -32,7 +32,9 @@ class CallFailed(Exception):
     "malformed" (a 200 whose body is not a completion).
     """
 
-    def __init__(self, message: str, *, code: str, retryable: bool, status: int | None = None, retry_after: float | None = None):
+    def __init__(
+        self, message: str, *, code: str, retryable: bool, status: int | None = None, retry_after: float | None = None
+    ):
         super().__init__(scrub(message))  # servers may echo the key back: it never leaves this object
         self.code = code
         self.status = status
@@ -60,7 +62,9 @@ async def read_body(response: aiohttp.ClientResponse) -> bytes:
     """The whole body, or ``MalformedReply`` once it passes ``MAX_REPLY_BYTES`` (read no further)."""
     if response.content_length is not None:
         if response.content_length > MAX_REPLY_BYTES:
-            raise MalformedReply(f"the body is {response.content_length:,} bytes, more than the {MAX_REPLY_BYTES:,} bytes a reply may have")
+            raise MalformedReply(
+                f"the body is {response.content_length:,} bytes, more than the {MAX_REPLY_BYTES:,} bytes a reply may have"
+            )
         return await response.read()
     chunks, size = [], 0
     async for chunk in response.content.iter_chunked(1 << 16):
@@ -111,7 +115,10 @@ class ChatClient:
     def __init__(self, session: aiohttp.ClientSession, base_url: str, api_key: str | None, timeout_s: float):
         self._session = session
         self._url = yarl.URL(base_url.rstrip("/") + "/chat/completions")  # parsed once, not per request
-        self._headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {api_key}"} if api_key else {})}
+        self._headers = {
+            "Content-Type": "application/json",
+            **({"Authorization": f"Bearer {api_key}"} if api_key else {}),
+        }
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         #: Given the headers of every reply that carries ``x-ratelimit-*`` (429s included).
         self.on_rate_headers: Callable[[Mapping[str, str]], None] | None = None
@@ -123,9 +130,15 @@ class ChatClient:
         (a body of a known, allowed length is read at once), a coroutine and a context manager
         fewer per call."""
         try:
-            async with self._session.post(self._url, data=payload, headers=self._headers, timeout=self._timeout) as response:
+            async with self._session.post(
+                self._url, data=payload, headers=self._headers, timeout=self._timeout
+            ) as response:
                 length = response.content_length
-                body = await response.read() if length is not None and length <= MAX_REPLY_BYTES else await read_body(response)
+                body = (
+                    await response.read()
+                    if length is not None and length <= MAX_REPLY_BYTES
+                    else await read_body(response)
+                )
                 headers = response.headers
                 if self.on_rate_headers is not None and (RATE_HEADER in headers or RATE_TOKENS_HEADER in headers):
                     self.on_rate_headers(headers)
@@ -136,4 +149,6 @@ class ChatClient:
         try:
             return parse_completion(body)
         except MalformedReply as exc:
-            raise CallFailed(f"malformed completion body ({exc}): {body[:200]!r}", code="malformed", retryable=True) from exc
+            raise CallFailed(
+                f"malformed completion body ({exc}): {body[:200]!r}", code="malformed", retryable=True
+            ) from exc

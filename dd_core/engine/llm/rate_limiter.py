@@ -91,7 +91,14 @@ class _Waiter:
 
 
 class RateLimiter:
-    def __init__(self, requests_per_minute: float | None, tokens_per_minute: float | None, *, window_s: float = WINDOW_S, clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        requests_per_minute: float | None,
+        tokens_per_minute: float | None,
+        *,
+        window_s: float = WINDOW_S,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self.requests_per_minute = requests_per_minute
         self.tokens_per_minute = tokens_per_minute
         self.window_s = window_s
@@ -156,7 +163,12 @@ class RateLimiter:
                 reset_s = parse_duration(headers[f"x-ratelimit-reset-{kind}"])
             except (KeyError, ValueError):
                 continue
-            if reset_s is None or not (math.isfinite(limit) and math.isfinite(remaining)) or limit <= 0 or remaining < 0:
+            if (
+                reset_s is None
+                or not (math.isfinite(limit) and math.isfinite(remaining))
+                or limit <= 0
+                or remaining < 0
+            ):
                 continue
             self._server[kind] = _ServerBudget(limit, min(remaining, limit), now, reset_s)
 

@@ -61,7 +61,9 @@ def parse_json(body: bytes | str) -> Any:
 
 def parse_completion(body: bytes) -> Completion:
     if len(body) > MAX_REPLY_BYTES:
-        raise MalformedReply(f"the body is {len(body):,} bytes, more than the {MAX_REPLY_BYTES:,} bytes a reply may have")
+        raise MalformedReply(
+            f"the body is {len(body):,} bytes, more than the {MAX_REPLY_BYTES:,} bytes a reply may have"
+        )
     data = parse_json(body)
     if not isinstance(data, dict):
         raise MalformedReply(f"the body is a JSON {_kind(data)}, not an object")
@@ -99,4 +101,6 @@ def _tokens(usage: dict, key: str) -> int:
 def _kind(value: Any) -> str:
     if value is None:
         return "null"
-    return {dict: "object", list: "list", str: "string", bool: "boolean", int: "number", float: "number"}.get(type(value), type(value).__name__)
+    return {dict: "object", list: "list", str: "string", bool: "boolean", int: "number", float: "number"}.get(
+        type(value), type(value).__name__
+    )

@@ -51,7 +51,15 @@ class LLMRuntime:
         override = self.overrides.get(model.alias, ModelOverride())
         base_url = override.base_url or model.base_url
         if not base_url:
-            raise DDConfigError([ConfigIssue(f"model '{model.alias}' has no base_url; set it in the config or pass an endpoint override", None, "models.base_url")])
+            raise DDConfigError(
+                [
+                    ConfigIssue(
+                        f"model '{model.alias}' has no base_url; set it in the config or pass an endpoint override",
+                        None,
+                        "models.base_url",
+                    )
+                ]
+            )
         try:
             check_base_url(base_url)
         except ValueError as exc:
@@ -62,14 +70,27 @@ class LLMRuntime:
             api_key = os.environ.get(model.api_key_env)
             source = f"${model.api_key_env}"
             if not api_key:
-                raise DDConfigError([ConfigIssue(f"model '{model.alias}' reads its API key from ${model.api_key_env}, which is not set", None, "models.api_key_env")])
+                raise DDConfigError(
+                    [
+                        ConfigIssue(
+                            f"model '{model.alias}' reads its API key from ${model.api_key_env}, which is not set",
+                            None,
+                            "models.api_key_env",
+                        )
+                    ]
+                )
         redaction.register(api_key)
         if api_key is not None and not _usable_in_header(api_key):
-            raise DDConfigError([ConfigIssue(
-                f"model '{model.alias}': the API key in {source} contains a line break or another character an HTTP "
-                "header cannot carry (the key itself is not shown); check how the variable was set",
-                None, "models.api_key_env",
-            )])
+            raise DDConfigError(
+                [
+                    ConfigIssue(
+                        f"model '{model.alias}': the API key in {source} contains a line break or another character an HTTP "
+                        "header cannot carry (the key itself is not shown); check how the variable was set",
+                        None,
+                        "models.api_key_env",
+                    )
+                ]
+            )
         return Endpoint(
             base_url=base_url,
             api_key=api_key,

@@ -46,11 +46,15 @@ class ModelSessions:
 
     async def __aenter__(self) -> ModelSessions:
         # No cookie jar: an API client has no cookies, and the jar costs time on every request.
-        self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), cookie_jar=aiohttp.DummyCookieJar())
+        self.session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0), cookie_jar=aiohttp.DummyCookieJar()
+        )
         for alias, endpoint in self.endpoints.items():
             model = self.config.model(alias)
             if model.batch:
-                client = BatchClient(self.session, endpoint.base_url, endpoint.api_key, timeout_s=endpoint.timeout_s, model=model)
+                client = BatchClient(
+                    self.session, endpoint.base_url, endpoint.api_key, timeout_s=endpoint.timeout_s, model=model
+                )
                 self.callers[alias] = BatchCaller(model, client)
                 continue
             limiter = AdaptiveLimiter(endpoint.max_parallel_requests)
@@ -63,7 +67,9 @@ class ModelSessions:
                 rate = RateLimiter(endpoint.max_requests_per_minute, endpoint.max_tokens_per_minute)
             self.callers[alias] = ModelCaller(model, client, limiter, rate)
             if model.adaptive_concurrency:
-                self._followers.append(asyncio.create_task(follow_server(limiter, self.session, endpoint.base_url, carried=carried)))
+                self._followers.append(
+                    asyncio.create_task(follow_server(limiter, self.session, endpoint.base_url, carried=carried))
+                )
         return self
 
     async def __aexit__(self, *exc_info) -> None:

@@ -31,7 +31,18 @@ class ModelUsage:
     sample_error: str | None = None
 
     def add(self, other: ModelUsage) -> None:
-        for name in ("calls", "batch_calls", "cache_hits", "retries", "invalid_replies", "failed_cells", "throttled", "prompt_tokens", "completion_tokens", "request_seconds"):
+        for name in (
+            "calls",
+            "batch_calls",
+            "cache_hits",
+            "retries",
+            "invalid_replies",
+            "failed_cells",
+            "throttled",
+            "prompt_tokens",
+            "completion_tokens",
+            "request_seconds",
+        ):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.errors.update(other.errors)
         self.sample_error = self.sample_error or other.sample_error

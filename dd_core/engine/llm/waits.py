@@ -34,7 +34,10 @@ class RetryWaits:
         budget = self.model.retry_wait_budget_s
         left = budget - self.waited
         if failure.retry_after is not None and failure.retry_after > left:
-            raise self._gave_up(failure, f"the server asked to wait {failure.retry_after:g} s (Retry-After), more than the {left:.1f} s left")
+            raise self._gave_up(
+                failure,
+                f"the server asked to wait {failure.retry_after:g} s (Retry-After), more than the {left:.1f} s left",
+            )
         if failure.retry_after is not None:
             wait = min(failure.retry_after, self.model.max_retry_wait_s)
         else:
@@ -44,8 +47,14 @@ class RetryWaits:
         self.waited += wait
         log.info(
             "model %s (%s): %s; retry %d of %d in %.1f s (%.1f of %g s of this cell's wait budget used)",
-            self.model.alias, self.model.model, failure.code if failure.status is None else f"HTTP {failure.status}",
-            retry, self.model.max_retries, wait, self.waited, budget,
+            self.model.alias,
+            self.model.model,
+            failure.code if failure.status is None else f"HTTP {failure.status}",
+            retry,
+            self.model.max_retries,
+            wait,
+            self.waited,
+            budget,
         )
         return wait
 
@@ -53,5 +62,7 @@ class RetryWaits:
         return CallFailed(
             f"{failure}; gave up waiting: {why} of this cell's retry_wait_budget_s of {self.model.retry_wait_budget_s:g} s "
             f"(model '{self.model.alias}')",
-            code=failure.code, status=failure.status, retryable=False,
+            code=failure.code,
+            status=failure.status,
+            retryable=False,
         )

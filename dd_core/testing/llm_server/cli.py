@@ -47,11 +47,15 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--jitter-ms", type=float, default=0.0)
     parser.add_argument("--latency-sigma", type=float, default=0.0, help="> 0: lognormal latency, median --latency-ms")
     parser.add_argument("--latency-seed", type=int, default=0)
-    parser.add_argument("--slots", type=int, default=None, help="serve N requests at once and queue the rest (a bounded batch)")
+    parser.add_argument(
+        "--slots", type=int, default=None, help="serve N requests at once and queue the rest (a bounded batch)"
+    )
     parser.add_argument("--no-metrics", dest="metrics", action="store_false", help="no /metrics endpoint")
     parser.add_argument("--model", dest="models", metavar="NAME", action="extend", nargs="+", help="listed models")
     parser.add_argument("--api-key-env", metavar="NAME", help="require the API key held in this environment variable")
-    parser.add_argument("--batch-processing-s", type=_batch_seconds, default=0.0, help="seconds a batch stays in_progress")
+    parser.add_argument(
+        "--batch-processing-s", type=_batch_seconds, default=0.0, help="seconds a batch stays in_progress"
+    )
     return parser.parse_args(argv)
 
 
@@ -74,7 +78,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.api_key_env and not api_key:
         sys.exit(f"environment variable {args.api_key_env} is empty or not set")
     try:
-        serving = Serving(args.latency_ms, args.jitter_ms, args.latency_sigma, args.latency_seed, args.slots, args.metrics)
+        serving = Serving(
+            args.latency_ms, args.jitter_ms, args.latency_sigma, args.latency_seed, args.slots, args.metrics
+        )
     except ValueError as exc:
         sys.exit(str(exc))
     service = ChatService(serving=serving, models=args.models or DEFAULT_MODELS, api_key=api_key)

@@ -21,7 +21,9 @@ from dd_core.testing.llm_server.protocol import json_or_none
 from dd_core.testing.llm_server.stats import Stats
 
 
-def add_routes(app: web.Application, *, faults: Faults, stats: Stats, latency: Latency, error: Callable[[int, str], web.Response]) -> None:
+def add_routes(
+    app: web.Application, *, faults: Faults, stats: Stats, latency: Latency, error: Callable[[int, str], web.Response]
+) -> None:
     """The routes above; ``error(status, message)`` renders a refused call (400)."""
 
     async def set_faults(request: web.Request) -> web.Response:
@@ -54,7 +56,9 @@ def add_routes(app: web.Application, *, faults: Faults, stats: Stats, latency: L
         except (TypeError, KeyError, ValueError, AttributeError):
             return error(400, 'Expected a JSON body {"latency_ms": x, "jitter_ms": y, "sigma": s, "seed": n}.')
         try:
-            serving = dataclasses.replace(latency.serving, latency_ms=latency_ms, jitter_ms=jitter_ms, latency_sigma=sigma, latency_seed=seed)
+            serving = dataclasses.replace(
+                latency.serving, latency_ms=latency_ms, jitter_ms=jitter_ms, latency_sigma=sigma, latency_seed=seed
+            )
         except ValueError:
             return error(400, "Latency, jitter and sigma must be finite and not negative.")
         latency.serving = serving

@@ -32,7 +32,9 @@ class Serving:
     metrics: bool = True
 
     def __post_init__(self) -> None:
-        if min(self.latency_ms, self.jitter_ms, self.latency_sigma) < 0 or not all(map(math.isfinite, (self.latency_ms, self.jitter_ms, self.latency_sigma))):
+        if min(self.latency_ms, self.jitter_ms, self.latency_sigma) < 0 or not all(
+            map(math.isfinite, (self.latency_ms, self.jitter_ms, self.latency_sigma))
+        ):
             raise ValueError("latency, jitter and sigma must be finite and not negative")
         if self.slots is not None and self.slots < 1:
             raise ValueError("slots must be at least 1")
@@ -47,7 +49,16 @@ class Serving:
 
     def options(self) -> list[str]:
         """The same settings as command-line options."""
-        args = ["--latency-ms", str(self.latency_ms), "--jitter-ms", str(self.jitter_ms), "--latency-sigma", str(self.latency_sigma), "--latency-seed", str(self.latency_seed)]
+        args = [
+            "--latency-ms",
+            str(self.latency_ms),
+            "--jitter-ms",
+            str(self.jitter_ms),
+            "--latency-sigma",
+            str(self.latency_sigma),
+            "--latency-seed",
+            str(self.latency_seed),
+        ]
         if self.slots is not None:
             args += ["--slots", str(self.slots)]
         return args if self.metrics else [*args, "--no-metrics"]

@@ -89,9 +89,18 @@ def parse_input(content: bytes, max_requests: int) -> tuple[list[RequestLine], l
         canonical = json.dumps(request["body"], sort_keys=True, ensure_ascii=False, separators=(",", ":"))
         lines.append(RequestLine(request["custom_id"], request["body"], hashlib.sha256(canonical.encode()).hexdigest()))
     if not lines and not errors:
-        errors.append({"code": "empty_file", "message": "The input file holds no requests.", "param": None, "line": None})
+        errors.append(
+            {"code": "empty_file", "message": "The input file holds no requests.", "param": None, "line": None}
+        )
     if len(lines) > max_requests:
-        errors.append({"code": "too_many_requests", "message": f"A batch holds at most {max_requests} requests, got {len(lines)}.", "param": None, "line": None})
+        errors.append(
+            {
+                "code": "too_many_requests",
+                "message": f"A batch holds at most {max_requests} requests, got {len(lines)}.",
+                "param": None,
+                "line": None,
+            }
+        )
     return lines, errors
 
 
@@ -131,4 +140,9 @@ def response_line(line: RequestLine, status: int, body: dict[str, Any]) -> dict[
 
 
 def error_line(line: RequestLine, code: str, message: str) -> dict[str, Any]:
-    return {"id": new_id("batch_req_"), "custom_id": line.custom_id, "response": None, "error": {"code": code, "message": message}}
+    return {
+        "id": new_id("batch_req_"),
+        "custom_id": line.custom_id,
+        "response": None,
+        "error": {"code": code, "message": message},
+    }

@@ -100,7 +100,9 @@ class BatchSettings:
         for name in ("fail_calls", "lose_create_replies"):
             if not (isinstance(getattr(self, name), int) and getattr(self, name) >= 0):
                 raise ValueError(f"{name!r} must be a whole number >= 0")
-        if self.failures_per_request is not None and not (isinstance(self.failures_per_request, int) and self.failures_per_request >= 0):
+        if self.failures_per_request is not None and not (
+            isinstance(self.failures_per_request, int) and self.failures_per_request >= 0
+        ):
             raise ValueError("'failures_per_request' must be a whole number >= 0 or null")
         if not (isinstance(self.max_requests, int) and self.max_requests >= 1):
             raise ValueError("'max_requests' must be a whole number >= 1")
@@ -143,7 +145,13 @@ class _Batch:
 class BatchService:
     """Files, batches, their lifecycle, and the log of every call."""
 
-    def __init__(self, answer: Answer, authorized: Callable[[web.Request], bool], error: ErrorResponse, clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        answer: Answer,
+        authorized: Callable[[web.Request], bool],
+        error: ErrorResponse,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self._answer = answer
         self._authorized = authorized
         self._error = error
@@ -178,7 +186,9 @@ class BatchService:
             ]
         )
 
-    def _api(self, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    def _api(
+        self, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         """A Files/Batch API handler behind the key check and the injected transient failures."""
 
         async def handle(request: web.Request) -> web.StreamResponse:
@@ -272,10 +282,18 @@ class BatchService:
             if number and number % _CHUNK == 0:
                 await asyncio.sleep(0)
             if settings.expire_share and share(settings.seed, "expire", line.body) < settings.expire_share:
-                results.append(error_line(line, "batch_expired", "This request could not be executed before the completion window expired."))
+                results.append(
+                    error_line(
+                        line,
+                        "batch_expired",
+                        "This request could not be executed before the completion window expired.",
+                    )
+                )
             elif self._inject_failure(settings, line):
                 message = f"Injected batch failure: HTTP {settings.failure_status}."
-                results.append(response_line(line, settings.failure_status, error_body(settings.failure_status, message)))
+                results.append(
+                    response_line(line, settings.failure_status, error_body(settings.failure_status, message))
+                )
             else:
                 results.append(response_line(line, *self._answer(line.body)))
         batch.results = results
@@ -321,7 +339,10 @@ class BatchService:
         results = list(batch.results or [])
         if status == "cancelled":
             done = self._progress(batch, batch.cancelled_at)
-            cut = [error_line(line, "batch_cancelled", "This request was not run: the batch was cancelled.") for line in batch.lines[done:]]
+            cut = [
+                error_line(line, "batch_cancelled", "This request was not run: the batch was cancelled.")
+                for line in batch.lines[done:]
+            ]
             results = results[:done] + cut
         random.Random(batch.id).shuffle(results)  # lines come back in another order than sent
         answered = [r for r in results if succeeded(r)]
@@ -462,7 +483,10 @@ class BatchService:
     def snapshot(self) -> dict[str, Any]:
         return {
             "settings": dataclasses.asdict(self.settings),
-            "counts": {op: self.counts[op] for op in ("upload", "create", "poll", "content", "cancel", "list", "delete_file", "failed_call")},
+            "counts": {
+                op: self.counts[op]
+                for op in ("upload", "create", "poll", "content", "cancel", "list", "delete_file", "failed_call")
+            },
             "batches": [
                 {
                     "id": b.id,

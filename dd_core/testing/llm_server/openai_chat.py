@@ -82,7 +82,11 @@ def _request_problem(body: Any) -> str | None:
     response_format = body.get("response_format")
     if response_format is None:
         return None
-    if not isinstance(response_format, dict) or response_format.get("type") not in ("text", "json_object", "json_schema"):
+    if not isinstance(response_format, dict) or response_format.get("type") not in (
+        "text",
+        "json_object",
+        "json_schema",
+    ):
         return "'response_format.type' must be one of 'text', 'json_object', 'json_schema'."
     json_schema = response_format.get("json_schema")
     if response_format["type"] == "json_schema" and not (
@@ -172,12 +176,16 @@ class OpenAIChat:
         return _invalid_content(chat.body)
 
     def malformed(self) -> web.Response:
-        return web.Response(text='{"id": "chatcmpl-truncated", "choices": [{"index": 0, "mess', content_type="application/json")
+        return web.Response(
+            text='{"id": "chatcmpl-truncated", "choices": [{"index": 0, "mess', content_type="application/json"
+        )
 
     def error(self, status: int, message: str, headers: Mapping[str, str] | None = None) -> web.Response:
         return error_response(status, message, headers)
 
-    def batch_reply(self, body: Any, pick_fault: Callable[[str, Sequence[str]], FaultRule | None]) -> tuple[int, dict[str, Any]]:
+    def batch_reply(
+        self, body: Any, pick_fault: Callable[[str, Sequence[str]], FaultRule | None]
+    ) -> tuple[int, dict[str, Any]]:
         """(status, JSON body) for one request line of a batch: the online reply, or the
         fault rule's answer for the kinds that exist in a batch (``status``, ``invalid_structured``)."""
         try:

@@ -19,6 +19,8 @@ defs = build_dataset_definitions(
     buffer_size=int(os.environ["DD_E2E_BUFFER_SIZE"]),
     row_groups_per_run=int(os.environ.get("DD_E2E_ROW_GROUPS_PER_RUN", "10")),
     resource=DataDesignerResource(
-        artifact_path=os.environ["DD_E2E_ARTIFACTS"], models=_models, workers=int(os.environ["DD_E2E_WORKERS"]) if os.environ.get("DD_E2E_WORKERS") else None
+        artifact_path=os.environ["DD_E2E_ARTIFACTS"],
+        models=_models,
+        workers=int(os.environ["DD_E2E_WORKERS"]) if os.environ.get("DD_E2E_WORKERS") else None,
     ),
 )

@@ -9,7 +9,13 @@ from pathlib import Path
 
 import dagster as dg
 
-from dd_dagster import DataDesignerResource, DatasetAssetProps, DDDatasetTranslator, ModelEndpoint, build_dataset_definitions
+from dd_dagster import (
+    DataDesignerResource,
+    DatasetAssetProps,
+    DDDatasetTranslator,
+    ModelEndpoint,
+    build_dataset_definitions,
+)
 
 HERE = Path(os.environ["DD_UI_DIR"])
 
@@ -19,8 +25,24 @@ class _Owned(DDDatasetTranslator):
         return super().get_asset_spec(props).merge_attributes(owners=["team:synthetic-data"])
 
 
-_resource = DataDesignerResource(artifact_path=str(HERE / "artifacts"), models={"writer": ModelEndpoint(base_url=os.environ["DD_UI_LLM_BASE_URL"])})
+_resource = DataDesignerResource(
+    artifact_path=str(HERE / "artifacts"), models={"writer": ModelEndpoint(base_url=os.environ["DD_UI_LLM_BASE_URL"])}
+)
 defs = dg.Definitions.merge(
-    build_dataset_definitions(HERE / "customers.yaml", num_records=4000, buffer_size=500, row_groups_per_run=4, translator=_Owned(), resource=_resource),
-    build_dataset_definitions(HERE / "tickets.yaml", num_records=120, buffer_size=20, dataset_name="tickets", row_groups_per_run=3, translator=_Owned()),
+    build_dataset_definitions(
+        HERE / "customers.yaml",
+        num_records=4000,
+        buffer_size=500,
+        row_groups_per_run=4,
+        translator=_Owned(),
+        resource=_resource,
+    ),
+    build_dataset_definitions(
+        HERE / "tickets.yaml",
+        num_records=120,
+        buffer_size=20,
+        dataset_name="tickets",
+        row_groups_per_run=3,
+        translator=_Owned(),
+    ),
 )
