@@ -1,12 +1,22 @@
 from __future__ import annotations
 
 import os
+import sys
 import uuid
 from pathlib import Path
 
 import pytest
 
+from dd_core import without_pandas
 from tests.support import EXAMPLES
+
+
+@pytest.fixture(autouse=True)
+def _pandas_importable_again():
+    """A command run in-process (typer's CliRunner) refuses pandas for the rest of the process, as
+    ``ddsynth generate`` does; the next test gets a process where pandas can be imported again."""
+    yield
+    sys.meta_path[:] = [finder for finder in sys.meta_path if not isinstance(finder, without_pandas._NoPandas)]
 
 
 @pytest.fixture

@@ -12,8 +12,8 @@ import pytest
 
 from dd_core.config.models import ModelConfig
 from dd_core.engine.llm.batch_client import BatchClient, _line_result, _status, request_line
-from dd_core.engine.llm.wire import serialise
 from dd_core.engine.llm.client import CallFailed
+from dd_core.engine.llm.wire import serialise
 from dd_core.testing.llm_server import OpenAIServer
 
 KEY = "sk-batch-client-secret"

@@ -15,7 +15,6 @@ import httpx
 import pytest
 
 from dd_core import GenerationError, generate, load_dataset
-
 from dd_core.orchestration import read_table, strip_dd_metadata
 from dd_core.testing.llm_server import OpenAIServer
 from tests.core.test_llm_columns import all_types_config, chain_config

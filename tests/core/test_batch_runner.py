@@ -23,8 +23,8 @@ from dd_core.engine.llm.batch_collector import BatchCollector
 from dd_core.engine.llm.batch_journal import BatchJournal, journal_path
 from dd_core.engine.llm.batch_runner import BatchRunner, BatchSettings
 from dd_core.engine.llm.cache import RowGroupCache, cache_path
-from dd_core.engine.llm.wire import serialise
 from dd_core.engine.llm.client import CallFailed
+from dd_core.engine.llm.wire import serialise
 from dd_core.storage.filesystems import storage_path
 from dd_core.testing.llm_server import OpenAIServer
 from tests.support import ROOT, wait_for

@@ -6,9 +6,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from dd_core import generate_row_group, load_config
-
-from dd_core.orchestration import apply_processors, column_schema, storage_path
 from dd_core.engine.llm.runtime import LLMRuntime
+from dd_core.orchestration import apply_processors, column_schema, storage_path
 from dd_core.testing.llm_server import OpenAIServer
 from tests.core.test_llm_columns import all_types_config
 from tests.support import EXAMPLES

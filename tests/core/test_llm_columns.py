@@ -9,8 +9,8 @@ import jsonschema
 import pytest
 
 from dd_core import GenerationError, fingerprint, generate, load_config, load_dataset
-from dd_core.engine.llm.cells import judge_schema
 from dd_core.engine.in_process import run_row_group
+from dd_core.engine.llm.cells import judge_schema
 from dd_core.storage.metadata import load_metadata
 from dd_core.testing.llm_server import OpenAIServer
 from tests.support import run_dd

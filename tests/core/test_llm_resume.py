@@ -13,7 +13,6 @@ from dd_core.testing.llm_server import OpenAIServer
 from tests.core.test_llm_columns import chain_config
 from tests.support import ROOT, wait_for
 
-
 PRICE = {"input_per_mtok": 1.0, "output_per_mtok": 4.0}
 
 

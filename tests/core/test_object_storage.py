@@ -14,8 +14,8 @@ import boto3
 import pytest
 
 from dd_core import DatasetLockedError, generate
-from dd_core.engine.llm.runtime import LLMRuntime
 from dd_core.engine.in_process import run_row_group
+from dd_core.engine.llm.runtime import LLMRuntime
 from dd_core.storage.filesystems import storage_path
 from dd_core.testing.llm_server import OpenAIServer
 from tests.core.test_llm_columns import chain_config

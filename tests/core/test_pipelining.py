@@ -17,10 +17,9 @@ import psutil
 import pytest
 
 from dd_core import GenerationError, generate, load_config
-
-from dd_core.orchestration import RowGroupJob, produce_row_groups, storage_path
 from dd_core.engine.in_process import run_row_group
 from dd_core.fingerprinting import fingerprint
+from dd_core.orchestration import RowGroupJob, produce_row_groups, storage_path
 from dd_core.storage.claims import RowGroupClaim
 from dd_core.storage.row_group_files import RowGroupInfo, write_row_group_file
 from dd_core.testing.llm_server import OpenAIServer

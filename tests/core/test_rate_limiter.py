@@ -12,8 +12,8 @@ import time
 import aiohttp
 import pytest
 
-from dd_core.engine.llm.wire import serialise
 from dd_core.engine.llm.rate_limiter import RateLimiter, RequestTooLarge, parse_duration, request_tokens
+from dd_core.engine.llm.wire import serialise
 from dd_core.testing.llm_server import OpenAIServer
 from dd_core.testing.llm_server.rate_limits import max_in_any_window
 

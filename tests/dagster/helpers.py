@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 
 import dagster as dg
-from dd_dagster.dagster_internals import range_tags as dagster_range_tags
 
 from dd_dagster import DataDesignerResource, build_dataset_definitions
+from dd_dagster.dagster_internals import range_tags as dagster_range_tags
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 

@@ -15,11 +15,11 @@ import psutil
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from dd_dagster.dagster_internals import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from dd_core import generate, load_dataset
 from dd_core.testing.llm_server import OpenAIServer
 from dd_dagster import DagsterDataset, register_partitions
+from dd_dagster.dagster_internals import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 from tests.core.test_llm_columns import chain_config
 from tests.dagster.batch_job import BUFFER_SIZE, NUM_RECORDS, PRICE, batch_config, batch_defs, chain_row_groups_job
 from tests.support import ROOT

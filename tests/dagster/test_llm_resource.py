@@ -5,6 +5,7 @@ from __future__ import annotations
 import dagster as dg
 from dagster import serialize_value
 
+from dd_core.testing.llm_server import OpenAIServer
 from dd_dagster import (
     DagsterDataset,
     DataDesignerResource,
@@ -12,7 +13,6 @@ from dd_dagster import (
     build_dataset_definitions,
     register_partitions,
 )
-from dd_core.testing.llm_server import OpenAIServer
 from tests.core.test_llm_columns import chain_config
 from tests.dagster.helpers import outcome, run_range
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dd_core import generate
-
 from dd_core.orchestration import read_table, storage_path
 from dd_dagster import DataDesignerResource, build_dataset_definitions
 from tests.dagster.helpers import materialize_dataset, outcome, run_range, tiny_config

@@ -6,12 +6,12 @@ import datetime
 import hashlib
 import os
 
+import dagster as dg
 import pyarrow.parquet as pq
 import pytest
 from dagster._core.definitions.data_version import CachingStaleStatusResolver, StaleStatus
 from dagster._core.loader import LoadingContextForTest
 
-import dagster as dg
 from dd_core import fingerprint, generate, load_config
 from dd_dagster import DagsterDataset, register_partitions
 from tests.dagster.helpers import materialize_dataset, outcome, run_range, tiny_config, tiny_defs

@@ -19,7 +19,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar, Union
+from typing import Any, TypeVar
 
 import httpx
 import psutil
@@ -334,7 +334,7 @@ def _all_healthy(statuses: list[dict]) -> bool:
 
 # --------------------------------------------------------------------------- polling and errors
 
-Target = Union[DagsterServices, GraphQL]
+Target = DagsterServices | GraphQL
 
 
 def _graphql(svc: Target) -> GraphQL:

@@ -35,7 +35,6 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from tests.support import dd_generate_dataset
 from tests.e2e.asset_graphql import launch_asset_run, materializations, run_events
 from tests.e2e.dagster_services import (
     TERMINAL_RUN_STATUSES,
@@ -56,6 +55,7 @@ from tests.e2e.dagster_services import (
     wait_for_run_status,
     wait_for_sensor_tick,
 )
+from tests.support import dd_generate_dataset
 
 pytestmark = pytest.mark.e2e
 

@@ -31,7 +31,6 @@ import yaml
 
 from dd_core import fingerprint, load_config
 from dd_core.testing.llm_server import OpenAIServerProcess
-from tests.support import dd_generate_dataset
 from tests.e2e.asset_graphql import (
     add_partition,
     asset_definition,
@@ -57,6 +56,7 @@ from tests.e2e.dagster_services import (
     stop_sensor,
     wait_for_run_status,
 )
+from tests.support import dd_generate_dataset
 
 pytestmark = pytest.mark.e2e
 

@@ -40,10 +40,10 @@ import dd_core
 from dd_core.testing.llm_server import OpenAIServerProcess
 from tests.e2e.dagster_services import (
     DagsterServices,
-    processes_using_dagster_home,
     launch_partition_backfill,
     partition_keys,
     poll,
+    processes_using_dagster_home,
     runs_of_backfill,
     wait_for_backfill,
 )

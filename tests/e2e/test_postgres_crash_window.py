@@ -30,7 +30,6 @@ import yaml
 from dagster import DagsterEventType
 
 from dd_dagster.checkpoints import DATA_VERSION_TAG, latest_records
-from tests.support import dd_generate_dataset
 from tests.e2e.asset_graphql import launch_asset_run, materializations, run_events
 from tests.e2e.dagster_services import (
     TERMINAL_RUN_STATUSES,
@@ -46,6 +45,7 @@ from tests.e2e.dagster_services import (
     wait_for_run_status,
 )
 from tests.e2e.postgres import postgres_dagster_home, throwaway_postgres
+from tests.support import dd_generate_dataset
 
 pytestmark = pytest.mark.e2e
 

@@ -10,8 +10,8 @@ import pytest
 
 import dd_core.interface.api as api
 from dd_core import DDConfigError
-from dd_core.orchestration import plan_resume, row_group_sizes
 from dd_core.index_ranges import IndexRanges
+from dd_core.orchestration import plan_resume, row_group_sizes
 from dd_core.resume import Checkpoint, Found, FoundState, RangeCheckpoints
 from tests.hostile.conftest import CUSTOMERS
 from tests.hostile.harness import check, invoke

@@ -20,9 +20,10 @@ NESTED = "[" * 100_000 + "]" * 100_000
 
 
 def completion(content: str = "fine", usage: str = '{"prompt_tokens": 3, "completion_tokens": 2}') -> str:
+    message = json.dumps(content)
     return (
-        '{"id": "x", "object": "chat.completion", "choices": [{"index": 0, "message": {"role": "assistant", "content": %s}, "finish_reason": "stop"}], "usage": %s}'
-        % (json.dumps(content), usage)
+        '{"id": "x", "object": "chat.completion", "choices": [{"index": 0, "message": {"role": "assistant", '
+        f'"content": {message}}}, "finish_reason": "stop"}}], "usage": {usage}}}'
     )
 
 
