@@ -8,7 +8,9 @@ Cases (each against a fresh local OpenAI-compatible server in its own process; d
 reference and the bare client each in their own process against it, buffer 1,000):
 
 - ``lognormal-256``, ``lognormal-1024``: latency lognormal per request (median 0.4 s, sigma 1:
-  mean 0.66 s, a long tail) at 256 and 1,024 requests in flight. The limit is the ideal,
+  mean 0.66 s, a long tail) at 256 and 1,024 requests in flight, from a server without
+  ``/metrics`` (as hosted providers are), dd with its default settings (and, beside it, with
+  ``adaptive_concurrency: false``). The limit is the ideal,
   in-flight / mean latency (388 and 1,552 calls/s). The run ends with an unavoidable drain:
   the slots empty while the last requests finish, and with sigma 1 the slowest of them take
   10-30 s. Its share is printed from the same run: the bare client's own calls (the server
@@ -215,15 +217,18 @@ def drain_ceiling(case: Case, latency_seed: int) -> float:
 
 def run_lognormal(case: Case, args) -> None:
     ideal = case.parallel / case.mean_latency_s
-    with OpenAIServerProcess(latency_ms=case.latency_ms, latency_sigma=case.sigma, latency_seed=1) as server:
+    with OpenAIServerProcess(
+        latency_ms=case.latency_ms, latency_sigma=case.sigma, latency_seed=1, metrics=False
+    ) as server:
         dd = ours(server, case, workers=args.workers)
-        rows = [("dd", dd)]
+        rows = [("dd, default settings", dd)]
+        rows.append(("dd, adaptive_concurrency: false", ours(server, case, workers=args.workers, adaptive=False)))
         if case.parallel >= 1024:
             rows.append(("bare aiohttp client (same calls)", bare(server, case, processes=args.workers)))
         if not args.skip_reference:
             rows.append((f"data-designer 0.9.7 ({case.reference_rows:,} rows)", reference(server, case)))
     _header(
-        f"{case.name}: lognormal latency (median {case.latency_ms / 1000:g} s, sigma {case.sigma:g}, mean {case.mean_latency_s:.2f} s), "
+        f"{case.name}: lognormal latency (median {case.latency_ms / 1000:g} s, sigma {case.sigma:g}, mean {case.mean_latency_s:.2f} s), no /metrics, "
         f"{case.parallel} in flight, buffer 1,000, dd {case.dd_rows:,} rows, --workers {args.workers}; ideal {ideal:,.0f} calls/s"
     )
     for label, r in rows:
@@ -232,7 +237,7 @@ def run_lognormal(case: Case, args) -> None:
         print(
             f"  (a client costing no CPU at all, over the bare client's own calls, would finish at {drain_ceiling(case, 1):.0%} of ideal: the end-of-run drain)"
         )
-    print(_verdict("dd / ideal", dd["calls_per_s"] / ideal, 0.9))
+    print(_verdict("dd (default settings) / ideal", dd["calls_per_s"] / ideal, 0.9))
     if not args.skip_reference:
         print(f"  -> dd / data-designer: {dd['calls_per_s'] / rows[-1][1]['calls_per_s']:.1f}x")
 

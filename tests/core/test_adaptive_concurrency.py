@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import heapq
+import math
+import random
+
+import aiohttp
 import pytest
 
 from dd_core import generate
-from dd_core.engine.llm.adaptive import (
-    LATENCY_MIN_WINDOW,
-    LATENCY_START,
-    LatencyController,
-    QueueDepthController,
-    parse_queue_metrics,
-)
+from dd_core.engine.llm.adaptive import QueueDepthController, follow_server, parse_queue_metrics
+from dd_core.engine.llm.latency_probe import Window as LatencyWindow
+from dd_core.engine.llm.latency_probe import elasticity
 from dd_core.engine.llm.limiter import AdaptiveLimiter
 from dd_core.testing.llm_server import OpenAIServer
 from tests.core.test_llm_columns import chain_config
@@ -30,6 +32,11 @@ vllm:num_requests_waiting_total 99
 def test_queue_gauges_are_read_from_prometheus_text_and_odd_values_are_ignored():
     assert parse_queue_metrics(VLLM) == (32.0, 256.0)
     assert parse_queue_metrics("sglang:num_queue_reqs 4\nsglang:num_running_reqs 12\n") == (4.0, 12.0)
+    llama_cpp = (
+        "# TYPE llamacpp:requests_processing gauge\nllamacpp:requests_processing 4\nllamacpp:requests_deferred 9\n"
+    )
+    assert parse_queue_metrics(llama_cpp) == (9.0, 4.0)
+    assert parse_queue_metrics("tgi_queue_size 3\ntgi_batch_current_size 32\n") == (3.0, 32.0)
     hostile = "vllm:num_requests_waiting NaN\nvllm:num_requests_waiting -3\nvllm:num_requests_waiting inf\nvllm:num_requests_waiting {x\nvllm:num_requests_waiting 2 1700000000\n"
     assert parse_queue_metrics(hostile) == (2.0, 0.0)
     assert parse_queue_metrics("<html>not found</html>") is None
@@ -55,26 +62,81 @@ def test_queue_depth_sets_the_limit_to_what_the_server_runs_of_ours():
     assert limiter.limit == 1024
 
 
-def test_latency_controller_starts_low_grows_while_latency_is_flat_and_cuts_when_it_climbs():
-    limiter = AdaptiveLimiter(1024)
-    controller = LatencyController(limiter)
-    assert limiter.limit == LATENCY_START
+def simulate(limiter: AdaptiveLimiter, service, calls: int, *, slots: int | None = None) -> dict:
+    """Clients in virtual time keeping ``limiter.limit`` requests in flight (demand never runs
+    out) against a server that serves ``slots`` at once first come first served (None: all),
+    each call taking ``service(i)`` seconds of service. Returns calls/s, the time-weighted mean
+    limit and the lowest limit seen after the first call started."""
+    now, sent, done, area = 0.0, 0, 0, 0.0
+    ends: list[tuple[float, float]] = []  # (end, start) of the calls in flight
+    free = [0.0] * slots if slots else None  # when each slot is free again
+    lowest = limiter.limit
+    while done < calls:
+        while sent < calls and limiter.try_acquire():
+            begin = max(now, heapq.heappop(free)) if free is not None else now
+            end = begin + service(sent)
+            if free is not None:
+                heapq.heappush(free, end)
+            heapq.heappush(ends, (end, now))
+            sent += 1
+        if sent < calls:
+            limiter.saturated = True  # requests are waiting for the limit
+        end, start = heapq.heappop(ends)
+        area += limiter.limit * (end - now)
+        now = end
+        limiter.release(end - start)
+        done += 1
+        lowest = min(lowest, limiter.limit)
+    return {"calls_per_s": done / now, "mean_limit": area / now, "lowest": lowest, "limit": limiter.limit}
 
-    def window(latency: float) -> None:
-        limiter.saturated = True
-        for _ in range(max(LATENCY_MIN_WINDOW, 2 * limiter.limit)):
-            controller.observe(latency)
 
-    for _ in range(8):
-        window(0.4)
-    assert limiter.limit == 1024  # doubled up to the maximum
-    window(0.4 * 2.5)  # queueing: latency 2.5x the baseline
-    assert limiter.limit == 512  # cut by half at most
-    window(0.4 * 1.6)
-    assert 390 <= limiter.limit <= 400  # cut in proportion (1.25 / 1.6)
-    window(0.4)
-    assert limiter.limit > 400  # creeping back up by a tenth
-    assert controller.slow_start is False
+def lognormal(median_s: float, sigma: float, seed: int = 1):
+    rng = random.Random(seed)
+    return lambda _: rng.lognormvariate(math.log(median_s), sigma)
+
+
+def latency_following(max_parallel_requests: int) -> AdaptiveLimiter:
+    """A limiter as a run sets it up for a server without /metrics (what follow_server does)."""
+    limiter = AdaptiveLimiter(max_parallel_requests)
+
+    async def follow() -> None:
+        with OpenAIServer(metrics=False) as server:
+            async with aiohttp.ClientSession() as session:
+                await follow_server(limiter, session, server.base_url, carried=False)
+
+    asyncio.run(follow())
+    return limiter
+
+
+@pytest.mark.parametrize("parallel", [256, 1024])
+def test_without_metrics_the_natural_spread_of_latency_never_shrinks_the_limit(parallel):
+    """Hosted providers: lognormal latency (median 0.4 s, sigma 1), no queue. The limit stays
+    at max_parallel_requests (one early probe at 3/4 aside): throughput is that of a fixed limit."""
+    limiter = latency_following(parallel)
+    run = simulate(limiter, lognormal(0.4, 1.0), 150 * parallel)
+    fixed = simulate(AdaptiveLimiter(parallel), lognormal(0.4, 1.0), 150 * parallel)
+    assert run["lowest"] >= 0.75 * parallel and run["limit"] == parallel, run
+    assert run["mean_limit"] >= 0.98 * parallel, run
+    assert run["calls_per_s"] >= 0.97 * fixed["calls_per_s"], (run, fixed)
+
+
+def test_without_metrics_a_queue_behind_a_bounded_batch_is_found_by_probing():
+    """A server serving 64 at once and queueing the rest: latency rises with the number in
+    flight, so the limit comes down near the batch and throughput stays at capacity."""
+    limiter = latency_following(512)
+    service = lognormal(0.1, 1.0)
+    run = simulate(limiter, service, 200_000, slots=64)
+    capacity = 64 / (0.1 * math.exp(0.5))
+    assert 48 <= run["limit"] <= 96, run
+    assert run["calls_per_s"] >= 0.9 * capacity, (run, capacity)
+
+
+def test_a_latency_rise_with_the_number_in_flight_is_told_from_noise():
+    window = LatencyWindow
+    assert elasticity(window(0.8, 1000), window(0.6, 750)) == pytest.approx(1.0)  # all of it queued
+    assert elasticity(window(0.4, 1000), window(0.4, 750)) == pytest.approx(0.0)  # none of it
+    assert elasticity(window(0.8, 1000), window(0.6, 950)) is None  # in-flight counts too close to tell
+    assert elasticity(window(0.0, 1000), window(0.6, 750)) is None
 
 
 @pytest.fixture(scope="module")

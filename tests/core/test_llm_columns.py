@@ -207,24 +207,25 @@ def test_transient_faults_are_retried_and_counted(tmp_path, server, rule, code):
     )
 
 
-def test_429_lowers_concurrency_and_honours_retry_after(tmp_path, server):
+@pytest.mark.parametrize("status", [429, 503, 529])  # rate limit, vLLM's admission queue, Anthropic's overload
+def test_back_pressure_lowers_concurrency_and_honours_retry_after(tmp_path, server, status):
     server.set_latency(20)
-    server.set_faults([{"kind": "status", "status": 429, "retry_after": 0.2, "times": 30}])
+    server.set_faults([{"kind": "status", "status": status, "retry_after": 0.2, "times": 30}])
     config = chain_config(server.base_url, max_parallel_requests=8)
     result = generate(config, 80, buffer_size=80, artifact_path=tmp_path)
     usage = result.llm_usage["writer"]
     assert result.num_records == 80
-    assert usage["throttled"] == 30 and usage["errors"] == {"429": 30} and usage["retries"] == 30
+    assert usage["throttled"] == 30 and usage["errors"] == {str(status): 30} and usage["retries"] == 30
     assert usage["lowest_concurrency"] < 8
     stats = server.stats()
-    assert stats["by_status"]["429"] == 30 and stats["max_in_flight"] <= 8
+    assert stats["by_status"][str(status)] == 30 and stats["max_in_flight"] <= 8
     # Each throttled request is sent again only after the Retry-After it was given (0.2 s).
     log = sorted(stats["request_log"], key=lambda e: e["t_start"])
     waits = [
         next(later["t_start"] for later in log if later["key"] == e["key"] and later["t_start"] > e["t_end"])
         - e["t_end"]
         for e in log
-        if e["status"] == 429
+        if e["status"] == status
     ]
     assert len(waits) == 30 and min(waits) >= 0.19, waits
 

@@ -15,7 +15,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_aft
 from dd_core.config.models import ModelConfig
 from dd_core.engine.llm.cache import RowGroupCache
 from dd_core.engine.llm.client import CallFailed, ChatClient, Completion
-from dd_core.engine.llm.limiter import AdaptiveLimiter
+from dd_core.engine.llm.limiter import THROTTLING_STATUS, AdaptiveLimiter
 from dd_core.engine.llm.rate_limiter import RateLimiter, RequestTooLarge, request_tokens
 from dd_core.engine.llm.usage import ModelUsage
 from dd_core.engine.llm.waits import RetryWaits
@@ -128,7 +128,7 @@ class ModelCaller:
     def _note(self, exc: CallFailed, usage: ModelUsage) -> None:
         usage.errors[exc.code] += 1
         usage.sample_error = usage.sample_error or str(exc)
-        if exc.status == 429:
+        if exc.status in THROTTLING_STATUS:
             usage.throttled += 1
             self.limiter.on_throttled()
             usage.lowest_concurrency = min(self.limiter.limit, usage.lowest_concurrency or self.limiter.limit)

@@ -21,7 +21,7 @@ from dd_core.redaction import scrub
 
 __all__ = ["CallFailed", "ChatClient", "Completion"]
 
-RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
+RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504, 529}
 RATE_HEADER, RATE_TOKENS_HEADER = "x-ratelimit-remaining-requests", "x-ratelimit-remaining-tokens"
 
 

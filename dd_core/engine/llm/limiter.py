@@ -2,12 +2,14 @@
 
 Mechanism only: ``acquire``/``release`` count requests in flight and serve waiters by priority
 (the oldest row group first, then later columns, then lower rows, so started rows finish before
-new ones begin and checkpoints keep flowing). The limit moves between 1 and ``max_limit``:
+new ones begin and checkpoints keep flowing). The limit in force is the lower of two, each
+between 1 and ``max_limit``:
 
-- a 429 halves it (at most once per ``cooldown_s``, so one burst of 429s is one decrease), and
-  every ``limit`` successes in a row raise it by one, back up to the maximum;
-- a controller (``dd_core.engine.llm.adaptive``) may set it from the server's queue depth or
-  from the latency of recent calls, for servers that queue instead of answering 429.
+- ``target``, set by a controller (``dd_core.engine.llm.adaptive``) from the server's queue
+  depth or from how its latency follows the number in flight;
+- ``ceiling``, from back-pressure (429, and 503/529 from a server's admission queue or
+  overload: see ``THROTTLING_STATUS``): halved at most once per ``cooldown_s`` (one burst is
+  one decrease), and raised by one after every ``limit`` successes in a row, back up to the maximum.
 """
 
 from __future__ import annotations
@@ -18,19 +20,21 @@ import itertools
 import time
 from collections.abc import Callable
 
+#: Answers that mean "too much at once": rate limits (429), vLLM's admission queue and other
+#: overloaded servers (503), Anthropic's "overloaded" (529).
+THROTTLING_STATUS = frozenset({429, 503, 529})
+
 
 class AdaptiveLimiter:
     def __init__(self, max_limit: int, *, cooldown_s: float = 1.0):
         self.max_limit = max_limit
-        self.limit = max_limit
-        self.lowest_limit = max_limit
-        self.decreases = 0
+        self.target = self.ceiling = self.limit = max_limit
         self.in_flight = 0
-        self.max_in_flight = 0
         #: True once the limit held requests back since the controller last looked.
         self.saturated = False
-        #: Called with each successful call's seconds in flight (a latency controller).
-        self.on_latency: Callable[[float], None] | None = None
+        #: Called with each successful call's seconds in flight and the number in flight as it
+        #: ended (a latency controller).
+        self.on_latency: Callable[[float, int], None] | None = None
         self._cooldown_s = cooldown_s
         self._last_decrease = -float("inf")
         self._streak = 0
@@ -62,34 +66,34 @@ class AdaptiveLimiter:
         self.in_flight -= 1
         if seconds is not None:
             self._streak += 1
-            if self._streak >= self.limit and self.limit < self.max_limit:
+            if self._streak >= self.limit and self.ceiling < self.max_limit:
                 self._streak = 0
-                self.limit += 1
+                self.ceiling += 1
+                self._update()
             if self.on_latency is not None:
-                self.on_latency(seconds)
+                self.on_latency(seconds, self.in_flight + 1)
         if self._waiters:
             self._wake()
 
     def set_limit(self, limit: int) -> None:
-        """The controllers' way in: clamped to [1, max_limit]; waiters start if it grew."""
-        limit = max(1, min(self.max_limit, int(limit)))
-        if limit < self.limit:
-            self.lowest_limit = min(self.lowest_limit, limit)
-        self.limit = limit
-        self._wake()
+        """The controllers' way in (the target): clamped to [1, max_limit]; waiters start if it grew."""
+        self.target = max(1, min(self.max_limit, int(limit)))
+        self._update()
 
     def on_throttled(self) -> None:
         self._streak = 0
         now = time.monotonic()
         if now - self._last_decrease >= self._cooldown_s and self.limit > 1:
-            self.set_limit(self.limit // 2)
-            self.decreases += 1
+            self.ceiling = self.limit // 2
             self._last_decrease = now
+            self._update()
+
+    def _update(self) -> None:
+        self.limit = min(self.target, self.ceiling)
+        self._wake()
 
     def _enter(self) -> None:
         self.in_flight += 1
-        if self.in_flight > self.max_in_flight:
-            self.max_in_flight = self.in_flight
 
     def _wake(self) -> None:
         waiters = self._waiters
