@@ -122,6 +122,33 @@ def test_failed_requests_go_into_a_later_batch(server, tmp_path):
     assert load_dataset(result.path).equals(straight.load())
 
 
+@pytest.mark.parametrize(
+    ("code", "retried"),
+    [
+        ("server_error", True),
+        ("rate_limit_exceeded", True),
+        ("timeout", True),
+        ("batch_expired", True),
+        ("invalid_request", False),
+        ("content_policy_violation", False),
+    ],
+)
+def test_line_level_errors_in_the_error_file_follow_the_retry_table(server, tmp_path, code, retried):
+    """A tenth of the lines fail once with {"error": {"code": ...}}: transient codes go into a
+    later batch (every row completes), permanent ones drop their rows without a retry."""
+    server.set_batch_settings(failure_share=0.1, failures_per_request=1, failure_code=code, seed=3)
+    config = {**batch_config(server.base_url, max_retries=5), "max_failed_row_share": 0.5}
+    result = generate(config, 300, buffer_size=300, artifact_path=tmp_path)
+    usage = result.llm_usage["writer"]
+    assert usage["errors"][code] > 0
+    if retried:
+        assert result.num_records == 300 and usage["failed_cells"] == 0
+        assert usage["retries"] == usage["errors"][code]
+    else:
+        assert usage["retries"] == 0 and usage["failed_cells"] == usage["errors"][code]
+        assert result.num_records == 300 - usage["failed_cells"]
+
+
 def test_requests_failing_past_the_retry_budget_fail_the_row_group(server, tmp_path):
     server.set_batch_settings(failure_share=0.5, failures_per_request=None, seed=1)
     with pytest.raises(GenerationError, match="max_failed_row_share") as caught:

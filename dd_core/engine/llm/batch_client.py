@@ -21,7 +21,6 @@ import aiohttp
 
 from dd_core.config.models import ModelConfig
 from dd_core.engine.llm.client import (
-    RETRYABLE_STATUS,
     CallFailed,
     Completion,
     error_message,
@@ -30,6 +29,7 @@ from dd_core.engine.llm.client import (
     transport_failures,
 )
 from dd_core.engine.llm.replies import MalformedReply, parse_completion, parse_json
+from dd_core.engine.llm.retry_policy import RETRYABLE_STATUS, line_retryable
 from dd_core.engine.llm.waits import RetryWaits
 from dd_core.log import get_logger
 
@@ -37,8 +37,6 @@ log = get_logger("dd.batch")
 
 ENDPOINT = "/v1/chat/completions"
 TERMINAL = frozenset({"completed", "failed", "expired", "cancelled"})
-#: Line codes of the error file that a later batch may succeed on.
-RETRYABLE_LINE_CODES = frozenset({"batch_expired"})
 #: How many pages of ``GET /batches`` (100 each) to search for a batch whose create reply was lost.
 FIND_PAGES = 20
 
@@ -181,14 +179,16 @@ class BatchClient:
         return None
 
     async def results(self, status: BatchStatus) -> AsyncIterator[LineResult]:
-        """Every line of the batch's output and error files, as results keyed by ``custom_id``."""
+        """Every line of the batch's output and error files, as results keyed by ``custom_id``
+        (in a batch someone cancelled, no failed line is retried: see ``retry_policy``)."""
+        cancelled = status.status == "cancelled"
         for file_id in (status.output_file_id, status.error_file_id):
             if file_id:
                 for line in await self._retrying(
                     lambda file_id=file_id: self._content(file_id), f"download file {file_id}"
                 ):
                     if line.strip():
-                        yield _line_result(line)
+                        yield _line_result(line, batch_cancelled=cancelled)
 
     async def wait(
         self, batch_id: str, poll_interval_s: float, on_progress: Callable[[BatchStatus], None] | None = None
@@ -283,8 +283,8 @@ def _status(data: Any) -> BatchStatus:
     )
 
 
-def _line_result(raw: bytes) -> LineResult:
-    """One line of an output or error file."""
+def _line_result(raw: bytes, *, batch_cancelled: bool = False) -> LineResult:
+    """One line of an output or error file (the retry table is ``retry_policy``'s)."""
     try:
         line = json.loads(raw)
         custom_id = line["custom_id"]
@@ -312,11 +312,10 @@ def _line_result(raw: bytes) -> LineResult:
                 f"HTTP {status} inside the batch: {message}",
                 code=str(status),
                 status=status,
-                retryable=status in RETRYABLE_STATUS,
+                retryable=status in RETRYABLE_STATUS and not batch_cancelled,
             ),
         )
-    code = str(error.get("code")) if isinstance(error, dict) else "unknown"
+    code = str(error.get("code") or error.get("type") or "unknown") if isinstance(error, dict) else "unknown"
     message = str(error.get("message"))[:300] if isinstance(error, dict) else str(line)[:200]
-    return LineResult(
-        custom_id, failure=CallFailed(f"{code}: {message}", code=code, retryable=code in RETRYABLE_LINE_CODES)
-    )
+    retryable = line_retryable(code, batch_cancelled=batch_cancelled)
+    return LineResult(custom_id, failure=CallFailed(f"{code}: {message}", code=code, retryable=retryable))

@@ -15,8 +15,9 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_aft
 from dd_core.config.models import ModelConfig
 from dd_core.engine.llm.cache import RowGroupCache
 from dd_core.engine.llm.client import CallFailed, ChatClient, Completion
-from dd_core.engine.llm.limiter import THROTTLING_STATUS, AdaptiveLimiter
+from dd_core.engine.llm.limiter import AdaptiveLimiter
 from dd_core.engine.llm.rate_limiter import RateLimiter, RequestTooLarge, request_tokens
+from dd_core.engine.llm.retry_policy import THROTTLING_STATUS
 from dd_core.engine.llm.usage import ModelUsage
 from dd_core.engine.llm.waits import RetryWaits
 

@@ -17,11 +17,11 @@ import aiohttp
 import yarl
 
 from dd_core.engine.llm.replies import MAX_REPLY_BYTES, Completion, MalformedReply, parse_completion, parse_json
+from dd_core.engine.llm.retry_policy import RETRYABLE_STATUS
 from dd_core.redaction import scrub
 
 __all__ = ["CallFailed", "ChatClient", "Completion"]
 
-RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504, 529}
 RATE_HEADER, RATE_TOKENS_HEADER = "x-ratelimit-remaining-requests", "x-ratelimit-remaining-tokens"
 
 

@@ -8,7 +8,7 @@ between 1 and ``max_limit``:
 - ``target``, set by a controller (``dd_core.engine.llm.adaptive``) from the server's queue
   depth or from how its latency follows the number in flight;
 - ``ceiling``, from back-pressure (429, and 503/529 from a server's admission queue or
-  overload: see ``THROTTLING_STATUS``): halved at most once per ``cooldown_s`` (one burst is
+  overload: see ``retry_policy.THROTTLING_STATUS``): halved at most once per ``cooldown_s`` (one burst is
   one decrease), and raised by one after every ``limit`` successes in a row, back up to the maximum.
 """
 
@@ -19,10 +19,6 @@ import heapq
 import itertools
 import time
 from collections.abc import Callable
-
-#: Answers that mean "too much at once": rate limits (429), vLLM's admission queue and other
-#: overloaded servers (503), Anthropic's "overloaded" (529).
-THROTTLING_STATUS = frozenset({429, 503, 529})
 
 
 class AdaptiveLimiter:

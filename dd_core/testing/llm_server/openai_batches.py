@@ -71,8 +71,11 @@ class BatchSettings:
     #: Share of requests answered with ``failure_status`` (error file), chosen from a hash of
     #: (``seed``, request body); one request body fails at most ``failures_per_request`` times
     #: over the server's life (null: every time), so a retry in a later batch can succeed.
+    #: With ``failure_code`` (e.g. ``"server_error"``, ``"invalid_request"``) the failed line is
+    #: a line-level error ``{"error": {"code": failure_code, ...}}`` instead of an HTTP status.
     failure_share: float = 0.0
     failure_status: int = 500
+    failure_code: str | None = None
     failures_per_request: int | None = 1
     #: Above 0 the batch ends ``expired``: this share of its requests (chosen like failures) was
     #: not run (``batch_expired`` lines in the error file), the rest is in the output file.
@@ -100,6 +103,8 @@ class BatchSettings:
         for name in ("fail_calls", "lose_create_replies"):
             if not (isinstance(getattr(self, name), int) and getattr(self, name) >= 0):
                 raise ValueError(f"{name!r} must be a whole number >= 0")
+        if self.failure_code is not None and not (isinstance(self.failure_code, str) and self.failure_code):
+            raise ValueError(f"'failure_code' must be a non-empty string or null, got {self.failure_code!r}")
         if self.failures_per_request is not None and not (
             isinstance(self.failures_per_request, int) and self.failures_per_request >= 0
         ):
@@ -290,10 +295,13 @@ class BatchService:
                     )
                 )
             elif self._inject_failure(settings, line):
-                message = f"Injected batch failure: HTTP {settings.failure_status}."
-                results.append(
-                    response_line(line, settings.failure_status, error_body(settings.failure_status, message))
-                )
+                if settings.failure_code:
+                    results.append(error_line(line, settings.failure_code, "Injected batch failure."))
+                else:
+                    message = f"Injected batch failure: HTTP {settings.failure_status}."
+                    results.append(
+                        response_line(line, settings.failure_status, error_body(settings.failure_status, message))
+                    )
             else:
                 results.append(response_line(line, *self._answer(line.body)))
         batch.results = results
