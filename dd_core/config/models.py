@@ -54,7 +54,8 @@ class ModelConfig(ConfigModel):
     #: Seconds one cell may spend waiting between retries in total; once spent, the cell fails.
     retry_wait_budget_s: float = Field(default=300.0, ge=0, le=86_400)
     #: Requests (and tokens, counted from ``max_tokens`` plus the prompt, corrected by the reply's
-    #: usage) started in any 60 s window never exceed these.
+    #: usage) are paced evenly (a burst of 5%, then the limit's rate) and never exceed these in
+    #: any 60 s window.
     max_requests_per_minute: int | None = Field(default=None, ge=1, le=100_000_000)
     max_tokens_per_minute: int | None = Field(default=None, ge=1, le=100_000_000_000)
     #: Send this model's requests through the provider's Batch API (``/files`` and ``/batches``).

@@ -113,6 +113,56 @@ def test_the_servers_headers_alone_slow_the_client_down(server):
     assert guided.count(429) <= 2, guided
 
 
+def paced(limiter_of, n: int, tokens: int, *, concurrency: int = 16, hold_s: float = 0.02) -> list[float]:
+    """When each of ``n`` requests (``concurrency`` at once, each held ``hold_s``) was admitted,
+    on the limiter's own clock (the event loop's)."""
+
+    async def main():
+        limiter = limiter_of(asyncio.get_running_loop().time)
+        gate = asyncio.Semaphore(concurrency)
+        times = []
+
+        async def one():
+            async with gate:
+                ticket = await limiter.acquire(tokens)
+                times.append(ticket.admitted_at)
+                await asyncio.sleep(hold_s)
+                limiter.release(ticket, tokens)
+
+        await asyncio.gather(*(one() for _ in range(n)))
+        return sorted(times)
+
+    return asyncio.run(main())
+
+
+def most_over_pace(times: list[float], rate: float, amount: float = 1) -> float:
+    """The largest ``amount * count - rate * span`` over every run of admissions: the burst seen."""
+    return max(
+        (j - i + 1) * amount - rate * (times[j] - times[i]) for i in range(len(times)) for j in range(i, len(times))
+    )
+
+
+def test_requests_are_paced_evenly_after_a_small_burst():
+    """max_requests_per_minute 120 (here per 2 s window: the same arithmetic, 30x faster) with 16
+    allowed in flight: 6 at once (5%), then one every 1/60 s; never 60 at once."""
+    times = paced(lambda clock: RateLimiter(120, None, window_s=2.0, clock=clock), 60, 1)
+    assert most_over_pace(times, 60.0) <= 6 + 1e-6
+    assert sum(t <= times[0] + 0.3 * 2 / 60 for t in times) <= 6  # the issue's 0.3 s, scaled
+
+
+def test_tokens_are_paced_evenly_and_the_burst_is_at_least_one():
+    times = paced(lambda clock: RateLimiter(None, 4000, window_s=2.0, clock=clock), 40, 100)
+    assert most_over_pace(times, 2000.0, 100) <= 200 + 1e-6  # burst: 5% of 4,000 tokens
+    times = paced(lambda clock: RateLimiter(10, None, window_s=1.0, clock=clock), 12, 1)
+    assert most_over_pace(times, 10.0) <= 1 + 1e-6  # 5% of 10 is below 1: a burst of one
+
+
+def test_a_request_larger_than_the_burst_waits_for_a_full_bucket_and_is_paid_back():
+    times = paced(lambda clock: RateLimiter(None, 4000, window_s=2.0, clock=clock), 8, 500)
+    assert most_over_pace(times, 2000.0, 500) <= 500 + 1e-6  # the bound is that request's size
+    assert times[-1] - times[0] >= 7 * 500 / 2000 - 1e-6
+
+
 def test_waiters_are_admitted_in_priority_order():
     async def main():
         limiter = RateLimiter(1, None, window_s=0.2)

@@ -1,17 +1,26 @@
-"""Requests and tokens per minute: never more than a model's limits in ANY 60 s window.
+"""Requests and tokens per minute: paced evenly, and never more than a model's limits in ANY 60 s window.
 
-A sliding window rather than a token bucket: a bucket of capacity B refilled at r per second lets
-B + 60 r through in one minute, so it must be sized below the limit and still bursts; the window
-admits exactly up to the limit. A request occupies the window from the moment it is admitted
-until ``window_s`` after its reply (or failure) came back: it reached the server somewhere in
-between, so whatever the network delay, the server never counts more than the limit in any window
-of its own clock.
+Providers enforce per-minute limits over sub-minute slices (OpenAI documents 60,000 requests per
+minute enforced as 1,000 per second) and answer a burst with 429s, so letting a minute's worth out
+at once is as bad as passing the limit. Two rules hold together, for requests and for tokens:
+
+- **pace**: over any window of t seconds at most ``burst + rate * t`` start, where ``rate`` is the
+  limit per second and ``burst`` is ``BURST_SHARE`` (5%) of the per-minute limit, at least 1
+  (120 requests per minute: 6 at once, then one every 0.5 s). A bucket of ``burst`` refilled at
+  ``rate``; a single request of more tokens than the burst waits for a full bucket and runs it
+  into debt, so for tokens the bound is ``max(burst, that request) + rate * t``;
+- **window**: a sliding window rather than a token bucket alone (a bucket of capacity B refilled
+  at r per second lets B + 60 r through in one minute): a request occupies the window from the
+  moment it is admitted until ``window_s`` after its reply (or failure) came back: it reached the
+  server somewhere in between, so whatever the network delay, the server never counts more than
+  the limit in any window of its own clock.
 
 Tokens are reserved before sending from an upper bound (the serialised body's length in bytes,
 which no tokenizer's count of the prompt exceeds, plus ``max_tokens``) and corrected down to the
-reply's usage when it arrives. The ``x-ratelimit-*`` headers a server sends lower the pace further:
-with ``remaining`` of ``limit`` left and a ``reset`` after which the server is back to full, the
-server is assumed to regain capacity evenly over the reset time.
+reply's usage when it arrives (the difference goes back to the pace and out of the window). The
+``x-ratelimit-*`` headers a server sends lower the pace further: with ``remaining`` of ``limit``
+left and a ``reset`` after which the server is back to full, the server is assumed to regain
+capacity evenly over the reset time.
 
 Waiters are admitted strictly in priority order (oldest row group first), so a large request is
 never starved by small ones.
@@ -30,6 +39,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 WINDOW_S = 60.0
+#: The burst a pace allows: this share of the per-minute limit (at least 1 request or token).
+BURST_SHARE = 0.05
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
 _UNIT_S = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
 
@@ -61,6 +72,8 @@ class Ticket:
     """One admitted request's place in the window."""
 
     tokens: int
+    #: When it was admitted, on the limiter's clock.
+    admitted_at: float = 0.0
     done: bool = False
 
 
@@ -80,6 +93,40 @@ class _ServerBudget:
         rate = (self.limit - self.remaining) / self.reset_s
         available = min(self.limit, self.remaining + rate * (now - self.observed)) - self.spent
         return 0.0 if available >= min(need, self.limit) else (min(need, self.limit) - available) / rate
+
+
+@dataclass
+class _Pace:
+    """One limit paced evenly: a bucket of ``burst`` refilled at ``rate`` per second."""
+
+    rate: float
+    burst: float
+    level: float
+    at: float
+
+    @classmethod
+    def of(cls, per_window: float, window_s: float, now: float) -> _Pace:
+        burst = max(1.0, math.floor(BURST_SHARE * per_window))
+        return cls(per_window / window_s, burst, burst, now)
+
+    def _refill(self, now: float) -> None:
+        if now > self.at:
+            self.level = min(self.burst, self.level + (now - self.at) * self.rate)
+            self.at = now
+
+    def wait_s(self, need: float, now: float) -> float:
+        self._refill(now)
+        want = min(need, self.burst)  # a request larger than the burst waits for a full bucket
+        short = want - self.level
+        return 0.0 if short <= 1e-9 * want else short / self.rate
+
+    def take(self, amount: float, now: float) -> None:
+        self._refill(now)
+        self.level -= amount
+
+    def give_back(self, amount: float, now: float) -> None:
+        self._refill(now)
+        self.level = min(self.burst, self.level + amount)
 
 
 @dataclass(order=True)
@@ -108,6 +155,12 @@ class RateLimiter:
         self._closed: deque[tuple[float, int]] = deque()  # (leaves the window at, tokens), in order
         self._closed_tokens = 0
         self._server: dict[str, _ServerBudget] = {}
+        now = clock()
+        self._paces = {
+            kind: _Pace.of(limit, window_s, now)
+            for kind, limit in (("requests", requests_per_minute), ("tokens", tokens_per_minute))
+            if limit is not None
+        }
         self._waiters: list[_Waiter] = []
         self._order = itertools.count()
         self._timer: asyncio.TimerHandle | None = None
@@ -149,7 +202,10 @@ class RateLimiter:
         self._open_requests -= 1
         self._open_tokens -= ticket.tokens
         tokens = ticket.tokens if used_tokens is None else max(0, min(used_tokens, ticket.tokens))
-        self._closed.append((self._clock() + self.window_s, tokens))
+        now = self._clock()
+        if tokens < ticket.tokens and "tokens" in self._paces:
+            self._paces["tokens"].give_back(ticket.tokens - tokens, now)
+        self._closed.append((now + self.window_s, tokens))
         self._closed_tokens += tokens
         self._wake()
 
@@ -177,17 +233,22 @@ class RateLimiter:
     def _admit(self, tokens: int) -> Ticket:
         self._open_requests += 1
         self._open_tokens += tokens
+        now = self._clock()
         for kind, amount in (("requests", 1), ("tokens", tokens)):
             if kind in self._server:
                 self._server[kind].spent += amount
-        return Ticket(tokens)
+            if kind in self._paces:
+                self._paces[kind].take(amount, now)
+        return Ticket(tokens, now)
 
     def _wait_s(self, tokens: int) -> float | None:
         """Seconds until a request of ``tokens`` fits (0: now), None: only a release can make room."""
         now = self._clock()
         while self._closed and self._closed[0][0] <= now:
             self._closed_tokens -= self._closed.popleft()[1]
-        waits = [budget.wait_s(1 if kind == "requests" else tokens, now) for kind, budget in self._server.items()]
+        need = {"requests": 1, "tokens": tokens}
+        waits = [budget.wait_s(need[kind], now) for kind, budget in self._server.items()]
+        waits += [pace.wait_s(need[kind], now) for kind, pace in self._paces.items()]
         if self.requests_per_minute is not None:
             excess = self._open_requests + len(self._closed) + 1 - self.requests_per_minute
             waits.append(self._until_freed(excess, lambda _: 1, now))
