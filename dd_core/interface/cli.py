@@ -247,10 +247,9 @@ def _report(result: DatasetResult) -> None:
     if result.already_complete:
         say(f"{result.path} is already complete ({meta['actual_num_records']} records); nothing was generated.")
     else:
-        rate = meta["actual_num_records"] / result.seconds if result.seconds else 0
         say(
             f"Generated {result.generated_row_groups} row group(s) in {result.seconds:.1f} s; "
-            f"{meta['actual_num_records']} records ({rate:,.0f} records/s overall)."
+            f"{meta['actual_num_records']} records ({rate_text(meta['actual_num_records'], result.seconds)} overall)."
         )
         if meta.get("dropped_rows"):
             say(f"Dropped {meta['dropped_rows']} row(s) whose LLM cells failed (see metadata.json llm_usage).")
@@ -265,6 +264,17 @@ def _report(result: DatasetResult) -> None:
     for line in cost_lines(meta):
         say(line)
     say(f"Dataset: {result.path}")
+
+
+def rate_text(records: int, seconds: float) -> str:
+    """A rate that reads well at any speed: "1,234 records/s", "2.5 records/s", "1.3 records/min"."""
+    per_s = records / seconds if seconds > 0 else 0.0
+    if per_s >= 10:
+        return f"{per_s:,.0f} records/s"
+    if per_s >= 1:
+        return f"{per_s:.1f} records/s"
+    per_min = 60 * per_s
+    return f"{per_min:.2g} records/min" if per_min < 10 else f"{per_min:.0f} records/min"
 
 
 def cost_lines(meta: dict) -> list[str]:

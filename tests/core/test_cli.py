@@ -8,6 +8,7 @@ import json
 import pyarrow.parquet as pq
 
 from dd_core import fingerprint, generate, load_config, load_dataset
+from dd_core.interface.cli import rate_text
 from tests.support import EXAMPLES, run_dd
 
 CUSTOMERS = EXAMPLES / "customers.yaml"
@@ -119,3 +120,14 @@ def test_messages_into_a_pipe_are_plain_lines_without_control_characters(tmp_pat
     assert not any(c in run.stderr + run.stdout for c in "\r\x07\x1b")
     done = run_dd("generate", CUSTOMERS, "-n", 10, "--artifact-path", tmp_path)
     assert done.returncode == 0 and done.stdout.splitlines()[-1] == f"Dataset: {tmp_path / 'customers'}"
+
+
+def test_the_summary_rate_reads_well_for_slow_runs():
+    """A real model writing 16 records in 12 minutes is not "0 records/s"."""
+    assert rate_text(16, 737.0) == "1.3 records/min"
+    assert rate_text(8, 330.0) == "1.5 records/min"
+    assert rate_text(1, 3600.0) == "0.017 records/min"
+    assert rate_text(16, 12.0) == "1.3 records/s"
+    assert rate_text(200_000, 31.0) == "6,452 records/s"
+    assert rate_text(30, 100.0) == "18 records/min"
+    assert rate_text(0, 0.0) == "0 records/min"
