@@ -89,6 +89,8 @@ class DatasetConfig(ConfigModel):
         for col, col_view in zip(self.columns, view["columns"]):
             if isinstance(col, LLMColumn):
                 col_view["model"] = self.model(col.model).fingerprint_view()
+                if not isinstance(col, LLMStructuredColumn | LLMJudgeColumn):
+                    col_view["model"].pop("structured_output", None)  # asks for no JSON: the mode changes nothing
         return view
 
     def resolved_dump(self) -> dict:

@@ -9,7 +9,7 @@ reply the same request gets online).
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
@@ -42,6 +42,11 @@ class ModelConfig(ConfigModel):
     max_tokens: int | None = Field(default=None, ge=1)
     #: Any further request-body fields (e.g. ``{"repetition_penalty": 1.1}``).
     extra_body: dict[str, Any] = Field(default_factory=dict)
+    #: How structured and judge columns ask this model for JSON: ``json_schema`` (the schema as
+    #: ``response_format``, OpenAI, vLLM, SGLang, llama.cpp), ``json_object`` (JSON mode with the
+    #: schema beside it, and in the prompt), ``tool`` (a function call whose parameters are the
+    #: schema), ``prompt`` (the schema in the prompt only, for servers that constrain nothing).
+    structured_output: Literal["json_schema", "json_object", "tool", "prompt"] = "json_schema"
     max_parallel_requests: int = Field(default=4, ge=1, le=1024)
     #: Follow the server below max_parallel_requests: its queue depth (vLLM's /metrics) or,
     #: without metrics, the latency of recent calls. False keeps max_parallel_requests in flight
@@ -111,13 +116,24 @@ class ModelConfig(ConfigModel):
     @field_validator("extra_body")
     @classmethod
     def _extra(cls, body: dict[str, Any]) -> dict[str, Any]:
-        reserved = sorted(set(body) & {"model", "messages", "seed", "response_format", "stream"})
+        reserved = sorted(
+            set(body)
+            & {"model", "messages", "seed", "response_format", "tools", "tool_choice", "stream", "stream_options"}
+        )
         if reserved:
             raise ValueError(f"{reserved} are set by dd; remove them from extra_body")
         return body
 
+    def fingerprint_view(self) -> dict[str, Any]:
+        """``structured_output`` counts only when it is not the default, so datasets made before
+        the setting existed keep their fingerprint."""
+        view = super().fingerprint_view()
+        if self.structured_output == "json_schema":
+            del view["structured_output"]
+        return view
+
     def sampling_params(self) -> dict[str, Any]:
-        """Request-body fields besides model, messages, seed and response_format."""
+        """Request-body fields besides model, messages, seed and the structured-output fields."""
         params = {k: getattr(self, k) for k in ("temperature", "top_p", "max_tokens") if getattr(self, k) is not None}
         return {**params, **self.extra_body}
 

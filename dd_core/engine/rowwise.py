@@ -33,7 +33,7 @@ from dd_core.engine.llm.cells import (
     instructions,
     parse_reply,
     reply_is_value,
-    response_format,
+    structured_fields,
 )
 from dd_core.engine.llm.client import CallFailed
 from dd_core.engine.llm.usage import ModelUsage
@@ -104,12 +104,11 @@ class _Cell:
         self.system = (
             compile_renderer(col.system_prompt, col.name, "system_prompt", limits) if col.system_prompt else None
         )
-        self.instructions = instructions(col)
-        body = {"model": caller.model.model, **caller.model.sampling_params()}
-        fmt = response_format(col)
-        if fmt is not None:
-            body["response_format"] = fmt
-        self.body = BodyTemplate(body)
+        mode = caller.model.structured_output
+        self.instructions = instructions(col, mode)
+        self.body = BodyTemplate(
+            {"model": caller.model.model, **caller.model.sampling_params(), **structured_fields(col, mode)}
+        )
         self.verbatim = reply_is_value(col)
 
     def messages(self, context: dict) -> str:

@@ -1,4 +1,11 @@
-"""What each LLM column type asks for, how its reply is checked, and its Arrow type."""
+"""What each LLM column type asks for, how its reply is checked, and its Arrow type.
+
+Structured and judge columns ask for JSON the way their model's ``structured_output`` says
+(``structured_fields``); whichever way, the reply is read the same (``parse_reply``): the JSON
+object in it, fenced or not, checked against the schema. A code column takes its fenced block in
+its language, else any fenced block, else the whole reply (small open models often answer with
+the code alone, or fence it in another language).
+"""
 
 from __future__ import annotations
 
@@ -42,8 +49,18 @@ def output_schema(col: LLMColumn) -> dict[str, Any] | None:
     return None
 
 
-def instructions(col: LLMColumn) -> str | None:
-    """Text appended to the system prompt so any model knows the expected shape."""
+def instructions(col: LLMColumn, mode: str) -> str | None:
+    """Text appended to the system prompt so any model knows the expected shape; with a
+    ``structured_output`` other than ``json_schema`` the schema itself follows (the server is not
+    given it, or may ignore it)."""
+    text = _shape(col)
+    schema = output_schema(col)
+    if schema is not None and mode != "json_schema":
+        text += "\nThe JSON schema:\n" + json.dumps(schema, sort_keys=True)
+    return text
+
+
+def _shape(col: LLMColumn) -> str | None:
     if isinstance(col, LLMCodeColumn):
         return f"Reply with exactly one fenced code block: ```{col.language} ... ```"
     if isinstance(col, LLMJudgeColumn):
@@ -60,11 +77,39 @@ def instructions(col: LLMColumn) -> str | None:
     return None
 
 
-def response_format(col: LLMColumn) -> dict[str, Any] | None:
+def structured_fields(col: LLMColumn, mode: str) -> dict[str, Any]:
+    """The request-body fields that ask for the column's JSON in ``mode`` (the model's
+    ``structured_output``); none for a column without a schema, or in ``prompt`` mode."""
     schema = output_schema(col)
-    if schema is None:
-        return None
-    return {"type": "json_schema", "json_schema": {"name": col.name, "schema": schema, "strict": True}}
+    return {} if schema is None else schema_fields(col.name, schema, mode)
+
+
+def schema_fields(name: str, schema: dict[str, Any], mode: str) -> dict[str, Any]:
+    """The request-body fields that ask for JSON following ``schema`` in ``mode``."""
+    if mode == "prompt":
+        return {}
+    if mode == "json_schema":
+        return {
+            "response_format": {"type": "json_schema", "json_schema": {"name": name, "schema": schema, "strict": True}}
+        }
+    if mode == "json_object":
+        # Together, Fireworks, llama.cpp and llama-cpp-python constrain JSON mode by a "schema" beside the type.
+        return {"response_format": {"type": "json_object", "schema": schema}}
+    tool = tool_name(name)
+    return {
+        "tools": [
+            {"type": "function", "function": {"name": tool, "description": TOOL_DESCRIPTION, "parameters": schema}}
+        ],
+        "tool_choice": {"type": "function", "function": {"name": tool}},
+    }
+
+
+TOOL_DESCRIPTION = "Record the answer."
+
+
+def tool_name(column: str) -> str:
+    """The function a ``tool``-mode request asks the model to call (names allow [A-Za-z0-9_-], 64)."""
+    return re.sub(r"[^A-Za-z0-9_-]", "_", column)[:64] or "answer"
 
 
 def reply_is_value(col: LLMColumn) -> bool:
@@ -79,7 +124,7 @@ def parse_reply(col: LLMColumn, content: str) -> Any:
     if schema is None:
         return content
     try:
-        value = json.loads(_strip_fence(content))
+        value = _json_in(content)
         error = jsonschema.exceptions.best_match(_validator(json.dumps(schema, sort_keys=True)).iter_errors(value))
         if error is not None:
             raise InvalidReply(f"reply does not match the schema: {error.message[:300]}")
@@ -98,21 +143,42 @@ def _validator(schema_json: str) -> jsonschema.Draft202012Validator:
 
 
 _FENCE = re.compile(r"```[ \t]*([\w+#.-]*)[^\n]*\n(.*?)```", re.DOTALL)
+_OPEN_FENCE = re.compile(r"```[ \t]*[\w+#.-]*[^\n]*\n(.*)\Z", re.DOTALL)
 
 
 def _code_block(content: str, language: str) -> str:
+    """The block in ``language``, else the first fenced block, else an opened fence's rest, else
+    the whole reply: whatever the model wrote, as long as it wrote something."""
     blocks = [(lang.lower(), body) for lang, body in _FENCE.findall(content)]
-    for lang, body in blocks:
-        if lang == language.lower():
-            return body.rstrip("\n")
-    if len(blocks) == 1 and not blocks[0][0]:
-        return blocks[0][1].rstrip("\n")  # one unlabelled block: take it
-    raise InvalidReply(f"reply has no ```{language} code block")
+    asked = [body for lang, body in blocks if lang == language.lower()]
+    if asked or blocks:
+        code = (asked or [body for _, body in blocks])[0].rstrip("\n")
+    else:
+        opened = _OPEN_FENCE.search(content)
+        code = (opened.group(1) if opened else content).strip("\n")
+    if not code.strip():
+        raise InvalidReply(f"reply holds no {language} code: {content[:80]!r}")
+    return code
 
 
-def _strip_fence(content: str) -> str:
-    match = _FENCE.search(content)
-    return match.group(2) if match and not content.lstrip().startswith("{") else content
+def _json_in(content: str) -> Any:
+    """The JSON value of a reply: all of it, else its first fenced block, else the text from its
+    first ``{`` to its last ``}`` (a model that says something around the object)."""
+    text = content.strip()
+    try:
+        return json.loads(text)
+    except ValueError:
+        pass
+    match = _FENCE.search(text)
+    if match:
+        try:
+            return json.loads(match.group(2))
+        except ValueError:
+            pass
+    start, end = text.find("{"), text.rfind("}")
+    if 0 <= start < end:
+        return json.loads(text[start : end + 1])
+    raise ValueError("no JSON object")
 
 
 def arrow_type(col: LLMColumn) -> pa.DataType:

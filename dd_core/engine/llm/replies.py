@@ -4,7 +4,8 @@ Any body a server can send is either a ``Completion`` or a ``MalformedReply`` fo
 (retried, then its row dropped): never an exception that ends the run. Bodies are bounded in
 size (``MAX_REPLY_BYTES``), JSON nested deeper than Python can parse is refused, and every
 field dd reads is checked for its type (``"usage": "n/a"``, ``prompt_tokens: 1e400``, a list
-where an object belongs). Known secrets are scrubbed from the content.
+where an object belongs). Known secrets are scrubbed from the content. A reply that calls a
+function (``structured_output: tool``) has its arguments as its content.
 """
 
 from __future__ import annotations
@@ -73,7 +74,9 @@ def parse_completion(body: bytes) -> Completion:
     message = choices[0].get("message") if isinstance(choices[0], dict) else None
     if not isinstance(message, dict):
         raise MalformedReply(f"'choices[0].message' is {_kind(message)}, not an object")
-    content = message.get("content")
+    content = _tool_arguments(message)
+    if content is None:
+        content = message.get("content")
     if not isinstance(content, str):
         raise MalformedReply(f"'choices[0].message.content' is {_kind(content)}, not a string")
     usage = data.get("usage")
@@ -83,6 +86,16 @@ def parse_completion(body: bytes) -> Completion:
         raise MalformedReply(f"'usage' is {_kind(usage)}, not an object")
     # A server that writes the API key into a reply must not get it into the data or the cache.
     return Completion(scrub(content), _tokens(usage, "prompt_tokens"), _tokens(usage, "completion_tokens"))
+
+
+def _tool_arguments(message: dict) -> str | None:
+    """The arguments of the message's first function call (``structured_output: tool``), if any."""
+    calls = message.get("tool_calls")
+    if not isinstance(calls, list) or not calls or not isinstance(calls[0], dict):
+        return None
+    function = calls[0].get("function")
+    arguments = function.get("arguments") if isinstance(function, dict) else None
+    return arguments if isinstance(arguments, str) else None
 
 
 def _tokens(usage: dict, key: str) -> int:

@@ -15,6 +15,7 @@ from typing import Any
 
 from dd_core.testing.llm_server.latency import Serving
 from dd_core.testing.llm_server.openai_batches import BatchSettings
+from dd_core.testing.llm_server.openai_chat import STRUCTURED_WAYS
 from dd_core.testing.llm_server.service import DEFAULT_MODELS, HOST, ChatService, start_serving
 
 try:  # installed by the ``test`` extra
@@ -54,6 +55,13 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--model", dest="models", metavar="NAME", action="extend", nargs="+", help="listed models")
     parser.add_argument("--api-key-env", metavar="NAME", help="require the API key held in this environment variable")
     parser.add_argument(
+        "--refuse",
+        choices=STRUCTURED_WAYS,
+        action="append",
+        default=[],
+        help="answer 400 to requests asking for structured output this way (llama-cpp-python refuses json_schema)",
+    )
+    parser.add_argument(
         "--batch-processing-s", type=_batch_seconds, default=0.0, help="seconds a batch stays in_progress"
     )
     return parser.parse_args(argv)
@@ -83,7 +91,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         )
     except ValueError as exc:
         sys.exit(str(exc))
-    service = ChatService(serving=serving, models=args.models or DEFAULT_MODELS, api_key=api_key)
+    service = ChatService(serving=serving, models=args.models or DEFAULT_MODELS, api_key=api_key, refuse=args.refuse)
     service.batches.settings = BatchSettings(processing_s=args.batch_processing_s)
     _run(_serve_until_signalled(service, args.host, args.port))
 

@@ -41,9 +41,12 @@ class _ServerHandle:
         models: Iterable[str] = DEFAULT_MODELS,
         api_key: str | None = None,
         port: int = 0,
+        refuse: Iterable[str] = (),
     ):
         self.models = tuple(models)
         self.api_key = api_key
+        #: Ways of asking for structured output answered 400 (``openai_chat.STRUCTURED_WAYS``).
+        self.refuse = tuple(refuse)
         self.port: int | None = None
         self.serving = Serving(latency_ms, jitter_ms, latency_sigma, latency_seed, slots, metrics)
         self._requested_port = port
@@ -154,7 +157,7 @@ class OpenAIServer(_ServerHandle):
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="dd-openai-server", daemon=True)
         self._thread.start()
-        service = ChatService(serving=self.serving, models=self.models, api_key=self.api_key)
+        service = ChatService(serving=self.serving, models=self.models, api_key=self.api_key, refuse=self.refuse)
         try:
             self._runner, port = self._run(start_serving(service, HOST, self._requested_port))
         except BaseException:
@@ -191,6 +194,7 @@ class OpenAIServerProcess(_ServerHandle):
             "--port", str(self._requested_port),
             *self.serving.options(),
             "--model", *self.models,
+            *(arg for way in self.refuse for arg in ("--refuse", way)),
         ]  # fmt: skip
         if self.api_key is not None:
             env[_API_KEY_ENV] = self.api_key  # via the environment, not the visible command line

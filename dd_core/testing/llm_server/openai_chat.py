@@ -2,8 +2,12 @@
 and ``GET /v1/models``, keys as ``Authorization: Bearer``, errors as ``{"error": {...}}``.
 
 A request is keyed by :func:`request_key` (the fields that determine the reply); its reply is
-:func:`reply_content`: JSON for a ``json_schema`` or ``json_object`` ``response_format``, else
-text (see :mod:`dd_core.testing.llm_server.replies`). Usage counts words. ``stream=true`` is refused.
+:func:`reply_content`: JSON for a ``json_schema`` ``response_format`` (or ``json_object`` with a
+``schema`` beside it, as Together and llama.cpp take it), a function call whose arguments follow
+the parameters when ``tools`` name a ``tool_choice``, any JSON object for a bare ``json_object``,
+else text (see :mod:`dd_core.testing.llm_server.replies`). Usage counts words. A server can refuse
+some of these the way servers do (``refused``: llama-cpp-python refuses ``json_schema``).
+``stream=true`` is refused.
 """
 
 from __future__ import annotations
@@ -23,7 +27,19 @@ from dd_core.testing.llm_server.replies import invalid_reply, json_object_reply,
 from dd_core.testing.llm_server.schema_faker import SchemaError
 
 # Request fields that determine the reply and the request key.
-KEY_FIELDS = ("model", "messages", "temperature", "top_p", "max_tokens", "seed", "response_format")
+KEY_FIELDS = (
+    "model",
+    "messages",
+    "temperature",
+    "top_p",
+    "max_tokens",
+    "seed",
+    "response_format",
+    "tools",
+    "tool_choice",
+)
+#: Ways to ask for structured output that a server can be told to refuse (``OpenAIChat(refused=...)``).
+STRUCTURED_WAYS = ("json_schema", "json_object", "tools")
 
 _ERROR_TYPES = {401: ("invalid_request_error", "invalid_api_key"), 429: ("requests", "rate_limit_exceeded")}
 
@@ -51,19 +67,39 @@ def _text(content: Any) -> str:
 
 
 def reply_content(body: Mapping[str, Any], key: str) -> str:
-    """The assistant content for a validated request: structured, fenced code or plain text."""
+    """The assistant content (or a function call's arguments) for a validated request:
+    structured, fenced code or plain text."""
+    tool = _chosen_tool(body)
+    if tool is not None:
+        return structured_reply(tool["parameters"], key)
     response_format = body.get("response_format") or {}
     if response_format.get("type") == "json_schema":
         return structured_reply(response_format["json_schema"]["schema"], key)
     if response_format.get("type") == "json_object":
-        return json_object_reply(key)
+        schema = response_format.get("schema")
+        return structured_reply(schema, key) if isinstance(schema, dict) else json_object_reply(key)
     return text_reply([(message["role"], _text(message.get("content"))) for message in body["messages"]], key)
+
+
+def _chosen_tool(body: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The function ``tool_choice`` names among ``tools`` (a validated request), or None."""
+    choice = body.get("tool_choice")
+    if not isinstance(choice, dict):
+        return None
+    name = (choice.get("function") or {}).get("name")
+    return next((t["function"] for t in body.get("tools") or [] if t["function"]["name"] == name), None)
 
 
 def _invalid_content(body: Mapping[str, Any]) -> str:
     """Content that fails the requested format (see :func:`invalid_reply`)."""
-    json_schema = (body.get("response_format") or {}).get("json_schema") or {}
-    return invalid_reply(json_schema.get("schema", {}).get("required") or [])
+    tool = _chosen_tool(body)
+    response_format = body.get("response_format") or {}
+    schema = (
+        tool["parameters"]
+        if tool
+        else (response_format.get("json_schema") or {}).get("schema") or response_format.get("schema") or {}
+    )
+    return invalid_reply(schema.get("required") or [])
 
 
 def _request_problem(body: Any) -> str | None:
@@ -79,6 +115,19 @@ def _request_problem(body: Any) -> str | None:
         return "Each message must be an object with a string 'role'."
     if body.get("stream"):
         return "stream=true is not supported by this test server."
+    tools = body.get("tools")
+    if tools is not None and not (
+        isinstance(tools, list)
+        and tools
+        and all(
+            isinstance(t, dict)
+            and isinstance(t.get("function"), dict)
+            and isinstance(t["function"].get("name"), str)
+            and isinstance(t["function"].get("parameters"), dict)
+            for t in tools
+        )
+    ):
+        return '\'tools\' must be a non-empty array of {"type": "function", "function": {"name", "parameters"}}.'
     response_format = body.get("response_format")
     if response_format is None:
         return None
@@ -103,14 +152,25 @@ def reply_usage(body: Mapping[str, Any], content: str) -> tuple[int, int]:
 
 
 def completion_json(body: Mapping[str, Any], content: str) -> dict[str, Any]:
-    """A chat completion in OpenAI's shape (the same online and in a batch's output file)."""
+    """A chat completion in OpenAI's shape (the same online and in a batch's output file); for a
+    request that names a tool, a call of it with ``content`` as its arguments."""
     prompt_tokens, completion_tokens = reply_usage(body, content)
+    message: dict[str, Any] = {"role": "assistant", "content": content}
+    finish_reason = "stop"
+    tool = _chosen_tool(body)
+    if tool is not None:
+        call = {
+            "id": f"call_{uuid.uuid4().hex[:24]}",
+            "type": "function",
+            "function": {"name": tool["name"], "arguments": content},
+        }
+        message, finish_reason = {"role": "assistant", "content": None, "tool_calls": [call]}, "tool_calls"
     return {
         "id": f"chatcmpl-{uuid.uuid4().hex}",
         "object": "chat.completion",
         "created": int(time.time()),
         "model": body["model"],
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+        "choices": [{"index": 0, "message": message, "finish_reason": finish_reason}],
         "usage": {
             "prompt_tokens": prompt_tokens,
             "completion_tokens": completion_tokens,
@@ -148,7 +208,14 @@ def models_json(models: Iterable[str]) -> dict[str, Any]:
 
 
 class OpenAIChat:
-    """The chat-completions protocol (a :class:`~dd_core.testing.llm_server.protocol.ChatProtocol`)."""
+    """The chat-completions protocol (a :class:`~dd_core.testing.llm_server.protocol.ChatProtocol`);
+    ``refused``: ways of asking for structured output (``STRUCTURED_WAYS``) answered with 400."""
+
+    def __init__(self, refused: Iterable[str] = ()):
+        self.refused = frozenset(refused)
+        unknown = self.refused - set(STRUCTURED_WAYS)
+        if unknown:
+            raise ValueError(f"cannot refuse {sorted(unknown)}; choose from {list(STRUCTURED_WAYS)}")
 
     def authorized(self, request: web.Request, api_key: str | None) -> bool:
         return api_key is None or request.headers.get("Authorization") == f"Bearer {api_key}"
@@ -157,8 +224,22 @@ class OpenAIChat:
         problem = "We could not parse the JSON body of your request." if body is None else _request_problem(body)
         if problem:
             raise RequestProblem(problem)
+        refused = self._refused_way(body)
+        if refused:
+            raise RequestProblem(refused)
         texts = [_text(message.get("content")) for message in body["messages"]]
         return ChatRequest(body=body, key=request_key(body), model=body["model"], texts=texts)
+
+    def _refused_way(self, body: Mapping[str, Any]) -> str | None:
+        kind = (body.get("response_format") or {}).get("type")
+        if kind in self.refused:
+            others = [way for way in STRUCTURED_WAYS if way not in self.refused and way != "tools"]
+            return f"response_format type '{kind}' is not supported by this server" + (
+                f"; use {' or '.join(others)}" if others else ""
+            )
+        if body.get("tools") and "tools" in self.refused:
+            return "'tools' are not supported by this server."
+        return None
 
     def reply(self, chat: ChatRequest) -> str:
         try:

@@ -35,10 +35,11 @@ class ChatService:
         serving: Serving | None = None,
         models: Iterable[str] = DEFAULT_MODELS,
         api_key: str | None = None,
+        refuse: Iterable[str] = (),
     ):
         self.models = tuple(models)
         self.api_key = api_key
-        self.openai = OpenAIChat()
+        self.openai = OpenAIChat(refuse)
         self.faults = Faults()
         self.stats = Stats()
         self.latency = Latency(serving or Serving(), self.stats)
