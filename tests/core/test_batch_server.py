@@ -248,6 +248,14 @@ def test_listing_is_newest_first_and_paged(http):
 
 
 def test_bad_batch_settings_are_rejected(server):
-    for bad in ({"failure_share": 2}, {"processing_s": -1}, {"failure_status": 200}, {"nope": 1}):
+    for bad in (
+        {"failure_share": 2},
+        {"processing_s": -1},
+        {"failure_status": 200},
+        {"nope": 1},
+        {"failure_code": ""},
+        {"upstream_url": "ftp://x"},
+        {"upstream_parallel": 0},
+    ):
         with pytest.raises(ValueError):
             server.set_batch_settings(**bad)

@@ -34,6 +34,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 
 from dd_core.testing.llm_server.openai_batch_files import (
@@ -87,6 +88,10 @@ class BatchSettings:
     fail_status: int = 503
     #: The next ``lose_create_replies`` creates make their batch, then drop the connection unanswered.
     lose_create_replies: int = 0
+    #: A real model server's OpenAI base URL (``http://127.0.0.1:8080/v1``): each line is answered by
+    #: its ``/chat/completions`` (``upstream_parallel`` at a time) instead of by this server.
+    upstream_url: str | None = None
+    upstream_parallel: int = 4
 
     def __post_init__(self) -> None:
         for name in ("validating_s", "processing_s", "finalizing_s"):
@@ -111,6 +116,12 @@ class BatchSettings:
             raise ValueError("'failures_per_request' must be a whole number >= 0 or null")
         if not (isinstance(self.max_requests, int) and self.max_requests >= 1):
             raise ValueError("'max_requests' must be a whole number >= 1")
+        if self.upstream_url is not None and not (
+            isinstance(self.upstream_url, str) and self.upstream_url.startswith(("http://", "https://"))
+        ):
+            raise ValueError(f"'upstream_url' must be an http(s) URL or null, got {self.upstream_url!r}")
+        if not (isinstance(self.upstream_parallel, int) and self.upstream_parallel >= 1):
+            raise ValueError("'upstream_parallel' must be a whole number >= 1")
 
     @classmethod
     def from_json(cls, data: Any) -> BatchSettings:
@@ -120,6 +131,26 @@ class BatchSettings:
             return cls(**data)
         except TypeError as exc:
             raise ValueError(f"bad batch settings {data!r}: {exc}") from None
+
+
+async def _answered_upstream(
+    results: list[dict[str, Any] | RequestLine], url: str, parallel: int
+) -> list[dict[str, Any]]:
+    """The results with each request line still unanswered answered by a real server."""
+    gate = asyncio.Semaphore(parallel)
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None)) as session:
+
+        async def answer(item: dict[str, Any] | RequestLine) -> dict[str, Any]:
+            if not isinstance(item, RequestLine):
+                return item
+            async with gate, session.post(url.rstrip("/") + "/chat/completions", json=item.body) as response:
+                try:
+                    body = await response.json(content_type=None)
+                except ValueError:
+                    body = error_body(502, "The upstream server answered with something that is not JSON.")
+                return response_line(item, response.status, body)
+
+        return list(await asyncio.gather(*(answer(item) for item in results)))
 
 
 def _is_number(value: Any) -> bool:
@@ -302,8 +333,12 @@ class BatchService:
                     results.append(
                         response_line(line, settings.failure_status, error_body(settings.failure_status, message))
                     )
+            elif settings.upstream_url:
+                results.append(line)  # answered below, by the real server
             else:
                 results.append(response_line(line, *self._answer(line.body)))
+        if settings.upstream_url:
+            results = await _answered_upstream(results, settings.upstream_url, settings.upstream_parallel)
         batch.results = results
 
     def _inject_failure(self, settings: BatchSettings, line: RequestLine) -> bool:
