@@ -143,7 +143,7 @@ def test_models_endpoint_lists_configured_models(client):
         json.dumps({"messages": [{"role": "user", "content": "hi"}]}).encode(),
         json.dumps({"model": "test-model"}).encode(),
         json.dumps({"model": "test-model", "messages": ["hi"]}).encode(),
-        json.dumps(chat(stream=True)).encode(),
+        json.dumps(chat(stream="yes")).encode(),
         json.dumps(chat(response_format={"type": "json_schema", "json_schema": {"name": "x"}})).encode(),
         json.dumps(chat(response_format=schema_format({"type": "tuple"}))).encode(),
         json.dumps(chat(response_format=schema_format({"type": "integer", "minimum": 5, "maximum": 1}))).encode(),
@@ -549,3 +549,63 @@ def test_metrics_can_be_left_out():
     with OpenAIServer() as server:  # without slots: everything in flight is running
         text = httpx.get(server.metrics_url, trust_env=False).text
         assert 'vllm:num_requests_waiting{model_name="test-model"} 0.0' in text
+
+
+def events(response: httpx.Response) -> list:
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/event-stream")
+    lines = [line[len("data: ") :] for line in response.text.splitlines() if line.startswith("data: ")]
+    assert lines[-1] == "[DONE]"
+    return [json.loads(line) for line in lines[:-1]]
+
+
+def test_a_streamed_reply_is_the_same_reply_in_chunks_with_usage_last(client):
+    whole = post(client, chat(seed=3)).json()
+    chunks = events(post(client, chat(seed=3, stream=True, stream_options={"include_usage": True})))
+    text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"])
+    assert text == whole["choices"][0]["message"]["content"]
+    assert sum(bool(c["choices"] and c["choices"][0]["delta"].get("content")) for c in chunks) > 3
+    assert [c["choices"][0]["finish_reason"] for c in chunks if c["choices"]][-1] == "stop"
+    assert chunks[-1]["choices"] == [] and chunks[-1]["usage"] == whole["usage"]
+    assert all(c["object"] == "chat.completion.chunk" for c in chunks)
+    assert "usage" not in events(post(client, chat(seed=3, stream=True)))[-1], "usage only when asked for"
+
+
+def test_a_tool_call_streams_its_arguments(client):
+    schema = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}
+    tools = [{"type": "function", "function": {"name": "record", "parameters": schema}}]
+    choice = {"type": "function", "function": {"name": "record"}}
+    whole = post(client, chat(tools=tools, tool_choice=choice)).json()["choices"][0]
+    assert whole["finish_reason"] == "tool_calls" and whole["message"]["content"] is None
+    arguments = whole["message"]["tool_calls"][0]["function"]["arguments"]
+    assert isinstance(json.loads(arguments)["n"], int)
+    chunks = events(post(client, chat(tools=tools, tool_choice=choice, stream=True)))
+    streamed = "".join(
+        c["choices"][0]["delta"]["tool_calls"][0]["function"]["arguments"]
+        for c in chunks
+        if c["choices"][0]["delta"].get("tool_calls")
+    )
+    assert streamed == arguments
+
+
+def test_a_stalled_stream_sends_some_events_then_holds_the_connection_silent(server, client):
+    server.set_faults([{"kind": "stall", "stall_after": 2, "times": 1}])
+    received = []
+    with (
+        pytest.raises(httpx.ReadTimeout),
+        client.stream(
+            "POST", "/chat/completions", json=chat(stream=True), timeout=httpx.Timeout(5, read=1.0)
+        ) as response,
+    ):
+        for line in response.iter_lines():
+            received.append(line)
+    assert len([line for line in received if line.startswith("data: ")]) == 2
+    assert server.stats()["faults_injected"]["stall"] == 1
+    assert events(post(client, chat(stream=True)))  # the next one is whole
+
+
+def test_a_slow_reply_spreads_its_events(server, client):
+    server.set_faults([{"kind": "slow", "slow_s": 0.5, "times": 1}])
+    with client.stream("POST", "/chat/completions", json=chat(stream=True)) as response:
+        arrivals = [time.monotonic() for line in response.iter_lines() if line.startswith("data: ")]
+    assert arrivals[-1] - arrivals[0] >= 0.3, "spread over the slow_s"
+    assert server.stats()["succeeded"] == 1

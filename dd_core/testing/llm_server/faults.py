@@ -12,8 +12,9 @@ from typing import Any
 from aiohttp import web
 
 from dd_core.testing.llm_server.protocol import ChatProtocol, ChatRequest
+from dd_core.testing.llm_server.streaming import reply
 
-FAULT_KINDS = ("status", "hang", "hold", "malformed_json", "invalid_structured", "disconnect", "raw")
+FAULT_KINDS = ("status", "hang", "hold", "slow", "stall", "malformed_json", "invalid_structured", "disconnect", "raw")
 
 
 @dataclasses.dataclass
@@ -25,7 +26,10 @@ class FaultRule:
     ``hang_s`` seconds, then answer normally), ``hold`` (wait until the test releases the rule's
     ``name`` through ``POST /_control/release``, then answer normally; with slots a held request
     occupies its slot; ``held`` in the stats counts the requests waiting at each name; replacing
-    or clearing the rules releases them all), ``malformed_json`` (200 with a body that
+    or clearing the rules releases them all), ``slow`` (a reply that takes ``slow_s`` seconds
+    more: streamed, its events spread evenly over them; else sent at their end), ``stall``
+    (streamed: send ``stall_after`` events, then nothing, holding the connection open until the
+    client goes away; not streamed: no answer at all), ``malformed_json`` (200 with a body that
     is not JSON), ``invalid_structured`` (200 whose content fails the requested
     format), ``disconnect`` (close the connection without answering), ``raw`` (answer
     ``status`` (200-599) with ``headers`` and ``body`` repeated ``repeat`` times, where
@@ -43,6 +47,8 @@ class FaultRule:
     retry_after: float | None = None
     hang_s: float = 3600.0
     name: str = "hold"
+    slow_s: float = 0.0
+    stall_after: int = 1
     match: str | None = None
     model: str | None = None
     times: int | None = None
@@ -61,6 +67,8 @@ class FaultRule:
             raise ValueError(f"unknown fault kind {self.kind!r}; expected one of {FAULT_KINDS}")
         if not (200 if self.kind == "raw" else 400) <= self.status <= 599:
             raise ValueError(f"fault status must be 4xx or 5xx (200-599 for raw), got {self.status}")
+        if not 0 <= self.slow_s <= 86_400 or not 0 <= self.stall_after <= 10_000:
+            raise ValueError("'slow_s' must be 0-86400 seconds and 'stall_after' 0-10000 events")
         if not 1 <= self.repeat <= 2**28:
             raise ValueError("'repeat' must be between 1 and 2**28")
         if self.every is not None and self.every < 1:
@@ -146,11 +154,15 @@ async def faulty_answer(
         return protocol.error(rule.status, f"Injected fault: HTTP {rule.status}.", headers)
     if rule.kind == "hang":
         await asyncio.sleep(rule.hang_s)
-        return protocol.completion(chat, content)
+        return await reply(request, protocol, chat, content)
+    if rule.kind == "slow":
+        return await reply(request, protocol, chat, content, spread_s=rule.slow_s)
+    if rule.kind == "stall":
+        return await reply(request, protocol, chat, content, stall_after=rule.stall_after)
     if rule.kind == "malformed_json":
         return protocol.malformed()
     if rule.kind == "invalid_structured":
-        return protocol.completion(chat, protocol.invalid_content(chat))
+        return await reply(request, protocol, chat, protocol.invalid_content(chat))
     if rule.kind == "raw":
         echo = request.headers.get(rule.echo_header, "") if rule.echo_header else ""
         text = rule.body.replace("{echo}", echo) * rule.repeat

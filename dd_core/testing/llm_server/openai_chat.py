@@ -7,13 +7,16 @@ A request is keyed by :func:`request_key` (the fields that determine the reply);
 the parameters when ``tools`` name a ``tool_choice``, any JSON object for a bare ``json_object``,
 else text (see :mod:`dd_core.testing.llm_server.replies`). Usage counts words. A server can refuse
 some of these the way servers do (``refused``: llama-cpp-python refuses ``json_schema``).
-``stream=true`` is refused.
+``stream: true`` gets the same reply as ``chat.completion.chunk`` events: the role, the content a
+word at a time (a function call's arguments for a tool), ``finish_reason``, the usage when
+``stream_options.include_usage`` asks for it, then ``[DONE]``; the key ignores ``stream``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -113,8 +116,8 @@ def _request_problem(body: Any) -> str | None:
         return "'messages' must be a non-empty array."
     if not all(isinstance(message, dict) and isinstance(message.get("role"), str) for message in messages):
         return "Each message must be an object with a string 'role'."
-    if body.get("stream"):
-        return "stream=true is not supported by this test server."
+    if not isinstance(body.get("stream", False), bool):
+        return "'stream' must be a boolean."
     tools = body.get("tools")
     if tools is not None and not (
         isinstance(tools, list)
@@ -179,6 +182,29 @@ def completion_json(body: Mapping[str, Any], content: str) -> dict[str, Any]:
     }
 
 
+def chunk_events(body: Mapping[str, Any], content: str) -> list[bytes]:
+    """A reply as the server-sent events of its stream (see the module docstring)."""
+    whole = completion_json(body, content)
+    base = {k: whole[k] for k in ("id", "created", "model")} | {"object": "chat.completion.chunk"}
+    message = whole["choices"][0]["message"]
+    tool = message.get("tool_calls")
+    pieces = re.findall(r"\S+\s*|\s+", content) or [""]
+
+    def delta(part: str) -> dict[str, Any]:
+        if tool is None:
+            return {"content": part}
+        call = {"index": 0, "function": {"arguments": part}}
+        return {"tool_calls": [call]}
+
+    chunks = [{"index": 0, "delta": {"role": "assistant"}, "finish_reason": None}]
+    chunks += [{"index": 0, "delta": delta(part), "finish_reason": None} for part in pieces]
+    chunks.append({"index": 0, "delta": {}, "finish_reason": whole["choices"][0]["finish_reason"]})
+    events = [{**base, "choices": [choice]} for choice in chunks]
+    if (body.get("stream_options") or {}).get("include_usage"):
+        events.append({**base, "choices": [], "usage": whole["usage"]})
+    return [b"data: " + json.dumps(event).encode() + b"\n\n" for event in events] + [b"data: [DONE]\n\n"]
+
+
 def error_json(status: int, message: str) -> dict[str, Any]:
     default_type = "server_error" if status >= 500 else "invalid_request_error"
     error_type, code = _ERROR_TYPES.get(status, (default_type, None))
@@ -228,7 +254,8 @@ class OpenAIChat:
         if refused:
             raise RequestProblem(refused)
         texts = [_text(message.get("content")) for message in body["messages"]]
-        return ChatRequest(body=body, key=request_key(body), model=body["model"], texts=texts)
+        stream = body.get("stream") is True
+        return ChatRequest(body=body, key=request_key(body), model=body["model"], texts=texts, stream=stream)
 
     def _refused_way(self, body: Mapping[str, Any]) -> str | None:
         kind = (body.get("response_format") or {}).get("type")
@@ -252,6 +279,9 @@ class OpenAIChat:
 
     def completion(self, chat: ChatRequest, content: str, headers: Mapping[str, str] | None = None) -> web.Response:
         return web.json_response(completion_json(chat.body, content), headers=headers)
+
+    def stream_events(self, chat: ChatRequest, content: str) -> list[bytes]:
+        return chunk_events(chat.body, content)
 
     def invalid_content(self, chat: ChatRequest) -> str:
         return _invalid_content(chat.body)

@@ -26,6 +26,7 @@ class ChatRequest:
     key: str  # picks the reply and the latency; also in the stats
     model: str
     texts: Sequence[str]  # the messages' text, in order: what fault rules match
+    stream: bool = False  # the reply is asked for as a stream of events
 
 
 class ChatProtocol(Protocol):
@@ -45,6 +46,9 @@ class ChatProtocol(Protocol):
 
     def completion(self, chat: ChatRequest, content: str, headers: Mapping[str, str] | None = None) -> web.Response:
         """A successful answer with this content."""
+
+    def stream_events(self, chat: ChatRequest, content: str) -> list[bytes]:
+        """A successful answer with this content as the server-sent events of a stream."""
 
     def invalid_content(self, chat: ChatRequest) -> str:
         """Content that fails the format the request asked for."""

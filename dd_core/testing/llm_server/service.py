@@ -21,6 +21,7 @@ from dd_core.testing.llm_server.protocol import ChatProtocol, RequestProblem, js
 from dd_core.testing.llm_server.rate_limits import ServerRateLimits
 from dd_core.testing.llm_server.rate_limits import add_routes as add_rate_limit_routes
 from dd_core.testing.llm_server.stats import Exchange, Stats, vllm_metrics
+from dd_core.testing.llm_server.streaming import reply
 
 HOST = "127.0.0.1"
 DEFAULT_MODELS = ("test-model",)
@@ -107,9 +108,9 @@ class ChatService:
             exchange.fault = rule.kind
         if rule is None or rule.kind == "hold":
             exchange.succeeded = True
-            return protocol.completion(chat, content, limit_headers)
+            return await reply(request, protocol, chat, content, limit_headers)
         response = await faulty_answer(rule, request, chat, content, protocol)
-        exchange.succeeded = rule.kind == "hang"  # a hang that ends answers normally
+        exchange.succeeded = rule.kind in ("hang", "slow")  # a hang that ends, or a slow reply, answers normally
         return response
 
     def _batch_reply(self, body: Any) -> tuple[int, dict[str, Any]]:
