@@ -16,6 +16,9 @@ from pydantic import Field, field_validator, model_validator
 
 from dd_core.config.base import ConfigModel, FieldProblem
 
+#: ``stream: auto`` streams a model whose replies may be this long (``max_tokens``): at 20 tokens/s
+#: a slot writes it in about a minute, long enough to want its silence told from its slowness.
+LONG_REPLY_TOKENS = 1000
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 #: A Batch API completion window: a whole number of hours or days, e.g. "24h" (OpenAI's only value).
 COMPLETION_WINDOW = re.compile(r"^[1-9][0-9]{0,3}[hd]$")
@@ -52,7 +55,18 @@ class ModelConfig(ConfigModel):
     #: without metrics, the latency of recent calls. False keeps max_parallel_requests in flight
     #: (429s still halve it).
     adaptive_concurrency: bool = True
-    timeout_s: float = Field(default=60.0, gt=0, le=86_400)
+    #: Seconds to open a connection: past it the server is down or unreachable (nothing was sent).
+    connect_timeout_s: float = Field(default=10.0, gt=0, le=3600)
+    #: Seconds for the reply to begin: streamed, its first chunk (the wait in the server's queue and
+    #: the prompt); not streamed, the whole reply. See ``dd_core.engine.llm.timeouts``.
+    timeout_s: float = Field(default=600.0, gt=0, le=86_400)
+    #: Streamed replies: the longest silence between two chunks.
+    idle_timeout_s: float = Field(default=120.0, gt=0, le=86_400)
+    #: Ask for replies as a stream (``stream: true``, usage in the last chunk): a long reply is
+    #: watched chunk by chunk instead of waited for whole. ``auto`` streams when a reply may be long
+    #: (``max_tokens`` of at least ``LONG_REPLY_TOKENS``); short replies come whole, which costs less
+    #: CPU per call. Batch-mode requests are never streamed.
+    stream: bool | Literal["auto"] = "auto"
     max_retries: int = Field(default=5, ge=0, le=50)
     #: The longest single wait before a retry; a longer Retry-After is cut to this.
     max_retry_wait_s: float = Field(default=60.0, gt=0, le=3600)
@@ -73,7 +87,8 @@ class ModelConfig(ConfigModel):
     fingerprint_exclude = frozenset(
         {
             "description", "alias", "base_url", "api_key_env", "max_parallel_requests", "adaptive_concurrency",
-            "timeout_s", "max_retries", "max_retry_wait_s", "retry_wait_budget_s",
+            "connect_timeout_s", "timeout_s", "idle_timeout_s", "stream",
+            "max_retries", "max_retry_wait_s", "retry_wait_budget_s",
             "max_requests_per_minute", "max_tokens_per_minute",
             "batch", "batch_poll_interval_s", "batch_completion_window", "price",
         }
@@ -102,6 +117,13 @@ class ModelConfig(ConfigModel):
         if not COMPLETION_WINDOW.match(value):
             raise ValueError(f"must be a whole number of hours or days such as '24h' or '7d', got {value!r}")
         return value
+
+    @property
+    def streams(self) -> bool:
+        """Whether this model's online requests are streamed (``stream`` with ``auto`` decided)."""
+        if self.stream == "auto":
+            return self.max_tokens is not None and self.max_tokens >= LONG_REPLY_TOKENS
+        return self.stream
 
     @model_validator(mode="after")
     def _token_limit_needs_max_tokens(self) -> ModelConfig:

@@ -207,6 +207,12 @@ class RowwiseStage:
             except InvalidReply as exc:
                 usage.invalid_replies += 1
                 problem = exc
+                if completion.cut:  # the reply ran out of tokens: its shape is not the model's fault
+                    usage.cut_replies += 1
+                    problem = InvalidReply(
+                        f"cut at max_tokens ({completion.completion_tokens:,} tokens): raise max_tokens of model "
+                        f"'{col.model}' ({exc})"
+                    )
         raise CellFailed(
             col.model, f"column '{col.name}', row {row}: {col.max_invalid_retries + 1} invalid replies; last: {problem}"
         )

@@ -260,6 +260,12 @@ def _report(result: DatasetResult) -> None:
             f"{usage['retries']} retries, {usage['failed_cells']} failed cells, errors: {errors}, "
             f"tokens {usage['prompt_tokens']} in / {usage['completion_tokens']} out"
             + (f", {usage['batch_calls']} through batches" if usage.get("batch_calls") else "")
+            + (
+                f", {usage['abandoned']} abandoned after they reached the server (possibly billed)"
+                if usage.get("abandoned")
+                else ""
+            )
+            + (f", {usage['cut_replies']} replies cut at max_tokens" if usage.get("cut_replies") else "")
         )
     for line in cost_lines(meta):
         say(line)
@@ -282,7 +288,13 @@ def cost_lines(meta: dict) -> list[str]:
     spend = meta.get("llm_spend", {})
     lines = [
         f"Cost of model {alias}: ${entry['cost_usd']:.4f} for {entry['requests']:,} paid requests "
-        f"({entry['prompt_tokens']:,} tokens in / {entry['completion_tokens']:,} out; {entry['batch_requests']:,} at the batch price)"
+        f"({entry['prompt_tokens']:,} tokens in / {entry['completion_tokens']:,} out; {entry['batch_requests']:,} at the batch price"
+        + (
+            f"; {entry['abandoned_requests']:,} abandoned, counted as possibly billed"
+            if entry.get("abandoned_requests")
+            else ""
+        )
+        + ")"
         for alias, entry in spend.items()
         if "cost_usd" in entry
     ]

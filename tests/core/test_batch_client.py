@@ -13,6 +13,7 @@ import pytest
 from dd_core.config.models import ModelConfig
 from dd_core.engine.llm.batch_client import BatchClient, _line_result, _status, request_line
 from dd_core.engine.llm.client import CallFailed
+from dd_core.engine.llm.timeouts import Timeouts
 from dd_core.engine.llm.wire import serialise
 from dd_core.testing.llm_server import OpenAIServer
 from tests.support import batch_clock_moved_by_polls
@@ -42,7 +43,7 @@ def with_client(server, action, *, key: str = KEY, max_retries: int = 3):
                 session,
                 server.base_url,
                 key,
-                timeout_s=30,
+                timeouts=Timeouts(30, 30, 30),
                 model=ModelConfig(alias="w", model="test-model", max_retries=max_retries),
             )
             return await action(client)

@@ -23,6 +23,7 @@ from dd_core.engine.llm.batch_journal import BatchJournal, journal_path
 from dd_core.engine.llm.batch_runner import BatchRunner, BatchSettings
 from dd_core.engine.llm.cache import RowGroupCache, cache_path
 from dd_core.engine.llm.client import CallFailed
+from dd_core.engine.llm.timeouts import Timeouts
 from dd_core.engine.llm.wire import serialise
 from dd_core.storage.filesystems import storage_path
 from dd_core.testing.llm_server import OpenAIServer
@@ -61,7 +62,7 @@ def drive(
                 session,
                 base_url,
                 None,
-                timeout_s=30,
+                timeouts=Timeouts(30, 30, 30),
                 model=ModelConfig(alias="writer", model="test-model", max_retries=3),
             )
             runner = BatchRunner(client, journal, BatchSettings("writer", 0, poll_s, "24h"), store)
@@ -261,7 +262,7 @@ def test_a_batch_created_but_not_journaled_is_found_not_made_again(server, tmp_p
                 session,
                 server.base_url,
                 None,
-                timeout_s=30,
+                timeouts=Timeouts(30, 30, 30),
                 model=ModelConfig(alias="writer", model="test-model", max_retries=0),
             )
             file_id = await client.upload(request_line(k, p) for k, p in bodies.items())

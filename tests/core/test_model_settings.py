@@ -23,6 +23,17 @@ def test_defaults():
     assert priced.price.batch_discount == 0.5
 
 
+def test_timeouts_tell_silence_from_slowness_and_auto_streams_only_long_replies():
+    model = load_config(chain_config(URL)).models[0]
+    assert (model.connect_timeout_s, model.timeout_s, model.idle_timeout_s, model.stream) == (10, 600, 120, "auto")
+    assert not model.streams, "short or unbounded replies come whole (less CPU per call)"
+    assert not load_config(chain_config(URL, max_tokens=999)).models[0].streams
+    assert load_config(chain_config(URL, max_tokens=1000)).models[0].streams
+    assert load_config(chain_config(URL, stream=True)).models[0].streams
+    assert not load_config(chain_config(URL, max_tokens=4000, stream=False)).models[0].streams
+    assert hash_of(stream=True, timeout_s=5, connect_timeout_s=1, idle_timeout_s=2) == hash_of()
+
+
 def test_batch_mode_prices_and_limits_leave_the_fingerprint_alone():
     base = hash_of(max_tokens=64)
     changed = hash_of(
@@ -60,6 +71,9 @@ def test_batch_mode_prices_and_limits_leave_the_fingerprint_alone():
             "price.currency",
             "not a known field",
         ),
+        ({"stream": "sometimes"}, "stream", "auto"),
+        ({"connect_timeout_s": 0}, "connect_timeout_s", "greater than 0"),
+        ({"idle_timeout_s": float("nan")}, "idle_timeout_s", "finite"),
         ({"max_requests_per_minute": 0}, "max_requests_per_minute", "greater than or equal to 1"),
         ({"max_requests_per_minute": 2.5}, "max_requests_per_minute", "integer"),
         ({"max_tokens_per_minute": 1000}, "max_tokens", "max_tokens_per_minute needs max_tokens"),

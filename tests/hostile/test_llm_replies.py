@@ -101,6 +101,51 @@ def test_one_odd_reply_is_retried_and_the_run_succeeds(tmp_path, llm, key_env, c
     check(outcome, 0, "Generated 1 row group(s)", "4 records", "errors: malformed x1")
 
 
+def chunk(delta: dict, finish: str | None = None, **extra) -> str:
+    event = {"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+    return "data: " + json.dumps({**event, **extra}) + "\n\n"
+
+
+GOOD_START = chunk({"role": "assistant"}) + chunk({"content": "Hello "})
+# (id, raw 200 text/event-stream body, words the failure names): a streamed reply of every odd shape.
+STREAMS = [
+    ("chunk-not-json", GOOD_START + "data: {not json\n\n", ["not JSON"]),
+    ("chunk-a-list", GOOD_START + "data: [1, 2]\n\n", ["a stream chunk is a JSON list"]),
+    ("no-finish", GOOD_START + "data: [DONE]\n\n", ["the stream ended before its last chunk"]),
+    ("cut-off", GOOD_START, ["the stream ended before its last chunk"]),
+    ("error-event", GOOD_START + 'data: {"error": {"message": "overloaded"}}\n\n', ["ended the stream with an error"]),
+    (
+        "usage-is-text",
+        GOOD_START + chunk({}, "stop") + 'data: {"choices": [], "usage": "n/a"}\n\n',
+        ["'usage' is string, not an object"],
+    ),
+    (
+        "usage-1e400",
+        GOOD_START + chunk({}, "stop") + 'data: {"choices": [], "usage": {"prompt_tokens": 1e400}}\n\n',
+        ["'usage.prompt_tokens'", "not a token count"],
+    ),
+    ("nested-100000", GOOD_START + "data: " + NESTED + "\n\n", ["nested too deeply"]),
+    ("a-5-MB-line", GOOD_START + "data: " + "x" * (5 * 2**20) + "\n\n", ["too long"]),
+]
+
+
+@pytest.mark.parametrize(("body", "words"), [c[1:] for c in STREAMS], ids=[c[0] for c in STREAMS])
+def test_every_odd_stream_fails_the_row_group_with_its_reason(tmp_path, llm, key_env, body, words):
+    llm.set_faults([{"kind": "raw", "status": 200, "body": body, "headers": {"Content-Type": "text/event-stream"}}])
+    outcome = _generate(tmp_path, llm_config(llm.base_url, stream=True), key_env)
+    check(outcome, 6, "row group 0 failed", "malformed x", *words)
+
+
+def test_a_bottomless_stream_is_refused_past_the_reply_limit(tmp_path, llm, key_env):
+    endless = GOOD_START + chunk({"content": "x" * 1000}) * 17_000
+    llm.set_faults([{"kind": "raw", "status": 200, "body": endless, "headers": {"Content-Type": "text/event-stream"}}])
+    check(
+        _generate(tmp_path, llm_config(llm.base_url, stream=True), key_env),
+        6,
+        "more than the 16,777,216 bytes a reply may have",
+    )
+
+
 def test_a_huge_body_is_refused_without_reading_it(tmp_path, llm, key_env):
     llm.set_faults([{"kind": "raw", "status": 200, "body": "x" * 1024, "repeat": 17 * 1024}])
     check(_generate(tmp_path, llm_config(llm.base_url), key_env), 6, "more than the 16,777,216 bytes a reply may have")

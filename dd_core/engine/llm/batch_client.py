@@ -30,6 +30,7 @@ from dd_core.engine.llm.client import (
 )
 from dd_core.engine.llm.replies import MalformedReply, parse_completion, parse_json
 from dd_core.engine.llm.retry_policy import RETRYABLE_STATUS, line_retryable
+from dd_core.engine.llm.timeouts import Timeouts
 from dd_core.engine.llm.waits import RetryWaits
 from dd_core.log import get_logger
 
@@ -96,14 +97,15 @@ class BatchClient:
         base_url: str,
         api_key: str | None,
         *,
-        timeout_s: float,
+        timeouts: Timeouts,
         model: ModelConfig,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ):
         self._session = session
         self._base = base_url.rstrip("/")
         self._auth = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._timeouts = timeouts
+        self._timeout = timeouts.client_timeout(streaming=False)
         self._model = model  # its max_retries and wait limits bound every call's retries
         self._sleep = sleep
 
@@ -219,7 +221,7 @@ class BatchClient:
         return (await self._request("GET", f"/files/{file_id}/content")).splitlines()
 
     async def _request(self, method: str, path: str, **kwargs: Any) -> bytes:
-        with transport_failures(self._timeout.total, f"{method} {path}: "):
+        with transport_failures(self._timeouts, f"{method} {path}: "):
             async with self._session.request(
                 method, self._base + path, headers=self._auth, timeout=self._timeout, **kwargs
             ) as response:

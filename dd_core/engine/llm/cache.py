@@ -7,7 +7,9 @@ group ends. On object storage entries are flushed as one object every few second
 line is skipped on reading.
 
 Each entry also says who paid for it: the model alias, whether it came from a batch, and the
-config hash of the row-group version it was made for. A row group's cost is what its log holds
+config hash of the row-group version it was made for. A request abandoned after it reached the
+server (possibly billed, with no reply to keep) is an entry too (``"abandoned": true``, its
+possibly billed tokens, no key), written the moment it is given up on. A row group's cost is what its log holds
 for its own version, so it is counted once, whichever run paid (a run killed inside a row group
 could not record its calls; the run that finishes the row group counts them), and entries reused
 by another version cost that version nothing.
@@ -22,7 +24,7 @@ from dataclasses import dataclass
 
 from dd_core.engine.llm.cost import Spend
 from dd_core.engine.llm.replies import Completion
-from dd_core.engine.llm.wire import cache_line, encode_string
+from dd_core.engine.llm.wire import abandoned_line, cache_line, encode_string
 from dd_core.log import get_logger
 from dd_core.storage.faults import fault_point
 from dd_core.storage.filesystems import LogAppender, StoragePath
@@ -50,7 +52,9 @@ class RowGroupCache:
         #: The row-group version that calls made now are paid for.
         self.config_hash = config_hash
         self._paid: dict[str, Paid] = {}
-        self._entries: dict[str, Completion] = _read(path, self._paid) if path else {}
+        #: Requests abandoned after they reached the server: who pays, prompt and completion tokens.
+        self._abandoned: list[tuple[Paid, int, int]] = []
+        self._entries: dict[str, Completion] = _read(path, self._paid, self._abandoned) if path else {}
         self._appender: LogAppender | None = None
         self._last_sync = time.monotonic()
         self._syncing: asyncio.Future | None = None
@@ -67,11 +71,33 @@ class RowGroupCache:
     def put(self, key: str, completion: Completion, alias: str, *, batch: bool = False) -> None:
         """Store a reply the moment it is read; the periodic sync runs off the event loop."""
         self._entries[key] = completion
+        payer = self._payer(alias, batch)
+        self._paid[key] = payer[0]
+        self._append(
+            cache_line(
+                key,
+                completion.content,
+                completion.prompt_tokens,
+                completion.completion_tokens,
+                payer[1],
+                completion.cut,
+            )
+        )
+
+    def put_abandoned(self, alias: str, prompt_tokens: int, completion_tokens: int) -> None:
+        """Record a request given up on after it reached the server (possibly billed)."""
+        payer = self._payer(alias, False)
+        self._abandoned.append((payer[0], prompt_tokens, completion_tokens))
+        self._append(abandoned_line(prompt_tokens, completion_tokens, payer[1]))
+
+    def _payer(self, alias: str, batch: bool) -> tuple[Paid, str]:
         payer = self._payers.get((alias, batch))
         if payer is None or payer[0].config_hash != self.config_hash:
             paid = Paid(alias, batch, self.config_hash)
             payer = self._payers[alias, batch] = (paid, paid_fields(paid))
-        self._paid[key] = payer[0]
+        return payer
+
+    def _append(self, line: str) -> None:
         if self._path is None:
             return
         if self._appender is None:
@@ -80,9 +106,7 @@ class RowGroupCache:
             # The replies read in this turn of the event loop go out in one write at its end,
             # before the loop waits for anything again.
             asyncio.get_running_loop().call_soon(self._flush)
-        self._pending.append(
-            cache_line(key, completion.content, completion.prompt_tokens, completion.completion_tokens, payer[1])
-        )
+        self._pending.append(line)
 
     def spend(self) -> dict[str, Spend]:
         """Per model alias, the calls in this log paid for this row-group version."""
@@ -93,6 +117,9 @@ class RowGroupCache:
                 spent.setdefault(paid.alias, Spend()).add_call(
                     completion.prompt_tokens, completion.completion_tokens, batch=paid.batch
                 )
+        for paid, prompt_tokens, completion_tokens in self._abandoned:
+            if paid.config_hash == self.config_hash:
+                spent.setdefault(paid.alias, Spend()).add_abandoned(prompt_tokens, completion_tokens)
         return spent
 
     async def persist(self) -> None:
@@ -123,21 +150,32 @@ class RowGroupCache:
             await asyncio.to_thread(appender.close)
 
 
-def _read(path: StoragePath, paid: dict[str, Paid]) -> dict[str, Completion]:
-    """The log's entries (the first of a key wins), and who paid for them into ``paid``
-    (entries written before dd recorded it have no payer and are not counted)."""
+def _read(path: StoragePath, paid: dict[str, Paid], abandoned: list[tuple[Paid, int, int]]) -> dict[str, Completion]:
+    """The log's entries (the first of a key wins), who paid for them into ``paid`` (entries
+    written before dd recorded it have no payer and are not counted), and the abandoned requests
+    into ``abandoned``."""
     entries: dict[str, Completion] = {}
     for number, line in enumerate(path.read_log(), start=1):
         try:
             entry = json.loads(line)
+            payer = (
+                Paid(entry["alias"], entry.get("batch") is True, entry["paid_for"])
+                if isinstance(entry.get("alias"), str) and isinstance(entry.get("paid_for"), str)
+                else None
+            )
+            if entry.get("abandoned") is True:
+                if payer is not None:
+                    abandoned.append((payer, int(entry["prompt_tokens"]), int(entry["completion_tokens"])))
+                continue
             key = entry["key"]
             if key in entries:
                 continue
             if not isinstance(entry["content"], str):
                 raise TypeError("content is not text")
-            entries[key] = Completion(entry["content"], int(entry["prompt_tokens"]), int(entry["completion_tokens"]))
-            if isinstance(entry.get("alias"), str) and isinstance(entry.get("paid_for"), str):
-                paid[key] = Paid(entry["alias"], entry.get("batch") is True, entry["paid_for"])
+            tokens = int(entry["prompt_tokens"]), int(entry["completion_tokens"])
+            entries[key] = Completion(entry["content"], *tokens, entry.get("cut") is True)
+            if payer is not None:
+                paid[key] = payer
         except (ValueError, KeyError, TypeError, OverflowError, RecursionError):
             log.warning("skipping unreadable line %d of %s (a write cut short by a crash)", number, path)
     return entries

@@ -1,7 +1,14 @@
 """One model's calls: response cache first, then the endpoint under its adaptive limit (and,
 when the model has per-minute limits or the server sends ``x-ratelimit-*`` headers, its rate
 limiter), with the run's single retry layer (tenacity) honouring ``Retry-After`` within the
-model's wait limits (``waits``)."""
+model's wait limits (``waits``).
+
+A request that timed out is not sent again blindly (the same request takes the same time, and
+the server may still be writing the first): it is asked again once, with twice the time to
+begin, and a second timeout fails the cell naming ``timeout_s`` and the time the reply took.
+Every request given up on after it reached the server (a timeout, a stalled stream, a cut
+connection) is counted as abandoned, and recorded in the response cache's log as possibly
+billed (``RowGroupCache.put_abandoned``)."""
 
 from __future__ import annotations
 
@@ -14,16 +21,52 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_aft
 
 from dd_core.config.models import ModelConfig
 from dd_core.engine.llm.cache import RowGroupCache
-from dd_core.engine.llm.client import CallFailed, ChatClient, Completion
+from dd_core.engine.llm.client import CallFailed, ChatClient, Completion, prompt_estimate
 from dd_core.engine.llm.limiter import AdaptiveLimiter
 from dd_core.engine.llm.rate_limiter import RateLimiter, RequestTooLarge, request_tokens
 from dd_core.engine.llm.retry_policy import THROTTLING_STATUS
+from dd_core.engine.llm.timeouts import Timeouts
 from dd_core.engine.llm.usage import ModelUsage
 from dd_core.engine.llm.waits import RetryWaits
+from dd_core.log import get_logger
+
+log = get_logger(__name__)
 
 
 def _retryable(exc: BaseException) -> bool:
     return isinstance(exc, CallFailed) and exc.retryable
+
+
+class _Attempts:
+    """One cell's attempts after a failure: how long the next may take."""
+
+    def __init__(self, model: ModelConfig, timeouts: Timeouts):
+        self.model = model
+        self.timeouts = timeouts
+        self.timed_out = False
+
+    def judged(self, failure: CallFailed) -> CallFailed:
+        """The failure as the retry layer should see it: a first timeout is asked again with
+        twice the time to begin; a second one is final."""
+        if failure.code != "timeout" or not failure.retryable:
+            return failure
+        if not self.timed_out:
+            self.timed_out = True
+            self.timeouts = self.timeouts.longer(2)
+            log.info(
+                "model %s (%s): %s; asking once more, with %g s for the reply to begin",
+                self.model.alias, self.model.model, failure, self.timeouts.first_byte_s,
+            )  # fmt: skip
+            return failure
+        seconds = failure.abandoned.seconds if failure.abandoned is not None else self.timeouts.first_byte_s
+        hint = "" if self.model.streams else " or set stream: true"
+        return CallFailed(
+            f"{failure}, asked a second time with twice the time ({seconds:,.0f} s): the reply takes longer, and the "
+            f"server may still be writing both (a provider bills them); raise timeout_s for model "
+            f"'{self.model.alias}'{hint}",
+            code="timeout",
+            retryable=False,
+        )
 
 
 class ModelCaller:
@@ -55,21 +98,27 @@ class ModelCaller:
         # The first attempt runs bare (most calls succeed: no retry machinery on the hot path);
         # after a transient failure, tenacity runs the remaining attempts.
         try:
-            completion = await self._attempt(payload, priority, usage)
+            completion = await self._attempt(payload, priority, usage, cache, None)
             failure = None
         except CallFailed as exc:
             if not exc.retryable or self.model.max_retries == 0:
                 raise
             failure = exc
         if failure is not None:
-            completion = await self._retry(payload, priority, usage, failure)
+            completion = await self._retry(payload, priority, usage, cache, failure)
         cache.put(key, completion, self.model.alias)
         usage.calls += 1
         usage.prompt_tokens += completion.prompt_tokens
         usage.completion_tokens += completion.completion_tokens
         return completion
 
-    async def _retry(self, payload: bytes, priority: tuple, usage: ModelUsage, first_failure: CallFailed) -> Completion:
+    async def _retry(
+        self, payload: bytes, priority: tuple, usage: ModelUsage, cache: RowGroupCache, first_failure: CallFailed
+    ) -> Completion:
+        attempts = _Attempts(self.model, self.client.timeouts)
+        first_failure = attempts.judged(first_failure)
+        if not first_failure.retryable:
+            raise first_failure
         waits = RetryWaits(self.model)
         delay = waits.next_wait(first_failure, 1)
         usage.retries += 1
@@ -87,10 +136,12 @@ class ModelCaller:
         )
         async for attempt in retrying:
             with attempt:
-                completion = await self._attempt(payload, priority, usage)
+                completion = await self._attempt(payload, priority, usage, cache, attempts)
         return completion
 
-    async def _attempt(self, payload: bytes, priority: tuple, usage: ModelUsage) -> Completion:
+    async def _attempt(
+        self, payload: bytes, priority: tuple, usage: ModelUsage, cache: RowGroupCache, attempts: _Attempts | None
+    ) -> Completion:
         limiter = self.limiter
         if not limiter.try_acquire():
             await limiter.acquire(priority)
@@ -106,14 +157,17 @@ class ModelCaller:
                 raise
         started = time.monotonic()
         try:
-            completion = await self.client.complete(payload)
+            completion = await self.client.complete(payload, None if attempts is None else attempts.timeouts)
         except CallFailed as exc:
             usage.request_seconds += time.monotonic() - started
             limiter.release()
             if ticket is not None:
                 rate.release(ticket)
-            self._note(exc, usage)
-            raise
+            self._note(exc, usage, cache, payload)
+            judged = exc if attempts is None else attempts.judged(exc)
+            if judged is exc:
+                raise
+            raise judged from exc
         except BaseException:
             limiter.release()
             if ticket is not None:
@@ -126,10 +180,17 @@ class ModelCaller:
             rate.release(ticket, completion.prompt_tokens + completion.completion_tokens)
         return completion
 
-    def _note(self, exc: CallFailed, usage: ModelUsage) -> None:
+    def _note(self, exc: CallFailed, usage: ModelUsage, cache: RowGroupCache, payload: bytes) -> None:
         usage.errors[exc.code] += 1
         usage.sample_error = usage.sample_error or str(exc)
         if exc.status in THROTTLING_STATUS:
             usage.throttled += 1
             self.limiter.on_throttled()
             usage.lowest_concurrency = min(self.limiter.limit, usage.lowest_concurrency or self.limiter.limit)
+        if exc.abandoned is not None:
+            seen = exc.abandoned.tokens_seen
+            prompt, completion = prompt_estimate(payload), seen if seen is not None else self.model.max_tokens or 0
+            usage.abandoned += 1
+            usage.abandoned_prompt_tokens += prompt
+            usage.abandoned_completion_tokens += completion
+            cache.put_abandoned(self.model.alias, prompt, completion)

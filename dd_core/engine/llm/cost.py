@@ -2,6 +2,8 @@
 
 Only configured prices are used; a model without ``price`` has no cost (``None``), never an
 estimate from some table. Batch requests are charged ``1 - batch_discount`` of the online price.
+Requests abandoned after they reached the server count as possibly billed, at the online price:
+the prompt (estimated) plus the reply's tokens seen, or ``max_tokens`` when none could be seen.
 """
 
 from __future__ import annotations
@@ -25,6 +27,10 @@ class Spend:
     batch_requests: int = 0
     batch_prompt_tokens: int = 0
     batch_completion_tokens: int = 0
+    #: Requests abandoned after they reached the server (not in the counts above): possibly billed.
+    abandoned_requests: int = 0
+    abandoned_prompt_tokens: int = 0
+    abandoned_completion_tokens: int = 0
 
     def add_call(self, prompt_tokens: int, completion_tokens: int, *, batch: bool) -> None:
         self.requests += 1
@@ -35,6 +41,11 @@ class Spend:
             self.batch_prompt_tokens += prompt_tokens
             self.batch_completion_tokens += completion_tokens
 
+    def add_abandoned(self, prompt_tokens: int, completion_tokens: int) -> None:
+        self.abandoned_requests += 1
+        self.abandoned_prompt_tokens += prompt_tokens
+        self.abandoned_completion_tokens += completion_tokens
+
     def add(self, other: Spend) -> None:
         for f in fields(self):
             setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
@@ -43,8 +54,8 @@ class Spend:
         """USD for these tokens at ``price``; None without a price."""
         if price is None:
             return None
-        online_prompt = self.prompt_tokens - self.batch_prompt_tokens
-        online_completion = self.completion_tokens - self.batch_completion_tokens
+        online_prompt = self.prompt_tokens - self.batch_prompt_tokens + self.abandoned_prompt_tokens
+        online_completion = self.completion_tokens - self.batch_completion_tokens + self.abandoned_completion_tokens
         online = online_prompt * price.input_per_mtok + online_completion * price.output_per_mtok
         batch = self.batch_prompt_tokens * price.input_per_mtok + self.batch_completion_tokens * price.output_per_mtok
         return (online + batch * (1 - price.batch_discount)) / PER

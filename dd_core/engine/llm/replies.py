@@ -28,11 +28,14 @@ _ZEROS, _DIGITS_AS_ZEROS = b"0" * 19, bytes.maketrans(b"123456789", b"000000000"
 
 class Completion(NamedTuple):
     """A checked reply. A tuple of text and numbers: made in half a dataclass's time, and left
-    alone by the garbage collector after its first pass (a row group's cache keeps thousands)."""
+    alone by the garbage collector after its first pass (a row group's cache keeps thousands).
+    ``cut``: it ended at ``max_tokens`` (OpenAI's ``finish_reason: length``), not where the model
+    chose to."""
 
     content: str
     prompt_tokens: int
     completion_tokens: int
+    cut: bool = False
 
 
 class MalformedReply(ValueError):
@@ -85,7 +88,74 @@ def parse_completion(body: bytes) -> Completion:
     if not isinstance(usage, dict):
         raise MalformedReply(f"'usage' is {_kind(usage)}, not an object")
     # A server that writes the API key into a reply must not get it into the data or the cache.
-    return Completion(scrub(content), _tokens(usage, "prompt_tokens"), _tokens(usage, "completion_tokens"))
+    cut = choices[0].get("finish_reason") == "length"
+    return Completion(scrub(content), _tokens(usage, "prompt_tokens"), _tokens(usage, "completion_tokens"), cut)
+
+
+class StreamedCompletion:
+    """A chat completion assembled from its stream's chunks (``chat.completion.chunk`` objects:
+    ``choices[0].delta`` content or function-call arguments, then ``finish_reason``, then the
+    ``usage`` that ``stream_options.include_usage`` asks for). ``seen``: the content chunks so
+    far (a chunk is a token, near enough: what an abandoned reply may have cost)."""
+
+    def __init__(self) -> None:
+        self._content: list[str] = []
+        self._arguments: list[str] = []
+        self.seen = 0
+        self.size = 0
+        self.finish_reason: str | None = None
+        self.usage: dict | None = None
+
+    def add(self, data: bytes) -> None:
+        """One event's data (``[DONE]`` excluded); a chunk of the wrong shape is ``MalformedReply``."""
+        chunk = parse_json(data)
+        if not isinstance(chunk, dict):
+            raise MalformedReply(f"a stream chunk is a JSON {_kind(chunk)}, not an object")
+        if "error" in chunk:
+            error = chunk["error"]
+            message = error.get("message") if isinstance(error, dict) else error
+            raise MalformedReply(f"the server ended the stream with an error: {str(message)[:300]}")
+        usage = chunk.get("usage")
+        if usage is not None and not isinstance(usage, dict):
+            raise MalformedReply(f"'usage' is {_kind(usage)}, not an object")
+        if usage is not None:
+            self.usage = usage
+        choices = chunk.get("choices")
+        if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+            return  # the usage chunk has no choices
+        choice = choices[0]
+        delta = choice.get("delta")
+        if isinstance(delta, dict):
+            text = delta.get("content")
+            if isinstance(text, str) and text:
+                self._content.append(text)
+                self.seen += 1
+                self.size += len(text)
+            calls = delta.get("tool_calls")
+            if isinstance(calls, list) and calls and isinstance(calls[0], dict):
+                arguments = (calls[0].get("function") or {}).get("arguments")
+                if isinstance(arguments, str) and arguments:
+                    self._arguments.append(arguments)
+                    self.seen += 1
+                    self.size += len(arguments)
+        if isinstance(choice.get("finish_reason"), str):
+            self.finish_reason = choice["finish_reason"]
+        if self.size > MAX_REPLY_BYTES:
+            raise MalformedReply(f"the streamed reply is more than the {MAX_REPLY_BYTES:,} bytes a reply may have")
+
+    def completion(self, prompt_estimate: int) -> Completion:
+        """The reply; without usage in the stream, prompt tokens are ``prompt_estimate`` and
+        completion tokens the chunks seen."""
+        if self.finish_reason is None:
+            raise MalformedReply("the stream ended before its last chunk (no finish_reason)")
+        content = "".join(self._arguments) if self._arguments else "".join(self._content)
+        usage = self.usage
+        prompt, completion = (
+            (_tokens(usage, "prompt_tokens"), _tokens(usage, "completion_tokens"))
+            if usage is not None
+            else (prompt_estimate, self.seen)
+        )
+        return Completion(scrub(content), prompt, completion, self.finish_reason == "length")
 
 
 def _tool_arguments(message: dict) -> str | None:

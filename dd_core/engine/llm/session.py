@@ -18,6 +18,7 @@ from dd_core.engine.llm.client import ChatClient
 from dd_core.engine.llm.limiter import AdaptiveLimiter
 from dd_core.engine.llm.rate_limiter import RateLimiter
 from dd_core.engine.llm.runtime import LLMRuntime
+from dd_core.engine.llm.timeouts import Timeouts
 
 
 class ModelSessions:
@@ -51,17 +52,16 @@ class ModelSessions:
         )
         for alias, endpoint in self.endpoints.items():
             model = self.config.model(alias)
+            timeouts = Timeouts.of(model, endpoint.timeout_s)
             if model.batch:
-                client = BatchClient(
-                    self.session, endpoint.base_url, endpoint.api_key, timeout_s=endpoint.timeout_s, model=model
-                )
+                client = BatchClient(self.session, endpoint.base_url, endpoint.api_key, timeouts=timeouts, model=model)
                 self.callers[alias] = BatchCaller(model, client)
                 continue
             limiter = AdaptiveLimiter(endpoint.max_parallel_requests)
             carried = alias in self.runtime.limits
             if carried:
                 limiter.set_limit(self.runtime.limits[alias])
-            client = ChatClient(self.session, endpoint.base_url, endpoint.api_key, endpoint.timeout_s)
+            client = ChatClient(self.session, endpoint.base_url, endpoint.api_key, timeouts, stream=model.streams)
             rate = None
             if endpoint.max_requests_per_minute or endpoint.max_tokens_per_minute:
                 rate = RateLimiter(endpoint.max_requests_per_minute, endpoint.max_tokens_per_minute)

@@ -21,6 +21,15 @@ class ModelUsage:
     invalid_replies: int = 0  # replies re-asked because they did not parse or validate
     failed_cells: int = 0  # cells given up on (their rows were dropped)
     throttled: int = 0  # back-pressure answers: 429, 503, 529
+    #: Requests given up on after they reached the server (timeouts, stalled streams, cut
+    #: connections): it may have written them to their end, and a provider billed them. Their
+    #: possibly billed tokens: the prompt (estimated, 4 bytes a token of the body) plus the reply's
+    #: tokens seen (streamed), or max_tokens when nothing could be seen.
+    abandoned: int = 0
+    abandoned_prompt_tokens: int = 0
+    abandoned_completion_tokens: int = 0
+    #: Replies that ended at max_tokens and then failed their column's parse (re-asked, or the cell failed).
+    cut_replies: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
     #: Summed duration of this model's HTTP requests, failed ones included (requests overlap,
@@ -39,6 +48,10 @@ class ModelUsage:
             "invalid_replies",
             "failed_cells",
             "throttled",
+            "abandoned",
+            "abandoned_prompt_tokens",
+            "abandoned_completion_tokens",
+            "cut_replies",
             "prompt_tokens",
             "completion_tokens",
             "request_seconds",

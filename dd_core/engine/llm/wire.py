@@ -54,10 +54,22 @@ def encode_chat(system: str | None, user: str) -> str:
     return f'[{{"content":{encode_string(system)},"role":"system"}},{{"content":{encode_string(user)},"role":"user"}}]'
 
 
-def cache_line(key: str, content: str, prompt_tokens: int, completion_tokens: int, paid: str = "") -> str:
+def cache_line(
+    key: str, content: str, prompt_tokens: int, completion_tokens: int, paid: str = "", cut: bool = False
+) -> str:
     """``json.dumps({"key", "content", "prompt_tokens", "completion_tokens", ...}) + "\\n"``, written
-    out; ``paid`` is the rest of the object (who paid for the call, see ``cache.paid_fields``)."""
+    out; ``paid`` is the rest of the object (who paid for the call, see ``cache.paid_fields``);
+    a reply cut at max_tokens says so (``"cut": true``: only then, so other lines stay as they were)."""
     return (
         f'{{"key": "{key}", "content": {encode_string(content)}, '
-        f'"prompt_tokens": {int(prompt_tokens)}, "completion_tokens": {int(completion_tokens)}{paid}}}\n'
+        f'"prompt_tokens": {int(prompt_tokens)}, "completion_tokens": {int(completion_tokens)}{paid}'
+        f"{_CUT if cut else ''}}}\n"
     )
+
+
+_CUT = ', "cut": true'
+
+
+def abandoned_line(prompt_tokens: int, completion_tokens: int, paid: str) -> str:
+    """The cache log's record of a request abandoned after it reached the server (no key: no reply)."""
+    return f'{{"abandoned": true, "prompt_tokens": {int(prompt_tokens)}, "completion_tokens": {int(completion_tokens)}{paid}}}\n'
