@@ -33,7 +33,7 @@ from dd_core.engine.llm.replies import (
 )
 from dd_core.engine.llm.retry_policy import RETRYABLE_STATUS
 from dd_core.engine.llm.sse import event_data
-from dd_core.engine.llm.timeouts import ReplyClock, Timeouts
+from dd_core.engine.llm.timeouts import SLOWEST_TOKEN_S, ReplyClock, Timeouts
 from dd_core.redaction import scrub
 
 __all__ = ["CallFailed", "ChatClient", "Completion"]
@@ -277,7 +277,7 @@ def stream_failure(exc: BaseException, clock: ReplyClock, timeouts: Timeouts, se
             return CallFailed(message, code="timeout", retryable=True, abandoned=abandoned)
         if clock.phase == "cap":
             message = (
-                f"the reply was not over within {timeouts.cap_s():g} s (timeout_s plus one second per max_tokens), "
+                f"the reply was not over within {timeouts.cap_s():g} s (timeout_s plus {SLOWEST_TOKEN_S:g} s per max_tokens), "
                 f"{seen:,} chunks in"
             )
             return CallFailed(message, code="timeout", retryable=True, abandoned=abandoned)
