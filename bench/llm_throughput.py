@@ -10,7 +10,7 @@ reference and the bare client each in their own process against it, buffer 1,000
 - ``lognormal-256``, ``lognormal-1024``: latency lognormal per request (median 0.4 s, sigma 1:
   mean 0.66 s, a long tail) at 256 and 1,024 requests in flight, from a server without
   ``/metrics`` (as hosted providers are), dd with its default settings (and, beside it, with
-  ``adaptive_concurrency: false``). The limit is the ideal,
+  ``adaptive_concurrency: false``, and with ``stream: true``: the cost of streaming every reply). The limit is the ideal,
   in-flight / mean latency (388 and 1,552 calls/s). The run ends with an unavoidable drain:
   the slots empty while the last requests finish, and with sigma 1 the slowest of them take
   10-30 s. Its share is printed from the same run: the bare client's own calls (the server
@@ -81,7 +81,7 @@ CASES = {
 }
 
 
-def chain_config(base_url: str, parallel: int, adaptive: bool = True) -> dict:
+def chain_config(base_url: str, parallel: int, adaptive: bool = True, stream: bool | str = "auto") -> dict:
     return {
         "name": "llm_chain",
         "models": [
@@ -91,6 +91,7 @@ def chain_config(base_url: str, parallel: int, adaptive: bool = True) -> dict:
                 "base_url": base_url,
                 "max_parallel_requests": parallel,
                 "adaptive_concurrency": adaptive,
+                "stream": stream,
             }
         ],
         "columns": [
@@ -112,11 +113,13 @@ def _server_side(server: OpenAIServerProcess, seconds: float) -> dict:
     }
 
 
-def ours(server: OpenAIServerProcess, case: Case, *, workers: int, adaptive: bool = True) -> dict:
+def ours(
+    server: OpenAIServerProcess, case: Case, *, workers: int, adaptive: bool = True, stream: bool | str = "auto"
+) -> dict:
     server.reset_stats()
     with tempfile.TemporaryDirectory() as out:
         config = Path(out) / "chain.json"
-        config.write_text(json.dumps(chain_config(server.base_url, case.parallel, adaptive)))
+        config.write_text(json.dumps(chain_config(server.base_url, case.parallel, adaptive, stream)))
         command = [
             sys.executable,
             str(BENCH / "workloads" / "dd_generate.py"),
@@ -223,6 +226,8 @@ def run_lognormal(case: Case, args) -> None:
         dd = ours(server, case, workers=args.workers)
         rows = [("dd, default settings", dd)]
         rows.append(("dd, adaptive_concurrency: false", ours(server, case, workers=args.workers, adaptive=False)))
+        streamed = ours(server, case, workers=args.workers, stream=True)
+        rows.append(("dd, stream: true (default: whole replies)", streamed))
         if case.parallel >= 1024:
             rows.append(("bare aiohttp client (same calls)", bare(server, case, processes=args.workers)))
         if not args.skip_reference:
@@ -238,6 +243,10 @@ def run_lognormal(case: Case, args) -> None:
             f"  (a client costing no CPU at all, over the bare client's own calls, would finish at {drain_ceiling(case, 1):.0%} of ideal: the end-of-run drain)"
         )
     print(_verdict("dd (default settings) / ideal", dd["calls_per_s"] / ideal, 0.9))
+    print(
+        f"  -> streamed / whole replies: {streamed['calls_per_s'] / dd['calls_per_s']:.0%} "
+        f"(CPU per call {streamed['cpu_s'] / streamed['calls'] * 1e6:.0f} us vs {dd['cpu_s'] / dd['calls'] * 1e6:.0f} us)"
+    )
     if not args.skip_reference:
         print(f"  -> dd / data-designer: {dd['calls_per_s'] / rows[-1][1]['calls_per_s']:.1f}x")
 

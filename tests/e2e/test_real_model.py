@@ -19,6 +19,7 @@ import pytest
 from dd_core import generate, load_config
 from dd_core.engine.llm.client import ChatClient
 from dd_core.engine.llm.structured_check import structured_output_issue
+from dd_core.engine.llm.timeouts import Timeouts
 from dd_core.testing.llama_server import LlamaServer
 from dd_core.testing.llm_server import OpenAIServer
 from dd_core.testing.logging_proxy import LoggingProxy
@@ -52,15 +53,8 @@ def proxy(llama):
 
 
 def smol(url: str, **settings) -> dict:
-    # timeout_s: a reply of SmolLM2 on a busy 2-core machine may take minutes (the default cut it at 60 s).
-    return {
-        "alias": "smol",
-        "model": "smollm2",
-        "base_url": url,
-        "max_parallel_requests": 4,
-        "timeout_s": 900,
-        **settings,
-    }
+    # Default timeouts: a reply of SmolLM2 on a busy 2-core machine may take minutes, and must not be cut.
+    return {"alias": "smol", "model": "smollm2", "base_url": url, "max_parallel_requests": 4, **settings}
 
 
 def every_type_config(url: str) -> dict:
@@ -129,7 +123,7 @@ def test_the_real_server_takes_json_schema_and_json_object(llama):
 
     async def issues():
         async with aiohttp.ClientSession() as session:
-            client = ChatClient(session, llama.base_url, None, 120.0)
+            client = ChatClient(session, llama.base_url, None, Timeouts(10, 600, 120))
             return [await structured_output_issue(client, model, llama.base_url) for model in config.models]
 
     assert asyncio.run(issues()) == [None, None]
@@ -202,3 +196,40 @@ def test_batch_mode_runs_through_the_batch_api_with_the_real_model_answering_the
     assert len(batches) == 2 and online == 0, "one batch per column, no online call"
     assert proxy.summary() == {"requests": 16, "distinct": 16, "resent": 0, "delivered": 16, "abandoned": 0}
     assert all(18 <= row["age"] <= 90 for row in result.load()["person"])
+
+
+@pytest.fixture
+def cpu_burner():
+    """Both cores busy with other work for the test's length (two spinning processes)."""
+    burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
+    try:
+        yield
+    finally:
+        for burner in burners:
+            burner.kill()
+            burner.wait()
+
+
+def test_long_stories_complete_with_none_abandoned_or_sent_twice_on_busy_cores(proxy, tmp_path, cpu_burner):
+    # 1,500 tokens a reply take SmolLM2 over a minute on two free cores (the old 60 s default
+    # abandoned and re-sent every one of them); here both cores are busy with other work as well.
+    config = {
+        "name": "stories",
+        "models": [smol(proxy.base_url, max_tokens=1500, temperature=0.7)],
+        "columns": [
+            {"name": "topic", "type": "category", "values": ["cats", "ships", "tea", "rain"]},
+            {
+                "name": "story",
+                "type": "llm_text",
+                "model": "smol",
+                "prompt": "Write a very long story about {{ topic }}, with many chapters.",
+            },
+        ],
+    }
+    result = generate(config, 8, buffer_size=8, artifact_path=tmp_path)
+    usage = result.llm_usage["smol"]
+    assert result.num_records == 8 and usage["failed_cells"] == 0 and usage["abandoned"] == 0, usage
+    assert proxy.summary() == {"requests": 8, "distinct": 8, "resent": 0, "delivered": 8, "abandoned": 0}
+    stories = [e for e in proxy.exchanges() if e["method"] == "POST"]
+    longest = max(e["finished"] - e["started"] for e in stories)
+    print(f"longest reply: {longest:.0f} s; completion tokens {usage['completion_tokens']:,}")
