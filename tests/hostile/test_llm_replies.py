@@ -264,6 +264,17 @@ def test_the_wait_budget_is_per_cell_and_configurable(tmp_path, llm, key_env, ca
     assert len(waits) == 2 * 2  # two waits of 0.2 s fit in 0.5 s, for each of the two cells
 
 
+def test_the_last_retry_is_the_last_wait_logged(tmp_path, llm, key_env, caplog):
+    """A cell failing every attempt logged 'retry 6 of 5' (and spent a wait on it) after its last one."""
+    caplog.set_level(logging.INFO)
+    llm.set_faults([{"kind": "status", "status": 500}])
+    config = llm_config(llm.base_url, max_retries=3, max_retry_wait_s=0.01)
+    check(_generate(tmp_path, config, key_env, n=1), 6, "HTTP 500")
+    waits = [r.getMessage() for r in caplog.records if "wait budget used" in r.getMessage()]
+    assert [w.split("; retry ")[1].split(" in ")[0] for w in waits] == ["1 of 3", "2 of 3", "3 of 3"]
+    assert llm.stats()["by_status"].get("500") == 4
+
+
 @pytest.mark.parametrize("value", ["nan", "-5", "Wed, 21 Oct 2015 07:28:00 GMT", "1e400", "soon"])
 def test_odd_retry_after_values_fall_back_to_backoff(tmp_path, llm, key_env, value):
     llm.set_faults(

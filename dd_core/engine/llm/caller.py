@@ -127,9 +127,16 @@ class ModelCaller:
         def count_retry(state: RetryCallState) -> None:
             usage.retries += 1
 
+        def wait(state: RetryCallState) -> float:
+            # tenacity asks for the wait before it checks the stop: after the last attempt there is none
+            # (it logged "retry 6 of 5" and spent the cell's wait budget on it).
+            if state.attempt_number >= self.model.max_retries:
+                return 0.0
+            return waits.next_wait(state.outcome.exception(), state.attempt_number + 1)
+
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.model.max_retries),
-            wait=lambda state: waits.next_wait(state.outcome.exception(), state.attempt_number + 1),
+            wait=wait,
             retry=retry_if_exception(_retryable),
             before_sleep=count_retry,
             reraise=True,
