@@ -267,6 +267,7 @@ def test_the_wait_budget_is_per_cell_and_configurable(tmp_path, llm, key_env, ca
 def test_the_last_retry_is_the_last_wait_logged(tmp_path, llm, key_env, caplog):
     """A cell failing every attempt logged 'retry 6 of 5' (and spent a wait on it) after its last one."""
     caplog.set_level(logging.INFO)
+    llm.reset_stats()
     llm.set_faults([{"kind": "status", "status": 500}])
     config = llm_config(llm.base_url, max_retries=3, max_retry_wait_s=0.01)
     check(_generate(tmp_path, config, key_env, n=1), 6, "HTTP 500")
