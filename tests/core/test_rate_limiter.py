@@ -94,11 +94,21 @@ def test_tokens_per_window_never_exceed_the_limit_and_replies_give_back_the_rese
     arrivals = server.rate_limit_log()["arrivals"]
     _, most_tokens = max_in_any_window(arrivals, WINDOW)
     assert statuses == [200] * 30 and most_tokens <= limit
-    # With the limiter's clock stopped nothing ever leaves its window: every request past the
-    # third is let in by the reserves that earlier replies gave back.
-    stopped = RateLimiter(None, limit, window_s=WINDOW, clock=lambda: 0.0)
-    statuses, _ = burst(server, stopped, 10, timeout_s=30)
-    assert statuses == [200] * 10, "after each reply only its real usage stays reserved"
+    # On a clock the test moves (a tenth of the window per request, one request at a time) nothing
+    # leaves the window before the tenth: every request past the third is let in by the reserves
+    # that earlier replies gave back (to the window and to the pace).
+    moved = [0.0]
+    stepped = RateLimiter(None, limit, window_s=WINDOW, clock=lambda: moved[0])
+
+    async def one_by_one():
+        async with aiohttp.ClientSession() as session:
+            statuses = []
+            for i in range(10):
+                moved[0] += WINDOW / 10 * 0.99
+                statuses.append(await asyncio.wait_for(send(stepped, session, server.base_url, body(i)), 30))
+            return statuses
+
+    assert asyncio.run(one_by_one()) == [200] * 10, "after each reply only its real usage stays reserved"
 
 
 def test_with_a_server_that_enforces_the_same_limits_nothing_is_refused(server):
