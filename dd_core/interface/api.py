@@ -38,6 +38,7 @@ from dd_core.storage.row_group_files import read_table
 
 if TYPE_CHECKING:
     import pandas as pd
+    import pyarrow as pa
 
 log = get_logger("dd")
 
@@ -79,13 +80,18 @@ class DatasetResult:
 
 def preview(config: ConfigSource, num_records: int = 10) -> pd.DataFrame:
     """A few rows of row group 0 after processors, nothing written."""
+    return preview_table(config, num_records).to_pandas()
+
+
+def preview_table(config: ConfigSource, num_records: int = 10) -> pa.Table:
+    """``preview`` as an Arrow table (``ddsynth preview`` reads it without pandas)."""
     config = load_config(config)
     if not (isinstance(num_records, int) and 1 <= num_records <= MAX_PREVIEW_RECORDS):
         raise DDUsageError(
             f"preview makes 1 to {MAX_PREVIEW_RECORDS:,} records, not {num_records!r}; use 'ddsynth generate' for more"
         )
     LLMRuntime().check_endpoints(config)
-    return apply_processors(config, generate_row_group(config, 0, num_records)).to_pandas()
+    return apply_processors(config, generate_row_group(config, 0, num_records))
 
 
 def generate(

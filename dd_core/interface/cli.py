@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import gc
-import json
 import logging
 import os
 import sys
@@ -24,19 +23,15 @@ import typer
 from typer.core import TyperGroup
 
 from dd_core.errors import INTERNAL_ERROR_EXIT, DDError
+from dd_core.interface.text import literal
 from dd_core.interrupts import Interrupted, signal_number, sigterm_raises
 from dd_core.redaction import redact_handler, scrub
 from dd_core.without_pandas import refuse_pandas
 
 if TYPE_CHECKING:
     from rich.console import Console
-    from rich.text import Text
 
     from dd_core.interface.api import DatasetResult
-
-#: The control characters rich drops from printed text (bell, backspace, vertical tab, form
-#: feed, carriage return); plain output drops them too.
-_CONTROL = dict.fromkeys((7, 8, 11, 12, 13))
 
 
 def styled(stderr: bool = False) -> bool:
@@ -54,16 +49,17 @@ def console(stderr: bool = False) -> Console:
 
 
 def say(text: str, *, stderr: bool = False, prefix: tuple[str, str] | None = None) -> None:
-    """Print text exactly as it is (no markup, no highlighting), scrubbed of secrets;
-    ``prefix``: (text, rich style) before it, the style shown on a terminal only."""
-    text = scrub(str(text))
+    """Print text literally (no markup, no highlighting, control characters shown, see
+    ``dd_core.interface.text``), scrubbed of secrets; ``prefix``: (text, rich style) before it,
+    the style shown on a terminal only."""
+    text = literal(scrub(str(text)))
     if styled(stderr):
         from rich.text import Text
 
         console(stderr).print(Text.assemble(prefix or "", text), soft_wrap=True)
         return
     stream = sys.stderr if stderr else sys.stdout
-    stream.write(f"{prefix[0] if prefix else ''}{text}".translate(_CONTROL) + "\n")
+    stream.write(f"{prefix[0] if prefix else ''}{text}\n")
     stream.flush()
 
 
@@ -147,33 +143,18 @@ def validate(config: ConfigArg) -> None:
 
 @app.command()
 def preview(config: ConfigArg, num_records: Annotated[int, typer.Option("-n", "--num-records", min=1)] = 10) -> None:
-    """Generate a few rows and show them as a table (nothing is written)."""
-    from rich.table import Table
-    from rich.text import Text
+    """Generate a few rows and show them (nothing is written)."""
+    from dd_core.interface import preview_view
 
-    from dd_core.interface.api import preview as make_preview
-
-    out = console()
-    records = make_preview(config, num_records).to_dict("records")
-    names = list(records[0]) if records else []
-    if len(names) * 14 <= out.width:
-        table = Table(*(Text(n) for n in names), show_lines=True)
-        for record in records:
-            table.add_row(*(_cell(v) for v in record.values()))
-        out.print(table)
-        return
-    for number, record in enumerate(records, start=1):  # too many columns: one block per record
-        table = Table("column", "value", title=f"record {number}", title_justify="left", show_header=False)
-        for name, value in record.items():
-            table.add_row(Text(name), _cell(value))
-        out.print(table)
-
-
-def _cell(value: object) -> Text:
-    from rich.text import Text
-
-    text = json.dumps(value, default=str, ensure_ascii=False) if isinstance(value, (dict, list)) else str(value)
-    return Text(scrub(text if len(text) <= 300 else text[:297] + "..."))
+    records = _generation_api().preview_table(config, num_records).to_pylist()
+    if styled():
+        out = console()
+        for renderable in preview_view.terminal_renderables(records, out.width):
+            out.print(renderable)
+    else:
+        for line in preview_view.plain_lines(records):
+            say(line)
+    say(preview_view.summary(records, str(config)))
 
 
 WorkersOption = Annotated[
