@@ -74,14 +74,18 @@ class ModelCaller:
         usage.retries += 1
         await asyncio.sleep(delay)
 
-        def count_retry(state: RetryCallState) -> None:
+        def commit_wait(state: RetryCallState) -> None:
+            # Called only when tenacity is about to sleep: after its stop check, which some of its
+            # versions make after asking for the next wait (a wait planned after the last attempt
+            # is never slept, so it is neither logged nor counted).
+            waits.commit(state.outcome.exception(), state.attempt_number + 1, state.next_action.sleep)
             usage.retries += 1
 
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.model.max_retries),
-            wait=lambda state: waits.next_wait(state.outcome.exception(), state.attempt_number + 1),
+            wait=lambda state: waits.plan(state.outcome.exception(), state.attempt_number + 1),
             retry=retry_if_exception(_retryable),
-            before_sleep=count_retry,
+            before_sleep=commit_wait,
             reraise=True,
         )
         async for attempt in retrying:
