@@ -3,7 +3,7 @@ resume planning from an orchestrator's own checkpoints, claims, and the self-des
 
 End users need only ``dd_core`` (configs, ``generate``, ``preview``, ``resume_dataset``). An
 orchestrator decides which row groups to make (``plan_resume`` with ``scope="asset"`` over its
-own records), makes them (``produce_row_groups``: pipelined, in worker processes, each file
+own records), checks that every model answers (``reach_models``), makes them (``produce_row_groups``: pipelined, in worker processes, each file
 written crash-safely and claimed so parallel runs never make one twice), checks what it finds
 (``RowGroupIdentity.finished_file``) and combines them (``combine_row_groups``).
 """
@@ -13,6 +13,7 @@ from __future__ import annotations
 from dd_core.engine import apply_processors
 from dd_core.engine.in_process import run_row_group
 from dd_core.engine.jobs import ProducedRowGroup, RowGroupJob, identity_of
+from dd_core.engine.llm.probe import reach_models
 from dd_core.engine.llm.runtime import LLMRuntime, ModelOverride
 from dd_core.engine.llm.usage import ModelUsage, merge_usage
 from dd_core.engine.pipeline import produce_row_groups
@@ -59,6 +60,7 @@ __all__ = [
     "merge_usage",
     "plan_resume",
     "produce_row_groups",
+    "reach_models",
     "read_info",
     "read_table",
     "row_group_spend",

@@ -13,7 +13,7 @@ from contextlib import AbstractContextManager
 import dagster as dg
 from pydantic import Field
 
-from dd_core.orchestration import LLMRuntime, ModelOverride, ProducedRowGroup, RowGroupJob, StoragePath
+from dd_core.orchestration import LLMRuntime, ModelOverride, ProducedRowGroup, RowGroupJob, StoragePath, reach_models
 from dd_dagster.dataset import DagsterDataset
 from dd_dagster.production import produce
 
@@ -70,6 +70,11 @@ class DataDesignerResource(dg.ConfigurableResource):
             for alias, e in self.models.items()
         }
         return LLMRuntime(cache_dir=cache_dir, overrides=overrides)
+
+    def reach_models(self, dataset: DagsterDataset) -> None:
+        """Every model the dataset's LLM columns call answers dd's probe at this deployment's
+        endpoints; ``ModelEndpointError`` names each one that does not (nothing is written)."""
+        reach_models(dataset.config, self.llm_runtime(dataset.llm_cache_dir(self.artifact_path)))
 
     def produce(
         self, dataset: DagsterDataset, jobs: list[RowGroupJob]

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from dd_core.config import ConfigSource, DatasetConfig, load_config
 from dd_core.engine import apply_processors, generate_row_group
+from dd_core.engine.llm.probe import reach_models
 from dd_core.engine.llm.runtime import LLMRuntime, ModelOverride
 from dd_core.engine.llm.usage import ModelUsage, merge_usage
 from dd_core.engine.pipeline import RowGroupJob, produce_row_groups
@@ -90,7 +91,7 @@ def preview_table(config: ConfigSource, num_records: int = 10) -> pa.Table:
         raise DDUsageError(
             f"preview makes 1 to {MAX_PREVIEW_RECORDS:,} records, not {num_records!r}; use 'ddsynth generate' for more"
         )
-    LLMRuntime().check_endpoints(config)
+    reach_models(config, LLMRuntime())  # a server that is down or refuses the key: one message, at once
     return apply_processors(config, generate_row_group(config, 0, num_records))
 
 
@@ -130,6 +131,8 @@ def generate(
     if plan.action is Action.ALREADY_COMPLETE:
         # Nothing to write, so no lock to take (a finished dataset on read-only storage is fine).
         return _already_complete(layout, scan.metadata, started)
+    if plan.generate:
+        reach_models(config, llm)  # every model answers before a folder is made or a row group started
     if plan.action is Action.NEW_FOLDER:
         layout = _fresh_layout(layout)
         mode = ResumeMode.IF_POSSIBLE  # the new folder is empty: create

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+
 import dagster as dg
 from dagster import serialize_value
 
@@ -45,3 +47,24 @@ def test_endpoint_override_and_env_var_key_stay_secret(tmp_path, instance, monke
     for file in tmp_path.rglob("*"):
         if file.is_file():
             assert SECRET.encode() not in file.read_bytes(), file
+
+
+def test_a_model_server_that_is_down_fails_the_run_before_any_row_group(tmp_path, instance):
+    """The run's first step reaches every model with this deployment's endpoints: nothing
+    listening fails it at once with dd's message (model, URL, cause, fix), and nothing is written."""
+    with socket.socket() as dead:  # bound, never listening: connections are refused
+        dead.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{dead.getsockname()[1]}/v1"
+        config = chain_config("http://127.0.0.1:9/v1")
+        config["name"] = "tiny"
+        resource = DataDesignerResource(
+            artifact_path=str(tmp_path / "artifacts"), models={"writer": ModelEndpoint(base_url=url)}
+        )
+        defs = build_dataset_definitions(config, num_records=40, buffer_size=20, resource=resource)
+        register_partitions(instance, DagsterDataset.create(config, 40, 20))
+        result = run_range(defs, instance, 0, 1, raise_on_error=False)
+    assert not result.success and outcome(result) == {}
+    description = result.get_step_failure_events()[0].step_failure_data.user_failure_data.description
+    assert "model 'writer' (test-model)" in description and url in description and "connection refused" in description
+    assert f"python -m dd_core.testing.llm_server --port {url.split(':')[2].split('/')[0]}" in description
+    assert not (tmp_path / "artifacts").exists()

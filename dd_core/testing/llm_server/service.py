@@ -7,6 +7,7 @@ fault pick, latency, then the answer or the fault's answer (see :meth:`ChatServi
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
@@ -119,13 +120,16 @@ class ChatService:
         return rule
 
 
-async def start_serving(service: ChatService, host: str, port: int) -> tuple[web.AppRunner, int]:
-    """Listen on host:port (0 = a free port); return the runner and the bound port."""
+async def start_serving(
+    service: ChatService, host: str, port: int, ssl_context: ssl.SSLContext | None = None
+) -> tuple[web.AppRunner, int]:
+    """Listen on host:port (0 = a free port), over TLS with ``ssl_context``; return the runner and
+    the bound port."""
     # handler_cancellation: a handler (e.g. a "hang") is cancelled when its client goes away.
     runner = web.AppRunner(service.build_app(), access_log=None, handler_cancellation=True, shutdown_timeout=1.0)
     await runner.setup()
     try:
-        await web.TCPSite(runner, host, port).start()
+        await web.TCPSite(runner, host, port, ssl_context=ssl_context).start()
     except BaseException:
         await runner.cleanup()
         raise
