@@ -9,7 +9,7 @@ export DAGSTER_HOME
 # The webserver's and daemon's telemetry upload thread ignores dagster.yaml's `telemetry` setting.
 export DAGSTER_DISABLE_TELEMETRY = 1
 
-.PHONY: install demo ui test format bench clean
+.PHONY: install demo ui test test-lowest format bench clean
 
 install: $(STAMP)
 
@@ -38,6 +38,11 @@ test: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest
+
+# The CLI matrix (and the probe and preview tests) against the lowest versions pyproject.toml
+# allows, in a venv of their own built by uv (about 1 minute the first time, cached after).
+test-lowest:
+	PYTHON=$(PYTHON) bash .ci/lowest_versions
 
 # Format the tree and apply ruff's safe fixes.
 format: install
