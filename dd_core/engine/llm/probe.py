@@ -100,11 +100,12 @@ def no_answer(exc: BaseException, base_url: str, timeout_s: float) -> ProbeFailu
     """The cause and fix of a request that got no answer, whatever the provider."""
     parts = urlsplit(base_url)
     host, port = parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)
+    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     reason = _reason(exc)
     if isinstance(exc, TimeoutError):
         return ProbeFailure(
             f"cannot be reached: no answer within {timeout_s:g} s",
-            f"Check that the model server at {host}:{port} is up and reachable from this machine "
+            f"Check that the model server at {where} is up and reachable from this machine "
             "(a firewall that drops connections looks like this).",
         )
     if isinstance(exc, aiohttp.ClientConnectorCertificateError) or _is(exc, ssl.SSLCertVerificationError):
@@ -126,11 +127,11 @@ def no_answer(exc: BaseException, base_url: str, timeout_s: float) -> ProbeFailu
         )
     if isinstance(os_error, ConnectionRefusedError):
         return ProbeFailure(
-            f"cannot be reached: connection refused (nothing is listening on {host}:{port})", _start_server(host, port)
+            f"cannot be reached: connection refused (nothing is listening on {where})", _start_server(host, port, where)
         )
     if isinstance(exc, aiohttp.ClientConnectorError):
         return ProbeFailure(
-            f"cannot be reached: no connection to {host}:{port} ({reason})",
+            f"cannot be reached: no connection to {where} ({reason})",
             "Check the host and port in the model's base_url, and that the server runs there.",
         )
     return ProbeFailure(
@@ -155,13 +156,13 @@ def _reason(exc: BaseException) -> str:
     return str(exc)[:200] or type(exc).__name__
 
 
-def _start_server(host: str, port: int) -> str:
+def _start_server(host: str, port: int, where: str) -> str:
     try:
         loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
     except ValueError:
         loopback = False
     if not loopback:
-        return f"Start the model server on {host}:{port}, or point the model's base_url at one that runs."
+        return f"Start the model server on {where}, or point the model's base_url at one that runs."
     host_option = "" if host in ("127.0.0.1", "localhost") else f" --host {host}"
     return (
         f"Start the model server on port {port}; to try dd without one, start its local test server: "
