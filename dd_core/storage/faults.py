@@ -1,7 +1,8 @@
 """Named crash points for fault-injection tests.
 
 ``DD_FAULT_POINT=<name>`` makes the process stop at that point: ``DD_FAULT_ACTION=kill``
-(default) sends itself SIGKILL, ``pause`` sleeps until killed, ``raise`` raises
+(default) sends itself SIGKILL, ``pause`` sleeps until killed, ``wait`` waits until the file
+``DD_FAULT_GATE`` exists (a test opens the gate when it chooses), ``raise`` raises
 ``InjectedFault`` (for in-process runs). ``DD_FAULT_HIT=N`` acts on the N-th time the point is
 reached (default 1). Without the variable every point is a no-op.
 """
@@ -39,4 +40,8 @@ def fault_point(name: str) -> None:
     if action == "pause":
         while True:
             time.sleep(3600)
+    if action == "wait":
+        while not os.path.exists(os.environ["DD_FAULT_GATE"]):
+            time.sleep(0.01)
+        return
     os.kill(os.getpid(), signal.SIGKILL)

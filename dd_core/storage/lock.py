@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from dd_core.errors import DatasetLockedError
-from dd_core.storage.filesystems import LockHeld
+from dd_core.storage.backend import LockHeld
 from dd_core.storage.layout import DatasetLayout
 
 
