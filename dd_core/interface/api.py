@@ -16,7 +16,7 @@ from dd_core.engine.llm.runtime import LLMRuntime, ModelOverride
 from dd_core.engine.llm.usage import ModelUsage, merge_usage
 from dd_core.engine.pipeline import RowGroupJob, produce_row_groups
 from dd_core.engine.worker_count import worker_count
-from dd_core.errors import DatasetDamagedError, DDConfigError, DDUsageError
+from dd_core.errors import DatasetDamagedError, DDConfigError, DDUsageError, ResumeConflictError
 from dd_core.fingerprinting import Fingerprint, fingerprint
 from dd_core.interface.combine import combine_row_groups
 from dd_core.interrupts import Interrupted, signal_number
@@ -114,17 +114,24 @@ def generate(
     mode = ResumeMode.coerce(resume)
     name = dataset_name or config.name or "dataset"
     _check_name(name)
-    row_group_sizes(num_records, buffer_size)  # an impossible target is a usage error before anything else
+    total = row_group_sizes(
+        num_records, buffer_size
+    ).count  # an impossible target is a usage error before anything else
     fp = fingerprint(config)
     llm = LLMRuntime(overrides=model_overrides or {})
     llm.check_endpoints(config)  # an unset key or a bad URL fails before a folder exists
     layout = DatasetLayout(_artifact_root(artifact_path) / name)
-    scan = scan_folder(layout)
-    plan = _plan(mode, scan, fp.config_hash, num_records, buffer_size, layout)
-    if plan.action is Action.ALREADY_COMPLETE:
+    try:
+        scan = scan_folder(layout)
+        plan = _plan(mode, scan, fp.config_hash, num_records, buffer_size, layout)
+    except (DatasetDamagedError, ResumeConflictError):
+        if not layout.root.exists():
+            raise  # no folder, no writer in it
+        plan = None  # judged again under the lock: while another process writes, the answer is "locked"
+    if plan is not None and plan.action is Action.ALREADY_COMPLETE:
         # Nothing to write, so no lock to take (a finished dataset on read-only storage is fine).
         return _already_complete(layout, scan.metadata, started)
-    if plan.action is Action.NEW_FOLDER:
+    if plan is not None and plan.action is Action.NEW_FOLDER:
         layout = _fresh_layout(layout)
         mode = ResumeMode.IF_POSSIBLE  # the new folder is empty: create
     writer: DatasetWriter | None = None
@@ -164,10 +171,8 @@ def generate(
         raise
     except KeyboardInterrupt as exc:
         if writer is None:
-            raise Interrupted(signal_number(exc), None, 0, len(plan.sizes)) from exc
-        raise Interrupted(
-            signal_number(exc), _user_path(layout.root), len(writer.metadata.completed), len(plan.sizes)
-        ) from exc
+            raise Interrupted(signal_number(exc), None, 0, total) from exc
+        raise Interrupted(signal_number(exc), _user_path(layout.root), len(writer.metadata.completed), total) from exc
 
 
 def resume_dataset(

@@ -63,10 +63,14 @@ def list_batches(layout: DatasetLayout) -> dict[int, str]:
 
 
 def scan_folder(layout: DatasetLayout) -> FolderScan:
+    """What the folder holds, from a consistent snapshot even while a writer works in it: the
+    metadata is read before the files are listed. A row group's file is in place before the
+    metadata records it and stays there, so every row group this metadata lists is in the later
+    listing; a file finished between the two reads is found as not yet recorded."""
+    meta = load_metadata(layout.metadata) if layout.metadata.exists() else None
     batches = list_batches(layout)
-    if not layout.metadata.exists():
+    if meta is None:
         return FolderScan(FoundState(Found.DATA_WITHOUT_METADATA if batches else Found.NOTHING), None)
-    meta = load_metadata(layout.metadata)
     # Without expanding the metadata's ranges: compare what is listed with what is there.
     present = sum(1 for i in batches if i in meta.completed)
     if present < len(meta.completed):
