@@ -45,11 +45,12 @@ class Location:
     cloud: str
     bucket: str
     account: str | None = None
+    #: The URL's host part as written (``container@account.dfs.core.windows.net``).
+    netloc: str = ""
 
     @property
     def prefix(self) -> str:
-        netloc = self.bucket if self.account is None else f"{self.bucket}@{self.account}"
-        return f"{self.scheme}://{netloc}"
+        return f"{self.scheme}://{self.netloc or self.bucket}"
 
 
 def parse_location(url: str) -> tuple[Location, str] | None:
@@ -60,15 +61,15 @@ def parse_location(url: str) -> tuple[Location, str] | None:
     if cloud is None:
         return None
     netloc, _, key = rest.partition("/")
-    account = None
+    bucket, account = netloc, None
     if cloud == "az" and "@" in netloc:
-        netloc, _, host = netloc.partition("@")
+        bucket, _, host = netloc.partition("@")
         account = host.split(".", 1)[0] or None
-    if not netloc:
+    if not bucket:
         raise ValueError(f"{url[:200]!r} names no bucket: use {scheme}://bucket/prefix")
-    if cloud == "az" and len(netloc) < 3:
+    if cloud == "az" and len(bucket) < 3:
         raise ValueError(f"{url[:200]!r}: Azure container names have 3 to 63 characters")
-    return Location(scheme.lower(), cloud, netloc, account), key.strip("/")
+    return Location(scheme.lower(), cloud, bucket, account, netloc), key.strip("/")
 
 
 def _truthy(name: str) -> bool:

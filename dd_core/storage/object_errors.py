@@ -28,15 +28,22 @@ _CREDENTIALS = {
 _ALLOW_HTTP = {"s3": "AWS_ALLOW_HTTP", "gs": "GOOGLE_ALLOW_HTTP", "az": "AZURE_ALLOW_HTTP"}
 
 
-def first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return scrub(_QUERY.sub("", text[0] if text else type(exc).__name__))[:300]
+_STATUS = re.compile(r"status code: (\d{3}[^:<]*)")
 
 
-def storage_error(exc: BaseException, uri: str, what: str, cloud: str) -> StorageError:
+def cause_of(exc: BaseException) -> str:
+    """The server's answer ("the server answered 403 Forbidden"), else the error's first line."""
+    lines = str(exc).strip().splitlines()
+    first = scrub(_QUERY.sub("", lines[0] if lines else type(exc).__name__))
+    status = _STATUS.search(first)
+    if status:
+        return f"the server answered {status.group(1).strip()}"
+    return first.rsplit(" - ", 1)[-1][:300]
+
+
+def storage_error(exc: BaseException, uri: str, what: str, cloud: str, bucket: str) -> StorageError:
     """One message for a failed object-store call ``what`` on ``uri``."""
-    cause = first_line(exc)
-    bucket = uri.split("://", 1)[-1].split("/", 1)[0]
+    cause = cause_of(exc)
     if isinstance(exc, (PermissionDeniedError, UnauthenticatedError)):
         hint = f"access denied: check the credentials ({_CREDENTIALS[cloud]}); they may have expired"
     elif isinstance(exc, FileNotFoundError) or "NoSuchBucket" in str(exc) or "ContainerNotFound" in str(exc):
@@ -46,15 +53,15 @@ def storage_error(exc: BaseException, uri: str, what: str, cloud: str) -> Storag
     elif "error sending request" in str(exc) or "connect" in str(exc).lower():
         hint = "the storage endpoint could not be reached; check the endpoint and the network"
     else:
-        hint = "see the cause above"
+        hint = ""
     return StorageError(
-        f"could not {what} {uri}: {cause} ({hint}). Finished files are unchanged; fix the cause, then run the "
+        f"could not {what} {uri}: {cause}{f' ({hint})' if hint else ''}. Finished files are unchanged; fix the cause, then run the "
         "same command again (or 'ddsynth resume DIR')"
     )
 
 
 @contextmanager
-def translated(uri: str, what: str, cloud: str, *, missing_ok: bool = False) -> Iterator[None]:
+def translated(uri: str, what: str, cloud: str, bucket: str, *, missing_ok: bool = False) -> Iterator[None]:
     """obstore errors inside as ``StorageError``; ``FileNotFoundError`` passes through when
     ``missing_ok`` (a read of an object that is not there)."""
     try:
@@ -62,6 +69,6 @@ def translated(uri: str, what: str, cloud: str, *, missing_ok: bool = False) -> 
     except FileNotFoundError as exc:
         if missing_ok:
             raise FileNotFoundError(uri) from exc
-        raise storage_error(exc, uri, what, cloud) from exc
+        raise storage_error(exc, uri, what, cloud, bucket) from exc
     except BaseError as exc:
-        raise storage_error(exc, uri, what, cloud) from exc
+        raise storage_error(exc, uri, what, cloud, bucket) from exc

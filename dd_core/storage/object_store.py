@@ -63,7 +63,7 @@ class ObjectStoreFileSystem(FileSystem):
         if self._store is None or self._pid != os.getpid():
             for name in _SECRETS:
                 register(os.environ.get(name))
-            with translated(self.location.prefix, "configure access to", self.location.cloud):
+            with translated(self.location.prefix, "configure access to", self.location.cloud, self.location.bucket):
                 self._store = make_store(self.location)
             self._pid = os.getpid()
         return self._store
@@ -72,7 +72,7 @@ class ObjectStoreFileSystem(FileSystem):
         return f"{self.location.prefix}/{path}" if path else self.location.prefix
 
     def translated(self, path: str, what: str, *, missing_ok: bool = False) -> AbstractContextManager[None]:
-        return translated(self.uri(path), what, self.location.cloud, missing_ok=missing_ok)
+        return translated(self.uri(path), what, self.location.cloud, self.location.bucket, missing_ok=missing_ok)
 
     def head(self, path: str) -> dict:
         """The object's size, ETag and version (FileNotFoundError when absent)."""
