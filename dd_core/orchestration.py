@@ -20,6 +20,7 @@ from dd_core.engine.row_group import RowGroupResult
 from dd_core.engine.schema import ColumnInfo, column_schema
 from dd_core.engine.worker_count import worker_count
 from dd_core.interface.combine import CombinedFile, combine_row_groups
+from dd_core.interface.dataset_readers import read_arrow, read_pandas, scan_polars
 from dd_core.resume import (
     Checkpoint,
     Found,
@@ -59,11 +60,14 @@ __all__ = [
     "merge_usage",
     "plan_resume",
     "produce_row_groups",
+    "read_arrow",
     "read_info",
+    "read_pandas",
     "read_table",
     "row_group_spend",
     "row_group_sizes",
     "run_row_group",
+    "scan_polars",
     "storage_path",
     "strip_dd_metadata",
     "worker_count",

@@ -11,6 +11,7 @@ from dd_dagster.automation import build_refresh_schedule, build_regeneration_sen
 from dd_dagster.checks import build_current_check
 from dd_dagster.dataset import DagsterDataset
 from dd_dagster.dataset_asset import build_dataset_asset
+from dd_dagster.dataset_io import DATASET_IO_MANAGER_KEY, dataset_io_manager
 from dd_dagster.resource import DataDesignerResource
 from dd_dagster.row_groups import build_row_groups_asset
 from dd_dagster.translator import DatasetAssetProps, DDDatasetTranslator
@@ -49,8 +50,10 @@ def build_dataset_definitions(
     row_groups_spec = translator.get_asset_spec(DatasetAssetProps(dataset, "row_groups"))
     endpoint = dataset.llm_endpoint({alias: m.base_url for alias, m in resource.models.items()} if resource else None)
     row_groups = build_row_groups_asset(dataset, row_groups_spec, row_groups_per_run, endpoint, resource_key)
+    # Downstream assets receive the dataset through its I/O manager (see ``dataset_io``).
+    dataset_spec = translator.get_asset_spec(DatasetAssetProps(dataset, "dataset"))
     combined = build_dataset_asset(
-        dataset, translator.get_asset_spec(DatasetAssetProps(dataset, "dataset")), row_groups_spec.key, resource_key
+        dataset, dataset_spec.with_io_manager_key(DATASET_IO_MANAGER_KEY), row_groups_spec.key, resource_key
     )
     job = dg.define_asset_job(
         f"{dataset.name}_row_groups_job",
@@ -74,7 +77,7 @@ def build_dataset_definitions(
             build_regeneration_sensor(dataset, job.name, row_groups_spec.key, row_groups_per_run),
         ],
         schedules=schedules,
-        resources={resource_key: resource} if resource is not None else {},
+        resources={DATASET_IO_MANAGER_KEY: dataset_io_manager, **({resource_key: resource} if resource else {})},
         # Backfills run the implicit asset job, which takes the code location's executor:
         # in-process, so a run is one process (no step subprocess per run).
         executor=dg.in_process_executor,

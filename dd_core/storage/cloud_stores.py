@@ -82,27 +82,80 @@ def _is_http(url: str | None) -> bool:
 
 def make_store(location: Location) -> Any:
     """A new obstore store for ``location`` (one per process: stores do not survive a fork)."""
+    config, allow_http = store_config(location)
+    options = {**CLIENT_OPTIONS, "allow_http": allow_http}
     if location.cloud == "s3":
-        return _s3_store(location)
+        return S3Store(
+            location.bucket,
+            config=config,
+            client_options=options,
+            retry_config=RETRY,
+            credential_provider=_boto3_provider(),
+        )
     if location.cloud == "gs":
-        options = {**CLIENT_OPTIONS, "allow_http": _truthy("GOOGLE_ALLOW_HTTP")}
-        return GCSStore(location.bucket, client_options=options, retry_config=RETRY)
-    return _azure_store(location)
+        return GCSStore(location.bucket, config=config, client_options=options, retry_config=RETRY)
+    return AzureStore(location.bucket, config=config, client_options=options, retry_config=RETRY)
 
 
-def _s3_store(location: Location) -> Any:
-    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-    options = {**CLIENT_OPTIONS, "allow_http": _is_http(endpoint) or _truthy("AWS_ALLOW_HTTP")}
-    config: dict[str, Any] = {}
-    if endpoint:
-        config["endpoint"] = endpoint
-    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
-    if region:
-        config["region"] = region
-    provider = _boto3_provider()
-    return S3Store(
-        location.bucket, config=config, client_options=options, retry_config=RETRY, credential_provider=provider
-    )
+def store_config(location: Location) -> tuple[dict[str, str], bool]:
+    """(settings obstore does not take from the environment by itself, whether plain http is
+    allowed) for ``location``."""
+    config: dict[str, str] = {}
+    if location.cloud == "s3":
+        endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+        if endpoint:
+            config["endpoint"] = endpoint
+        region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+        if region:
+            config["region"] = region
+        return config, _is_http(endpoint) or _truthy("AWS_ALLOW_HTTP")
+    if location.cloud == "gs":
+        return config, _truthy("GOOGLE_ALLOW_HTTP")
+    config.update(parse_connection_string(os.environ.get("AZURE_STORAGE_CONNECTION_STRING", "")))
+    if location.account:
+        config["account_name"] = location.account
+    endpoint = config.get("endpoint") or os.environ.get("AZURE_STORAGE_ENDPOINT")
+    return config, _is_http(endpoint) or _truthy("AZURE_ALLOW_HTTP")
+
+
+#: obstore's setting names as other object_store users (polars) take them: prefixed per cloud.
+_PREFIXED = {
+    "s3": {"endpoint": "aws_endpoint_url", "region": "aws_region", "allow_http": "aws_allow_http"},
+    "gs": {"allow_http": "google_allow_http"},
+    "az": {
+        "account_name": "azure_storage_account_name",
+        "account_key": "azure_storage_account_key",
+        "sas_key": "azure_storage_sas_key",
+        "endpoint": "azure_endpoint",
+        "allow_http": "azure_allow_http",
+    },
+}
+_FROM_ENV = {
+    "s3": {
+        "aws_access_key_id": "AWS_ACCESS_KEY_ID",
+        "aws_secret_access_key": "AWS_SECRET_ACCESS_KEY",
+        "aws_session_token": "AWS_SESSION_TOKEN",
+    },
+    "gs": {
+        "google_service_account": "GOOGLE_SERVICE_ACCOUNT",
+        "google_application_credentials": "GOOGLE_APPLICATION_CREDENTIALS",
+    },
+    "az": {},
+}
+
+
+def reader_options(location: Location) -> dict[str, str]:
+    """The same settings (credentials from the environment included) as storage options for
+    another object_store-based reader, e.g. ``polars.scan_parquet(url, storage_options=...)``."""
+    config, allow_http = store_config(location)
+    names = _PREFIXED[location.cloud]
+    options = {names[k]: v for k, v in config.items() if k in names}
+    if allow_http:
+        options[names["allow_http"]] = "true"
+    for option, variable in _FROM_ENV[location.cloud].items():
+        if os.environ.get(variable):
+            options[option] = os.environ[variable]
+    return options
 
 
 def _boto3_provider() -> Any:
@@ -144,12 +197,3 @@ def parse_connection_string(text: str) -> dict[str, str]:
         protocol = fields.get("defaultendpointsprotocol", "https")
         settings["endpoint"] = f"{protocol}://{settings['account_name']}.blob.{fields['endpointsuffix']}"
     return settings
-
-
-def _azure_store(location: Location) -> Any:
-    config: dict[str, Any] = parse_connection_string(os.environ.get("AZURE_STORAGE_CONNECTION_STRING", ""))
-    endpoint = config.get("endpoint") or os.environ.get("AZURE_STORAGE_ENDPOINT")
-    if location.account:
-        config["account_name"] = location.account
-    options = {**CLIENT_OPTIONS, "allow_http": _is_http(endpoint) or _truthy("AZURE_ALLOW_HTTP")}
-    return AzureStore(location.bucket, config=config, client_options=options, retry_config=RETRY)
