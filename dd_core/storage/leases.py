@@ -24,16 +24,14 @@ import socket
 import threading
 import time
 import uuid
-from typing import TYPE_CHECKING
+from contextlib import AbstractContextManager
+from typing import Any, Protocol
 
 import obstore
 from obstore.exceptions import AlreadyExistsError, BaseError, PreconditionError
 
 from dd_core.log import get_logger
 from dd_core.storage.backend import LockHeld, describe_holder, holder_info
-
-if TYPE_CHECKING:
-    from dd_core.storage.object_store import ObjectStoreFileSystem
 
 log = get_logger(__name__)
 #: How often a waiting acquirer looks again.
@@ -73,8 +71,18 @@ def abandoned(info: dict | None) -> bool:
     return False
 
 
+class Bucket(Protocol):
+    """What a lease needs of its object store (``object_store.ObjectStoreFileSystem``)."""
+
+    store: Any
+
+    def uri(self, path: str) -> str: ...
+
+    def translated(self, path: str, what: str) -> AbstractContextManager[None]: ...
+
+
 class Lease:
-    def __init__(self, fs: ObjectStoreFileSystem, key: str):
+    def __init__(self, fs: Bucket, key: str):
         self.fs = fs
         self.key = key
         self.lease_s = lease_seconds()
