@@ -50,8 +50,8 @@ class ObjectReader(io.RawIOBase):
             return 0
         try:
             data = obstore.get(self._store, self._key, options={"range": (self._pos, end), **self._pin}).bytes()
-        except PreconditionError as exc:
-            raise ObjectChanged(f"{self._uri} was replaced while it was being read") from exc
+        except (PreconditionError, FileNotFoundError) as exc:  # GCS: the pinned generation is gone
+            raise ObjectChanged(f"{self._uri} was replaced or removed while it was being read") from exc
         n = len(data)
         memoryview(buffer)[:n] = memoryview(data)
         self._pos += n
