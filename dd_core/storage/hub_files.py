@@ -9,6 +9,7 @@ read then names that commit, so a file cannot change between two reads. A token 
 from __future__ import annotations
 
 import io
+import os
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +33,11 @@ class HubFile:
     @property
     def url(self) -> str:
         return f"hf://datasets/{self.repo_id}@{self.commit}/{self.path}"
+
+
+def hub_endpoint() -> str | None:
+    """``HF_ENDPOINT`` as it is now (huggingface_hub reads it once, when first imported)."""
+    return os.environ.get("HF_ENDPOINT") or None
 
 
 def is_hub_url(text: str) -> bool:
@@ -69,7 +75,7 @@ def look_up(url: str) -> HubFile:
     from huggingface_hub import errors
 
     repo_id, revision, path = parse_hub_url(url)
-    api = huggingface_hub.HfApi()
+    api = huggingface_hub.HfApi(endpoint=hub_endpoint())
     try:
         commit = api.dataset_info(repo_id, revision=revision).sha
         found = api.get_paths_info(repo_id, [path], repo_type="dataset", revision=commit)
@@ -92,7 +98,9 @@ class HubRangeReader(io.RawIOBase):
 
         super().__init__()
         self._file = hub_file
-        self._url = hf_hub_url(hub_file.repo_id, hub_file.path, repo_type="dataset", revision=hub_file.commit)
+        self._url = hf_hub_url(
+            hub_file.repo_id, hub_file.path, repo_type="dataset", revision=hub_file.commit, endpoint=hub_endpoint()
+        )
         self._headers = build_hf_headers()
         self._session: Any = get_session()
         self._pos = 0

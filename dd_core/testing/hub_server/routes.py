@@ -53,6 +53,7 @@ class HubApi:
         r.add_get("/api/datasets/{org}/{name}/revision/{revision}", self.repo_info)
         r.add_post("/api/datasets/{org}/{name}/preupload/{revision}", self.preupload)
         r.add_post("/api/datasets/{org}/{name}/commit/{revision}", self.commit)
+        r.add_post("/api/datasets/{org}/{name}/branch/{branch}", self.create_branch)
         r.add_get("/api/datasets/{org}/{name}/tree/{revision}", self.tree)
         r.add_get("/api/datasets/{org}/{name}/tree/{revision}/{path:.*}", self.tree)
         r.add_post("/api/datasets/{org}/{name}/paths-info/{revision}", self.paths_info)
@@ -104,7 +105,7 @@ class HubApi:
         url = f"{self.base_url}/datasets/{repo_id}"
         if repo_id in self.hub.repos:
             return web.json_response({"error": "You already created this dataset repo", "url": url}, status=409)
-        self.hub.create(repo_id, bool(body.get("private")))
+        self.hub.create(repo_id, bool(body.get("private")) or body.get("visibility") == "private")
         return web.json_response({"url": url, "name": repo_id})
 
     async def validate_yaml(self, request: web.Request) -> web.Response:
@@ -205,6 +206,18 @@ class HubApi:
                 "pullRequestUrl": None,
             }  # fmt: skip
         )
+
+    async def create_branch(self, request: web.Request) -> web.Response:
+        repo = self._repo(request, write=True)
+        if isinstance(repo, web.Response):
+            return repo
+        branch = request.match_info["branch"]
+        if branch in repo.branches:
+            return _error(409, "Reference already exists")
+        body = await request.json() if request.can_read_body else {}
+        start = repo.commit((body or {}).get("startingPoint") or "main")
+        repo.branches[branch] = start.oid
+        return web.json_response({})
 
     # -- reading --------------------------------------------------------------------------
     def _entry_json(self, path: str, entry: Entry) -> dict:
