@@ -134,5 +134,6 @@ class HubRangeReader(io.RawIOBase):
         return self._pos
 
 
-def open_hub_file(hub_file: HubFile) -> io.BufferedReader:
-    return io.BufferedReader(HubRangeReader(hub_file), buffer_size=1 << 20)
+def open_hub_file(hub_file: HubFile) -> HubRangeReader:
+    """Unbuffered, as ``object_files.open_object``: one GET per range pyarrow asks for."""
+    return HubRangeReader(hub_file)

@@ -14,9 +14,6 @@ from typing import Any
 import obstore
 from obstore.exceptions import PreconditionError
 
-#: Bytes fetched at least per GET (pyarrow's small footer reads are served from this buffer).
-BUFFER_BYTES = 1 << 20
-
 
 class ObjectChanged(OSError):
     """The object was replaced while it was being read."""
@@ -66,5 +63,7 @@ class ObjectReader(io.RawIOBase):
         return self._pos
 
 
-def open_object(store: Any, key: str, uri: str, meta: dict) -> io.BufferedReader:
-    return io.BufferedReader(ObjectReader(store, key, uri, meta), buffer_size=BUFFER_BYTES)
+def open_object(store: Any, key: str, uri: str, meta: dict) -> ObjectReader:
+    """Unbuffered: pyarrow asks for exactly the ranges it needs (a footer, a column chunk), and
+    a buffer would turn each seek into a larger GET."""
+    return ObjectReader(store, key, uri, meta)

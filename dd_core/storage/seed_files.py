@@ -149,10 +149,16 @@ def _parquet_rows(seed: SeedFile, picks: np.ndarray, columns: tuple[str, ...]) -
     return _assemble(pieces, positions, len(picks))
 
 
-@lru_cache(maxsize=4)
 def _parquet_file(seed: SeedFile) -> pq.ParquetFile:
-    """An open reader per seed file and process (its footer read once)."""
-    return pq.ParquetFile(seed.open())
+    return _open_parquet(seed.location, seed.identity, seed.size, seed.e_tag, seed.version, seed.hub)
+
+
+@lru_cache(maxsize=4)
+def _open_parquet(location: str, identity: tuple, size: int, e_tag: str | None, version: str | None,
+                  hub: HubFile | None) -> pq.ParquetFile:  # fmt: skip
+    """An open reader per seed file version and process (its footer read once, when the config
+    is loaded)."""
+    return pq.ParquetFile(SeedFile(location, "parquet", identity, size, 0, (), (), e_tag, version, hub).open())
 
 
 @lru_cache(maxsize=8)

@@ -10,6 +10,7 @@ import os
 import datasets
 import huggingface_hub
 import pytest
+from huggingface_hub import constants as hub_constants
 
 from dd_core import generate
 from dd_core.storage.faults import InjectedFault, reset_fault_hits
@@ -23,7 +24,7 @@ CUSTOMERS = EXAMPLES / "customers.yaml"
 @pytest.fixture
 def hub(monkeypatch):
     # For this process's own huggingface_hub calls (it read HF_HUB_DISABLE_XET when imported).
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_DISABLE_XET", True)
+    monkeypatch.setattr(hub_constants, "HF_HUB_DISABLE_XET", True)
     with HubServer(tokens={TOKEN: "dd-user"}) as server:
         yield server
 

@@ -28,6 +28,8 @@ class Faults:
     lfs_upload_at: int = 1
     commit_status: int | None = None
     lfs_uploads: int = 0
+    #: Bytes of file content served by resolve (ranged reads count what they return).
+    bytes_served: int = 0
     requests: list[str] = field(default_factory=list)
 
 
@@ -286,5 +288,8 @@ class HubApi:
             start = ranges.start or 0
             stop = min(ranges.stop if ranges.stop is not None else len(data), len(data))
             headers["Content-Range"] = f"bytes {start}-{stop - 1}/{len(data)}"
+            self.faults.bytes_served += stop - start
             return web.Response(status=206, body=data[start:stop], headers=headers)
+        if request.method == "GET":
+            self.faults.bytes_served += len(data)
         return web.Response(body=data, headers=headers)
