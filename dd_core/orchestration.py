@@ -20,7 +20,9 @@ from dd_core.engine.row_group import RowGroupResult
 from dd_core.engine.schema import ColumnInfo, column_schema
 from dd_core.engine.worker_count import worker_count
 from dd_core.interface.combine import CombinedFile, combine_row_groups
+from dd_core.interface.dataset_card import CardFacts
 from dd_core.interface.dataset_readers import read_arrow, read_pandas, scan_polars
+from dd_core.interface.hub_push import PushResult, push_files
 from dd_core.resume import (
     Checkpoint,
     Found,
@@ -36,6 +38,7 @@ from dd_core.storage.row_group_files import RowGroupIdentity, RowGroupInfo, read
 from dd_core.storage.spend import row_group_spend
 
 __all__ = [
+    "CardFacts",
     "Checkpoint",
     "ColumnInfo",
     "CombinedFile",
@@ -45,6 +48,7 @@ __all__ = [
     "ModelOverride",
     "ModelUsage",
     "ProducedRowGroup",
+    "PushResult",
     "ResumePlan",
     "RowGroupIdentity",
     "RowGroupInfo",
@@ -60,6 +64,7 @@ __all__ = [
     "merge_usage",
     "plan_resume",
     "produce_row_groups",
+    "push_files",
     "read_arrow",
     "read_info",
     "read_pandas",
