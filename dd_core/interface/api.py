@@ -25,6 +25,7 @@ from dd_core.resume import Action, Found, ResumeMode, ResumePlan, plan_resume, r
 from dd_core.storage.dataset_folder import (
     DatasetWriter,
     FolderScan,
+    read_finished_tables,
     remove_unstarted,
     scan_folder,
     verify_final_file,
@@ -34,7 +35,6 @@ from dd_core.storage.filesystems import StoragePath, storage_path
 from dd_core.storage.layout import FINAL_FILE, PARQUET_DIR, DatasetLayout
 from dd_core.storage.lock import dataset_lock
 from dd_core.storage.metadata import DatasetMetadata, load_metadata
-from dd_core.storage.row_group_files import read_table
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -356,20 +356,28 @@ def dataset_files(path: str | Path | StoragePath) -> list[StoragePath]:
     """The files of a finished dataset, in row order, each verified against the metadata
     (index, row counts, config hash) from its footer."""
     layout = DatasetLayout(storage_path(path))
-    meta = _dataset_metadata(layout)
-    if meta.status != "complete" or meta.dataset_path is None:
-        raise DDUsageError(
-            f"{layout.root} is not finished yet ({len(meta.completed)} of {meta.num_row_groups} row groups); "
-            f"continue it with: ddsynth resume {layout.root}"
-        )
+    meta = _finished_metadata(layout)
     _verify_finished(layout, meta)
     if meta.dataset_path == FINAL_FILE:
         return [layout.final]
     return [layout.batch(i) for i in meta.completed]
 
 
+def _finished_metadata(layout: DatasetLayout) -> DatasetMetadata:
+    meta = _dataset_metadata(layout)
+    if meta.status != "complete" or meta.dataset_path is None:
+        raise DDUsageError(
+            f"{layout.root} is not finished yet ({len(meta.completed)} of {meta.num_row_groups} row groups); "
+            f"continue it with: ddsynth resume {layout.root}"
+        )
+    return meta
+
+
 def load_dataset(path: str | Path | StoragePath) -> pd.DataFrame:
+    """A finished dataset as one DataFrame; each file checked against the metadata as it is read."""
     import pyarrow as pa
 
-    tables = [read_table(f) for f in dataset_files(path)]
+    layout = DatasetLayout(storage_path(path))
+    meta = _finished_metadata(layout)
+    tables = list(read_finished_tables(layout, meta))
     return pa.concat_tables(tables).replace_schema_metadata(None).to_pandas()

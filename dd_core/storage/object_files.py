@@ -27,13 +27,19 @@ def version_pin(meta: dict) -> dict[str, str]:
     return {"if_match": meta["e_tag"]} if meta.get("e_tag") else {}
 
 
+#: Bytes fetched from the end of an object when it is opened: a parquet footer, in the same GET
+#: that tells the object's size and version (pyarrow reads 64 KiB from the end first).
+TAIL_BYTES = 64 * 1024
+
+
 class ObjectReader(io.RawIOBase):
-    def __init__(self, store: Any, key: str, uri: str, meta: dict):
+    def __init__(self, store: Any, key: str, uri: str, meta: dict, tail: bytes = b""):
         super().__init__()
         self._store, self._key, self._uri = store, key, uri
         self.size = int(meta["size"])
         self._pin = version_pin(meta)
         self._pos = 0
+        self._tail = tail
 
     def readable(self) -> bool:
         return True
@@ -45,6 +51,12 @@ class ObjectReader(io.RawIOBase):
         end = min(self._pos + len(buffer), self.size)
         if end <= self._pos:
             return 0
+        tail_start = self.size - len(self._tail)
+        if self._tail and self._pos >= tail_start:
+            data = self._tail[self._pos - tail_start : end - tail_start]
+            memoryview(buffer)[: len(data)] = data
+            self._pos += len(data)
+            return len(data)
         try:
             data = obstore.get(self._store, self._key, options={"range": (self._pos, end), **self._pin}).bytes()
         except (PreconditionError, FileNotFoundError) as exc:  # GCS: the pinned generation is gone
@@ -63,7 +75,11 @@ class ObjectReader(io.RawIOBase):
         return self._pos
 
 
-def open_object(store: Any, key: str, uri: str, meta: dict) -> ObjectReader:
+def open_object(store: Any, key: str, uri: str, meta: dict | None = None) -> ObjectReader:
     """Unbuffered: pyarrow asks for exactly the ranges it needs (a footer, a column chunk), and
-    a buffer would turn each seek into a larger GET."""
-    return ObjectReader(store, key, uri, meta)
+    a buffer would turn each seek into a larger GET. Without ``meta`` (a version to pin), the
+    object's tail is fetched at once, and its size and version with it (one GET, no HEAD)."""
+    if meta is not None:
+        return ObjectReader(store, key, uri, meta)
+    result = obstore.get(store, key, options={"range": {"suffix": TAIL_BYTES}})
+    return ObjectReader(store, key, uri, result.meta, bytes(result.bytes()))

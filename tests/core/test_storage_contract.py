@@ -190,7 +190,7 @@ def test_worker_processes_start_after_the_parent_used_an_object_store(storage_ro
 
 KILL_MID_UPLOAD = """
 import sys
-import time
+from pathlib import Path
 from dd_core.storage import object_store
 from dd_core.storage.filesystems import storage_path
 object_store.SINGLE_PUT_BYTES = 1 << 20  # this 40 MiB file goes up in 16 MiB parts
