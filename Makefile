@@ -52,6 +52,7 @@ bench: install
 	$(BIN)/python bench/llm_throughput.py
 	$(BIN)/python bench/dagster_overhead.py
 	$(BIN)/python bench/parallel_runs.py
+	$(BIN)/python bench/storage_throughput.py
 
 clean:
 	rm -rf $(VENV) artifacts .bench .dagster_home
