@@ -226,3 +226,23 @@ def test_a_lease_held_elsewhere_is_respected_until_it_expires(storage_root):
     lease(-1)  # that writer stopped renewing: its lease expired
     assert generate(CUSTOMERS, 100, buffer_size=50, artifact_path=storage_root).num_records == 100
     assert not lock.exists()  # released
+
+
+def test_s3_credentials_from_an_aws_profile_file(s3_bucket, tmp_path):
+    """obstore reads only the AWS_* variables and roles; a profile in ~/.aws is read through boto3,
+    quietly (no botocore 'Found credentials' line)."""
+    home = tmp_path / "home"
+    (home / ".aws").mkdir(parents=True)
+    key, secret = os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"]
+    (home / ".aws" / "credentials").write_text(
+        f"[default]\naws_access_key_id = {key}\naws_secret_access_key = {secret}\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
+    env["AWS_METADATA_ENDPOINT"] = (
+        "http://127.0.0.1:9"  # were the profile missed: no instance-metadata call off this host
+    )
+    command = [sys.executable, "-m", "dd_core", "generate", str(CUSTOMERS), "-n", "100", "--artifact-path", s3_bucket]
+    run = subprocess.run(command, cwd=ROOT, env={**env, "HOME": str(home)}, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert "Found credentials" not in run.stderr and secret not in run.stderr + run.stdout
+    assert files(storage_path(f"{s3_bucket}/customers"))
