@@ -34,11 +34,23 @@ def example_resource() -> DataDesignerResource:
     )
 
 
-@dg.asset(description="Customers and their mean score per region and city, from the customers dataset.")
+@dg.asset(
+    group_name="customers",
+    description="Customers and their mean score per region and city, from the customers dataset.",
+)
 def customers_by_city(customers: pd.DataFrame) -> dg.MaterializeResult:
     summary = customers.groupby(["region", "city"]).agg(customers=("record_id", "count"), mean_score=("score", "mean"))
-    rows = summary.round(2).reset_index().to_dict(orient="records")
-    return dg.MaterializeResult(metadata={"dagster/row_count": len(summary), "summary": dg.MetadataValue.json(rows)})
+    table = "| region | city | customers | mean score |\n|---|---|---:|---:|\n" + "".join(
+        f"| {region} | {city} | {int(row.customers):,} | {row.mean_score:.2f} |\n"
+        for (region, city), row in summary.iterrows()
+    )
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": len(summary),
+            "customers": int(summary.customers.sum()),
+            "summary": dg.MetadataValue.md(table),
+        }
+    )
 
 
 resource = example_resource()
