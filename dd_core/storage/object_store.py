@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import obstore
+from obstore.exceptions import AlreadyExistsError
 
 from dd_core.redaction import register
 from dd_core.storage.backend import FileSystem, LogAppender
@@ -104,7 +105,7 @@ class ObjectStoreFileSystem(FileSystem):
         with self.translated(path, "write"):
             try:
                 obstore.put(self.store, path, data, mode="create")
-            except obstore.exceptions.AlreadyExistsError:
+            except AlreadyExistsError:
                 return False
         return True
 

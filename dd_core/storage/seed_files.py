@@ -11,7 +11,7 @@ version that was inspected: an object replaced meanwhile fails the read with
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import IO
@@ -93,19 +93,15 @@ def inspect_seed(location: str) -> SeedFile:
         metadata = _parquet_file(partial).metadata
         groups = tuple(metadata.row_group(i).num_rows for i in range(metadata.num_row_groups))
         columns = tuple(_parquet_file(partial).schema_arrow.names)
-        return _with(partial, num_rows=metadata.num_rows, columns=columns, row_group_rows=groups)
+        return replace(partial, num_rows=metadata.num_rows, columns=columns, row_group_rows=groups)
     if partial.is_local:
         table = _local_csv(partial)
-        return _with(partial, num_rows=table.num_rows, columns=tuple(table.column_names))
+        return replace(partial, num_rows=table.num_rows, columns=tuple(table.column_names))
     rows, columns = 0, ()
     for batch in _csv_batches(partial):
         rows += batch.num_rows
         columns = tuple(batch.schema.names)
-    return _with(partial, num_rows=rows, columns=columns)
-
-
-def _with(seed: SeedFile, **changes: object) -> SeedFile:
-    return SeedFile(**{**seed.__dict__, **changes})
+    return replace(partial, num_rows=rows, columns=columns)
 
 
 def read_rows(seed: SeedFile, picks: np.ndarray, columns: list[str]) -> pa.Table:
