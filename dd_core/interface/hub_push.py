@@ -62,6 +62,7 @@ def push_dataset(
     license: str | None = None,
 ) -> PushResult:
     """Push the finished dataset in folder ``path`` (refused while unfinished)."""
+    _check_repo_id(repo_id)
     layout = DatasetLayout(storage_path(path))
     files = dataset_files(layout.root)  # refuses an unfinished or damaged dataset
     meta = load_metadata(layout.metadata)
@@ -91,8 +92,7 @@ def push_files(
     import huggingface_hub
     from huggingface_hub import CommitOperationAdd, CommitOperationDelete, errors
 
-    if not _REPO_ID.match(repo_id or ""):
-        raise DDUsageError(f"--repo {str(repo_id)[:100]!r} is not a Hub repo id: use org/name")
+    _check_repo_id(repo_id)
     register(os.environ.get("HF_TOKEN"))
     _quiet(huggingface_hub)
     api = huggingface_hub.HfApi(endpoint=hub_endpoint())
@@ -124,6 +124,11 @@ def push_files(
     except (errors.HfHubHTTPError, errors.HFValidationError, RuntimeError, OSError, ValueError) as exc:
         raise _push_error(repo_id, exc) from exc
     return PushResult(repo_id, branch, info.commit_url, len(files), stale, up_to_date=info.oid == head)
+
+
+def _check_repo_id(repo_id: str) -> None:
+    if not isinstance(repo_id, str) or not _REPO_ID.match(repo_id) or ".." in repo_id:
+        raise DDUsageError(f"--repo {str(repo_id)[:100]!r} is not a Hub repo id: use org/name")
 
 
 def _quiet(huggingface_hub: Any) -> None:
