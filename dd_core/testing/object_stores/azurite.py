@@ -2,7 +2,8 @@
 
 Installed from npm on first use into a cache folder (``DD_AZURITE_DIR``, default
 ``~/.cache/dd-azurite/<version>``; needs ``node`` and ``npm``), then reused. Started with
-``--skipApiVersionCheck`` (current SDKs send a newer API version than it knows). Container
+``--skipApiVersionCheck`` (current SDKs send a newer API version than it knows) and
+``--disableTelemetry`` (it reports to Application Insights by default). Container
 names need at least 3 characters. The account is the emulator's documented development
 account.
 """
@@ -12,7 +13,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import httpx
@@ -71,6 +72,10 @@ class Azurite(ServerProcess):
     def endpoint(self) -> str:
         return f"http://{HOST}:{self.port}/{ACCOUNT}"
 
+    @property
+    def data_dir(self) -> Path:
+        return self.workdir / "data"
+
     def command(self) -> Sequence[str]:
         return [
             str(azurite_blob()),
@@ -79,13 +84,11 @@ class Azurite(ServerProcess):
             "--blobPort",
             str(self.port),
             "--location",
-            str(self.workdir / "data"),
+            str(self.data_dir),
             "--skipApiVersionCheck",
+            "--disableTelemetry",
             "--silent",
         ]
-
-    def child_env(self) -> Mapping[str, str]:
-        return {**os.environ, "AZURITE_DISABLE_TELEMETRY": "true"}
 
     def ready(self) -> bool:
         try:

@@ -112,6 +112,9 @@ class FakeGcs(ServerProcess):
             self.shim = None
         super().stop()
 
+    def pids(self) -> list[int]:
+        return super().pids() + (self.shim.pids() if self.shim is not None else [])
+
     @property
     def service_account(self) -> Path:
         return self.workdir / "service-account.json"

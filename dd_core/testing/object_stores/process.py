@@ -90,6 +90,10 @@ class ServerProcess:
                 raise TimeoutError(f"{self.name} did not answer within {self.start_timeout_s:.0f} s: {self.log_tail()}")
             time.sleep(0.05)
 
+    def pids(self) -> list[int]:
+        """The processes serving (their children included)."""
+        return [self._process.pid] if self._process is not None else []
+
     def log_tail(self) -> str:
         with contextlib.suppress(OSError):
             return self.log_path.read_text(errors="replace")[-2000:]
