@@ -1,4 +1,4 @@
-"""One writer per dataset folder (a killed holder releases it: see ``filesystems.lock``)."""
+"""One writer per dataset folder (a killed holder releases it: see ``backend.FileSystem.lock``)."""
 
 from __future__ import annotations
 
