@@ -4,7 +4,9 @@ its reading of metadata.json), on every backend.
 
 The interleaving is decided by the test: the first writer waits at a fault point just before
 row group k's file appears; the second writer, after its first read of the folder, opens the
-gate and waits until the first has recorded row group k, then makes its second read.
+gate and waits until the first has recorded row group k, then makes its second read. The first
+writer then holds (still holding the lock) at the next row group until the test kills it, so it
+cannot finish and release the lock before the second writer asks for it.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ def _first_writer(root: str, name: str, row_group: int, gate) -> subprocess.Pope
         **os.environ,
         "DD_FAULT_POINT": "parquet_tmp_written",
         "DD_FAULT_HIT": str(row_group + 1),
-        "DD_FAULT_ACTION": "wait",
+        "DD_FAULT_ACTION": "wait-then-pause",
         "DD_FAULT_GATE": str(gate),
     }
     command = [sys.executable, "-m", "dd_core", "generate", str(CUSTOMERS), "-n", "3000", "--buffer-size", "500"]
