@@ -12,6 +12,7 @@ pushing (it is heavy).
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import logging
 import os
@@ -19,7 +20,7 @@ import re
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import IO, Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -35,6 +36,8 @@ from dd_core.storage.layout import DatasetLayout
 from dd_core.storage.metadata import load_metadata
 
 log = get_logger(__name__)
+#: Bytes per ranged GET while huggingface_hub hashes and uploads a file from an object store.
+UPLOAD_READ_BYTES = 8 << 20
 _REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$")
 
 
@@ -109,8 +112,9 @@ def push_files(
             schema = pq.read_schema(first)
         card = dataset_card(_without_dd_metadata(schema), facts, sum(_size(f) for f in files)).encode()
         with contextlib.ExitStack() as stack:
-            # A local path, or a ranged reader of the object (huggingface_hub hashes it, then uploads it).
-            sources = [stack.enter_context(f.open_arrow()) for f in files]
+            # A local path, or the object's ranged reader behind a buffer: huggingface_hub hashes it,
+            # then uploads it, and takes only a str, bytes or an io.BufferedIOBase.
+            sources = [_uploadable(stack.enter_context(f.open_arrow())) for f in files]
             operations = [CommitOperationAdd(name, source) for name, source in zip(names, sources)]
             operations += [CommitOperationAdd("README.md", card)]
             operations += [CommitOperationDelete(p) for p in stale]
@@ -124,6 +128,10 @@ def push_files(
     except (errors.HfHubHTTPError, errors.HFValidationError, RuntimeError, OSError, ValueError) as exc:
         raise _push_error(repo_id, exc) from exc
     return PushResult(repo_id, branch, info.commit_url, len(files), stale, up_to_date=info.oid == head)
+
+
+def _uploadable(source: str | IO[bytes]) -> str | IO[bytes]:
+    return source if isinstance(source, str | io.BufferedIOBase) else io.BufferedReader(source, UPLOAD_READ_BYTES)
 
 
 def _check_repo_id(repo_id: str) -> None:
