@@ -15,7 +15,7 @@ install: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt examples/dd_components/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dagster,s3,test]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dagster,aws,test]'
 	$(BIN)/python -m pip install --quiet --no-deps -e examples/dd_components
 # Byte-compiled as pip compiles an installed wheel (an editable install under PYTHONDONTWRITEBYTECODE never is).
 	$(BIN)/python -m compileall -q dd_core dd_dagster
@@ -59,6 +59,7 @@ bench: install
 	$(BIN)/python bench/dagster_overhead.py
 	$(BIN)/python bench/parallel_runs.py
 	$(BIN)/python bench/first_contact.py
+	$(BIN)/python bench/storage_throughput.py
 
 clean:
 	rm -rf $(VENV) artifacts .bench .dagster_home

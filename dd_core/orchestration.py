@@ -21,6 +21,9 @@ from dd_core.engine.row_group import RowGroupResult
 from dd_core.engine.schema import ColumnInfo, column_schema
 from dd_core.engine.worker_count import worker_count
 from dd_core.interface.combine import CombinedFile, combine_row_groups
+from dd_core.interface.dataset_card import CardFacts
+from dd_core.interface.dataset_readers import read_arrow, read_pandas, scan_polars
+from dd_core.interface.hub_push import PushResult, push_files
 from dd_core.resume import (
     Checkpoint,
     Found,
@@ -36,6 +39,7 @@ from dd_core.storage.row_group_files import RowGroupIdentity, RowGroupInfo, read
 from dd_core.storage.spend import row_group_spend
 
 __all__ = [
+    "CardFacts",
     "Checkpoint",
     "ColumnInfo",
     "CombinedFile",
@@ -45,6 +49,7 @@ __all__ = [
     "ModelOverride",
     "ModelUsage",
     "ProducedRowGroup",
+    "PushResult",
     "ResumePlan",
     "RowGroupIdentity",
     "RowGroupInfo",
@@ -60,12 +65,16 @@ __all__ = [
     "merge_usage",
     "plan_resume",
     "produce_row_groups",
+    "push_files",
     "reach_models",
+    "read_arrow",
     "read_info",
+    "read_pandas",
     "read_table",
     "row_group_spend",
     "row_group_sizes",
     "run_row_group",
+    "scan_polars",
     "storage_path",
     "strip_dd_metadata",
     "worker_count",

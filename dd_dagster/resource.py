@@ -42,7 +42,7 @@ class DataDesignerResource(dg.ConfigurableResource):
 
     artifact_path: str = Field(
         default="artifacts/dagster",
-        description="Folder or s3://bucket/prefix in which each dataset gets a folder of its name (one subfolder per config fingerprint).",
+        description="Folder, or bucket URL (s3://bucket/prefix, gs://bucket/prefix, az://container/prefix), in which each dataset gets a folder of its name (one subfolder per config fingerprint).",
     )
     models: dict[str, ModelEndpoint] = Field(
         default={},

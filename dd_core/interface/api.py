@@ -17,7 +17,7 @@ from dd_core.engine.llm.runtime import LLMRuntime, ModelOverride
 from dd_core.engine.llm.usage import ModelUsage, merge_usage
 from dd_core.engine.pipeline import RowGroupJob, produce_row_groups
 from dd_core.engine.worker_count import worker_count
-from dd_core.errors import DatasetDamagedError, DDConfigError, DDUsageError
+from dd_core.errors import DatasetDamagedError, DDConfigError, DDUsageError, ResumeConflictError
 from dd_core.fingerprinting import Fingerprint, fingerprint
 from dd_core.interface.combine import combine_row_groups
 from dd_core.interrupts import Interrupted, signal_number
@@ -26,6 +26,7 @@ from dd_core.resume import Action, Found, ResumeMode, ResumePlan, plan_resume, r
 from dd_core.storage.dataset_folder import (
     DatasetWriter,
     FolderScan,
+    read_finished_tables,
     remove_unstarted,
     scan_folder,
     verify_final_file,
@@ -35,7 +36,6 @@ from dd_core.storage.filesystems import StoragePath, storage_path
 from dd_core.storage.layout import FINAL_FILE, PARQUET_DIR, DatasetLayout
 from dd_core.storage.lock import dataset_lock
 from dd_core.storage.metadata import DatasetMetadata, load_metadata
-from dd_core.storage.row_group_files import read_table
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -121,19 +121,26 @@ def generate(
     mode = ResumeMode.coerce(resume)
     name = dataset_name or config.name or "dataset"
     _check_name(name)
-    row_group_sizes(num_records, buffer_size)  # an impossible target is a usage error before anything else
+    total = row_group_sizes(
+        num_records, buffer_size
+    ).count  # an impossible target is a usage error before anything else
     fp = fingerprint(config)
     llm = LLMRuntime(overrides=model_overrides or {})
     llm.check_endpoints(config)  # an unset key or a bad URL fails before a folder exists
     layout = DatasetLayout(_artifact_root(artifact_path) / name)
-    scan = scan_folder(layout)
-    plan = _plan(mode, scan, fp.config_hash, num_records, buffer_size, layout)
-    if plan.action is Action.ALREADY_COMPLETE:
+    try:
+        scan = scan_folder(layout)
+        plan = _plan(mode, scan, fp.config_hash, num_records, buffer_size, layout)
+    except (DatasetDamagedError, ResumeConflictError):
+        if not layout.root.exists():
+            raise  # no folder, no writer in it
+        plan = None  # judged again under the lock: while another process writes, the answer is "locked"
+    if plan is not None and plan.action is Action.ALREADY_COMPLETE:
         # Nothing to write, so no lock to take (a finished dataset on read-only storage is fine).
         return _already_complete(layout, scan.metadata, started)
-    if plan.generate:
+    if plan is None or plan.generate:
         reach_models(config, llm)  # every model answers before a folder is made or a row group started
-    if plan.action is Action.NEW_FOLDER:
+    if plan is not None and plan.action is Action.NEW_FOLDER:
         layout = _fresh_layout(layout)
         mode = ResumeMode.IF_POSSIBLE  # the new folder is empty: create
     writer: DatasetWriter | None = None
@@ -173,10 +180,8 @@ def generate(
         raise
     except KeyboardInterrupt as exc:
         if writer is None:
-            raise Interrupted(signal_number(exc), None, 0, len(plan.sizes)) from exc
-        raise Interrupted(
-            signal_number(exc), _user_path(layout.root), len(writer.metadata.completed), len(plan.sizes)
-        ) from exc
+            raise Interrupted(signal_number(exc), None, 0, total) from exc
+        raise Interrupted(signal_number(exc), _user_path(layout.root), len(writer.metadata.completed), total) from exc
 
 
 def resume_dataset(
@@ -360,20 +365,28 @@ def dataset_files(path: str | Path | StoragePath) -> list[StoragePath]:
     """The files of a finished dataset, in row order, each verified against the metadata
     (index, row counts, config hash) from its footer."""
     layout = DatasetLayout(storage_path(path))
-    meta = _dataset_metadata(layout)
-    if meta.status != "complete" or meta.dataset_path is None:
-        raise DDUsageError(
-            f"{layout.root} is not finished yet ({len(meta.completed)} of {meta.num_row_groups} row groups); "
-            f"continue it with: ddsynth resume {layout.root}"
-        )
+    meta = _finished_metadata(layout)
     _verify_finished(layout, meta)
     if meta.dataset_path == FINAL_FILE:
         return [layout.final]
     return [layout.batch(i) for i in meta.completed]
 
 
+def _finished_metadata(layout: DatasetLayout) -> DatasetMetadata:
+    meta = _dataset_metadata(layout)
+    if meta.status != "complete" or meta.dataset_path is None:
+        raise DDUsageError(
+            f"{layout.root} is not finished yet ({len(meta.completed)} of {meta.num_row_groups} row groups); "
+            f"continue it with: ddsynth resume {layout.root}"
+        )
+    return meta
+
+
 def load_dataset(path: str | Path | StoragePath) -> pd.DataFrame:
+    """A finished dataset as one DataFrame; each file checked against the metadata as it is read."""
     import pyarrow as pa
 
-    tables = [read_table(f) for f in dataset_files(path)]
+    layout = DatasetLayout(storage_path(path))
+    meta = _finished_metadata(layout)
+    tables = list(read_finished_tables(layout, meta))
     return pa.concat_tables(tables).replace_schema_metadata(None).to_pandas()

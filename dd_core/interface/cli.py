@@ -198,7 +198,8 @@ def generate(
 
 @app.command("resume")
 def resume_command(
-    dataset: Annotated[str, typer.Argument(help="A dataset folder (local or s3://...).")], workers: WorkersOption = None
+    dataset: Annotated[str, typer.Argument(help="A dataset folder (local, s3://, gs:// or az://).")],
+    workers: WorkersOption = None,
 ) -> None:
     """Continue a dataset from its folder alone: config, target and buffer size come from the folder."""
     api = _generation_api()
@@ -293,7 +294,7 @@ def _progress():
 
 @app.command()
 def status(
-    dataset: Annotated[str, typer.Argument(help="A dataset folder (local or s3://...).")],
+    dataset: Annotated[str, typer.Argument(help="A dataset folder (local, s3://, gs:// or az://).")],
     config: Annotated[Path | None, typer.Option(help="Would this config resume the dataset?")] = None,
     num_records: Annotated[
         int | None, typer.Option(min=1, help="Target to check with --config (default: the stored one).")
@@ -308,7 +309,7 @@ def status(
 
 @app.command()
 def export(
-    dataset: Annotated[str, typer.Argument(help="A finished dataset folder (local or s3://...).")],
+    dataset: Annotated[str, typer.Argument(help="A finished dataset folder (local, s3://, gs:// or az://).")],
     output: Annotated[Path, typer.Option("--output", "-o", help="File to write (never inside the dataset folder).")],
     fmt: Annotated[ExportChoice, typer.Option("--format", help="Output format.")] = ExportChoice.jsonl,
 ) -> None:
@@ -317,6 +318,36 @@ def export(
 
     rows = export_dataset(dataset, fmt.value, output)
     say(f"Wrote {rows} records to {output}")
+
+
+@app.command()
+def push(
+    dataset: Annotated[str, typer.Argument(help="A finished dataset folder (local, s3://, gs:// or az://).")],
+    repo: Annotated[str, typer.Option("--repo", help="Hugging Face Hub dataset repo: org/name (created if missing).")],
+    private: Annotated[
+        bool, typer.Option("--private", help="Create the repo private (an existing repo keeps its visibility).")
+    ] = False,
+    revision: Annotated[
+        str | None, typer.Option("--revision", help="Branch to commit to (created if missing; default main).")
+    ] = None,
+    license: Annotated[
+        str | None, typer.Option("--license", help="License id for the dataset card, e.g. cc-by-4.0.")
+    ] = None,
+) -> None:
+    """Publish a finished dataset to the Hugging Face Hub: parquet shards and a dataset card (HF_TOKEN)."""
+    from dd_core.interface.hub_push import push_dataset
+
+    result = push_dataset(dataset, repo, private=private, revision=revision, license=license)
+    if result.up_to_date:
+        say(f"{result.repo_id} ({result.revision}) already holds this dataset and card; nothing was uploaded")
+        return
+    say(
+        f"Pushed {result.files} parquet file(s) and the dataset card to {result.repo_id} ({result.revision}): {result.commit_url}"
+    )
+    if result.deleted:
+        say(
+            f"Removed {len(result.deleted)} file(s) under data/ that were not part of this dataset: {', '.join(result.deleted[:10])}"
+        )
 
 
 def main() -> None:

@@ -119,7 +119,8 @@ def read_info(path: StoragePath | str) -> RowGroupInfo:
     """What a row-group file says about itself (raises FileNotFoundError when it is gone)."""
     path = storage_path(path)
     try:
-        kv = pq.read_schema(path.arrow_source()).metadata
+        with path.open_arrow() as source:
+            kv = pq.read_schema(source).metadata
     except FileNotFoundError:
         raise
     except (OSError, pa.ArrowException) as exc:
@@ -134,7 +135,8 @@ def read_num_rows(path: StoragePath | str) -> int:
     """Rows of a parquet file, from its footer (raises ``DatasetDamagedError`` when unreadable)."""
     path = storage_path(path)
     try:
-        return pq.ParquetFile(path.arrow_source()).metadata.num_rows
+        with path.open_arrow() as source:
+            return pq.ParquetFile(source).metadata.num_rows
     except (OSError, pa.ArrowException) as exc:
         raise DatasetDamagedError(f"{path} is unreadable ({str(exc)[:200]}); it was not changed") from exc
 
@@ -142,7 +144,11 @@ def read_num_rows(path: StoragePath | str) -> int:
 def read_table(path: StoragePath | str) -> pa.Table:
     path = storage_path(path)
     try:
-        return pq.read_table(path.arrow_source())
+        if path.is_local:
+            with path.open_arrow() as source:
+                return pq.read_table(source)
+        # Whole: one GET for a remote file, rather than one per column chunk.
+        return pq.read_table(pa.BufferReader(path.read_bytes()))
     except (OSError, pa.ArrowException) as exc:
         raise DatasetDamagedError(f"row-group file {path} is unreadable ({exc}); it was not changed") from exc
 

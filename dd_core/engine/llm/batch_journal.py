@@ -24,7 +24,8 @@ import uuid
 from dataclasses import dataclass, field
 
 from dd_core.log import get_logger
-from dd_core.storage.filesystems import LogAppender, StoragePath
+from dd_core.storage.backend import LogAppender
+from dd_core.storage.filesystems import StoragePath
 
 log = get_logger(__name__)
 
