@@ -9,7 +9,7 @@ reply the same request gets online).
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
@@ -21,6 +21,9 @@ ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 COMPLETION_WINDOW = re.compile(r"^[1-9][0-9]{0,3}[hd]$")
 #: USD per million tokens above this is surely a typo (the dearest models cost well under 1,000).
 MAX_PRICE_PER_MTOK = 1_000_000.0
+#: Fields added after datasets were made with dd: left out of the fingerprint at these values, so
+#: those datasets keep their fingerprint.
+FINGERPRINT_DEFAULTS = {"provider": "openai"}
 
 
 class PriceConfig(ConfigModel):
@@ -34,6 +37,8 @@ class PriceConfig(ConfigModel):
 
 class ModelConfig(ConfigModel):
     alias: str
+    #: The API the model is reached through: ``openai`` (any OpenAI-compatible server).
+    provider: Literal["openai"] = "openai"
     model: str
     base_url: str | None = None
     api_key_env: str | None = None
@@ -72,6 +77,13 @@ class ModelConfig(ConfigModel):
             "batch", "batch_poll_interval_s", "batch_completion_window", "price",
         }
     )  # fmt: skip
+
+    def fingerprint_view(self) -> dict[str, Any]:
+        view = super().fingerprint_view()
+        for name, default in FINGERPRINT_DEFAULTS.items():
+            if view.get(name) == default:
+                del view[name]
+        return view
 
     @field_validator("base_url")
     @classmethod

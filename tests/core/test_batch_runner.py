@@ -65,7 +65,7 @@ def drive(
                 timeout_s=10,
                 model=ModelConfig(alias="writer", model="test-model", max_retries=3),
             )
-            runner = BatchRunner(client, journal, BatchSettings("writer", 0, poll_s, "24h"), store)
+            runner = BatchRunner(client, journal, BatchSettings("writer", 0, poll_s), store)
             collector = BatchCollector({"writer": runner}, rows)
             await collector.start()
 

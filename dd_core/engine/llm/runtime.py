@@ -30,6 +30,8 @@ class ModelOverride:
 
 @dataclass(frozen=True)
 class Endpoint:
+    #: The model as this run reaches it (the config's entry with the override's protocol settings).
+    model: ModelConfig
     base_url: str
     api_key: str | None = field(repr=False)
     max_parallel_requests: int
@@ -92,6 +94,7 @@ class LLMRuntime:
                 ]
             )
         return Endpoint(
+            model=model,
             base_url=base_url,
             api_key=api_key,
             max_parallel_requests=override.max_parallel_requests or model.max_parallel_requests,
