@@ -135,7 +135,7 @@ class RowwiseStage:
     ) -> RowGroupCells:
         """One row group's cells; with batch-mode models, its journal (read here) and collector."""
         base = {name: ctx.python_values(name) for name in self.base_names}
-        usage = {a: ModelUsage(self.config.model(a).model) for a in self.aliases}
+        usage = {a: ModelUsage(self.config.model(a).model, self.config.model(a).provider) for a in self.aliases}
         cells = RowGroupCells(ctx, base, cache, usage, [None] * ctx.num_rows)
         if self.batch_callers:
             cells.journal = BatchJournal.open(journal_path)

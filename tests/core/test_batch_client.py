@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from dd_core.config.models import ModelConfig
-from dd_core.engine.llm.batch_client import BatchClient, _line_result, _status, request_line
+from dd_core.engine.llm.batch_client import BatchClient, _line_result, _status, bearer, request_line
 from dd_core.engine.llm.client import CallFailed
 from dd_core.engine.llm.wire import serialise
 from dd_core.testing.llm_server import OpenAIServer
@@ -40,7 +40,7 @@ def with_client(server, action, *, key: str = KEY, max_retries: int = 3):
             client = BatchClient(
                 session,
                 server.base_url,
-                key,
+                bearer(key),
                 timeout_s=10,
                 model=ModelConfig(alias="w", model="test-model", max_retries=max_retries),
             )

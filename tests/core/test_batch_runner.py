@@ -18,7 +18,7 @@ import aiohttp
 import pytest
 
 from dd_core.config.models import ModelConfig
-from dd_core.engine.llm.batch_client import BatchClient, request_line
+from dd_core.engine.llm.batch_client import BatchClient, bearer, request_line
 from dd_core.engine.llm.batch_collector import BatchCollector
 from dd_core.engine.llm.batch_journal import BatchJournal, journal_path
 from dd_core.engine.llm.batch_runner import BatchRunner, BatchSettings
@@ -61,7 +61,7 @@ def drive(
             client = BatchClient(
                 session,
                 base_url,
-                None,
+                bearer(None),
                 timeout_s=10,
                 model=ModelConfig(alias="writer", model="test-model", max_retries=3),
             )

@@ -89,8 +89,9 @@ class BatchAPI(Protocol):
     ) -> BatchStatus:
         """Create the batch (once, even when a reply is lost: see ``lookup``)."""
 
-    async def lookup(self, submission: Submission) -> BatchStatus | None:
-        """The batch made for a journaled submission, or None when it was never created."""
+    async def lookup(self, submission: Submission, taken: frozenset[str] = frozenset()) -> BatchStatus | None:
+        """The batch made for a journaled submission, or None when it was never created; never one
+        of ``taken`` (batches the journal already gives to other submissions)."""
 
     async def wait(
         self, batch_id: str, poll_interval_s: float, on_progress: Callable[[BatchStatus], None] | None = None
@@ -153,9 +154,10 @@ class BatchHTTP:
         """One call; ``whole``: read a body of any size (a results file), else at most a reply's."""
         if self._query:
             kwargs["params"] = {**self._query, **kwargs.get("params", {})}
+        headers = {**self._auth, **kwargs.pop("headers", {})}
         with transport_failures(self._timeout.total, f"{method} {path}: "):
             async with self._session.request(
-                method, self._base + path, headers=self._auth, timeout=self._timeout, **kwargs
+                method, self._base + path, headers=headers, timeout=self._timeout, **kwargs
             ) as response:
                 body = await response.read() if whole else await read_body(response)
                 if response.status != 200:

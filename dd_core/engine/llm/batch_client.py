@@ -47,17 +47,20 @@ def request_line(custom_id: str, payload: bytes, endpoint: str = ENDPOINT) -> by
     )
 
 
+def bearer(api_key: str | None) -> dict[str, str]:
+    """OpenAI's authentication header for ``api_key`` (none without a key)."""
+    return {"Authorization": f"Bearer {api_key}"} if api_key else {}
+
+
 class BatchClient(BatchHTTP):
-    """OpenAI's Files and Batch APIs at ``base_url`` (e.g. ``https://api.openai.com/v1``)."""
+    """OpenAI's Files and Batch APIs at ``base_url`` (e.g. ``https://api.openai.com/v1``), with
+    ``headers`` (``bearer(key)``)."""
 
     #: OpenAI's limits per batch: 50,000 requests and a 200 MB input file.
     max_requests = 50_000
     max_bytes = 190 * 2**20
     #: The ``url`` of every request line and the batch's ``endpoint``.
     endpoint = ENDPOINT
-
-    def __init__(self, session: aiohttp.ClientSession, base_url: str, api_key: str | None, **kwargs: Any):
-        super().__init__(session, base_url, {"Authorization": f"Bearer {api_key}"} if api_key else {}, **kwargs)
 
     # --- as the batch runner uses it (``batch_api.BatchAPI``) ---------------------------
 
@@ -71,8 +74,8 @@ class BatchClient(BatchHTTP):
     ) -> BatchStatus:
         return await self.create(prepared, completion_window=self._model.batch_completion_window, metadata=metadata)
 
-    async def lookup(self, submission: Submission) -> BatchStatus | None:
-        return await self.find(submission.input_file_id)
+    async def lookup(self, submission: Submission, taken: frozenset[str] = frozenset()) -> BatchStatus | None:
+        return await self.find(submission.input_file_id)  # a batch's input file is its own: exact
 
     # --- the five calls ----------------------------------------------------------------
 
@@ -87,7 +90,12 @@ class BatchClient(BatchHTTP):
             return await self._json("POST", "/files", data=form)
 
         data = await self._retrying(once, "upload the batch input file")
-        return string_field(data, "id", "file upload")
+        file_id = string_field(data, "id", "file upload")
+        await self._ready(file_id, data)
+        return file_id
+
+    async def _ready(self, file_id: str, upload: Any) -> None:
+        """Return once the uploaded file can go into a batch (OpenAI's can at once)."""
 
     async def create(self, input_file_id: str, *, completion_window: str, metadata: dict[str, str]) -> BatchStatus:
         """Create the batch; when the reply is lost, find the batch made from this file first."""

@@ -78,7 +78,8 @@ class BatchRunner:
         """For a submission an earlier run journaled without a batch id: find its batch and
         journal it (True), or close it when it was never created (False: its requests were not
         sent, so they go into a new batch)."""
-        found = await self.client.lookup(submission)
+        taken = frozenset(s.batch_id for s in self.journal.submissions.values() if s.batch_id)
+        found = await self.client.lookup(submission, taken)
         if found is None:
             log.info("%s: journaled but never created; its requests go into a new batch", self._label(submission))
             self.journal.collected(submission)  # nothing to collect: nothing was paid for

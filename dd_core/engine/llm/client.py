@@ -56,7 +56,7 @@ class CallFailed(Exception):
         self.throttled = throttled
 
 
-def _retry_after(headers: Any) -> float | None:
+def retry_after_s(headers: Any) -> float | None:
     """Seconds the server asks to wait: ``retry-after-ms`` (Azure, OpenAI), else ``Retry-After`` in
     seconds (an HTTP date: None, our own backoff then applies)."""
     for name, scale in (("retry-after-ms", 0.001), ("Retry-After", 1.0)):
@@ -133,7 +133,7 @@ def http_failure(status: int, headers: Any, body: bytes, what: str = "") -> Call
         code=str(status),
         status=status,
         retryable=should_retry(status, headers),
-        retry_after=_retry_after(headers),
+        retry_after=retry_after_s(headers),
         throttled=status == 429,
     )
 

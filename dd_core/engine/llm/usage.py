@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 @dataclass
 class ModelUsage:
     model: str
+    provider: str = "openai"
     calls: int = 0  # successful requests (paid)
     batch_calls: int = 0  # of those, answered through the Batch API
     cache_hits: int = 0  # replies reused from the response cache (not paid again)

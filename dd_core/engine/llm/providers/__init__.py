@@ -15,6 +15,8 @@ errors, rate-limit headers and batch lifecycles.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import aiohttp
@@ -23,7 +25,7 @@ from dd_core.config.llm_columns import LLMColumn
 from dd_core.config.models import ModelConfig
 from dd_core.engine.llm.batch_api import BatchAPI
 from dd_core.engine.llm.client import ChatDialect
-from dd_core.engine.llm.providers import openai_compatible
+from dd_core.engine.llm.providers import anthropic_batches, anthropic_messages, azure, openai_compatible
 from dd_core.engine.llm.runtime import Endpoint
 
 
@@ -37,15 +39,18 @@ class RequestTemplate(Protocol):
         """The request of one attempt: canonical JSON bytes (sorted keys, compact, UTF-8)."""
 
 
-class Provider(Protocol):
-    def template(self, model: ModelConfig, column: LLMColumn) -> RequestTemplate: ...
+@dataclass(frozen=True)
+class Provider:
+    template: Callable[[ModelConfig, LLMColumn], RequestTemplate]
+    chat_dialect: Callable[[Endpoint], ChatDialect]
+    batch_api: Callable[[aiohttp.ClientSession, Endpoint], BatchAPI]
 
-    def chat_dialect(self, endpoint: Endpoint) -> ChatDialect: ...
 
-    def batch_api(self, session: aiohttp.ClientSession, endpoint: Endpoint) -> BatchAPI: ...
-
-
-PROVIDERS: dict[str, Provider] = {"openai": openai_compatible}
+PROVIDERS = {
+    "openai": Provider(openai_compatible.template, openai_compatible.chat_dialect, openai_compatible.batch_api),
+    "azure": Provider(azure.template, azure.chat_dialect, azure.batch_api),
+    "anthropic": Provider(anthropic_messages.template, anthropic_messages.chat_dialect, anthropic_batches.batch_api),
+}
 
 
 def provider_for(model: ModelConfig) -> Provider:

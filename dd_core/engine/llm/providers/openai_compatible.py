@@ -7,7 +7,7 @@ import aiohttp
 
 from dd_core.config.llm_columns import LLMColumn
 from dd_core.config.models import ModelConfig
-from dd_core.engine.llm.batch_client import BatchClient
+from dd_core.engine.llm.batch_client import BatchClient, bearer
 from dd_core.engine.llm.cells import response_format
 from dd_core.engine.llm.client import ChatDialect
 from dd_core.engine.llm.runtime import Endpoint
@@ -33,12 +33,10 @@ def template(model: ModelConfig, column: LLMColumn) -> ChatTemplate:
 
 
 def chat_dialect(endpoint: Endpoint) -> ChatDialect:
-    key = endpoint.api_key
-    return ChatDialect(
-        url=endpoint.base_url.rstrip("/") + "/chat/completions",
-        headers={"Authorization": f"Bearer {key}"} if key else {},
-    )
+    return ChatDialect(url=endpoint.base_url.rstrip("/") + "/chat/completions", headers=bearer(endpoint.api_key))
 
 
 def batch_api(session: aiohttp.ClientSession, endpoint: Endpoint) -> BatchClient:
-    return BatchClient(session, endpoint.base_url, endpoint.api_key, timeout_s=endpoint.timeout_s, model=endpoint.model)
+    return BatchClient(
+        session, endpoint.base_url, bearer(endpoint.api_key), timeout_s=endpoint.timeout_s, model=endpoint.model
+    )
