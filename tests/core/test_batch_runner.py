@@ -253,7 +253,7 @@ def test_a_batch_created_but_not_journaled_is_found_not_made_again(server, tmp_p
             client = BatchClient(
                 session,
                 server.base_url,
-                None,
+                bearer(None),
                 timeout_s=10,
                 model=ModelConfig(alias="writer", model="test-model", max_retries=0),
             )
