@@ -28,7 +28,7 @@ from tests.providers import (
     server_batches,
     submitted_keys,
 )
-from tests.support import ROOT, run_dd, wait_for
+from tests.support import ROOT, batch_clock_moved_by_polls, polled_in_progress, run_dd, wait_for
 
 pytestmark = pytest.mark.parametrize("provider", PROVIDERS)
 
@@ -79,7 +79,8 @@ def test_switching_a_dataset_to_batch_mode_buys_nothing_twice(server, tmp_path, 
 
 @pytest.mark.parametrize("kill_at", ["question", "answer"])
 def test_sigkill_while_a_batch_is_pending_then_resume_polls_and_never_resubmits(server, tmp_path, provider, kill_at):
-    server.set_batch_settings(processing_s=1.5)
+    server.set_batch_settings(processing_s=1.0)
+    server.stop_batch_clock()  # batches stay in progress until the resumed run's clock moves
     path = tmp_path / "config.json"
     path.write_text(json.dumps(config_for(server, provider, **batch_mode(price=PRICE))))
     command = [sys.executable, "-m", "dd_core", "generate", str(path), "-n", "40", "--buffer-size", "20"]
@@ -87,16 +88,23 @@ def test_sigkill_while_a_batch_is_pending_then_resume_polls_and_never_resubmits(
         [*command, "--artifact-path", str(tmp_path)], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
     try:
-        # Batches of the question column first (one per row group), then of the answer column.
-        wanted = 1 if kill_at == "question" else 3
-        wait_for(lambda: len(server_batches(server, provider)) >= wanted, 60, f"a batch of column {kill_at}")
-        wait_for(lambda: server.batch_stats()["counts"]["poll"] >= wanted + 1, 30, "dd polling its batch")
+        # The question column's batches (one per row group), then the answer column's: those wait
+        # for the clock, moved on here until the question batches have ended.
+        if kill_at == "answer":
+            with batch_clock_moved_by_polls(server, 0.2, until=lambda stats: len(stats["batches"]) > 2):
+                wait_for(lambda: len(server_batches(server, provider)) > 2, 60, "a batch of column answer")
+        wait_for(
+            lambda: polled_in_progress(server.batch_stats(), [b["id"] for b in server_batches(server, provider)][-1:]),
+            60,
+            f"dd polling a batch of column {kill_at} in progress",
+        )
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
     finally:
         proc.kill()
     assert proc.returncode == -signal.SIGKILL
     pending = {b["id"] for b in server_batches(server, provider)}
+    server.run_batch_clock()
     resumed = run_dd("generate", path, "-n", 40, "--buffer-size", 20, "--artifact-path", tmp_path, timeout=120)
     assert resumed.returncode == 0, resumed.stderr
     batches = server_batches(server, provider)

@@ -14,7 +14,8 @@ error files (``openai_batches``), Anthropic's results file (``anthropic_batches`
 Control API: ``POST /_control/batches`` sets :class:`BatchSettings` for batches created from then
 on; ``GET /_control/batches`` returns counts (uploads, creates, polls...), each batch's request
 keys, and the log of every batch API call; ``DELETE /_control/batches`` forgets files, batches and
-the log (not the settings).
+the log (not the settings). ``POST /_control/batches/clock`` drives the clock batches move by (see
+``batch_clock``).
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
+
+from dd_core.testing.llm_server.batch_clock import BatchClock, clock_route
 
 TERMINAL = ("completed", "failed", "expired", "cancelled")
 #: Lines answered between two yields to the event loop while a batch is processed.
@@ -183,8 +186,8 @@ class Batch:
 class BatchStore:
     """Every protocol's batches, their lifecycle, and the log of every batch API call."""
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic):
-        self._clock = clock
+    def __init__(self) -> None:
+        self._clock = BatchClock()
         self.settings = BatchSettings()
         self.failures: Counter[tuple[str, str]] = Counter()  # (fault, request key) -> injected so far
         self._fail_calls = self._lose_creates = 0
@@ -346,6 +349,7 @@ class BatchStore:
                 web.post("/_control/batches", set_settings),
                 web.get("/_control/batches", stats),
                 web.delete("/_control/batches", reset),
+                clock_route(self._clock, error),
             ]
         )
 
