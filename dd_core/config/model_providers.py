@@ -18,7 +18,8 @@ from dd_core.config.base import FieldProblem
 
 #: Where a provider's API lives when the model entry names no ``base_url``.
 DEFAULT_BASE_URLS = {"anthropic": "https://api.anthropic.com"}
-#: The ``structured_output`` modes each provider takes; the first is its default.
+#: The ``structured_output`` modes each provider takes; the first is its default. (OpenAI-compatible
+#: servers and Azure take json_schema here; the other modes are theirs where dd builds them.)
 STRUCTURED_OUTPUT = {
     "openai": ("json_schema",),
     "azure": ("json_schema",),
@@ -48,7 +49,7 @@ class ModelEntry(Protocol):
     api_version: str | None
     deployment: str | None
     azure_ad_token_env: str | None
-    structured_output: str | None
+    structured_output: str
     extra_body: dict[str, Any]
     max_tokens: int | None
     temperature: float | None
@@ -66,7 +67,7 @@ def check_provider(model: ModelEntry) -> None:
     if reserved:
         raise FieldProblem("extra_body", f"{reserved} are set by dd for provider '{provider}'; remove them")
     modes = STRUCTURED_OUTPUT[provider]
-    if model.structured_output is not None and model.structured_output not in modes:
+    if model.structured_output not in modes:
         raise FieldProblem(
             "structured_output",
             f"provider '{provider}' takes {' or '.join(repr(m) for m in modes)} (default {modes[0]!r}), "

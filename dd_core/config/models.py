@@ -26,7 +26,7 @@ COMPLETION_WINDOW = re.compile(r"^[1-9][0-9]{0,3}[hd]$")
 MAX_PRICE_PER_MTOK = 1_000_000.0
 #: Fields added after datasets were made with dd: left out of the fingerprint at these values, so
 #: those datasets keep their fingerprint.
-FINGERPRINT_DEFAULTS = {"provider": "openai", "structured_output": None}
+FINGERPRINT_DEFAULTS = {"provider": "openai", "structured_output": "json_schema"}
 
 
 class PriceConfig(ConfigModel):
@@ -52,9 +52,10 @@ class ModelConfig(ConfigModel):
     deployment: str | None = None
     #: Azure OpenAI with Microsoft Entra ID: the variable holding a bearer token (instead of a key).
     azure_ad_token_env: str | None = None
-    #: How structured and judge columns ask for JSON (default: the provider's first in
-    #: ``model_providers.STRUCTURED_OUTPUT``: json_schema; Anthropic: a tool).
-    structured_output: Literal["json_schema", "json_object", "tool", "prompt"] | None = None
+    #: How structured and judge columns ask for JSON: ``json_schema`` (the default), ``json_object``,
+    #: ``tool`` (the default for Anthropic) or ``prompt``; what each provider takes is in
+    #: ``model_providers.STRUCTURED_OUTPUT``.
+    structured_output: Literal["json_schema", "json_object", "tool", "prompt"] = "json_schema"
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, gt=0, le=1)
     max_tokens: int | None = Field(default=None, ge=1)
@@ -116,6 +117,14 @@ class ModelConfig(ConfigModel):
             )
         return value
 
+    @model_validator(mode="before")
+    @classmethod
+    def _provider_defaults(cls, data: Any) -> Any:
+        """A provider's own default ``structured_output`` (its first in ``STRUCTURED_OUTPUT``)."""
+        if isinstance(data, dict) and "structured_output" not in data and data.get("provider") in STRUCTURED_OUTPUT:
+            data = {**data, "structured_output": STRUCTURED_OUTPUT[data["provider"]][0]}
+        return data
+
     @model_validator(mode="after")
     def _provider_settings(self) -> ModelConfig:
         check_provider(self)
@@ -137,11 +146,6 @@ class ModelConfig(ConfigModel):
                 "no request's tokens are known before its reply, and the limit could be passed",
             )
         return self
-
-    @property
-    def structured_mode(self) -> str:
-        """``structured_output``, or the provider's default."""
-        return self.structured_output or STRUCTURED_OUTPUT[self.provider][0]
 
     @property
     def default_base_url(self) -> str | None:

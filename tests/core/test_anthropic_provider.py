@@ -23,7 +23,9 @@ URL = "http://127.0.0.1:1"
 def column_request(mode: str | None, column: int = 4, **model) -> dict:
     """The body dd sends for ``column`` of the all-types config (4: profile, structured)."""
     config = all_types_config(URL)
-    config["models"][0].update(provider="anthropic", max_tokens=300, temperature=0.2, structured_output=mode, **model)
+    config["models"][0].update(provider="anthropic", max_tokens=300, temperature=0.2, **model)
+    if mode is not None:
+        config["models"][0]["structured_output"] = mode
     loaded = load_config(config)
     template = MessagesTemplate(loaded.models[0], loaded.columns[column])
     payload = template.payload(template.prompt("Be brief.", "A profile, please."), 1234)

@@ -81,13 +81,13 @@ class MessagesTemplate:
         body.update((k, getattr(model, k)) for k in ("temperature", "top_p") if getattr(model, k) is not None)
         body.update(model.extra_body)
         schema = output_schema(column)
-        if schema is not None and model.structured_mode == "tool":
+        if schema is not None and model.structured_output == "tool":
             name = tool_name(column)
             body["tools"] = [
                 {"name": name, "description": f"Record the {column.name} of this row.", "input_schema": schema}
             ]
             body["tool_choice"] = {"type": "tool", "name": name}
-        elif schema is not None and model.structured_mode == "json_schema":
+        elif schema is not None and model.structured_output == "json_schema":
             body["output_config"] = {"format": {"type": "json_schema", "schema": schema}}
         self._constant = body
 
