@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 
 from dd_core.engine.llm.batch_api import BatchHTTP, BatchStatus, LineResult, count_field, string_field
-from dd_core.engine.llm.client import RETRYABLE_STATUS, CallFailed, error_message
+from dd_core.engine.llm.client import CallFailed, error_message
 from dd_core.engine.llm.replies import MalformedReply, parse_completion
+from dd_core.engine.llm.retry_policy import RETRYABLE_STATUS, line_retryable
 from dd_core.engine.llm.waits import RetryWaits
 from dd_core.log import get_logger
 
@@ -28,8 +29,6 @@ if TYPE_CHECKING:
 log = get_logger("dd.batch")
 
 ENDPOINT = "/v1/chat/completions"
-#: Line codes of the error file that a later batch may succeed on.
-RETRYABLE_LINE_CODES = frozenset({"batch_expired"})
 #: How many pages of ``GET /batches`` (100 each) to search for a batch whose create reply was lost.
 FIND_PAGES = 20
 
@@ -154,14 +153,16 @@ class BatchClient(BatchHTTP):
         return None
 
     async def results(self, status: BatchStatus) -> AsyncIterator[LineResult]:
-        """Every line of the batch's output and error files, as results keyed by ``custom_id``."""
+        """Every line of the batch's output and error files, as results keyed by ``custom_id``
+        (in a batch someone cancelled, no failed line is retried: see ``retry_policy``)."""
+        cancelled = status.status == "cancelled"
         for file_id in (status.output_file_id, status.error_file_id):
             if file_id:
                 for line in await self._retrying(
                     lambda file_id=file_id: self._content(file_id), f"download file {file_id}"
                 ):
                     if line.strip():
-                        yield _line_result(line)
+                        yield _line_result(line, batch_cancelled=cancelled)
 
     # --- HTTP --------------------------------------------------------------------------
 
@@ -199,8 +200,8 @@ def _status(data: Any) -> BatchStatus:
     )
 
 
-def _line_result(raw: bytes) -> LineResult:
-    """One line of an output or error file."""
+def _line_result(raw: bytes, *, batch_cancelled: bool = False) -> LineResult:
+    """One line of an output or error file (the retry table is ``retry_policy``'s)."""
     try:
         line = json.loads(raw)
         custom_id = line["custom_id"]
@@ -228,11 +229,10 @@ def _line_result(raw: bytes) -> LineResult:
                 f"HTTP {status} inside the batch: {message}",
                 code=str(status),
                 status=status,
-                retryable=status in RETRYABLE_STATUS,
+                retryable=status in RETRYABLE_STATUS and not batch_cancelled,
             ),
         )
-    code = str(error.get("code")) if isinstance(error, dict) else "unknown"
+    code = str(error.get("code") or error.get("type") or "unknown") if isinstance(error, dict) else "unknown"
     message = str(error.get("message"))[:300] if isinstance(error, dict) else str(line)[:200]
-    return LineResult(
-        custom_id, failure=CallFailed(f"{code}: {message}", code=code, retryable=code in RETRYABLE_LINE_CODES)
-    )
+    retryable = line_retryable(code, batch_cancelled=batch_cancelled)
+    return LineResult(custom_id, failure=CallFailed(f"{code}: {message}", code=code, retryable=retryable))

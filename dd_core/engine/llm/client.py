@@ -22,11 +22,11 @@ import aiohttp
 import yarl
 
 from dd_core.engine.llm.replies import MAX_REPLY_BYTES, Completion, MalformedReply, parse_completion, parse_json
+from dd_core.engine.llm.retry_policy import RETRYABLE_STATUS
 from dd_core.redaction import scrub
 
 __all__ = ["CallFailed", "ChatClient", "ChatDialect", "Completion"]
 
-RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 RATE_HEADER, RATE_TOKENS_HEADER = "x-ratelimit-remaining-requests", "x-ratelimit-remaining-tokens"
 
 
@@ -117,13 +117,13 @@ def transport_failures(timeout_s: float, what: str = "") -> Iterator[None]:
         raise transport_failure(exc, timeout_s, what) from exc
 
 
-def should_retry(status: int, headers: Any, retryable: frozenset[int] | set[int] = RETRYABLE_STATUS) -> bool:
+def should_retry(status: int, headers: Any) -> bool:
     """Whether a failed status is worth another attempt: the server's own ``x-should-retry``
     (OpenAI's and Anthropic's servers send it) when present, else the status."""
     verdict = headers.get("x-should-retry")
     if verdict in ("true", "false"):
         return verdict == "true"
-    return status in retryable
+    return status in RETRYABLE_STATUS
 
 
 def http_failure(status: int, headers: Any, body: bytes, what: str = "") -> CallFailed:

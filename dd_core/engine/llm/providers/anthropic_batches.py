@@ -36,6 +36,7 @@ from dd_core.engine.llm.providers.anthropic_messages import (
     wire,
 )
 from dd_core.engine.llm.replies import MalformedReply
+from dd_core.engine.llm.retry_policy import line_retryable
 from dd_core.engine.llm.runtime import Endpoint
 from dd_core.engine.llm.waits import RetryWaits
 from dd_core.log import get_logger
@@ -50,8 +51,6 @@ PATH = "/v1/messages/batches"
 CLOCK_SKEW_S = 600.0
 #: Pages of ``GET /v1/messages/batches`` (100 each, newest first) searched by ``lookup``.
 FIND_PAGES = 20
-#: Error types of an ``errored`` result that a later batch may succeed on.
-RETRYABLE_ERRORS = frozenset({"api_error", "overloaded_error", "rate_limit_error", "timeout_error"})
 _STATUS = {"in_progress": "in_progress", "canceling": "cancelling"}
 
 
@@ -197,7 +196,8 @@ def _status(data: Any) -> BatchStatus:
 
 
 def _line_result(raw: bytes) -> LineResult:
-    """One line of a results file."""
+    """One line of a results file (the retry table is ``retry_policy``'s; a ``canceled`` line
+    comes only from a batch someone cancelled, so it is not sent again)."""
     try:
         line = json.loads(raw)
         custom_id, result = line["custom_id"], line["result"]
@@ -224,19 +224,26 @@ def _line_result(raw: bytes) -> LineResult:
         return LineResult(
             custom_id,
             failure=CallFailed(
-                f"errored inside the batch: {code}: {message}", code=code, retryable=code in RETRYABLE_ERRORS
+                f"errored inside the batch: {code}: {message}", code=code, retryable=line_retryable(code)
             ),
         )
     if kind == "expired":
         return LineResult(
             custom_id,
             failure=CallFailed(
-                "expired: the batch ended before this request ran", code="batch_expired", retryable=True
+                "expired: the batch ended before this request ran",
+                code="batch_expired",
+                retryable=line_retryable("batch_expired"),
             ),
         )
     if kind == "canceled":
         return LineResult(
-            custom_id, failure=CallFailed("canceled: the batch was canceled", code="batch_cancelled", retryable=False)
+            custom_id,
+            failure=CallFailed(
+                "canceled: the batch was canceled",
+                code="batch_cancelled",
+                retryable=line_retryable("batch_cancelled", batch_cancelled=True),
+            ),
         )
     return LineResult(
         custom_id, failure=CallFailed(f"unknown result type {kind[:40]!r}", code="malformed", retryable=True)

@@ -34,24 +34,15 @@ import orjson
 from dd_core.config.llm_columns import LLMColumn
 from dd_core.config.models import ModelConfig
 from dd_core.engine.llm.cells import output_schema
-from dd_core.engine.llm.client import (
-    RETRYABLE_STATUS,
-    CallFailed,
-    ChatDialect,
-    Completion,
-    retry_after_s,
-    should_retry,
-)
+from dd_core.engine.llm.client import CallFailed, ChatDialect, Completion, retry_after_s, should_retry
 from dd_core.engine.llm.replies import MAX_REPLY_BYTES, MalformedReply, json_kind, parse_json, token_count
+from dd_core.engine.llm.retry_policy import THROTTLING_STATUS
 from dd_core.engine.llm.runtime import Endpoint
 from dd_core.engine.llm.wire import serialise
 from dd_core.redaction import scrub
 
 #: The Messages API version dd speaks (the ``anthropic-version`` header).
 API_VERSION = "2023-06-01"
-#: Statuses worth another attempt: OpenAI's, and Anthropic's 529 (overloaded).
-RETRYABLE = frozenset(RETRYABLE_STATUS | {529})
-THROTTLING = frozenset({429, 529})
 #: The payload field holding the cell's seed (not part of the API: removed from what is sent).
 SEED = "seed"
 _TOOL_NAME = re.compile(r"[^a-zA-Z0-9_-]")
@@ -175,9 +166,9 @@ def failure(status: int, headers: Any, body: bytes, what: str = "") -> CallFaile
         f"{what}HTTP {status}: {error_text(body)}",
         code=str(status),
         status=status,
-        retryable=should_retry(status, headers, RETRYABLE),
+        retryable=should_retry(status, headers),
         retry_after=retry_after_s(headers),
-        throttled=status in THROTTLING,
+        throttled=status in THROTTLING_STATUS,
     )
 
 
