@@ -144,6 +144,16 @@ def test_errored_and_expired_lines_go_into_a_later_batch(server, tmp_path, provi
     assert load_dataset(result.path).equals(straight.load())
 
 
+@pytest.mark.parametrize("status", [504, 529])
+def test_timed_out_and_overloaded_lines_go_into_a_later_batch(server, tmp_path, provider, status):
+    """Anthropic's ``timeout_error`` and ``overloaded_error`` lines (Azure's 504 and 529) are transient."""
+    server.set_batch_settings(failure_share=0.25, failure_status=status, failures_per_request=1, seed=4)
+    result = generate(config_for(server, provider, **batch_mode()), 40, buffer_size=40, artifact_path=tmp_path)
+    usage = result.llm_usage["writer"]
+    code = str(status) if provider == "azure" else {504: "timeout_error", 529: "overloaded_error"}[status]
+    assert result.num_records == 40 and usage["retries"] > 0 and usage["errors"] == {code: usage["retries"]}
+
+
 def test_lines_failing_past_max_retries_fail_the_row_group(server, tmp_path, provider):
     server.set_batch_settings(failure_share=0.5, failures_per_request=None, seed=1)
     with pytest.raises(GenerationError, match="max_failed_row_share"):

@@ -42,6 +42,7 @@ ERROR_TYPES = {
     413: "request_too_large",
     429: "rate_limit_error",
     500: "api_error",
+    504: "timeout_error",
     529: "overloaded_error",
 }
 #: The Messages API's request fields (its SDK's ``MessageCreateParams``).
