@@ -56,6 +56,12 @@ def table_schema(dataset: DagsterDataset, *, processed: bool) -> dg.TableSchema:
     )
 
 
+def models_text(dataset: DagsterDataset) -> str | None:
+    """The models the LLM columns use, one line each: ``writer: anthropic claude-haiku-4-5 (batch)``."""
+    lines = [f"{m.alias}: {m.provider} {m.model}{' (batch)' if m.batch else ''}" for m in dataset.config.llm_models]
+    return "\n".join(lines) or None
+
+
 def definition_metadata(dataset: DagsterDataset, *, processed: bool) -> dict[str, Any]:
     """Shown on the asset's overview before any run: columns, the config and its file, the target."""
     metadata: dict[str, Any] = {
@@ -68,6 +74,9 @@ def definition_metadata(dataset: DagsterDataset, *, processed: bool) -> dict[str
         "row_groups": dg.MetadataValue.text(f"{dataset.num_row_groups:,} (partition keys {dataset.key_range})"),
         "seed": dg.MetadataValue.text(str(dataset.config.seed)),
     }
+    models = models_text(dataset)
+    if models is not None:
+        metadata["models"] = dg.MetadataValue.text(models)
     if dataset.config_path is not None:
         metadata["dagster/code_references"] = _config_reference(dataset)
     return metadata

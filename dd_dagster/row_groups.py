@@ -30,7 +30,7 @@ from dd_dagster.checkpoints import (
 )
 from dd_dagster.checks import check_evaluation
 from dd_dagster.dataset import DagsterDataset
-from dd_dagster.metadata import usage_entries, usage_metadata
+from dd_dagster.metadata import models_text, usage_entries, usage_metadata
 from dd_dagster.production import RowGroupOutcome, jobs_for
 from dd_dagster.resource import DataDesignerResource
 from dd_dagster.status import SHOWN_KEYS, RowGroupStatus
@@ -209,6 +209,9 @@ class RowGroupMaterializer:
         }
         if not outcome.reused:
             metadata["duration_s"] = round(outcome.seconds, 3)
+        models = models_text(ds)
+        if models is not None:
+            metadata["models"] = dg.MetadataValue.text(models)
         metadata.update(usage_metadata(outcome.usage) if outcome.usage else self.earlier_usage.get(index, {}))
         tags = {CODE_VERSION_TAG: ds.config_hash, DATA_VERSION_TAG: outcome.data_version}  # see checkpoints.py
         return dg.AssetMaterialization(

@@ -103,6 +103,11 @@ class DatasetConfig(ConfigModel):
     def model(self, alias: str) -> ModelConfig:
         return next(m for m in self.models if m.alias == alias)
 
+    @cached_property
+    def llm_models(self) -> list[ModelConfig]:
+        """The models an LLM column uses, by alias."""
+        return [self.model(alias) for alias in sorted({c.model for c in self.columns if isinstance(c, LLMColumn)})]
+
     @model_validator(mode="after")
     def _relations(self) -> DatasetConfig:
         issues = _relation_issues(self)

@@ -27,17 +27,10 @@ from dd_core.engine.llm.batch_collector import BatchCollector
 from dd_core.engine.llm.batch_journal import BatchJournal
 from dd_core.engine.llm.cache import RowGroupCache
 from dd_core.engine.llm.caller import ModelCaller
-from dd_core.engine.llm.cells import (
-    InvalidReply,
-    arrow_type,
-    instructions,
-    parse_reply,
-    reply_is_value,
-    response_format,
-)
+from dd_core.engine.llm.cells import InvalidReply, arrow_type, instructions, parse_reply, reply_is_value
 from dd_core.engine.llm.client import CallFailed
+from dd_core.engine.llm.providers import provider_for
 from dd_core.engine.llm.usage import ModelUsage
-from dd_core.engine.llm.wire import BodyTemplate, encode_chat
 from dd_core.storage.filesystems import StoragePath
 
 
@@ -93,7 +86,7 @@ class RowGroupCells:
 
 
 class _Cell:
-    """What one LLM column sends, prepared once: renderers, the constant part of the body, and
+    """What one LLM column sends, prepared once: renderers, its provider's request template, and
     how its reply is read."""
 
     def __init__(self, col: LLMColumn, caller: ModelCaller | BatchCaller, limits: RenderLimits):
@@ -105,19 +98,15 @@ class _Cell:
             compile_renderer(col.system_prompt, col.name, "system_prompt", limits) if col.system_prompt else None
         )
         self.instructions = instructions(col)
-        body = {"model": caller.model.model, **caller.model.sampling_params()}
-        fmt = response_format(col)
-        if fmt is not None:
-            body["response_format"] = fmt
-        self.body = BodyTemplate(body)
+        self.request = provider_for(caller.model).template(caller.model, col)
         self.verbatim = reply_is_value(col)
 
-    def messages(self, context: dict) -> str:
-        """The row's messages, encoded for the body."""
+    def messages(self, context: dict) -> Any:
+        """The row's messages, encoded for the request."""
         system = self.system(context) if self.system else None
         if self.instructions:
             system = f"{system}\n\n{self.instructions}" if system else self.instructions
-        return encode_chat(system or None, self.prompt(context))
+        return self.request.prompt(system or None, self.prompt(context))
 
 
 class RowwiseStage:
@@ -146,7 +135,7 @@ class RowwiseStage:
     ) -> RowGroupCells:
         """One row group's cells; with batch-mode models, its journal (read here) and collector."""
         base = {name: ctx.python_values(name) for name in self.base_names}
-        usage = {a: ModelUsage(self.config.model(a).model) for a in self.aliases}
+        usage = {a: ModelUsage(self.config.model(a).model, self.config.model(a).provider) for a in self.aliases}
         cells = RowGroupCells(ctx, base, cache, usage, [None] * ctx.num_rows)
         if self.batch_callers:
             cells.journal = BatchJournal.open(journal_path)
@@ -193,7 +182,9 @@ class RowwiseStage:
         batches = group.batches if cell.batch else None
         problem = None
         for attempt in range(col.max_invalid_retries + 1):
-            payload = cell.body.payload(messages, cell_seed(self.config.seed, group.ctx.index, row, col.name, attempt))
+            payload = cell.request.payload(
+                messages, cell_seed(self.config.seed, group.ctx.index, row, col.name, attempt)
+            )
             try:
                 if batches is not None:
                     completion = await caller.complete(payload, group.cache, batches, col.name, depth, row, usage)

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from dd_core.config.models import ModelConfig
-from dd_core.engine.llm.batch_client import BatchClient, _line_result, _status, request_line
+from dd_core.engine.llm.batch_client import BatchClient, _line_result, _status, bearer, request_line
 from dd_core.engine.llm.client import CallFailed
 from dd_core.engine.llm.wire import serialise
 from dd_core.testing.llm_server import OpenAIServer
@@ -41,7 +41,7 @@ def with_client(server, action, *, key: str = KEY, max_retries: int = 3):
             client = BatchClient(
                 session,
                 server.base_url,
-                key,
+                bearer(key),
                 timeout_s=30,
                 model=ModelConfig(alias="w", model="test-model", max_retries=max_retries),
             )
@@ -203,14 +203,46 @@ def test_batch_objects_with_odd_fields_are_read_safely():
         (
             b'{"custom_id": "a", "response": null, "error": {"code": "batch_cancelled", "message": "stop"}}',
             "batch_cancelled",
+            True,
+        ),
+        (
+            b'{"custom_id": "a", "response": null, "error": {"code": "server_error", "message": "x"}}',
+            "server_error",
+            True,
+        ),
+        (b'{"custom_id": "a", "response": null, "error": {"type": "overloaded_error"}}', "overloaded_error", True),
+        (
+            b'{"custom_id": "a", "response": null, "error": {"code": "rate_limit_exceeded"}}',
+            "rate_limit_exceeded",
+            True,
+        ),
+        (b'{"custom_id": "a", "response": null, "error": {"code": "timeout"}}', "timeout", True),
+        (b'{"custom_id": "a", "response": null, "error": {"code": "invalid_request"}}', "invalid_request", False),
+        (
+            b'{"custom_id": "a", "response": null, "error": {"code": "content_policy_violation"}}',
+            "content_policy_violation",
             False,
         ),
+        (b'{"custom_id": "a", "response": null, "error": {"code": "something_new"}}', "something_new", False),
         (b'{"custom_id": "a", "response": null, "error": null}', "unknown", False),
     ],
 )
 def test_result_lines_of_every_shape_become_outcomes(line, code, retryable):
     result = _line_result(line)
     assert result.completion is None and result.failure.code == code and result.failure.retryable is retryable
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b'{"custom_id": "a", "response": null, "error": {"code": "batch_cancelled", "message": "stop"}}',
+        b'{"custom_id": "a", "response": null, "error": {"code": "server_error", "message": "x"}}',
+        b'{"custom_id": "a", "response": {"status_code": 503, "body": {"error": {"message": "busy"}}}, "error": null}',
+    ],
+)
+def test_nothing_in_a_batch_someone_cancelled_is_retried(line):
+    """dd never cancels a batch: a cancelled batch is the user's decision."""
+    assert _line_result(line, batch_cancelled=True).failure.retryable is False
 
 
 def test_request_lines_are_what_the_batch_api_expects():

@@ -5,8 +5,10 @@ from __future__ import annotations
 import socket
 
 import dagster as dg
+import pytest
 from dagster import serialize_value
 
+from dd_core import DDConfigError
 from dd_core.testing.llm_server import OpenAIServer
 from dd_dagster import (
     DagsterDataset,
@@ -17,6 +19,7 @@ from dd_dagster import (
 )
 from tests.core.test_llm_columns import chain_config
 from tests.dagster.helpers import outcome, run_range
+from tests.providers import varied_chain
 
 SECRET = "sk-dagster-9d1e-NEVER-LOGGED"
 
@@ -68,3 +71,52 @@ def test_a_model_server_that_is_down_fails_the_run_before_any_row_group(tmp_path
     assert "model 'writer' (test-model)" in description and url in description and "connection refused" in description
     assert f"python -m dd_core.testing.llm_server --port {url.split(':')[2].split('/')[0]}" in description
     assert not (tmp_path / "artifacts").exists()
+
+
+@pytest.mark.parametrize(
+    ("settings", "endpoint"),
+    [
+        (
+            {"provider": "azure", "api_version": "2024-06-01", "deployment": "dev-gpt"},
+            {"provider": "azure", "api_version": "2024-10-21", "deployment": "test-model"},
+        ),
+        ({"provider": "anthropic", "max_tokens": 64}, {"provider": "anthropic"}),
+    ],
+    ids=["azure", "anthropic"],
+)
+def test_provider_settings_and_keys_come_from_the_resource(tmp_path, instance, monkeypatch, settings, endpoint):
+    """The config names the provider; the resource its endpoint, API version, deployment and key (an EnvVar)."""
+    monkeypatch.setenv("DD_SECRET_KEY", SECRET)
+    config = varied_chain("https://unreachable.invalid")
+    config["name"] = "tiny"
+    config["models"][0].update(settings)
+    with OpenAIServer(api_key=SECRET) as server:
+        model = ModelEndpoint(base_url=server.root_url, api_key=dg.EnvVar("DD_SECRET_KEY"), **endpoint)
+        resource = DataDesignerResource(artifact_path=str(tmp_path), models={"writer": model})
+        defs = build_dataset_definitions(config, num_records=20, buffer_size=10, resource=resource)
+        register_partitions(instance, DagsterDataset.create(config, 20, 10))
+        result = run_range(defs, instance, 0, 1)
+        assert outcome(result) == {0: "generated", 1: "generated"}
+        assert server.stats()["succeeded"] == 40
+        if settings["provider"] == "azure":
+            assert {r["model"] for r in server.stats()["request_log"]} == {"test-model"}, "the resource's deployment"
+    metadata = result.get_asset_materialization_events()[0].materialization.metadata
+    assert metadata["models"].value == f"writer: {settings['provider']} test-model"
+    asset = defs.resolve_assets_def(dg.AssetKey(["tiny_row_groups"]))
+    assert asset.specs_by_key[dg.AssetKey(["tiny_row_groups"])].metadata["models"].value == metadata["models"].value
+    assert all(SECRET not in serialize_value(e) for e in instance.all_logs(result.run_id))
+    for file in tmp_path.rglob("*"):
+        if file.is_file():
+            assert SECRET.encode() not in file.read_bytes(), file
+
+
+def test_the_resource_may_not_change_the_provider(tmp_path, instance):
+    config = varied_chain("http://127.0.0.1:9")
+    config["name"] = "tiny"
+    config["models"][0].update(provider="azure", api_version="2024-10-21")
+    resource = DataDesignerResource(artifact_path=str(tmp_path), models={"writer": ModelEndpoint(provider="openai")})
+    defs = build_dataset_definitions(config, num_records=10, buffer_size=10, resource=resource)
+    register_partitions(instance, DagsterDataset.create(config, 10, 10))
+    with pytest.raises(DDConfigError, match="says provider 'openai' but the config says 'azure'") as caught:
+        run_range(defs, instance, 0, 0)
+    assert "models.provider" in str(caught.value)

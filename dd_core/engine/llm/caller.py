@@ -132,7 +132,7 @@ class ModelCaller:
     def _note(self, exc: CallFailed, usage: ModelUsage) -> None:
         usage.errors[exc.code] += 1
         usage.sample_error = usage.sample_error or str(exc)
-        if exc.status == 429:
+        if exc.throttled:
             usage.throttled += 1
             self.limiter.on_throttled()
             usage.lowest_concurrency = min(self.limiter.limit, usage.lowest_concurrency or self.limiter.limit)

@@ -14,13 +14,14 @@ from dataclasses import dataclass, field
 @dataclass
 class ModelUsage:
     model: str
+    provider: str = "openai"
     calls: int = 0  # successful requests (paid)
     batch_calls: int = 0  # of those, answered through the Batch API
     cache_hits: int = 0  # replies reused from the response cache (not paid again)
     retries: int = 0  # requests repeated after a transient failure
     invalid_replies: int = 0  # replies re-asked because they did not parse or validate
     failed_cells: int = 0  # cells given up on (their rows were dropped)
-    throttled: int = 0  # 429 answers
+    throttled: int = 0  # answers asking to slow down (429; Anthropic's 529)
     prompt_tokens: int = 0
     completion_tokens: int = 0
     #: Summed duration of this model's HTTP requests, failed ones included (requests overlap,

@@ -55,6 +55,12 @@ class _ServerHandle:
         """OpenAI base URL of the running server, e.g. ``http://127.0.0.1:PORT/v1``."""
         return f"http://{HOST}:{self.port}/v1"
 
+    @property
+    def root_url(self) -> str:
+        """The server's root, ``http://127.0.0.1:PORT``: the ``base_url`` of an Azure OpenAI model
+        (a resource endpoint, the listed models its deployments) and of an Anthropic model."""
+        return f"http://{HOST}:{self.port}"
+
     def start(self) -> Self:
         """Start the server; returns once its socket is listening."""
         if self._control is not None:
