@@ -208,3 +208,24 @@ def test_the_llm_example_with_nothing_listening_names_the_test_server(tmp_path):
     out = tmp_path / "artifacts"
     failed_at_once(in_network_namespace("generate", example, "-n", 10, "--artifact-path", out), *words)
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("provider", "settings"),
+    [("azure", {"api_version": "2024-10-21"}), ("anthropic", {"max_tokens": 64})],
+)
+def test_azure_and_anthropic_are_probed_in_their_own_protocol_without_a_completion(tmp_path, provider, settings):
+    """Each provider's own free read (Azure's model list, Anthropic's model lookup) with its own key
+    header: a refused key is exit 7 naming the variable, and the probe costs no completion."""
+    with OpenAIServer(api_key=KEY) as keyed:
+        root = keyed.base_url.removesuffix("/v1")
+        config = llm_config(tmp_path, root, provider=provider, api_key_env=KEY_ENV, **settings)
+        failed_at_once(
+            run_dd("preview", config, env={KEY_ENV: "sk-wrong-key-0000"}),
+            "model 'writer' (test-model)",
+            f"refused the API key from ${KEY_ENV} (HTTP 401",
+        )
+        assert keyed.stats()["requests_total"] == 0
+        run = run_dd("preview", config, "-n", 2, env={KEY_ENV: KEY})
+        assert run.returncode == 0, run.stderr
+        assert keyed.stats()["requests_total"] == 2  # the two rows' completions, no probe among them

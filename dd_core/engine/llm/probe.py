@@ -2,10 +2,12 @@
 is made or a row group started): a server that is down, a wrong URL or a refused key is one
 message at once, instead of retries, a lost row group and a long log.
 
-Each model gets the cheapest request its provider offers (``PROBES``: a provider adds its own).
-OpenAI-compatible servers: ``GET {base_url}/models``, the same request for batch-mode models;
-only when that list does not name the model (llama-server serves any name) or the server has
-no ``/models`` (404 or 405), one chat completion of ``max_tokens: 1`` follows. The verdict:
+Each model gets the cheapest request its provider offers (``PROBES``). OpenAI-compatible
+servers: ``GET {base_url}/models``, the same request for batch-mode models; only when that list
+does not name the model (llama-server serves any name) or the server has no ``/models`` (404 or
+405), one chat completion of ``max_tokens: 1`` follows. Azure OpenAI: the resource's model list
+(``GET /openai/models``; Azure has no cheap read of a deployment). Anthropic:
+``GET /v1/models/{model}``. The verdict:
 
 - **unreachable**: no connection (refused, unknown host, no route), a TLS failure, no answer
   within ``PROBE_TIMEOUT_S`` (or the model's shorter ``timeout_s``), a connection closed
@@ -29,7 +31,7 @@ import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import aiohttp
 import orjson
@@ -38,6 +40,7 @@ from dd_core.config.dataset import DatasetConfig
 from dd_core.config.llm_columns import LLMColumn
 from dd_core.config.models import ModelConfig
 from dd_core.engine.llm.client import error_message, read_body
+from dd_core.engine.llm.providers import anthropic_messages, azure
 from dd_core.engine.llm.replies import MalformedReply, parse_json
 from dd_core.engine.llm.runtime import Endpoint, LLMRuntime
 from dd_core.errors import ModelEndpointError
@@ -80,7 +83,8 @@ class ProbeHTTP:
     async def send(
         self, method: str, path: str, headers: dict[str, str], timeout_s: float, body: Any = None
     ) -> tuple[int, bytes]:
-        url = self.target.endpoint.base_url.rstrip("/") + path
+        """``path`` below base_url, or a whole URL (a provider's own URL scheme)."""
+        url = path if "://" in path else self.target.endpoint.base_url.rstrip("/") + path
         data = None if body is None else orjson.dumps(body)
         if data is not None:
             headers = {**headers, "Content-Type": "application/json"}
@@ -219,6 +223,35 @@ async def probe_openai(http: ProbeHTTP, target: Target) -> None:
         raise not_found(body, target, listed)
 
 
+async def probe_azure(http: ProbeHTTP, target: Target) -> None:
+    """The resource's model list: it proves the resource answers and takes the key. Azure offers
+    no cheaper read of a deployment than a completion, so a missing deployment is found by the
+    first call (a 404, failing its cells without retries)."""
+    endpoint = target.endpoint
+    url = f"{azure.resource_url(endpoint)}/openai/models?api-version={quote(target.model.api_version or '', safe='')}"
+    status, body = await http.send("GET", url, azure.auth_headers(endpoint), min(PROBE_TIMEOUT_S, endpoint.timeout_s))
+    if status in (401, 403):
+        raise refused(status, body, target)
+    if status == 404:
+        raise ProbeFailure(
+            f"answered HTTP 404 for its model list ({error_message(body)[:200]})",
+            "Set base_url to the resource's endpoint (https://NAME.openai.azure.com) and api_version to one "
+            "the resource serves (e.g. 2024-10-21).",
+        )
+
+
+async def probe_anthropic(http: ProbeHTTP, target: Target) -> None:
+    """``GET /v1/models/{model}``: the key, and the model (an alias or an id), for free."""
+    endpoint = target.endpoint
+    url = f"{anthropic_messages.api_root(endpoint)}/v1/models/{quote(target.model.model, safe='')}"
+    headers = anthropic_messages.auth_headers(endpoint)
+    status, body = await http.send("GET", url, headers, min(PROBE_TIMEOUT_S, endpoint.timeout_s))
+    if status in (401, 403):
+        raise refused(status, body, target)
+    if status == 404:
+        raise not_found(body, target, [])
+
+
 def _listed_models(body: bytes) -> list[str]:
     try:
         data = parse_json(body).get("data")
@@ -228,8 +261,8 @@ def _listed_models(body: bytes) -> list[str]:
 
 
 Probe = Callable[[ProbeHTTP, Target], Awaitable[None]]
-#: The probe of each provider; every model speaks OpenAI's protocol today.
-PROBES: dict[str, Probe] = {"openai": probe_openai}
+#: The probe of each provider.
+PROBES: dict[str, Probe] = {"openai": probe_openai, "azure": probe_azure, "anthropic": probe_anthropic}
 
 
 # --- every model of a run -------------------------------------------------------------------
@@ -271,12 +304,12 @@ async def _probe_all(targets: list[Target]) -> list[tuple[Target, ProbeFailure]]
 
 
 def _same_probe(target: Target) -> tuple:
-    return ("openai", target.endpoint.base_url, target.endpoint.api_key, target.model.model)
+    return (target.model.provider, target.endpoint.base_url, target.endpoint.api_key, target.model.model)
 
 
 async def _probe_one(session: aiohttp.ClientSession, target: Target) -> ProbeFailure | None:
     try:
-        await PROBES["openai"](ProbeHTTP(session, target), target)
+        await PROBES[target.model.provider](ProbeHTTP(session, target), target)
     except ProbeFailure as failure:
         return failure
     log.debug("model %s (%s) at %s answered its probe", target.model.alias, target.model.model, shown_url(target))

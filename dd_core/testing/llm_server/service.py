@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from aiohttp import web
 
 from dd_core.testing.llm_server.anthropic_batches import MessageBatchesAPI
-from dd_core.testing.llm_server.anthropic_chat import AnthropicMessages
+from dd_core.testing.llm_server.anthropic_chat import AnthropicMessages, version_refusal
 from dd_core.testing.llm_server.azure_chat import (
     CHAT_PATH,
     AzureChat,
@@ -71,6 +71,8 @@ class ChatService:
                 web.post(CHAT_PATH, self._chat_route(self.azure)),
                 web.post("/v1/messages", self._chat_route(self.anthropic)),
                 web.get("/v1/models", self._list_models),
+                web.get("/openai/models", self._azure_models),
+                web.get("/v1/models/{model}", self._anthropic_model),
             ]
         )
         add_control_routes(app, faults=self.faults, stats=self.stats, latency=self.latency, error=error_response)
@@ -98,6 +100,21 @@ class ChatService:
         if not self._openai_authorized(request):
             return error_response(401, "Incorrect API key provided.")
         return web.json_response(models_json(self.models))
+
+    async def _azure_models(self, request: web.Request) -> web.Response:
+        """Azure's model list (models, not deployments): what dd's endpoint check asks for."""
+        if not azure_authorized(request, self.api_key):
+            return azure_error(401, "Access denied due to invalid subscription key or wrong API endpoint.")
+        return api_version_refusal(request) or web.json_response(models_json(self.models))
+
+    async def _anthropic_model(self, request: web.Request) -> web.Response:
+        """Anthropic's ``GET /v1/models/{model}``; like the Messages route here, any model is served."""
+        if not self.anthropic.authorized(request, self.api_key):
+            return self.anthropic.error(401, "invalid x-api-key")
+        model = request.match_info["model"]
+        return version_refusal(request) or web.json_response(
+            {"type": "model", "id": model, "display_name": model, "created_at": "2025-01-01T00:00:00Z"}
+        )
 
     def _chat_route(self, protocol: ChatProtocol) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         async def handle(request: web.Request) -> web.StreamResponse:
