@@ -194,16 +194,18 @@ class CandidateSelection:
             )
         table = pa.concat_tables(self._tables)
         verdicts = np.concatenate(self._verdicts)
-        kept = table.take(pa.array(np.flatnonzero(verdicts)[: self.needed], pa.int64())).combine_chunks()
+        positions = np.flatnonzero(verdicts)[: self.needed]
+        kept = table.take(pa.array(positions, pa.int64())).combine_chunks()
         short = self.needed - kept.num_rows
         if short and short / self.needed > share:
             raise GenerationError(self._budget_report(short))
-        rejected = None
+        result = RowGroupResult(kept, self.needed, usage or {}, acceptance=self.counts())
         if self.config.keep_rejected:
+            ids = np.concatenate(self._ids)
             rejected = table.filter(pa.array(~verdicts)).combine_chunks()
-            ids = pa.array(np.concatenate(self._ids)[~verdicts], pa.int64())
-            rejected = rejected.add_column(0, CANDIDATE_COLUMN, ids)
-        return RowGroupResult(kept, self.needed, usage or {}, acceptance=self.counts(), rejected=rejected)
+            result.rejected = rejected.add_column(0, CANDIDATE_COLUMN, pa.array(ids[~verdicts], pa.int64()))
+            result.kept_candidates = ids[positions].tolist()
+        return result
 
     def _budget_report(self, short: int) -> str:
         counts = self.counts()

@@ -24,6 +24,7 @@ import sys
 import tempfile
 from typing import Any
 
+from dd_core.config import DatasetConfig
 from dd_core.config.validation_columns import ValidationColumn
 from dd_core.errors import ConfigIssue, DDConfigError
 
@@ -50,9 +51,12 @@ def run_callable(col: ValidationColumn, rows: list[dict[str, Any]]) -> list[tupl
     return checked
 
 
-def check_callable(col: ValidationColumn) -> None:
-    """Import the function (in the sandbox) and call it on an empty batch: before any LLM call."""
-    run_callable(col, [])
+def check_callables(config: DatasetConfig) -> None:
+    """Import every callable validator's function (in the sandbox) and call it on an empty batch:
+    a missing module fails a run before any LLM call."""
+    for col in config.columns:
+        if isinstance(col, ValidationColumn) and col.validator == "callable":
+            run_callable(col, [])
 
 
 def _fail(col: ValidationColumn, message: str) -> None:

@@ -108,13 +108,9 @@ def run_row_group(
         config, identity_of(config, buffer_size), [RowGroupJob(index, num_rows)], llm or LLMRuntime()
     ) as produced:
         _, part = next(iter(produced))
+    acceptance = AcceptanceCounts.parse(part.info.acceptance)
     return RowGroupResult(
-        part.table,
-        num_rows,
-        part.usage,
-        part.info.llm_spend,
-        AcceptanceCounts.parse(part.info.acceptance),
-        part.rejected,
+        part.table, num_rows, part.usage, part.info.llm_spend, acceptance, part.rejected, part.kept_candidates
     )
 
 

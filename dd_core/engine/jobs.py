@@ -49,8 +49,10 @@ class ProducedRowGroup:
     sha256: str | None = None
     #: Found finished at the job's path (``RowGroupJob.reuse_finished``), not produced now.
     reused: bool = False
-    #: With ``keep_rejected`` and no ``path``: the candidates the rule rejected (else written beside the file).
+    #: With ``keep_rejected`` and no ``path``: the candidates the rule rejected (else written beside the
+    #: file), and the kept rows' positions among the candidates.
     rejected: pa.Table | None = None
+    kept_candidates: list[int] | None = None
 
     @property
     def index(self) -> int:
@@ -74,7 +76,12 @@ def finish(job: RowGroupJob, result: RowGroupResult, identity: RowGroupIdentity,
     info = identity.info(job.index, job.num_rows, result.table.num_rows, result.llm_spend, acceptance)
     if job.path is None:
         return ProducedRowGroup(
-            info, result.usage, time.perf_counter() - started, table=result.table, rejected=result.rejected
+            info,
+            result.usage,
+            time.perf_counter() - started,
+            table=result.table,
+            rejected=result.rejected,
+            kept_candidates=result.kept_candidates,
         )
     if result.rejected is not None:
         write_row_group_file(rejected_path(job.path), result.rejected, info)

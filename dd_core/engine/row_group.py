@@ -40,6 +40,8 @@ class RowGroupResult:
     acceptance: AcceptanceCounts | None = None
     #: With ``keep_rejected``: the candidates the rule rejected, for inspection beside the row group.
     rejected: pa.Table | None = None
+    #: With ``keep_rejected``: each kept row's position in the candidate stream.
+    kept_candidates: list[int] | None = None
 
     @property
     def dropped_rows(self) -> int:

@@ -142,6 +142,15 @@ def validate(config: ConfigArg) -> None:
 
     cfg = load_config(config)
     say(f"valid: {len(cfg.columns)} column(s) -> {', '.join(cfg.output_names)}")
+    if cfg.accept is not None:
+        from dd_core.config.rule import rule_names
+        from dd_core.engine.callable_sandbox import check_callables
+
+        check_callables(cfg)
+        say(
+            f"accept: {cfg.accept} (reads {', '.join(sorted(rule_names(cfg.accept)))}; up to "
+            f"{cfg.max_candidates_per_record:g} candidates per record)"
+        )
     say(f"config_hash: {fingerprint(cfg)['config_hash']}")
 
 
@@ -151,10 +160,14 @@ def preview(config: ConfigArg, num_records: Annotated[int, typer.Option("-n", "-
     from rich.table import Table
     from rich.text import Text
 
+    from dd_core.config import load_config
     from dd_core.interface.api import preview as make_preview
+    from dd_core.interface.api import preview_candidates
 
     out = console()
-    records = make_preview(config, num_records).to_dict("records")
+    cfg = load_config(config)
+    # With a rule: every candidate of the stream, accepted or rejected, with the validator columns that say why.
+    records = (preview_candidates if cfg.accept else make_preview)(cfg, num_records).to_dict("records")
     names = list(records[0]) if records else []
     if len(names) * 14 <= out.width:
         table = Table(*(Text(n) for n in names), show_lines=True)
@@ -254,6 +267,9 @@ def _report(result: DatasetResult) -> None:
         )
         if meta.get("dropped_rows"):
             say(f"Dropped {meta['dropped_rows']} row(s) whose LLM cells failed (see metadata.json llm_usage).")
+    line = acceptance_line(meta)
+    if line:
+        say(line)
     for alias, usage in result.llm_usage.items():
         errors = ", ".join(f"{code} x{n}" for code, n in usage["errors"].items()) or "none"
         say(
@@ -265,6 +281,18 @@ def _report(result: DatasetResult) -> None:
     for line in cost_lines(meta):
         say(line)
     say(f"Dataset: {result.path}")
+
+
+def acceptance_line(meta: dict) -> str | None:
+    """Candidates generated, accepted and their rate, over the dataset's recorded row groups."""
+    counts = meta.get("acceptance")
+    if not isinstance(counts, dict) or not counts.get("candidates"):
+        return None
+    failed = f", {counts['failed']:,} lost an LLM cell" if counts.get("failed") else ""
+    return (
+        f"Acceptance: {counts['accepted']:,} of {counts['candidates']:,} candidates passed the rule "
+        f"({counts['rate']:.1%}{failed}); every candidate's calls are in the cost."
+    )
 
 
 def cost_lines(meta: dict) -> list[str]:
