@@ -16,7 +16,7 @@ from dd_core.orchestration import combine_row_groups
 from dd_dagster.checkpoints import latest_materializations
 from dd_dagster.checks import regenerate_hint
 from dd_dagster.dataset import DagsterDataset
-from dd_dagster.metadata import preview, summed, table_schema, total_cost, usage_entries
+from dd_dagster.metadata import acceptance_rate, preview, summed, table_schema, total_cost, usage_entries
 from dd_dagster.status import RowGroupStatus
 
 ROW_COUNT_CHECK = "row_count_matches"
@@ -78,6 +78,7 @@ def combine(
             "duration_s": round(time.perf_counter() - started, 3),
             **usage,
             **total_cost(usage),
+            **acceptance_rate(usage),
         },
         check_results=[
             dg.AssetCheckResult(
