@@ -36,7 +36,7 @@ from dd_core.config.llm_columns import (
 from dd_core.config.models import ModelConfig
 from dd_core.config.processors import DropColumnsProcessor, RenameColumnsProcessor
 from dd_core.config.render_limits import RenderLimits
-from dd_core.config.rule import check_rule, parse_rule, rule_names, shape_problems
+from dd_core.config.rule import UNKNOWN, check_rule, parse_rule, rule_names, shape_problems
 from dd_core.config.seed_dataset import SeedDatasetColumn
 from dd_core.config.shapes import column_shape
 from dd_core.config.templates import TemplateProblem, check_limits, check_nodes
@@ -245,7 +245,9 @@ def _acceptance_issues(config: DatasetConfig, producers: dict[str, ColumnConfig]
         return [ConfigIssue(f"the rule reads unknown column(s) {unknown} (known columns: {known})", None, "accept")]
     issues = [
         ConfigIssue(problem, None, "accept")
-        for problem in shape_problems(config.accept, lambda name: column_shape(producers[name], name))
+        for problem in shape_problems(
+            config.accept, lambda name: column_shape(producers[name], name) if name in producers else UNKNOWN
+        )
     ]
     try:
         check_rule(config.accept, config.render_limits)
