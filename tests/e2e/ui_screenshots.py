@@ -11,6 +11,12 @@ runs the row-group check and tries the combined asset (as "Materialize unsynced"
 photographs the same pages into OUT/after/; then turns on the regeneration sensor, materializes
 the combined asset again and photographs the result into OUT/regenerated/. Not part of the test
 suite: it is for looking at.
+
+    .venv/bin/python -m tests.e2e.ui_screenshots --acceptance --out ui-screenshots
+
+materializes only examples/support_tickets_accepted.yaml (8 row groups under an acceptance rule)
+and photographs its row groups' plots (candidates, accepted and the rate per partition) into
+OUT/acceptance/.
 """
 
 from __future__ import annotations
@@ -73,8 +79,12 @@ PAGES = [
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("ui-screenshots"))
+    parser.add_argument("--acceptance", action="store_true", help="only the dataset with an acceptance rule")
     args = parser.parse_args()
     out = args.out.resolve()
+    if args.acceptance:
+        _acceptance(out / "acceptance")
+        return
     for phase in ("before", "after", "regenerated"):
         shutil.rmtree(out / phase, ignore_errors=True)
     work = Path(tempfile.mkdtemp(prefix="dd-ui-"))
@@ -106,8 +116,43 @@ def main() -> None:
     print(f"screenshots in {out}/before and {out}/after")
 
 
-def _materialize_everything(svc: DagsterServices) -> None:
-    for name, count in (("customers", 8), ("tickets", 6)):
+def _acceptance(folder: Path) -> None:
+    shutil.rmtree(folder, ignore_errors=True)
+    work = Path(tempfile.mkdtemp(prefix="dd-ui-"))
+    try:
+        for name in ("customers", "accepted"):
+            source = "support_tickets_accepted" if name == "accepted" else name
+            shutil.copy(EXAMPLES / f"{source}.yaml", work / f"{name}.yaml")
+        shutil.copy(EXAMPLES / "support_tickets_llm.yaml", work / "tickets.yaml")
+        with OpenAIServerProcess(latency_ms=5) as llm:
+            workspace = work / "workspace.yaml"
+            location_file = Path(__file__).parent / "ui_location" / "ui_defs.py"
+            workspace.write_text(
+                yaml.safe_dump(
+                    {"load_from": [{"python_file": {"relative_path": str(location_file), "location_name": LOCATION}}]}
+                )
+            )
+            env = {"DD_UI_DIR": str(work), "DD_UI_LLM_BASE_URL": llm.base_url}
+            with DagsterServices(
+                work / "dagster-home", workspace, instance_config=sqlite_instance_config(), env=env
+            ) as svc:
+                _materialize_everything(svc, datasets=(("accepted", 8),))
+                pages = [
+                    ("15-accepted-row-groups-plots", "/assets/accepted_row_groups", "Plots"),
+                    (
+                        "16-accepted-row-groups-partition",
+                        "/assets/accepted_row_groups?view=partitions&partition=00002",
+                        None,
+                    ),
+                    ("17-accepted-combined-events", "/assets/accepted?view=events", None),
+                ]
+                _photograph(svc, folder, pages=pages)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _materialize_everything(svc: DagsterServices, datasets: tuple = (("customers", 8), ("tickets", 6))) -> None:
+    for name, count in datasets:
         poll(
             svc,
             lambda n=name: partition_keys(svc, [f"{n}_row_groups"]),
