@@ -125,7 +125,7 @@ def _check_kind(col: ValidationColumn) -> None:
         except jsonschema.SchemaError as exc:
             raise FieldProblem("json_schema", f"not a valid JSON Schema: {exc.message}") from exc
     elif col.validator == "regex":
-        import regex
+        import regex  # only configs with regex validators load it
 
         try:
             regex.compile(col.pattern)
@@ -147,7 +147,7 @@ def _check_kind(col: ValidationColumn) -> None:
 def ruff_binary() -> str | None:
     """ruff's executable: the one its Python package installed, else one on the PATH."""
     try:
-        from ruff.__main__ import find_ruff_bin
+        from ruff.__main__ import find_ruff_bin  # ruff is optional: looked up only for `lint`
     except ImportError:
         return shutil.which("ruff")
     try:

@@ -24,9 +24,7 @@ and the budget in its message, unless the shortfall is within ``max_failed_row_s
 
 from __future__ import annotations
 
-import json
 import math
-from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
 import jinja2
@@ -39,9 +37,8 @@ from dd_core.config.rule import evaluate_rule, rule_names
 from dd_core.engine.context import RowGroupContext
 from dd_core.engine.llm.usage import ModelUsage
 from dd_core.engine.post_stage import PostStage
-from dd_core.engine.row_group import RowGroupResult, assemble, failure_report, vector_stage
+from dd_core.engine.row_group import AcceptanceCounts, RowGroupResult, assemble, failure_report, vector_stage
 from dd_core.errors import ConfigIssue, DDConfigError, GenerationError
-from dd_core.storage.acceptance import row_group_acceptance
 
 if TYPE_CHECKING:
     from dd_core.engine.rowwise import RowwiseOutcome
@@ -50,31 +47,6 @@ if TYPE_CHECKING:
 WAVE_MARGIN = 1.1
 #: Column of the rejected-candidates file that gives each candidate's position in the stream.
 CANDIDATE_COLUMN = "_dd_candidate"
-
-
-@dataclass(frozen=True)
-class AcceptanceCounts:
-    """What a row group's candidates came to (recorded in its file and the dataset's metadata)."""
-
-    candidates: int
-    accepted: int
-    #: Candidates that lost an LLM cell (never judged).
-    failed: int
-    #: Candidates the row group could have generated.
-    budget: int
-
-    @property
-    def rate(self) -> float:
-        return self.accepted / self.candidates if self.candidates else 0.0
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))
-
-    @classmethod
-    def parse(cls, text: str) -> AcceptanceCounts | None:
-        """From a row-group file's record (None without one)."""
-        record = row_group_acceptance(text)
-        return cls(**record) if record else None
 
 
 def candidate_budget(config: DatasetConfig, num_rows: int) -> int:

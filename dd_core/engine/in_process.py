@@ -17,10 +17,10 @@ from contextlib import contextmanager
 import pyarrow as pa
 
 from dd_core.config import ConfigSource, DatasetConfig, load_config
-from dd_core.engine.acceptance import AcceptanceCounts, vectorised_row_group
+from dd_core.engine.acceptance import vectorised_row_group
 from dd_core.engine.jobs import ProducedRowGroup, RowGroupJob, finish, finished_file, identity_of
 from dd_core.engine.llm.runtime import LLMRuntime
-from dd_core.engine.row_group import RowGroupResult
+from dd_core.engine.row_group import AcceptanceCounts, RowGroupResult
 from dd_core.storage.claims import RowGroupClaim
 from dd_core.storage.row_group_files import RowGroupIdentity
 

@@ -4,8 +4,9 @@ stage (validators). With an acceptance rule, ``acceptance`` picks the rows from 
 
 from __future__ import annotations
 
+import json
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
@@ -21,12 +22,37 @@ from dd_core.engine.post_stage import PostStage
 from dd_core.engine.samplers import SAMPLERS
 from dd_core.engine.seed_rows import seed_rows
 from dd_core.errors import GenerationError
+from dd_core.storage.acceptance import row_group_acceptance
 
 if TYPE_CHECKING:
-    from dd_core.engine.acceptance import AcceptanceCounts
     from dd_core.engine.rowwise import RowwiseOutcome
 
 _SINGLE = {**SAMPLERS, PersonColumn: generate_person, ExpressionColumn: expression}
+
+
+@dataclass(frozen=True)
+class AcceptanceCounts:
+    """What a row group's candidates came to (recorded in its file and the dataset's metadata)."""
+
+    candidates: int
+    accepted: int
+    #: Candidates that lost an LLM cell (never judged).
+    failed: int
+    #: Candidates the row group could have generated.
+    budget: int
+
+    @property
+    def rate(self) -> float:
+        return self.accepted / self.candidates if self.candidates else 0.0
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))
+
+    @classmethod
+    def parse(cls, text: str) -> AcceptanceCounts | None:
+        """From a row-group file's record (None without one)."""
+        record = row_group_acceptance(text)
+        return cls(**record) if record else None
 
 
 @dataclass

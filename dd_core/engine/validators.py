@@ -107,7 +107,7 @@ _STATEMENTS: tuple[type, ...] | None = None
 def _statement_types() -> tuple[type, ...]:
     global _STATEMENTS
     if _STATEMENTS is None:
-        from sqlglot import exp
+        from sqlglot import exp  # ~100 ms: only configs with SQL validators
 
         names = ("Query", "DML", "DDL", "Drop", "Alter", "Transaction", "Commit", "Rollback", "Command")
         names += ("Set", "Use", "Describe", "Merge", "Grant", "Pragma")
@@ -134,7 +134,7 @@ def _sql(text: str, dialect: str) -> Verdict:
 
 
 def _json_schema_checker(schema: dict[str, Any]) -> Callable[[Any], Verdict]:
-    import jsonschema
+    import jsonschema  # ~50 ms: only configs with JSON Schema validators
 
     validator = jsonschema.Draft202012Validator(schema)
 
@@ -159,7 +159,7 @@ def _json_schema_checker(schema: dict[str, Any]) -> Callable[[Any], Verdict]:
 
 @lru_cache(maxsize=64)
 def _compiled(pattern: str) -> Any:
-    import regex
+    import regex  # only configs with regex validators
 
     return regex.compile(pattern)
 

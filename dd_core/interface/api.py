@@ -93,7 +93,7 @@ def preview_candidates(config: ConfigSource, num_records: int = 10) -> pd.DataFr
     rule's verdict (``verdict``: accepted or rejected; ``candidate``: the position in the
     stream), before processors, so validator columns show why; nothing written. Candidates
     accepted after the row group was full are not shown."""
-    import pyarrow as pa
+    import pyarrow as pa  # as in load_dataset: the module loads without pyarrow
 
     config = load_config(config)
     if config.accept is None:

@@ -14,7 +14,7 @@ suite: it is for looking at.
 
     .venv/bin/python -m tests.e2e.ui_screenshots --acceptance --out ui-screenshots
 
-materializes only examples/support_tickets_accepted.yaml (8 row groups under an acceptance rule)
+materializes only examples/support_tickets_accepted.yaml (8 row groups under an acceptance rule, one run)
 and photographs its row groups' plots (candidates, accepted and the rate per partition) into
 OUT/acceptance/.
 """
@@ -136,7 +136,7 @@ def _acceptance(folder: Path) -> None:
             with DagsterServices(
                 work / "dagster-home", workspace, instance_config=sqlite_instance_config(), env=env
             ) as svc:
-                _materialize_everything(svc, datasets=(("accepted", 8),))
+                _materialize_everything(svc, datasets=(("accepted", 8),), per_run=8)
                 pages = [
                     ("15-accepted-row-groups-plots", "/assets/accepted_row_groups", "Plots"),
                     (
@@ -151,7 +151,9 @@ def _acceptance(folder: Path) -> None:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _materialize_everything(svc: DagsterServices, datasets: tuple = (("customers", 8), ("tickets", 6))) -> None:
+def _materialize_everything(
+    svc: DagsterServices, datasets: tuple = (("customers", 8), ("tickets", 6)), per_run: int | None = None
+) -> None:
     for name, count in datasets:
         poll(
             svc,
@@ -160,17 +162,17 @@ def _materialize_everything(svc: DagsterServices, datasets: tuple = (("customers
             120,
             f"{name}'s partitions",
         )
-        per_run = 4 if name == "customers" else 3
+        size = per_run or (4 if name == "customers" else 3)
         runs = [
             launch_job_run(
                 svc,
                 f"{name}_row_groups_job",
                 tags={
                     "dagster/asset_partition_range_start": f"{s:05d}",
-                    "dagster/asset_partition_range_end": f"{min(s + per_run, count) - 1:05d}",
+                    "dagster/asset_partition_range_end": f"{min(s + size, count) - 1:05d}",
                 },
             )
-            for s in range(0, count, per_run)
+            for s in range(0, count, size)
         ]
         for run_id in runs:
             assert wait_for_run_status(svc, run_id, TERMINAL_RUN_STATUSES, timeout=300)["status"] == "SUCCESS", (

@@ -33,10 +33,10 @@ _accepted = (
     [
         build_dataset_definitions(
             HERE / "accepted.yaml",
-            num_records=240,
-            buffer_size=30,
+            num_records=160,
+            buffer_size=20,
             dataset_name="accepted",
-            row_groups_per_run=4,
+            row_groups_per_run=8,
             translator=_Owned(),
         )
     ]
