@@ -55,7 +55,7 @@ def judged_config(base_url: str, rule: str | None) -> dict:
                 "type": "llm_judge",
                 "model": "bench",
                 "prompt": "Judge this answer: {{ answer }}",
-                "scores": [{"name": "quality", "options": {1: "no", 2: "yes"}}],
+                "scores": [{"name": "quality", "options": [1, 2]}],
             },
         ],
     }

@@ -127,7 +127,10 @@ def _described(shape: Shape) -> str:
 
 
 def _shape(node: nodes.Node, shape_of: Callable[[str], Shape], problems: list[str]) -> Shape:
-    if isinstance(node, (nodes.Compare, nodes.Not, nodes.Test)):
+    if isinstance(node, nodes.Compare):
+        _compare(node, shape_of, problems)
+        return BOOL
+    if isinstance(node, (nodes.Not, nodes.Test)):
         for child in node.iter_child_nodes():
             _shape(child, shape_of, problems)  # for the names and fields they read
         return BOOL
@@ -184,6 +187,22 @@ def _shape(node: nodes.Node, shape_of: Callable[[str], Shape], problems: list[st
     for child in node.iter_child_nodes():  # a call, a slice...: read for its names
         _shape(child, shape_of, problems)
     return UNKNOWN
+
+
+_ORDERING = {"gt", "gteq", "lt", "lteq"}
+
+
+def _compare(node: nodes.Compare, shape_of: Callable[[str], Shape], problems: list[str]) -> None:
+    """``score >= 2`` where score is text (a JSON key, say) would fail on every row: say so now."""
+    left = _shape(node.expr, shape_of, problems)
+    for operand in node.ops:
+        right = _shape(operand.expr, shape_of, problems)
+        if operand.op in _ORDERING and {left, right} == {TEXT, NUMBER} and not problems:
+            problems.append(
+                f"the rule compares {left} with {right} ('{_path(node.expr)}'), which fails on every row; "
+                "compare like with like (judge options written as a mapping in JSON have text keys: use a list)"
+            )
+        left = right
 
 
 def _field_shape(node: nodes.Getattr | nodes.Getitem, shape_of: Callable[[str], Shape], problems: list[str]) -> Shape:

@@ -266,7 +266,8 @@ def _report(result: DatasetResult) -> None:
             f"{meta['actual_num_records']} records ({rate:,.0f} records/s overall)."
         )
         if meta.get("dropped_rows"):
-            say(f"Dropped {meta['dropped_rows']} row(s) whose LLM cells failed (see metadata.json llm_usage).")
+            why = "whose LLM cells failed" if "acceptance" not in meta else "(failed LLM cells, or too few accepted)"
+            say(f"Dropped {meta['dropped_rows']} row(s) {why} (see metadata.json llm_usage).")
     line = acceptance_line(meta)
     if line:
         say(line)

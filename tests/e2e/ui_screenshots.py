@@ -22,6 +22,7 @@ OUT/acceptance/.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import shutil
 import tempfile
 import time
@@ -237,7 +238,11 @@ def _photograph(
 
 def _dismiss_welcome(page) -> None:
     """A fresh browser profile is greeted with "Join the Dagster community": skip it."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout  # the ui extra, as in _photograph
+
     skip = page.get_by_role("button", name="Skip", exact=True)
+    with contextlib.suppress(PlaywrightTimeout):  # it may open a moment after the page loads
+        skip.first.wait_for(timeout=3000)
     if skip.count():
         skip.first.click()
         page.wait_for_timeout(300)

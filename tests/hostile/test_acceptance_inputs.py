@@ -34,6 +34,7 @@ def with_rule(rule: str, *columns: dict, **extra) -> dict:
         ("text | length", "it gives a number"),
         ("n > 1 and text", "'and' joins text"),
         ("check.is_vald", "'check' has no field 'is_vald' (its fields: is_valid, reason)"),
+        ("text >= 2", "the rule compares text with a number ('text')"),
         ("'a' * 10**9 == text", "the rule exceeds its render limits"),
         ("n.__class__ is none", "forbids"),
         ("text | random == 'x'", "not reproducible"),
