@@ -12,8 +12,9 @@ run, each in its own process against the same server:
 - dd with the rule: every row group holds exactly 1,000 accepted rows, drawn from waves of
   candidates (about two candidates per row, three calls each);
 - dd without the rule (the same three columns, one candidate per row): the pipeline's own figure;
-- data-designer 0.9.7 with the same three columns (it has no acceptance rule, so it can only
-  make the rows and leave the filtering to the user): what a user of the reference gets;
+- data-designer 0.9.7 where it applies: the two chained columns (it has no acceptance rule, and
+  its judge column asks for its JSON in the prompt, which the test server does not follow, so
+  every judge cell fails there);
 - the limit: the ideal, requests in flight / mean latency (388 calls/s).
 
 calls/s is the server's count of answered requests over the run's wall time (process start-up
@@ -88,7 +89,7 @@ def reference(server: OpenAIServerProcess, rows: int) -> dict:
     server.reset_stats()
     with tempfile.TemporaryDirectory() as out:
         args = ["--base-url", server.base_url, "--model", MODEL, "--num-records", rows, "--buffer-size", BUFFER]
-        args += ["--max-parallel-requests", PARALLEL, "--out", out, "--judge"]
+        args += ["--max-parallel-requests", PARALLEL, "--out", out]
         run = run_reference("llm_chain_workload.py", args, timeout=7200)
     stats = server.stats()
     return {"calls": stats["succeeded"], "seconds": run["seconds"], "calls_per_s": stats["succeeded"] / run["seconds"]}
@@ -102,28 +103,29 @@ def main() -> None:
     args = ap.parse_args()
     mean_s = MEDIAN_MS / 1000 * math.exp(SIGMA**2 / 2)
     ideal = PARALLEL / mean_s
-    with OpenAIServerProcess(latency_ms=MEDIAN_MS, latency_sigma=SIGMA, latency_seed=1) as server:
-        accepted = ours(server, args.rows, RULE)
-        plain = ours(server, args.rows, None)
-        ref = None if args.skip_reference else reference(server, args.reference_rows)
     print(
         f"two chained LLM columns and a judge, lognormal latency (median {MEDIAN_MS / 1000:g} s, sigma {SIGMA:g}, "
         f"mean {mean_s:.2f} s), {PARALLEL} in flight, buffer {BUFFER:,}, 1 worker; ideal {ideal:,.0f} calls/s"
     )
-    print(f"  {'':<58}{'rows':>8}{'calls':>9}{'seconds':>9}{'calls/s':>9}{'of ideal':>10}")
+    print(f"  {'':<58}{'rows':>8}{'calls':>9}{'seconds':>9}{'calls/s':>9}{'of ideal':>10}", flush=True)
 
     def line(label: str, r: dict, rows: int) -> None:
         print(
             f"  {label:<58}{rows:>8,}{r['calls']:>9,}{r['seconds']:>9.1f}{r['calls_per_s']:>9,.0f}"
-            f"{r['calls_per_s'] / ideal:>10.0%}"
+            f"{r['calls_per_s'] / ideal:>10.0%}",
+            flush=True,
         )
 
-    counts = accepted["acceptance"]
-    line(f"dd, accept: {RULE} (exactly {args.rows:,} passing rows)", accepted, accepted["rows"])
-    line("dd, no rule (the same columns, one candidate per row)", plain, plain["rows"])
-    if ref:
-        line("data-designer 0.9.7, same columns (no acceptance rule)", ref, args.reference_rows)
+    with OpenAIServerProcess(latency_ms=MEDIAN_MS, latency_sigma=SIGMA, latency_seed=1) as server:
+        accepted = ours(server, args.rows, RULE)
+        line(f"dd, accept: {RULE} (exactly {args.rows:,} passing rows)", accepted, accepted["rows"])
+        plain = ours(server, args.rows, None)
+        line("dd, no rule (the same columns, one candidate per row)", plain, plain["rows"])
+        ref = None if args.skip_reference else reference(server, args.reference_rows)
+        if ref:
+            line("data-designer 0.9.7, two chained columns (no judge, no rule)", ref, args.reference_rows)
     print(f"  {'ideal (in flight / mean latency)':<58}{'':>8}{'':>9}{'':>9}{ideal:>9,.0f}{1:>10.0%}")
+    counts = accepted["acceptance"]
     print(
         f"  dd with the rule: {counts['candidates']:,} candidates for {accepted['rows']:,} rows "
         f"({counts['accepted']:,} accepted, rate {counts['rate']:.1%}); {accepted['calls'] / accepted['rows']:.2f} calls "

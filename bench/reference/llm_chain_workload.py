@@ -5,14 +5,11 @@ provider for an OpenAI-compatible endpoint at ``--base-url`` (its OpenAI base
 URL, e.g. http://127.0.0.1:8000/v1; "/v1" is appended when the URL has no
 path), one model alias with ``max_parallel_requests=P``, a category column
 ``topic`` and two chained ``llm-text`` columns: ``question`` from the topic,
-``answer`` from the question (and with ``--judge`` an ``llm-judge`` column
-``review`` scoring the answer 1 or 2).  Runs ``DataDesigner.create()`` for N
-records.
+``answer`` from the question.  Runs ``DataDesigner.create()`` for N records.
 
 Measures: ``seconds`` = wall time of ``create()`` (its one-request model
 health check, the 2*N chat completions, parquet writes and closing profiling);
-``calls`` = 2*rows, 3*rows with ``--judge`` (the health-check request is not
-counted);
+``calls`` = 2*rows (the health-check request is not counted);
 ``last_batch_s`` = time until the last row group was on disk.  ``import_s``
 and ``config_s`` are reported separately.
 
@@ -40,7 +37,6 @@ def main() -> None:
     ap.add_argument("--out", required=True)
     ap.add_argument("--api-key-env", default=None, help="name of an env var holding the API key")
     ap.add_argument("--seed", type=int, default=None)
-    ap.add_argument("--judge", action="store_true", help="a third, judge column scoring the answer")
     a = ap.parse_args()
 
     base_url = a.base_url.rstrip("/")
@@ -73,15 +69,6 @@ def main() -> None:
     b.add_column(
         dd.LLMTextColumnConfig(name="answer", model_alias="bench-model", prompt="Answer this question: {{ question }}")
     )
-    if a.judge:
-        b.add_column(
-            dd.LLMJudgeColumnConfig(
-                name="review",
-                model_alias="bench-model",
-                prompt="Judge this answer: {{ answer }}",
-                scores=[dd.Score(name="quality", description="Is it good?", options={1: "no", 2: "yes"})],
-            )
-        )
     designer = DataDesigner(artifact_path=a.out, model_providers=[provider], auto_configure_logging=False)
     designer.set_run_config(dd.RunConfig(buffer_size=a.buffer_size))
     config_s = time.perf_counter() - t0
@@ -98,7 +85,7 @@ def main() -> None:
 
     df = result.load_dataset()
     rows = len(df)
-    calls = (3 if a.judge else 2) * rows
+    calls = 2 * rows
     print(
         json.dumps(
             {
