@@ -1,10 +1,14 @@
-"""Helpers shared by tests: paths and a runner for the real ``ddsynth`` command."""
+"""Helpers shared by tests: paths, a runner for the real ``ddsynth`` command, and waits for events
+(never for a length of time)."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+import threading
+import time
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,11 +53,102 @@ def dd_generate_dataset(config_path: Path, artifact_path: Path, num_records: int
 
 def wait_for(predicate, timeout: float, what: str) -> None:
     """Poll ``predicate`` every 20 ms until it is true; fail naming ``what`` after ``timeout`` s."""
-    import time
-
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
             return
         time.sleep(0.02)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+@contextmanager
+def released_when(server, name: str, predicate, what: str, timeout: float = 120):
+    """Release the test server's hold ``name`` once ``predicate(server.stats())`` is true,
+    watched from a thread while the block runs; the block fails naming ``what`` if that never
+    happened (after ``timeout`` s the hold is released anyway, so nothing waits forever)."""
+    happened, stop = threading.Event(), threading.Event()
+
+    def watch() -> None:
+        try:
+            deadline = time.monotonic() + timeout
+            while not stop.is_set() and time.monotonic() < deadline:
+                if predicate(server.stats()):
+                    happened.set()
+                    break
+                stop.wait(0.02)
+        finally:
+            server.release(name)
+
+    watcher = threading.Thread(target=watch, name=f"release-{name}", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        watcher.join()
+    if not happened.is_set():
+        raise AssertionError(f"the hold {name!r} was released without {what}")
+
+
+def answered_calls_on_disk(folder: Path) -> int:
+    """Finished LLM calls in the response caches under ``folder`` (one line each)."""
+    return sum(path.read_bytes().count(b"\n") for path in folder.rglob("llm-cache/rg_?????.jsonl"))
+
+
+@contextmanager
+def answers_stopped(server, folder: Path, timeout: float = 60):
+    """Hold every new request at the test server and wait until each answer it sent is in a
+    response cache under ``folder``: a client SIGKILLed in the block loses no answer it was sent.
+    On leaving, wait until the server has dropped the dead client's held requests, then clear
+    the rules (released earlier, they would be answered to nobody and counted)."""
+    server.set_faults([{"kind": "hold", "name": "stopped"}])
+
+    def settled() -> bool:
+        stats = server.stats()
+        return (
+            stats["in_flight"] == stats["held"].get("stopped", 0)
+            and answered_calls_on_disk(folder) == stats["succeeded"]
+        )
+
+    try:
+        wait_for(settled, timeout, "every answered call to reach a response cache")
+        yield
+        wait_for(lambda: server.stats()["in_flight"] == 0, timeout, "the server to drop the killed client's requests")
+    finally:
+        server.clear_faults()
+
+
+@contextmanager
+def batch_clock_moved_by_polls(server, step_s: float = 0.1, until=lambda stats: False):
+    """Stop the test server's batch clock and, while the block runs, move it on by ``step_s``
+    whenever a client has polled a batch since the last move (a poll never finds the clock more
+    than two steps further than the one before, however slowly the client polls). Once
+    ``until(server.batch_stats())`` holds (checked before each move) the clock stays where it
+    is: batches in progress then stay in progress until the test moves the clock again."""
+    server.stop_batch_clock()
+    stop = threading.Event()
+
+    def move() -> None:
+        polls = 0
+        while not stop.is_set():
+            stats = server.batch_stats()
+            if until(stats):
+                return
+            if stats["counts"]["poll"] > polls:
+                polls = stats["counts"]["poll"]
+                server.advance_batch_clock(step_s)
+            stop.wait(0.01)
+
+    mover = threading.Thread(target=move, name="batch-clock", daemon=True)
+    mover.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        mover.join()
+
+
+def polled_in_progress(stats: dict, batch_ids) -> bool:
+    """Whether a client has polled each of these batches and found it in progress."""
+    seen = {entry["batch_id"] for entry in stats["log"] if entry["op"] == "poll" and entry["status"] == "in_progress"}
+    return set(batch_ids) <= seen

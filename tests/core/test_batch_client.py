@@ -15,6 +15,7 @@ from dd_core.engine.llm.batch_client import BatchClient, _line_result, _status, 
 from dd_core.engine.llm.client import CallFailed
 from dd_core.engine.llm.wire import serialise
 from dd_core.testing.llm_server import OpenAIServer
+from tests.support import batch_clock_moved_by_polls
 
 KEY = "sk-batch-client-secret"
 
@@ -41,7 +42,7 @@ def with_client(server, action, *, key: str = KEY, max_retries: int = 3):
                 session,
                 server.base_url,
                 key,
-                timeout_s=10,
+                timeout_s=30,
                 model=ModelConfig(alias="w", model="test-model", max_retries=max_retries),
             )
             return await action(client)
@@ -75,7 +76,8 @@ def test_round_trip_gives_the_online_replies(server):
 
 def test_progress_is_reported_while_in_progress(server):
     server.set_batch_settings(processing_s=0.5)
-    out = with_client(server, lambda c: round_trip(c, {f"k{i}": body(i) for i in range(50)}))
+    with batch_clock_moved_by_polls(server, 0.1):  # the client sees the batch in progress, however slow
+        out = with_client(server, lambda c: round_trip(c, {f"k{i}": body(i) for i in range(50)}))
     states = [(s.status, s.completed) for s in out["seen"]]
     assert ("in_progress", 0) in states or any(st == "in_progress" for st, _ in states)
     assert any(st == "in_progress" and 0 < n < 50 for st, n in states), states

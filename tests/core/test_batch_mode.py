@@ -8,7 +8,6 @@ import logging
 import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 
 import httpx
@@ -18,7 +17,7 @@ from dd_core import GenerationError, generate, load_dataset
 from dd_core.orchestration import read_table, strip_dd_metadata
 from dd_core.testing.llm_server import OpenAIServer
 from tests.core.test_llm_columns import all_types_config, chain_config
-from tests.support import ROOT, run_dd, wait_for
+from tests.support import ROOT, batch_clock_moved_by_polls, polled_in_progress, run_dd, wait_for
 
 PRICE = {"input_per_mtok": 2.5, "output_per_mtok": 10.0, "batch_discount": 0.5}
 LLM_COLUMNS = ("question", "answer")
@@ -132,7 +131,7 @@ def test_requests_failing_past_the_retry_budget_fail_the_row_group(server, tmp_p
 
 def test_progress_is_logged_while_a_batch_runs(server, tmp_path, caplog):
     server.set_batch_settings(processing_s=0.6)
-    with caplog.at_level(logging.INFO, logger="dd.batch"):
+    with caplog.at_level(logging.INFO, logger="dd.batch"), batch_clock_moved_by_polls(server, 0.1):
         generate(batch_config(server.base_url), 30, buffer_size=30, artifact_path=tmp_path)
     lines = [r.getMessage() for r in caplog.records if r.name == "dd.batch"]
     assert any("in_progress" in line and "of 30 done" in line for line in lines), lines
@@ -146,6 +145,10 @@ def _write(tmp_path, config: dict):
     path = tmp_path / "config.json"
     path.write_text(json.dumps(config))
     return path
+
+
+def batch_ids(stats: dict, column: str) -> list[str]:
+    return [b["id"] for b in stats["batches"] if b["metadata"]["dd_column"] == column]
 
 
 @pytest.mark.parametrize("kill_at", ["question", "answer"])
@@ -167,8 +170,13 @@ def test_sigkill_while_a_batch_is_in_progress_then_resume_pays_once(server, tmp_
     ]
     proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
-        wait_for(lambda: any(c == kill_at for _, c in batches(server)), 60, f"a batch of column {kill_at}")
-        time.sleep(0.3)
+        # Batches move on as the run polls them, until both row groups' kill_at batches exist:
+        # those stay in progress, and the run is killed once it has polled both.
+        both_made = lambda stats: len(batch_ids(stats, kill_at)) == 2  # noqa: E731
+        with batch_clock_moved_by_polls(server, 0.1, until=both_made):
+            wait_for(lambda: both_made(server.batch_stats()), 60, f"both batches of column {kill_at}")
+        held = batch_ids(server.batch_stats(), kill_at)
+        wait_for(lambda: polled_in_progress(server.batch_stats(), held), 60, f"the run to poll its {kill_at} batches")
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
     finally:
@@ -176,7 +184,8 @@ def test_sigkill_while_a_batch_is_in_progress_then_resume_pays_once(server, tmp_
     assert proc.returncode == -signal.SIGKILL
     journals = sorted(p.name for p in (tmp_path / "chain" / "llm-cache").glob("*.batches.jsonl"))
     assert journals == ["rg_00000.batches.jsonl", "rg_00001.batches.jsonl"]
-    resumed = run_dd("generate", config, "-n", 40, "--buffer-size", 20, "--artifact-path", tmp_path, timeout=120)
+    with batch_clock_moved_by_polls(server, 0.1):
+        resumed = run_dd("generate", config, "-n", 40, "--buffer-size", 20, "--artifact-path", tmp_path, timeout=120)
     assert resumed.returncode == 0, resumed.stderr
     assert batches(server) == Counter({(rg, c): 1 for rg in ("0", "1") for c in LLM_COLUMNS}), (
         "one batch per (row group, column)"

@@ -11,7 +11,6 @@ import json
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import aiohttp
@@ -27,7 +26,7 @@ from dd_core.engine.llm.client import CallFailed
 from dd_core.engine.llm.wire import serialise
 from dd_core.storage.filesystems import storage_path
 from dd_core.testing.llm_server import OpenAIServer
-from tests.support import ROOT, wait_for
+from tests.support import ROOT, batch_clock_moved_by_polls, polled_in_progress, wait_for
 
 COLUMNS = ("question", "answer")
 RETRIES = 2
@@ -62,7 +61,7 @@ def drive(
                 session,
                 base_url,
                 None,
-                timeout_s=10,
+                timeout_s=30,
                 model=ModelConfig(alias="writer", model="test-model", max_retries=3),
             )
             runner = BatchRunner(client, journal, BatchSettings("writer", 0, poll_s, "24h"), store)
@@ -220,15 +219,23 @@ def test_sigkill_while_a_batch_is_in_progress_then_resume_collects_the_same_batc
     ]
     proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
-        wait_for(lambda: killed_in in [c for c, _ in batches_by_column(server)], 60, f"the {killed_in} batch")
-        time.sleep(0.2)  # polling it, not finished
+        # The batches move on as the child polls them until its killed_in batch exists: that one
+        # stays in progress, and the child is killed once it has polled it.
+        made = lambda stats: killed_in in [b["metadata"]["dd_column"] for b in stats["batches"]]  # noqa: E731
+        with batch_clock_moved_by_polls(server, 0.1, until=made):
+            wait_for(lambda: made(server.batch_stats()), 60, f"the {killed_in} batch")
+        (held,) = [b["id"] for b in server.batch_stats()["batches"] if b["metadata"]["dd_column"] == killed_in]
+        wait_for(
+            lambda: polled_in_progress(server.batch_stats(), [held]), 60, f"the child to poll its {killed_in} batch"
+        )
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
     finally:
         proc.kill()
     assert proc.returncode == -signal.SIGKILL
     polls_before = server.batch_stats()["counts"]["poll"]
-    out = drive(server.base_url, tmp_path, rows)
+    with batch_clock_moved_by_polls(server, 0.1):
+        out = drive(server.base_url, tmp_path, rows)
     stats = server.batch_stats()
     assert batches_by_column(server) == [("question", rows), ("answer", rows)], "exactly one batch per column"
     assert_no_request_in_two_batches(server)
@@ -254,7 +261,7 @@ def test_a_batch_created_but_not_journaled_is_found_not_made_again(server, tmp_p
                 session,
                 server.base_url,
                 None,
-                timeout_s=10,
+                timeout_s=30,
                 model=ModelConfig(alias="writer", model="test-model", max_retries=0),
             )
             file_id = await client.upload(request_line(k, p) for k, p in bodies.items())

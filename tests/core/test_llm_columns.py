@@ -13,7 +13,7 @@ from dd_core.engine.in_process import run_row_group
 from dd_core.engine.llm.cells import judge_schema
 from dd_core.storage.metadata import load_metadata
 from dd_core.testing.llm_server import OpenAIServer
-from tests.support import run_dd
+from tests.support import released_when, run_dd
 
 PROFILE = {
     "type": "object",
@@ -150,7 +150,10 @@ def test_columns_of_one_model_share_its_concurrency_limit(server):
     config = chain_config(server.base_url, max_parallel_requests=3)
     server.set_latency(30)
     server.reset_stats()
-    run_row_group(config, 0, 60)
+    # Requests are held until the limit is in flight at once (it is reached), then all go on.
+    server.set_faults([{"kind": "hold", "name": "fill"}])
+    with released_when(server, "fill", lambda stats: stats["held"].get("fill") == 3, "3 requests in flight"):
+        run_row_group(config, 0, 60)
     assert server.stats()["max_in_flight"] == 3
 
 
@@ -188,13 +191,14 @@ def test_a_cell_that_stays_invalid_drops_only_its_row(server):
         ({"kind": "status", "status": 503, "retry_after": 0.05, "times": 12}, "503"),
         ({"kind": "malformed_json", "times": 6}, "malformed"),
         ({"kind": "disconnect", "times": 6}, "network"),
-        ({"kind": "hang", "hang_s": 30, "times": 4}, "timeout"),
+        ({"kind": "hang", "times": 4}, "timeout"),
     ],
     ids=["500", "503-retry-after", "malformed-json", "disconnect", "timeout"],
 )
 def test_transient_faults_are_retried_and_counted(tmp_path, server, rule, code):
     server.set_faults([rule])
-    config = chain_config(server.base_url, timeout_s=1.0)
+    # A hang lasts an hour; every other request must beat the timeout however busy the machine.
+    config = chain_config(server.base_url, timeout_s=5.0 if code == "timeout" else 60.0)
     result = generate(config, 60, buffer_size=30, artifact_path=tmp_path)
     assert result.num_records == 60
     stats = server.stats()

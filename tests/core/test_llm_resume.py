@@ -6,12 +6,11 @@ import json
 import signal
 import subprocess
 import sys
-import time
 
 from dd_core import generate, load_dataset
 from dd_core.testing.llm_server import OpenAIServer
 from tests.core.test_llm_columns import chain_config
-from tests.support import ROOT, wait_for
+from tests.support import ROOT, answers_stopped, wait_for
 
 PRICE = {"input_per_mtok": 1.0, "output_per_mtok": 4.0}
 
@@ -37,14 +36,12 @@ def test_sigkill_mid_row_group_then_resume_resends_no_successful_request(tmp_pat
         try:
             # Row group 0 makes 200 calls; stop the world in the middle of row group 1.
             wait_for(lambda: server.stats()["succeeded"] >= 290, 120, "calls of row group 1")
-            server.set_faults([{"kind": "hang", "hang_s": 3600}])  # no new request can succeed...
-            time.sleep(0.5)  # ...and the ones in flight finish and reach the client
-            proc.send_signal(signal.SIGKILL)
-            proc.wait(timeout=30)
+            with answers_stopped(server, tmp_path / "chain"):  # no new request succeeds, every answer is on disk
+                proc.send_signal(signal.SIGKILL)
+                proc.wait(timeout=30)
         finally:
             proc.kill()
         assert proc.returncode == -signal.SIGKILL
-        server.clear_faults()
         before = server.stats()
         assert 290 <= before["succeeded"] < 400
         # Row groups are pipelined: row group 1's calls start before row group 0's end. Row

@@ -12,7 +12,8 @@ import jsonschema
 import pydantic
 import pytest
 
-from dd_core.testing.llm_server import OpenAIServer, OpenAIServerProcess, main, request_key
+from dd_core.testing.llm_server import OpenAIServer, OpenAIServerProcess, Serving, main, request_key
+from tests.support import wait_for
 
 PERSON = {
     "type": "object",
@@ -81,8 +82,13 @@ def fresh_server(server):
 
 @pytest.fixture
 def client(server):
-    with httpx.Client(base_url=server.base_url, trust_env=False, timeout=5) as http:
+    with httpx.Client(base_url=server.base_url, trust_env=False, timeout=30) as http:
         yield http
+
+
+async def until(server, predicate, what: str) -> None:
+    """Wait (without blocking the caller's event loop) until ``predicate(server.stats())``."""
+    await asyncio.to_thread(wait_for, lambda: predicate(server.stats()), 30, what)
 
 
 def post(client: httpx.Client, body: dict, **kwargs) -> httpx.Response:
@@ -218,29 +224,44 @@ def test_fenced_code_reply(client, language, code_start):
 
 
 def test_concurrent_requests_overlap(server):
+    """Requests are served side by side, not one after another: 16 are held in flight together
+    until the test releases them, and each still waits out its latency."""
     server.set_latency(200)
+    server.set_faults([{"kind": "hold", "name": "burst"}])
 
     async def burst() -> list[httpx.Response]:
-        async with httpx.AsyncClient(base_url=server.base_url, trust_env=False, timeout=5) as http:
-            return await asyncio.gather(*(http.post("/chat/completions", json=chat(seed=i)) for i in range(16)))
+        async with httpx.AsyncClient(base_url=server.base_url, trust_env=False, timeout=30) as http:
+            sent = [asyncio.ensure_future(http.post("/chat/completions", json=chat(seed=i))) for i in range(16)]
+            await until(server, lambda stats: stats["held"].get("burst") == 16, "16 requests held at once")
+            assert not any(request.done() for request in sent)
+            await asyncio.to_thread(server.release, "burst")
+            return await asyncio.gather(*sent)
 
-    started = time.monotonic()
     responses = asyncio.run(burst())
-    elapsed = time.monotonic() - started
     assert all(response.status_code == 200 for response in responses)
-    assert 0.2 <= elapsed < 1.5
-    assert server.stats()["max_in_flight"] == 16
+    stats = server.stats()
+    assert stats["max_in_flight"] == 16 and stats["held"] == {}
+    assert all(entry["t_end"] - entry["t_start"] >= 0.2 for entry in stats["request_log"])
 
 
 def test_latency_can_change_at_runtime(server, client):
     server.set_latency(150, jitter_ms=50)
     started = time.monotonic()
     reply(post(client, chat()))
-    assert 0.15 <= time.monotonic() - started < 1.0
+    assert time.monotonic() - started >= 0.15
+    server.set_latency(3_600_000)  # an hour: the client gives up
+    with pytest.raises(httpx.ReadTimeout):
+        post(client, chat(), timeout=0.5)
     server.set_latency(0)
-    started = time.monotonic()
-    reply(post(client, chat()))
-    assert time.monotonic() - started < 0.15
+    reply(post(client, chat()))  # answered within the client's timeout: no longer an hour
+
+
+def test_jitter_stays_within_its_bound_and_repeats_per_request():
+    serving = Serving(latency_ms=150, jitter_ms=50)
+    keys = [request_key(chat(seed=i)) for i in range(200)]
+    latencies = [serving.latency_s(key) for key in keys]
+    assert all(0.15 <= latency <= 0.2 for latency in latencies) and len(set(latencies)) > 100
+    assert latencies == [serving.latency_s(key) for key in keys]
 
 
 def test_status_fault_429_with_retry_after(server, client):
@@ -262,25 +283,55 @@ def test_status_fault_503(server, client):
 def test_hang_times_out_the_client_without_blocking_others(server):
     server.set_faults([{"kind": "hang", "match": "HANG"}])
 
-    async def hang_and_normal() -> tuple[BaseException | httpx.Response, float]:
-        async with httpx.AsyncClient(base_url=server.base_url, trust_env=False) as http:
-            hung = asyncio.create_task(http.post("/chat/completions", json=chat("HANG"), timeout=0.5))
-            await asyncio.sleep(0.05)
-            started = time.monotonic()
+    async def hang_and_normal() -> BaseException | httpx.Response:
+        async with httpx.AsyncClient(base_url=server.base_url, trust_env=False, timeout=30) as http:
+            hung = asyncio.ensure_future(http.post("/chat/completions", json=chat("HANG")))
+            await until(server, lambda stats: stats["in_flight"] == 1, "the hanging request")
             assert (await http.post("/chat/completions", json=chat())).status_code == 200
-            normal_s = time.monotonic() - started
-            return (await asyncio.gather(hung, return_exceptions=True))[0], normal_s
+            assert not hung.done(), "the other request was answered while this one hangs"
+            hung.cancel()
+            return (
+                await asyncio.gather(
+                    http.post("/chat/completions", json=chat("HANG"), timeout=0.5), return_exceptions=True
+                )
+            )[0]
 
-    outcome, normal_s = asyncio.run(hang_and_normal())
-    assert isinstance(outcome, httpx.ReadTimeout)
-    assert normal_s < 0.3
-    # The server cancels the hung handler once the client has gone.
-    deadline = time.monotonic() + 2
-    while (stats := server.stats())["in_flight"] and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert stats["in_flight"] == 0
-    assert stats["faults_injected"]["hang"] == 1
-    assert [entry["status"] for entry in stats["request_log"] if entry["fault"] == "hang"] == [None]
+    assert isinstance(asyncio.run(hang_and_normal()), httpx.ReadTimeout)
+    # The server cancels a hung handler once its client has gone.
+    wait_for(lambda: server.stats()["in_flight"] == 0, 30, "the hung handlers to be cancelled")
+    stats = server.stats()
+    assert stats["faults_injected"]["hang"] == 2
+    assert [entry["status"] for entry in stats["request_log"] if entry["fault"] == "hang"] == [None, None]
+
+
+def test_hold_keeps_requests_until_the_test_releases_them(server, client):
+    server.set_faults(
+        [{"kind": "hold", "name": "first", "match": "FIRST"}, {"kind": "hold", "name": "second", "match": "SECOND"}]
+    )
+
+    async def held() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=server.base_url, trust_env=False, timeout=30) as http:
+            first = [asyncio.ensure_future(http.post("/chat/completions", json=chat(f"FIRST {i}"))) for i in range(2)]
+            second = asyncio.ensure_future(http.post("/chat/completions", json=chat("SECOND")))
+            await until(server, lambda stats: stats["held"] == {"first": 2, "second": 1}, "three held requests")
+            assert (await http.post("/chat/completions", json=chat("other"))).status_code == 200
+            await asyncio.to_thread(server.release, "first")
+            answered = await asyncio.gather(*first)
+            assert not second.done() and server.stats()["held"] == {"second": 1}
+            # A released hold lets later requests through; clearing the rules releases the rest.
+            assert (await http.post("/chat/completions", json=chat("FIRST again"))).status_code == 200
+            await asyncio.to_thread(server.clear_faults)
+            return [*answered, await second]
+
+    answers = asyncio.run(held())
+    assert [reply(answer) for answer in answers] == [
+        reply(post(client, body)) for body in (chat("FIRST 0"), chat("FIRST 1"), chat("SECOND"))
+    ]
+    stats = server.stats()
+    assert stats["held"] == {} and stats["faults_injected"]["hold"] == 4
+    assert [entry["fault"] for entry in stats["request_log"]].count("hold") == 4
+    with pytest.raises(ValueError, match="No hold rule is named 'nope'"):
+        server.release("nope")
 
 
 def test_short_hang_then_answers(server, client):
@@ -364,6 +415,7 @@ def test_fault_probability_is_reproducible(server, client):
         {"kind": "status", "bogus": 1},
         {"kind": "status", "status": 200},
         {"kind": "hang", "every": 0},
+        {"kind": "hold", "name": ""},
     ],
 )
 def test_invalid_fault_rules_are_rejected(server, rule):
@@ -458,22 +510,28 @@ def test_lognormal_latency_has_the_asked_median_and_sigma_and_repeats_per_reques
 
 
 def test_bounded_batch_serves_n_at_once_queues_the_rest_and_reports_it_at_metrics():
-    async def burst(base_url: str, metrics_url: str) -> tuple[list[float], list[str]]:
+    async def burst(server: OpenAIServer) -> tuple[list[float], list[str]]:
         async with httpx.AsyncClient(timeout=30, trust_env=False) as client:
             body = {"model": "test-model", "messages": [{"role": "user", "content": "hi"}]}
             started = time.monotonic()
 
             async def one(i: int) -> float:
-                await client.post(f"{base_url}/chat/completions", json={**body, "seed": i})
+                await client.post(f"{server.base_url}/chat/completions", json={**body, "seed": i})
                 return time.monotonic() - started
 
             tasks = [asyncio.ensure_future(one(i)) for i in range(6)]
-            await asyncio.sleep(0.1)
-            seen = (await client.get(metrics_url)).text
+            # The first two hold their slots until released: the other four must queue.
+            queued = 'vllm:num_requests_waiting{model_name="test-model"} 4.0'
+            await asyncio.to_thread(
+                wait_for, lambda: queued in httpx.get(server.metrics_url, trust_env=False).text, 30, "4 queued requests"
+            )
+            seen = (await client.get(server.metrics_url)).text
+            await asyncio.to_thread(server.release, "first")
             return await asyncio.gather(*tasks), seen
 
     with OpenAIServer(latency_ms=300, slots=2) as server:
-        done, metrics = asyncio.run(burst(server.base_url, server.metrics_url))
+        server.set_faults([{"kind": "hold", "name": "first", "times": 2}])
+        done, metrics = asyncio.run(burst(server))
         stats = server.stats()
     assert 'vllm:num_requests_running{model_name="test-model"} 2.0' in metrics
     assert 'vllm:num_requests_waiting{model_name="test-model"} 4.0' in metrics

@@ -23,7 +23,7 @@ from dd_core.orchestration import RowGroupJob, produce_row_groups, storage_path
 from dd_core.storage.claims import RowGroupClaim
 from dd_core.storage.row_group_files import RowGroupInfo, write_row_group_file
 from dd_core.testing.llm_server import OpenAIServer
-from tests.support import ROOT
+from tests.support import ROOT, answers_stopped, released_when, wait_for
 
 BUFFER, RECORDS = 50, 290  # 6 row groups, the last one partial
 PROFILE = {
@@ -127,14 +127,22 @@ def counts(usage: dict) -> dict:
     return {alias: {k: v for k, v in u.items() if k != "request_seconds"} for alias, u in usage.items()}
 
 
+def answered_parts(stats: dict) -> set[int]:
+    return {part_of(entry) for entry in stats["request_log"]}
+
+
 def test_pipelined_and_multi_worker_datasets_are_byte_identical_to_one_row_group_at_a_time(tmp_path, server, parts_csv):
     cfg = config(server.base_url, parts_csv)
     # Invalid structured replies for 'ships' rows: dropped rows, the same ones every time.
-    server.set_faults([{"kind": "invalid_structured", "match": "Mood for ships"}])
+    invalid = {"kind": "invalid_structured", "match": "Mood for ships"}
+    server.set_faults([invalid])
     try:
         reference = one_at_a_time(cfg, tmp_path)
         server.reset_stats()
-        pipelined = generate(cfg, RECORDS, buffer_size=BUFFER, artifact_path=tmp_path, dataset_name="pipelined")
+        # Row group 0's first request is held until a request of row group 1 has been answered.
+        server.set_faults([{"kind": "hold", "name": "p0", "match": "(part p0)", "times": 1}, invalid])
+        with released_when(server, "p0", lambda stats: 1 in answered_parts(stats), "an answer to row group 1"):
+            pipelined = generate(cfg, RECORDS, buffer_size=BUFFER, artifact_path=tmp_path, dataset_name="pipelined")
         log = server.stats()["request_log"]
         workers = generate(cfg, RECORDS, buffer_size=BUFFER, artifact_path=tmp_path, dataset_name="workers", workers=2)
     finally:
@@ -151,17 +159,26 @@ def test_pipelined_and_multi_worker_datasets_are_byte_identical_to_one_row_group
 
 
 def test_the_oldest_row_group_goes_first_and_ordered_delivery_waits_for_it(server, parts_csv):
-    """A straggler in row group 0 lets later row groups finish first; they are handed back as
-    they finish, or in order with ordered=True."""
+    """A straggler in row group 0 (a request held until the test releases it) lets later row
+    groups finish first; they are handed back as they finish, or in order with ordered=True."""
     cfg = config(server.base_url, parts_csv)
     jobs = [RowGroupJob(i, BUFFER) for i in range(4)]
-    server.set_faults([{"kind": "hang", "hang_s": 1.0, "match": "(part p0)", "times": 1}])
+    straggler = {"kind": "hold", "name": "p0", "match": "(part p0)", "times": 1}
+    as_completed: list[int] = []
+    server.set_faults([straggler])
     try:
-        with produce_row_groups(cfg, jobs, buffer_size=BUFFER) as produced:
-            as_completed = [part.index for part in produced]
-        server.set_faults([{"kind": "hang", "hang_s": 1.0, "match": "(part p0)", "times": 1}])
-        with produce_row_groups(cfg, jobs, buffer_size=BUFFER, ordered=True) as produced:
-            in_order = [(part.index, part.table.num_rows) for part in produced]
+        # Released once row groups 1-3 have been handed back.
+        with released_when(server, "p0", lambda _: len(as_completed) == 3, "three row groups handed back"):
+            with produce_row_groups(cfg, jobs, buffer_size=BUFFER) as produced:
+                for part in produced:
+                    as_completed.append(part.index)
+        server.set_faults([straggler])
+        server.reset_stats()
+        # Released once every request of row groups 1-3 has been answered (3 per row).
+        finished_later_ones = lambda stats: sum(part_of(e) > 0 for e in stats["request_log"]) == 3 * 3 * BUFFER  # noqa: E731
+        with released_when(server, "p0", finished_later_ones, "row groups 1-3 answered"):
+            with produce_row_groups(cfg, jobs, buffer_size=BUFFER, ordered=True) as produced:
+                in_order = [(part.index, part.table.num_rows) for part in produced]
     finally:
         server.clear_faults()
     assert as_completed[-1] == 0 and sorted(as_completed) == [0, 1, 2, 3]
@@ -188,27 +205,36 @@ def test_a_failed_row_group_stops_the_run_after_the_earlier_ones_and_resumes_to_
     assert batch_bytes(resumed) == batch_bytes(clean)
 
 
+def all_held(count: int):
+    return lambda stats: stats["held"].get("fill") == count
+
+
 def test_requests_in_flight_stay_within_the_limit_across_workers(tmp_path, parts_csv):
+    # Requests are held until the limit is in flight at once (it is reached), then all go on.
     with OpenAIServer(latency_ms=30) as srv:
-        generate(
-            config(srv.base_url, parts_csv, parallel=5),
-            RECORDS,
-            buffer_size=BUFFER,
-            artifact_path=tmp_path,
-            dataset_name="w2",
-            workers=2,
-        )
+        srv.set_faults([{"kind": "hold", "name": "fill"}])
+        with released_when(srv, "fill", all_held(5), "5 requests in flight"):
+            generate(
+                config(srv.base_url, parts_csv, parallel=5),
+                RECORDS,
+                buffer_size=BUFFER,
+                artifact_path=tmp_path,
+                dataset_name="w2",
+                workers=2,
+            )
         assert srv.stats()["max_in_flight"] == 5  # 3 + 2, reached and never passed
         srv.reset_stats()
         # A limit below the number of workers limits the workers.
-        generate(
-            config(srv.base_url, parts_csv, parallel=2),
-            RECORDS,
-            buffer_size=BUFFER,
-            artifact_path=tmp_path,
-            dataset_name="w3",
-            workers=3,
-        )
+        srv.set_faults([{"kind": "hold", "name": "fill"}])
+        with released_when(srv, "fill", all_held(2), "2 requests in flight"):
+            generate(
+                config(srv.base_url, parts_csv, parallel=2),
+                RECORDS,
+                buffer_size=BUFFER,
+                artifact_path=tmp_path,
+                dataset_name="w3",
+                workers=3,
+            )
         assert srv.stats()["max_in_flight"] == 2
 
 
@@ -235,23 +261,19 @@ def test_sigkill_during_pipelined_generation_then_resume_resends_no_answered_req
         ]
         proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         try:
-            deadline = time.monotonic() + 120
-            while srv.stats()["succeeded"] < 400 and time.monotonic() < deadline:
-                time.sleep(0.02)
+            wait_for(lambda: srv.stats()["succeeded"] >= 400, 120, "400 answered calls")
             children = psutil.Process(proc.pid).children(recursive=True)
-            srv.set_faults([{"kind": "hang", "hang_s": 3600}])  # nothing new succeeds...
-            time.sleep(0.5)  # ...and what was answered reaches the client
-            proc.send_signal(signal.SIGKILL)
-            proc.wait(timeout=30)
+            with answers_stopped(srv, tmp_path / "parts"):  # nothing new is answered, every answer is on disk
+                proc.send_signal(signal.SIGKILL)
+                proc.wait(timeout=30)
         finally:
             proc.kill()
         assert proc.returncode == -signal.SIGKILL
         assert len(children) == (workers if workers > 1 else 0)
-        psutil.wait_procs(children, timeout=10)
+        psutil.wait_procs(children, timeout=30)
         assert not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE], (
             "a worker outlived the parent"
         )
-        srv.clear_faults()
         before = srv.stats()["succeeded"]
         cells = 3 * RECORDS
         assert 400 <= before < cells

@@ -33,7 +33,7 @@ def fresh(server):
 
 @pytest.fixture
 def http(server):
-    with httpx.Client(base_url=server.base_url, trust_env=False, timeout=5) as client:
+    with httpx.Client(base_url=server.base_url, trust_env=False, timeout=30) as client:
         yield client
 
 
@@ -64,9 +64,11 @@ def test_token_limit_counts_the_replies_usage(server, http):
 
 
 def test_window_slides(server, http):
-    server.set_rate_limits(requests_per_minute=2, window_s=0.3)
+    # 2 per 4 s: a request's worth comes back every 2 s, far longer than three requests take
+    # even on a busy machine; after waiting that long, one more is let in.
+    server.set_rate_limits(requests_per_minute=2, window_s=4)
     assert [http.post("/chat/completions", json=chat()).status_code for _ in range(3)] == [200, 200, 429]
-    time.sleep(0.35)
+    time.sleep(2.05)
     assert http.post("/chat/completions", json=chat()).status_code == 200
 
 

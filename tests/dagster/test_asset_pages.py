@@ -173,11 +173,8 @@ def test_preview_cuts_long_text_and_shows_lists_and_odd_numbers_as_text():
     table = pa.table({"text": ["word " * 100], "tags": [["a", "b"]], "ratio": [float("nan")], "n": [2**62]})
     cells = {r.data["column"]: r.data["row 0"] for r in preview(table).value.records}
     assert len(cells["text"]) == PREVIEW_CHARS and cells["text"].endswith("…")
-    assert (cells["tags"], cells["ratio"], cells["n"]) == (
-        '["a", "b"]',
-        "nan",
-        str(2**62),
-    )  # beyond what a browser holds exactly
+    # 2**62: beyond what a browser holds exactly.
+    assert (cells["tags"], cells["ratio"], cells["n"]) == ('["a", "b"]', "nan", str(2**62))
 
 
 def test_run_config_and_resource_fields_are_described():

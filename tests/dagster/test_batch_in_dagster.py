@@ -7,7 +7,6 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 
 import dagster as dg
@@ -22,7 +21,7 @@ from dd_dagster import DagsterDataset, register_partitions
 from dd_dagster.dagster_internals import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 from tests.core.test_llm_columns import chain_config
 from tests.dagster.batch_job import BUFFER_SIZE, NUM_RECORDS, PRICE, batch_config, batch_defs, chain_row_groups_job
-from tests.support import ROOT
+from tests.support import ROOT, batch_clock_moved_by_polls, polled_in_progress, wait_for
 
 RANGE = {ASSET_PARTITION_RANGE_START_TAG: "00000", ASSET_PARTITION_RANGE_END_TAG: "00001"}
 
@@ -38,6 +37,7 @@ def test_run_killed_while_its_batch_is_pending_then_reexecuted_collects_the_same
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     with OpenAIServer(latency_ms=2) as server:
         server.set_batch_settings(processing_s=2.0)
+        server.stop_batch_clock()  # the run's batches stay in progress until the re-execution polls them
         env = {
             "DAGSTER_HOME": str(home),
             "DD_TEST_BASE_URL": server.base_url,
@@ -55,12 +55,15 @@ def test_run_killed_while_its_batch_is_pending_then_reexecuted_collects_the_same
                 text=True,
             )
             try:
-                deadline = time.monotonic() + 120
-                while not batches(server) and time.monotonic() < deadline:
-                    assert child.poll() is None, child.stderr.read()
-                    time.sleep(0.05)
-                assert batches(server), "the run never submitted its batch"
-                time.sleep(0.3)  # it is polling the pending batch now
+                wait_for(lambda: batches(server) or child.poll() is not None, 120, "the run to submit its batches")
+                assert child.poll() is None, child.stderr.read()
+                # It is polling its pending batches now.
+                submitted = lambda: [b["id"] for b in server.batch_stats()["batches"]]  # noqa: E731
+                wait_for(
+                    lambda: len(submitted()) == 2 and polled_in_progress(server.batch_stats(), submitted()),
+                    120,
+                    "the run to poll both row groups' batches",
+                )
                 run = psutil.Process(child.pid)
                 tree = [child, *run.children(recursive=True)]
                 workers = [
@@ -80,9 +83,12 @@ def test_run_killed_while_its_batch_is_pending_then_reexecuted_collects_the_same
             pending = dict(batches(server))
 
             options = dg.ReexecutionOptions.from_failure(killed.run_id, instance)
-            with dg.execute_job(
-                dg.reconstructable(chain_row_groups_job), instance=instance, reexecution_options=options, tags=RANGE
-            ) as retried:
+            with (
+                batch_clock_moved_by_polls(server, 0.1),
+                dg.execute_job(
+                    dg.reconstructable(chain_row_groups_job), instance=instance, reexecution_options=options, tags=RANGE
+                ) as retried,
+            ):
                 assert retried.success
                 events = retried.get_asset_materialization_events()
                 logged = [e.message for e in instance.all_logs(retried.run_id) if e.message]

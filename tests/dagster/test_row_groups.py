@@ -46,9 +46,8 @@ def test_single_partition_run_records_a_full_checkpoint(tmp_path, tiny_registere
     tags = event.materialization.tags
     assert tags["dagster/code_version"] == _hash()
     digest = hashlib.sha256(open(meta["path"], "rb").read()).hexdigest()[:16]
-    assert (
-        tags["dagster/data_version"] == f"dd1.{_hash().replace(':', '.')}.50.50.50.{digest}"
-    )  # the checkpoint, then the content
+    # The checkpoint, then the content.
+    assert tags["dagster/data_version"] == f"dd1.{_hash().replace(':', '.')}.50.50.50.{digest}"
 
 
 def test_range_run_reports_each_row_group_as_its_own_materialization(tmp_path, tiny_registered):

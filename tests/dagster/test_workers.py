@@ -4,6 +4,7 @@ row group's cost on its materialization."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import dagster as dg
@@ -11,13 +12,12 @@ import dagster as dg
 from dd_core.testing.llm_server import OpenAIServer
 from dd_dagster import DagsterDataset, DataDesignerResource, build_dataset_definitions, register_partitions
 from tests.dagster.helpers import outcome, parts_config, run_range
-from tests.support import run_dd
+from tests.support import released_when, run_dd
 
 RECORDS, BUFFER, PARALLEL = 160, 20, 6  # 8 row groups
 
 
 def test_range_run_in_two_workers_writes_dd_generates_files_within_the_request_limit(tmp_path, instance):
-    # A fixed latency long enough that both workers are busy at once (each has 3 of the 6 slots).
     with OpenAIServer(latency_ms=25) as server:
         config = parts_config(
             tmp_path,
@@ -30,7 +30,16 @@ def test_range_run_in_two_workers_writes_dd_generates_files_within_the_request_l
         resource = DataDesignerResource(artifact_path=str(tmp_path / "dagster"), workers=2)
         defs = build_dataset_definitions(config, num_records=RECORDS, buffer_size=BUFFER, resource=resource)
         register_partitions(instance, DagsterDataset.create(config, RECORDS, BUFFER))
-        result = run_range(defs, instance, 0, 7, name="parts")
+        # Row groups 0 and 1 (one in each worker: each has 3 of the 6 slots) each keep two
+        # requests held until a request of a later row group has been answered meanwhile.
+        server.set_faults([{"kind": "hold", "name": "first", "match": f"(part p{i})", "times": 2} for i in (0, 1)])
+        with released_when(
+            server,
+            "first",
+            _later_row_group_answered_while_both_held(),
+            "both workers held and a later row group answered",
+        ):
+            result = run_range(defs, instance, 0, 7, name="parts")
         stats = server.stats()
         assert outcome(result) == {i: "generated" for i in range(8)}
         assert stats["succeeded"] == 2 * RECORDS
@@ -62,6 +71,22 @@ def test_range_run_in_two_workers_writes_dd_generates_files_within_the_request_l
     assert [paths[f"{i:05d}"].read_bytes() for i in range(8)] == [p.read_bytes() for p in standalone]
     materialized = instance.get_materialized_partitions(dg.AssetKey(["parts_row_groups"]))
     assert materialized == {f"{i:05d}" for i in range(8)}
+
+
+def _later_row_group_answered_while_both_held():
+    """A predicate over the server's stats: true once two requests of row group 0 and two of row
+    group 1 are held (both workers in flight together), and a request of another row group that
+    started after that has been answered. The server runs in this process: one clock."""
+    held_since: list[float] = []
+
+    def check(stats: dict) -> bool:
+        if not held_since:
+            if stats["held"].get("first") == 4:
+                held_since.append(time.monotonic())
+            return False
+        return any(_part(entry) > 1 and entry["t_start"] > held_since[0] for entry in stats["request_log"])
+
+    return check
 
 
 def _most_row_groups_in_flight(log: list[dict]) -> int:

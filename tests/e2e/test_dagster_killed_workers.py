@@ -14,7 +14,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import dagster as dg
 import psutil
@@ -25,7 +24,7 @@ from dd_core.testing.llm_server import OpenAIServer
 from dd_dagster import DagsterDataset, register_partitions
 from tests.dagster.env_job import env_job
 from tests.dagster.helpers import QUIET, outcome, parts_config, range_tags
-from tests.support import ROOT
+from tests.support import ROOT, answers_stopped, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -55,26 +54,23 @@ def test_sigkilled_run_leaves_no_worker_and_reexecution_redoes_only_unrecorded_r
             command, cwd=ROOT, env=os.environ.copy(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
         )
         try:
-            deadline = time.monotonic() + 120
-            while (
-                len(instance.get_materialized_partitions(ASSET)) < 3
-                and run_process.poll() is None
-                and time.monotonic() < deadline
-            ):
-                time.sleep(0.05)
+            wait_for(
+                lambda: len(instance.get_materialized_partitions(ASSET)) >= 3 or run_process.poll() is not None,
+                120,
+                "3 recorded row groups",
+            )
             assert run_process.poll() is None, (
                 f"the run ended before it was killed: {run_process.stderr.read()[-3000:]}"
             )
             workers = _dd_workers(psutil.Process(run_process.pid))
-            server.set_faults([{"kind": "hang", "hang_s": 3600}])  # nothing new is answered...
-            time.sleep(0.5)  # ...and what was answered reaches the workers
-            run_process.send_signal(signal.SIGKILL)
-            run_process.wait(timeout=30)
+            with answers_stopped(server, tmp_path / "dagster"):  # nothing new is answered, every answer is on disk
+                run_process.send_signal(signal.SIGKILL)
+                run_process.wait(timeout=30)
         finally:
             run_process.kill()
             run_process.stderr.close()
         assert len(workers) == 2, f"expected the run's 2 worker processes, found {workers}"
-        _, alive = psutil.wait_procs(workers, timeout=10)
+        _, alive = psutil.wait_procs(workers, timeout=30)
         assert not [p for p in alive if p.status() != psutil.STATUS_ZOMBIE], (
             f"worker processes outlived the killed run: {alive}"
         )
@@ -84,7 +80,6 @@ def test_sigkilled_run_leaves_no_worker_and_reexecution_redoes_only_unrecorded_r
         (run,) = instance.get_runs()
         assert run.status == dg.DagsterRunStatus.STARTED
         instance.report_run_failed(run, "the run's process was killed")  # as run monitoring does
-        server.clear_faults()
 
         options = dg.ReexecutionOptions.from_failure(run.run_id, instance)
         with dg.execute_job(

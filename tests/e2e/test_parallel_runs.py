@@ -28,7 +28,8 @@ import json
 import re
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,8 +54,8 @@ pytestmark = pytest.mark.e2e
 
 LOCATION = Path(__file__).parent / "parallel_location" / "parallel_defs.py"
 ROW_GROUPS = 12
-# Rows per row group: 40 requests, 4 at a time, 300 ms each: ~3-3.5 s per row group, so a run
-# of 2 lasts longer than the gap between the starts of two runs dequeued together (4-10 s seen).
+# Rows per row group: 40 requests, 4 at a time, 300 ms each: ~3-3.5 s per row group. (That runs
+# overlap is not left to these durations: see ``llm_held_until_two_runs_planned``.)
 BUFFER_SIZE = 20
 NUM_RECORDS = ROW_GROUPS * BUFFER_SIZE
 LATENCY_MS = 300
@@ -170,6 +171,30 @@ def launch_backfill(svc: DagsterServices, asset_paths: list[list[str]], title: s
     return result["backfillId"]
 
 
+@contextmanager
+def llm_held_until_two_runs_planned(dep: Deployment, backfill_ids: Callable[[], list[str]]):
+    """Hold every LLM request until two runs of the backfills (ids from ``backfill_ids()``, once
+    launched in the block) are in progress and have each logged their plan: neither can finish a
+    row group before both have started and planned, however long one takes to start."""
+    dep.llm.set_faults([{"kind": "hold", "name": "runs"}])
+    try:
+        yield
+        poll(
+            dep.svc,
+            lambda: _planned_runs(dep.svc, backfill_ids()),
+            lambda planned: len(planned) >= 2,
+            BACKFILL_TIMEOUT,
+            "two runs in progress, each with its plan",
+        )
+    finally:
+        dep.llm.clear_faults()  # releases the held requests
+
+
+def _planned_runs(svc: DagsterServices, backfill_ids: list[str]) -> list[str]:
+    started = [r["runId"] for b in backfill_ids for r in runs_of_backfill(svc, b) if r["status"] == "STARTED"]
+    return [run_id for run_id in started if any(PLAN.search(m) for m in run_log_messages(svc, run_id))]
+
+
 def run_log_messages(svc: DagsterServices, run_id: str) -> list[str]:
     query = """query($id: ID!) { logsForRun(runId: $id, limit: 1000) {
       ... on EventConnection { events { ... on MessageEvent { message } } } } }"""
@@ -227,7 +252,10 @@ def test_backfill_runs_in_parallel_and_generates_each_row_group_once(deployment:
     row_groups_key = dg.AssetKey([f"{PARALLEL}_row_groups"])
 
     started = time.monotonic()
-    backfill_id = launch_backfill(svc, [[f"{PARALLEL}_row_groups"], [PARALLEL]], title="parallel runs")
+    launched: list[str] = []
+    with llm_held_until_two_runs_planned(dep, lambda: launched):
+        launched.append(launch_backfill(svc, [[f"{PARALLEL}_row_groups"], [PARALLEL]], title="parallel runs"))
+    (backfill_id,) = launched
     backfill = wait_for_backfill(svc, backfill_id, timeout=BACKFILL_TIMEOUT)
     elapsed = time.monotonic() - started
     stats = dep.llm.stats()
@@ -286,8 +314,10 @@ def test_same_backfill_twice_at_once_generates_each_row_group_once(deployment: D
     asset = [f"{TWICE}_row_groups"]
 
     started = time.monotonic()
-    first = launch_partition_backfill(svc, asset, all_partitions=True, title="twice (1)")
-    second = launch_partition_backfill(svc, asset, all_partitions=True, title="twice (2)")
+    launched: list[str] = []
+    with llm_held_until_two_runs_planned(dep, lambda: launched):  # so both plan before any row group is done
+        launched += [launch_partition_backfill(svc, asset, all_partitions=True, title=f"twice ({n})") for n in (1, 2)]
+    first, second = launched
     done = [wait_for_backfill(svc, b, timeout=BACKFILL_TIMEOUT) for b in (first, second)]
     elapsed = time.monotonic() - started
     stats = dep.llm.stats()

@@ -18,7 +18,7 @@ from dd_core import generate, load_dataset, resume_dataset
 from dd_core.testing.llm_server import OpenAIServerProcess
 from tests.hostile.conftest import CUSTOMERS, KEY_ENV, llm_config, write_config
 from tests.hostile.harness import SECRET, assert_no_secret, assert_no_secret_in_files
-from tests.support import ROOT
+from tests.support import ROOT, wait_for
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -125,8 +125,15 @@ def test_signal_inside_the_llm_stage_keeps_every_paid_call(tmp_path, slow_server
     )
     cache = folder / "llm-cache"
     _wait_for(lambda: _cached_lines(cache, "rg_00001.jsonl") >= moment, proc)
-    proc.send_signal(signum)
-    out, err = proc.communicate(timeout=60)
+    # From here requests are held: dd cannot finish before the signal (the ones already being
+    # answered still come back, during the unwind or before it).
+    slow_server.set_faults([{"kind": "hold", "name": "signalled"}])
+    try:
+        proc.send_signal(signum)
+        out, err = proc.communicate(timeout=60)
+        wait_for(lambda: slow_server.stats()["in_flight"] == 0, 60, "the server to drop dd's held requests")
+    finally:
+        slow_server.clear_faults()
     assert proc.returncode == code, err
     assert "Traceback" not in err and f"Continue with: ddsynth resume {folder}" in err
     assert_no_secret(out + err)

@@ -16,7 +16,8 @@ A provider's protocol is one module; the rest serves every protocol alike:
   ``openai_batches`` and ``openai_batch_files``: OpenAI's Files and Batch APIs;
 - ``protocol``: what a protocol module gives the shared parts;
 - ``replies`` and ``schema_faker``: the reply content, fixed by the request key;
-- ``faults``: injectable faults; ``latency``: fixed, lognormal and bounded-batch serving;
+- ``faults``: injectable faults (a ``hold`` fault keeps requests until the test releases it); ``latency``: fixed,
+  lognormal and bounded-batch serving; ``batch_clock``: the clock batches move by, which a test can stop;
   ``rate_limits``: requests and tokens per minute; ``stats``: counters and ``/metrics``;
 - ``control``: the ``/_control`` API of faults, stats and latency;
 - ``service``: one server's state and routes; ``handles``: its Python handles; ``cli``: its

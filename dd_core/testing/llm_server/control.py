@@ -2,6 +2,8 @@
 
 - ``POST /_control/faults`` ``{"rules": [...]}`` replaces the fault rules (see
   :class:`~dd_core.testing.llm_server.faults.FaultRule`), ``DELETE /_control/faults`` clears them;
+- ``POST /_control/release`` ``{"name": "..."}`` lets the requests held by the ``hold`` rule of
+  that name go on (and any it picks later); without a name, every hold rule's;
 - ``GET /_control/stats``; ``POST /_control/reset`` clears the stats (not the rules);
 - ``POST /_control/latency`` ``{"latency_ms": x, "jitter_ms": y, "sigma": s, "seed": n}``.
 
@@ -32,14 +34,22 @@ def add_routes(
         if not isinstance(rules, list):
             return error(400, 'Expected a JSON body {"rules": [...]}.')
         try:
-            faults.rules = [FaultRule.from_json(rule) for rule in rules]
+            faults.replace([FaultRule.from_json(rule) for rule in rules])
         except ValueError as exc:
             return error(400, str(exc))
         return web.json_response({"rules": len(faults.rules)})
 
     async def clear_faults(request: web.Request) -> web.Response:
-        faults.rules = []
+        faults.replace([])
         return web.json_response({"rules": 0})
+
+    async def release(request: web.Request) -> web.Response:
+        body = await json_or_none(request)
+        name = body.get("name") if isinstance(body, dict) else None
+        try:
+            return web.json_response({"released": faults.release(name)})
+        except KeyError:
+            return error(400, f"No hold rule is named {name!r}; hold rules: {sorted(faults.holds)}.")
 
     async def get_stats(request: web.Request) -> web.Response:
         return web.json_response(stats.snapshot())
@@ -68,6 +78,7 @@ def add_routes(
         [
             web.post("/_control/faults", set_faults),
             web.delete("/_control/faults", clear_faults),
+            web.post("/_control/release", release),
             web.get("/_control/stats", get_stats),
             web.post("/_control/reset", reset_stats),
             web.post("/_control/latency", set_latency),

@@ -13,7 +13,7 @@ from aiohttp import web
 
 from dd_core.testing.llm_server.protocol import ChatProtocol, ChatRequest
 
-FAULT_KINDS = ("status", "hang", "malformed_json", "invalid_structured", "disconnect", "raw")
+FAULT_KINDS = ("status", "hang", "hold", "malformed_json", "invalid_structured", "disconnect", "raw")
 
 
 @dataclasses.dataclass
@@ -22,7 +22,10 @@ class FaultRule:
 
     ``kind``: ``status`` (answer ``status`` with an error body in the protocol's shape, plus a
     ``Retry-After`` header when ``retry_after`` seconds is set), ``hang`` (wait
-    ``hang_s`` seconds, then answer normally), ``malformed_json`` (200 with a body that
+    ``hang_s`` seconds, then answer normally), ``hold`` (wait until the test releases the rule's
+    ``name`` through ``POST /_control/release``, then answer normally; with slots a held request
+    occupies its slot; ``held`` in the stats counts the requests waiting at each name; replacing
+    or clearing the rules releases them all), ``malformed_json`` (200 with a body that
     is not JSON), ``invalid_structured`` (200 whose content fails the requested
     format), ``disconnect`` (close the connection without answering), ``raw`` (answer
     ``status`` (200-599) with ``headers`` and ``body`` repeated ``repeat`` times, where
@@ -39,6 +42,7 @@ class FaultRule:
     status: int = 500
     retry_after: float | None = None
     hang_s: float = 3600.0
+    name: str = "hold"
     match: str | None = None
     model: str | None = None
     times: int | None = None
@@ -65,6 +69,8 @@ class FaultRule:
             raise ValueError("'times' must not be negative")
         if self.probability is not None and not 0 <= self.probability <= 1:
             raise ValueError("'probability' must be between 0 and 1")
+        if not isinstance(self.name, str) or not self.name:
+            raise ValueError("'name' must be a non-empty string")
         self._rng = random.Random(self.seed)
 
     @classmethod
@@ -94,13 +100,41 @@ class FaultRule:
 
 
 class Faults:
-    """The rules in force, in order; the first one that applies to a request is injected."""
+    """The rules in force, in order; the first one that applies to a request is injected.
+
+    A ``hold`` rule keeps the requests it picks until the test releases its name: tests order
+    events with it instead of racing a timer (hold a request, wait until what must happen
+    meanwhile has happened, release it).
+    """
 
     def __init__(self) -> None:
         self.rules: list[FaultRule] = []
+        #: Hold rule name -> released.
+        self.holds: dict[str, asyncio.Event] = {}
 
     def pick(self, model: str, texts: Sequence[str]) -> FaultRule | None:
         return next((rule for rule in self.rules if rule.applies(model, texts)), None)
+
+    def replace(self, rules: list[FaultRule]) -> None:
+        """New rules: what the old hold rules held goes on; the new ones' holds start closed."""
+        for released in self.holds.values():
+            released.set()
+        self.rules = rules
+        self.holds = {rule.name: asyncio.Event() for rule in rules if rule.kind == "hold"}
+
+    def release(self, name: str | None) -> list[str]:
+        """Let the requests held by hold rule ``name`` (every hold rule's: None) go on, and the
+        ones it picks from now on; returns the names released. KeyError for an unknown name."""
+        names = sorted(self.holds) if name is None else [name]
+        for each in names:
+            self.holds[each].set()
+        return names
+
+    def hold_of(self, rule: FaultRule | None) -> asyncio.Event | None:
+        """The event a request picked by ``rule`` waits for, when ``rule`` holds and is not released."""
+        if rule is None or rule.kind != "hold" or self.holds[rule.name].is_set():
+            return None
+        return self.holds[rule.name]
 
 
 async def faulty_answer(

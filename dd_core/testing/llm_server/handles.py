@@ -82,6 +82,11 @@ class _ServerHandle:
     def clear_faults(self) -> None:
         self._call("DELETE", "/faults")
 
+    def release(self, name: str | None = None) -> None:
+        """Let the requests held by the ``hold`` rule ``name`` (by every hold rule: None) go on,
+        and the ones it picks from now on; ``stats()["held"]`` counts those waiting."""
+        self._call("POST", "/release", None if name is None else {"name": name})
+
     def stats(self) -> dict[str, Any]:
         return self._call("GET", "/stats")
 
@@ -117,10 +122,22 @@ class _ServerHandle:
     def reset_batches(self) -> None:
         self._call("DELETE", "/batches")
 
+    def stop_batch_clock(self) -> None:
+        """Batches stay in their state until ``advance_batch_clock`` moves their clock on."""
+        self._call("POST", "/batches/clock", {"stopped": True})
+
+    def advance_batch_clock(self, seconds: float) -> None:
+        self._call("POST", "/batches/clock", {"advance_s": seconds})
+
+    def run_batch_clock(self) -> None:
+        """The batch clock runs again (from where it stood)."""
+        self._call("POST", "/batches/clock", {"stopped": False})
+
     def reset_for_next_test(self) -> None:
-        """What one test of a shared server leaves is gone: batches and files, batch settings,
-        fault rules, counters."""
+        """What one test of a shared server leaves is gone: batches and files, batch settings and
+        clock, fault rules, counters."""
         self.reset_batches()
+        self.run_batch_clock()
         self.set_batch_settings()
         self.clear_faults()
         self.reset_stats()

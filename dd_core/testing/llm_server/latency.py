@@ -76,11 +76,13 @@ class Latency:
         self._stats = stats
         self._slots = asyncio.Semaphore(serving.slots) if serving.slots else None
 
-    async def wait(self, exchange: Exchange) -> None:
+    async def wait(self, exchange: Exchange, hold: tuple[str, asyncio.Event] | None = None) -> None:
         """Counted from the request's arrival (so the server's own work is inside it), or with
-        slots, the wait for a slot and then the service time."""
+        slots, the wait for a slot and then the service time. A held request (``hold``: the hold
+        rule's name and its release) waits for its release first, in its slot with slots."""
         latency = self.serving.latency_s(exchange.key)
         if self._slots is None:
+            await self._held(hold)
             await asyncio.sleep(max(0.0, exchange.t_start + latency - time.monotonic()))
             return
         self._stats.queue_change(0, 1)
@@ -90,10 +92,21 @@ class Latency:
             self._stats.queue_change(0, -1)
         self._stats.queue_change(1, 0)
         try:
+            await self._held(hold)
             await asyncio.sleep(latency)
         finally:
             self._stats.queue_change(-1, 0)
             self._slots.release()
+
+    async def _held(self, hold: tuple[str, asyncio.Event] | None) -> None:
+        if hold is None or hold[1].is_set():
+            return
+        name, released = hold
+        self._stats.held[name] += 1
+        try:
+            await released.wait()
+        finally:
+            self._stats.held[name] -= 1
 
     def queue(self) -> tuple[int, int]:
         """(running, waiting) requests now; without slots every request in flight is running."""

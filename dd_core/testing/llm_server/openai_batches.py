@@ -19,7 +19,8 @@ input's (clients must match lines by ``custom_id``).
 Control API: ``POST /_control/batches`` sets :class:`BatchSettings` for batches created from then
 on; ``GET /_control/batches`` returns counts (files, batches, polls...), each batch's request keys,
 and the log of every Files/Batch API call; ``DELETE /_control/batches`` forgets files, batches and
-the log (not the settings).
+the log (not the settings). ``POST /_control/batches/clock`` drives the clock batches move by
+(see ``batch_clock``).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from typing import Any
 
 from aiohttp import web
 
+from dd_core.testing.llm_server.batch_clock import BatchClock, clock_route
 from dd_core.testing.llm_server.openai_batch_files import (
     COMPLETION_WINDOW,
     ENDPOINT,
@@ -150,12 +152,11 @@ class BatchService:
         answer: Answer,
         authorized: Callable[[web.Request], bool],
         error: ErrorResponse,
-        clock: Callable[[], float] = time.monotonic,
     ):
         self._answer = answer
         self._authorized = authorized
         self._error = error
-        self._clock = clock
+        self._clock = BatchClock()
         self.settings = BatchSettings()
         self.failures: Counter[str] = Counter()  # request key -> injected failures so far
         self._fail_calls = self._lose_creates = 0
@@ -183,6 +184,7 @@ class BatchService:
                 web.post("/_control/batches", self._set_settings),
                 web.get("/_control/batches", self._stats),
                 web.delete("/_control/batches", self._reset),
+                clock_route(self._clock, self._error),
             ]
         )
 

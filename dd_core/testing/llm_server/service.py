@@ -100,11 +100,13 @@ class ChatService:
         if not admitted:
             return protocol.error(429, "Rate limit reached for requests or tokens per minute.", limit_headers)
         rule = self._pick_fault(chat.model, chat.texts)
-        await self.latency.wait(exchange)
-        if rule is None:
+        hold = self.faults.hold_of(rule)
+        await self.latency.wait(exchange, None if hold is None else (rule.name, hold))
+        if rule is not None:
+            exchange.fault = rule.kind
+        if rule is None or rule.kind == "hold":
             exchange.succeeded = True
             return protocol.completion(chat, content, limit_headers)
-        exchange.fault = rule.kind
         response = await faulty_answer(rule, request, chat, content, protocol)
         exchange.succeeded = rule.kind == "hang"  # a hang that ends answers normally
         return response

@@ -36,6 +36,8 @@ class Stats:
         self.in_flight = 0
         self.running = 0
         self.waiting = 0
+        #: Requests waiting at each hold rule, by name (see ``faults.Faults``).
+        self.held: Counter[str] = Counter()
         self.reset()
 
     def reset(self) -> None:
@@ -95,6 +97,7 @@ class Stats:
             "success_keys": dict(self.success_keys),
             "in_flight": self.in_flight,
             "max_in_flight": self.max_in_flight,
+            "held": {name: count for name, count in self.held.items() if count},
             # Time-averaged queue since the last reset (requests waiting for a slot, and served).
             "mean_waiting": self._mean(self.waiting_seconds, self.waiting),
             "mean_running": self._mean(self.running_seconds, self.running),
