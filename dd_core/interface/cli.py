@@ -170,7 +170,9 @@ def preview(config: ConfigArg, num_records: Annotated[int, typer.Option("-n", "-
     records = (preview_candidates if cfg.accept else make_preview)(cfg, num_records).to_dict("records")
     names = list(records[0]) if records else []
     if len(names) * 14 <= out.width:
-        table = Table(*(Text(n) for n in names), show_lines=True)
+        table = Table(show_lines=True)
+        for name in names:  # Text headers, so a column name is never read as markup (Table(*headers) takes str only)
+            table.add_column(Text(name))
         for record in records:
             table.add_row(*(_cell(v) for v in record.values()))
         out.print(table)

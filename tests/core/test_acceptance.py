@@ -18,6 +18,7 @@ from dd_core import GenerationError, fingerprint, generate, load_config, load_da
 from dd_core.engine.acceptance import candidate_budget, next_wave_size
 from dd_core.engine.in_process import run_row_group
 from dd_core.fingerprinting import canonical_json
+from dd_core.interface.api import preview_candidates
 from dd_core.testing.llm_server import OpenAIServer
 from tests.support import EXAMPLES, ROOT, run_dd, wait_for
 
@@ -212,6 +213,26 @@ def test_the_fingerprint_covers_validators_the_rule_and_the_budget_and_nothing_e
     without = load_config(accepted_config("http://x", accept=None))
     assert "accept" not in canonical_json(without) and "max_candidates" not in canonical_json(without)
     assert "keep_rejected" not in json.dumps(without.resolved_dump())
+
+
+@pytest.mark.parametrize("columns", ["400", "80"])  # one wide table; one block per candidate
+def test_preview_shows_the_candidates_in_stream_order_with_the_rules_verdict(tmp_path, server, columns):
+    config_path = tmp_path / "accepted.json"
+    config = accepted_config(server.base_url, max_candidates_per_record=6)
+    config_path.write_text(json.dumps(config))
+    run = run_dd("preview", config_path, "-n", 6, env={"COLUMNS": columns})
+    assert run.returncode == 0, run.stdout + run.stderr
+
+    expected = preview_candidates(config_path, 6)
+    kept = run_row_group(config, 0, 6, buffer_size=6).table.to_pylist()
+    assert expected["verdict"].tolist().count("accepted") == 6
+    assert expected[expected["verdict"] == "accepted"]["answer"].tolist() == [r["answer"] for r in kept]
+    positions = expected["candidate"].tolist()
+    assert positions[0] == 0 and positions == sorted(set(positions))  # stream order
+    # Every candidate is printed with its verdict and the answer the verdict is about.
+    assert run.stdout.count("accepted") == 6 and run.stdout.count("rejected") == len(expected) - 6 > 0
+    for answer in expected["answer"]:
+        assert answer[:12] in run.stdout
 
 
 def test_the_example_config_validates_and_shows_its_rule():
