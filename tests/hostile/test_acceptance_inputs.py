@@ -53,7 +53,7 @@ def test_rules_refused_before_a_run(rule, message):
     "rule, message",
     [
         ("text.upper()", "on candidate 0 of row group 0 the rule gave 'XXXX"),  # text, known only when run
-        ("n > text", "the rule failed: TypeError: '>' not supported"),
+        ("n > text.upper()", "the rule failed: TypeError: '>' not supported"),  # a call's value: known when run
         ("(text * 100000) | length > 0", "exceeds its render limits: repeating a str"),
         (  # work that grows per row past render_limits.timeout_s
             " and ".join(["(range(100000) | map('string') | join(',') | length) > 0"] * 40),
