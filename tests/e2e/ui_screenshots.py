@@ -228,12 +228,26 @@ def _photograph(
             page.goto(svc.url + path, wait_until="networkidle", timeout=60_000)
             _dismiss_welcome(page)
             if button:
-                page.get_by_text(button, exact=True).first.click(timeout=10_000)
+                _press(page, button)
                 page.wait_for_load_state("networkidle")
             time.sleep(1.5)  # charts and lazily loaded panels settle after the network does
-            page.screenshot(path=str(folder / f"{name}.png"), full_page=True)
+            _dismiss_welcome(page)
+            page.screenshot(path=str(folder / f"{name}.png"), full_page=True, timeout=120_000)
             print(f"{folder.name}/{name}.png  {path}", flush=True)
         browser.close()
+
+
+def _press(page, button: str) -> None:
+    """Click a button of the page; the welcome dialog may open late (on a busy machine) and cover it."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout  # the ui extra, as in _photograph
+
+    target = page.get_by_text(button, exact=True).first
+    for _ in range(10):
+        _dismiss_welcome(page)
+        with contextlib.suppress(PlaywrightTimeout):
+            target.click(timeout=10_000)
+            return
+    target.click(timeout=10_000)  # the last try raises
 
 
 def _dismiss_welcome(page) -> None:
