@@ -34,6 +34,7 @@ from dd_core.resume import (
     plan_resume,
     row_group_sizes,
 )
+from dd_core.storage.acceptance import row_group_acceptance
 from dd_core.storage.filesystems import StoragePath, storage_path
 from dd_core.storage.row_group_files import RowGroupIdentity, RowGroupInfo, read_info, read_table, strip_dd_metadata
 from dd_core.storage.spend import row_group_spend
@@ -71,6 +72,7 @@ __all__ = [
     "read_info",
     "read_pandas",
     "read_table",
+    "row_group_acceptance",
     "row_group_spend",
     "row_group_sizes",
     "run_row_group",

@@ -17,7 +17,7 @@ from dd_core.orchestration import CardFacts, combine_row_groups, push_files
 from dd_dagster.checkpoints import latest_materializations
 from dd_dagster.checks import regenerate_hint
 from dd_dagster.dataset import DagsterDataset
-from dd_dagster.metadata import preview, summed, table_schema, total_cost, usage_entries
+from dd_dagster.metadata import acceptance_rate, preview, summed, table_schema, total_cost, usage_entries
 from dd_dagster.status import RowGroupStatus
 
 ROW_COUNT_CHECK = "row_count_matches"
@@ -114,6 +114,7 @@ def combine(
             **usage,
             **total_cost(usage),
             **published,
+            **acceptance_rate(usage),
         },
         check_results=[
             dg.AssetCheckResult(

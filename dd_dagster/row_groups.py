@@ -30,7 +30,7 @@ from dd_dagster.checkpoints import (
 )
 from dd_dagster.checks import check_evaluation
 from dd_dagster.dataset import DagsterDataset
-from dd_dagster.metadata import models_text, usage_entries, usage_metadata
+from dd_dagster.metadata import acceptance_metadata, acceptance_rate, models_text, usage_entries, usage_metadata
 from dd_dagster.production import RowGroupOutcome, jobs_for
 from dd_dagster.resource import DataDesignerResource
 from dd_dagster.status import SHOWN_KEYS, RowGroupStatus
@@ -212,7 +212,12 @@ class RowGroupMaterializer:
         models = models_text(ds)
         if models is not None:
             metadata["models"] = dg.MetadataValue.text(models)
-        metadata.update(usage_metadata(outcome.usage) if outcome.usage else self.earlier_usage.get(index, {}))
+        if outcome.usage or outcome.acceptance:
+            metadata.update(usage_metadata(outcome.usage))
+            metadata.update(acceptance_metadata(outcome.acceptance))
+        else:
+            earlier = self.earlier_usage.get(index, {})
+            metadata.update({**earlier, **acceptance_rate(earlier)})
         tags = {CODE_VERSION_TAG: ds.config_hash, DATA_VERSION_TAG: outcome.data_version}  # see checkpoints.py
         return dg.AssetMaterialization(
             asset_key=self.asset_key, partition=ds.partition_key(index), metadata=metadata, tags=tags

@@ -146,9 +146,18 @@ class RowwiseStage:
     def outcome(self, group: RowGroupCells) -> RowwiseOutcome:
         rows = group.rows
         kept = np.fromiter((row is not None for row in rows), dtype=bool, count=len(rows))
-        survivors = [row for row in rows if row is not None]
-        columns = {col.name: pa.array([row[col.name] for row in survivors], self._type(col)) for col in self.columns}
-        return RowwiseOutcome(columns, kept, group.usage, group.failures)
+        return RowwiseOutcome(self.arrays([row for row in rows if row is not None]), kept, group.usage, group.failures)
+
+    def arrays(self, rows: list[dict[str, Any]]) -> dict[str, pa.Array]:
+        """The row-wise columns of finished rows, typed."""
+        return {col.name: pa.array([row[col.name] for row in rows], self._type(col)) for col in self.columns}
+
+    def extend(self, group: RowGroupCells, ctx: RowGroupContext) -> None:
+        """Give a row group more rows (an acceptance rule's next candidates): ``ctx`` holds the
+        vectorised columns of all of them, the first ones as before."""
+        group.ctx = ctx
+        group.base = {name: ctx.python_values(name) for name in self.base_names}
+        group.rows.extend([None] * (ctx.num_rows - len(group.rows)))
 
     @staticmethod
     def _type(col: LLMColumn | ExpressionColumn) -> pa.DataType:

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING
 
 from dd_core.config import ConfigSource, DatasetConfig, load_config
 from dd_core.engine import apply_processors, generate_row_group
+from dd_core.engine.callable_sandbox import check_callables
+from dd_core.engine.in_process import run_row_group
 from dd_core.engine.llm.probe import reach_models
 from dd_core.engine.llm.runtime import LLMRuntime, ModelOverride
 from dd_core.engine.llm.usage import ModelUsage, merge_usage
@@ -87,12 +89,44 @@ def preview(config: ConfigSource, num_records: int = 10) -> pd.DataFrame:
 def preview_table(config: ConfigSource, num_records: int = 10) -> pa.Table:
     """``preview`` as an Arrow table (``ddsynth preview`` reads it without pandas)."""
     config = load_config(config)
+    _check_preview_size(num_records)
+    check_callables(config)
+    reach_models(config, LLMRuntime())  # a server that is down or refuses the key: one message, at once
+    return apply_processors(config, generate_row_group(config, 0, num_records))
+
+
+def preview_candidates(config: ConfigSource, num_records: int = 10) -> pd.DataFrame:
+    """For a config with an ``accept`` rule: row group 0's candidates in stream order with the
+    rule's verdict (``verdict``: accepted or rejected; ``candidate``: the position in the
+    stream), before processors, so validator columns show why; nothing written. Candidates
+    accepted after the row group was full are not shown."""
+    return preview_candidates_table(config, num_records).to_pandas()
+
+
+def preview_candidates_table(config: ConfigSource, num_records: int = 10) -> pa.Table:
+    """``preview_candidates`` as an Arrow table (``ddsynth preview`` reads it without pandas)."""
+    import pyarrow as pa  # as in load_dataset: the module loads without pyarrow
+
+    config = load_config(config)
+    if config.accept is None:
+        raise DDUsageError("the config has no 'accept' rule, so its rows have no verdicts; use preview")
+    _check_preview_size(num_records)
+    check_callables(config)
+    reach_models(config, LLMRuntime())
+    result = run_row_group(config.model_copy(update={"keep_rejected": True}), 0, num_records)
+    kept = result.table.add_column(0, "verdict", pa.array(["accepted"] * result.table.num_rows))
+    kept = kept.add_column(0, "candidate", pa.array(result.kept_candidates or [], pa.int64()))
+    rejected = result.rejected.rename_columns(["candidate", *result.rejected.column_names[1:]])
+    rejected = rejected.add_column(1, "verdict", pa.array(["rejected"] * rejected.num_rows))
+    both = pa.concat_tables([kept, rejected.cast(kept.schema)])
+    return both.sort_by("candidate")
+
+
+def _check_preview_size(num_records: int) -> None:
     if not (isinstance(num_records, int) and 1 <= num_records <= MAX_PREVIEW_RECORDS):
         raise DDUsageError(
             f"preview makes 1 to {MAX_PREVIEW_RECORDS:,} records, not {num_records!r}; use 'ddsynth generate' for more"
         )
-    reach_models(config, LLMRuntime())  # a server that is down or refuses the key: one message, at once
-    return apply_processors(config, generate_row_group(config, 0, num_records))
 
 
 def generate(
@@ -127,6 +161,7 @@ def generate(
     fp = fingerprint(config)
     llm = LLMRuntime(overrides=model_overrides or {})
     llm.check_endpoints(config)  # an unset key or a bad URL fails before a folder exists
+    check_callables(config)  # a callable validator that cannot be imported: before any LLM call
     layout = DatasetLayout(_artifact_root(artifact_path) / name)
     try:
         scan = scan_folder(layout)

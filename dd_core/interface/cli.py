@@ -138,15 +138,29 @@ def validate(config: ConfigArg) -> None:
 
     cfg = load_config(config)
     say(f"valid: {len(cfg.columns)} column(s) -> {', '.join(cfg.output_names)}")
+    if cfg.accept is not None:
+        from dd_core.config.rule import rule_names
+        from dd_core.engine.callable_sandbox import check_callables
+
+        check_callables(cfg)
+        say(
+            f"accept: {cfg.accept} (reads {', '.join(sorted(rule_names(cfg.accept)))}; up to "
+            f"{cfg.max_candidates_per_record:g} candidates per record)"
+        )
     say(f"config_hash: {fingerprint(cfg)['config_hash']}")
 
 
 @app.command()
 def preview(config: ConfigArg, num_records: Annotated[int, typer.Option("-n", "--num-records", min=1)] = 10) -> None:
     """Generate a few rows and show them (nothing is written)."""
+    from dd_core.config import load_config
     from dd_core.interface import preview_view
 
-    records = _generation_api().preview_table(config, num_records).to_pylist()
+    api = _generation_api()
+    cfg = load_config(config)
+    # With a rule: every candidate of the stream, accepted or rejected, with the validator columns that say why.
+    make = api.preview_candidates_table if cfg.accept is not None else api.preview_table
+    records = make(cfg, num_records).to_pylist()
     if styled():
         out = console()
         for renderable in preview_view.terminal_renderables(records, out.width):
@@ -235,7 +249,11 @@ def _report(result: DatasetResult) -> None:
             f"{meta['actual_num_records']} records ({rate:,.0f} records/s overall)."
         )
         if meta.get("dropped_rows"):
-            say(f"Dropped {meta['dropped_rows']} row(s) whose LLM cells failed (see metadata.json llm_usage).")
+            why = "whose LLM cells failed" if "acceptance" not in meta else "(failed LLM cells, or too few accepted)"
+            say(f"Dropped {meta['dropped_rows']} row(s) {why} (see metadata.json llm_usage).")
+    line = acceptance_line(meta)
+    if line:
+        say(line)
     for alias, usage in result.llm_usage.items():
         errors = ", ".join(f"{code} x{n}" for code, n in usage["errors"].items()) or "none"
         say(
@@ -247,6 +265,18 @@ def _report(result: DatasetResult) -> None:
     for line in cost_lines(meta):
         say(line)
     say(f"Dataset: {result.path}")
+
+
+def acceptance_line(meta: dict) -> str | None:
+    """Candidates generated, accepted and their rate, over the dataset's recorded row groups."""
+    counts = meta.get("acceptance")
+    if not isinstance(counts, dict) or not counts.get("candidates"):
+        return None
+    failed = f", {counts['failed']:,} lost an LLM cell" if counts.get("failed") else ""
+    return (
+        f"Acceptance: {counts['accepted']:,} of {counts['candidates']:,} candidates passed the rule "
+        f"({counts['rate']:.1%}{failed}); every candidate's calls are in the cost."
+    )
 
 
 def cost_lines(meta: dict) -> list[str]:

@@ -22,6 +22,7 @@ from dd_core.errors import DatasetDamagedError, DDError
 from dd_core.interrupts import deferred
 from dd_core.log import get_logger
 from dd_core.resume import Checkpoint, Found, FoundState, RangeCheckpoints
+from dd_core.storage.acceptance import account_acceptance, row_group_acceptance
 from dd_core.storage.atomic import discard, storage_failure
 from dd_core.storage.faults import fault_point
 from dd_core.storage.filesystems import StoragePath, local_temp_file, storage_path
@@ -229,6 +230,7 @@ class DatasetWriter:
         self.metadata.completed[info.row_group] = RowCounts(info.requested_rows, info.num_rows)
         partial = info.requested_rows != self.metadata.buffer_size
         account(self.metadata.extra, info.row_group, row_group_spend(info.llm_spend), partial=partial)
+        account_acceptance(self.metadata.extra, info.row_group, row_group_acceptance(info.acceptance), partial=partial)
 
     def verify(self) -> None:
         verify_row_groups(self.layout, self.metadata)

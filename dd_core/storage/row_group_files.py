@@ -28,9 +28,13 @@ class RowGroupInfo:
     seed: int
     #: What the row group was paid for, per model (JSON; see ``storage.spend``); "" for none.
     llm_spend: str = ""
+    #: With an acceptance rule: its candidates generated, accepted, failed, and its budget
+    #: (JSON; see ``storage.acceptance``); "" for none.
+    acceptance: str = ""
 
     def to_kv(self) -> dict[bytes, bytes]:
-        return {f"{PREFIX}{k}".encode(): str(v).encode() for k, v in self.__dict__.items()}
+        """Every field; ``acceptance`` only when there is a rule (files of other configs are unchanged)."""
+        return {f"{PREFIX}{k}".encode(): str(v).encode() for k, v in self.__dict__.items() if k != "acceptance" or v}
 
     @classmethod
     def from_kv(cls, kv: dict[bytes, bytes], path: StoragePath) -> RowGroupInfo:
@@ -47,6 +51,7 @@ class RowGroupInfo:
                 buffer_size=int(values["buffer_size"]),
                 seed=int(values["seed"]),
                 llm_spend=values.get("llm_spend", ""),
+                acceptance=values.get("acceptance", ""),
             )
         except (KeyError, ValueError, UnicodeDecodeError) as exc:
             raise DatasetDamagedError(
@@ -66,7 +71,9 @@ class RowGroupIdentity:
     buffer_size: int
     seed: int
 
-    def info(self, row_group: int, requested_rows: int, num_rows: int, llm_spend: str = "") -> RowGroupInfo:
+    def info(
+        self, row_group: int, requested_rows: int, num_rows: int, llm_spend: str = "", acceptance: str = ""
+    ) -> RowGroupInfo:
         """The self-description of one of this dataset's row groups."""
         return RowGroupInfo(
             row_group,
@@ -77,6 +84,7 @@ class RowGroupIdentity:
             self.buffer_size,
             self.seed,
             llm_spend,
+            acceptance,
         )
 
     def mismatch(self, info: RowGroupInfo, row_group: int, requested_rows: int | None = None) -> tuple[str, str] | None:
