@@ -9,12 +9,14 @@ import shutil
 import socket
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 import yaml
 
 from dd_core import GenerationError, ModelOverride, generate, load_config
 from dd_core.config.llm_columns import LLMColumn
+from dd_core.testing.hub_server import HubServer
 from dd_core.testing.llm_server import OpenAIServer
 from tests import cli_configs
 from tests.support import EXAMPLES
@@ -45,6 +47,9 @@ def config_states() -> list[tuple[str, str]]:
     return states + [(name, "-") for name in OWN_CONFIGS]
 
 
+HUB_TOKEN = "hf_dd_matrix_token_0123456789"
+
+
 @dataclass
 class Prepared:
     config: Path
@@ -63,12 +68,17 @@ def _stop_after_first(done: int, total: int) -> None:
 class Matrix:
     """The matrix's shared state; ``prepared(config, state)`` makes a config's datasets on first use."""
 
-    def __init__(self, root: Path, server: OpenAIServer, dead_port: int):
+    def __init__(self, root: Path, server: OpenAIServer, dead_port: int, hub: HubServer):
         self.root = root
         self.server = server
+        self.hub = hub
         self.dead_port = dead_port
         self.dead_url = f"http://127.0.0.1:{dead_port}/v1"
         self._prepared: dict[tuple[str, str], Prepared] = {}
+
+    def hub_env(self) -> dict[str, str]:
+        """What ``ddsynth push`` needs to reach the local Hub (it has no Xet storage)."""
+        return {"HF_ENDPOINT": self.hub.url, "HF_TOKEN": HUB_TOKEN, "HF_HUB_DISABLE_XET": "1"}
 
     def prepared(self, name: str, state: str) -> Prepared:
         if (name, state) not in self._prepared:
@@ -88,8 +98,8 @@ class Matrix:
         # config.json (the server was there when they were made, it is gone now).
         overrides = {}
         if state == "down":
-            aliases = [m.alias for m in load_config(config).models]
-            overrides = {alias: ModelOverride(base_url=self.server.base_url) for alias in aliases}
+            models = load_config(config).models
+            overrides = {m.alias: ModelOverride(base_url=_moved(m.base_url, self.server.base_url)) for m in models}
         made = folder / "datasets"
         finished = generate(
             config, NUM_RECORDS, buffer_size=BUFFER_SIZE, artifact_path=made, dataset_name="finished",
@@ -125,19 +135,26 @@ class Matrix:
         assert not (made / "interrupted" / "parquet-files" / "batch_00001.parquet").exists()
 
     def _pointed(self, example: Path, copy: Path, state: str) -> Path:
-        """The example with every model's base_url at the test server ("up") or the dead port ("down")."""
+        """The example with every model's base_url at the test server ("up") or the dead port ("down"),
+        its path kept (an Azure resource endpoint has none, an OpenAI-compatible one ends in /v1)."""
         config = yaml.safe_load(example.read_text())
         for model in config.get("models", []):
-            model["base_url"] = self.server.base_url if state == "up" else self.dead_url
+            model["base_url"] = _moved(model["base_url"], self.server.base_url if state == "up" else self.dead_url)
         copy.write_text(yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
         return copy
 
 
+def _moved(url: str, to: str) -> str:
+    """``url`` with the scheme, host and port of ``to``."""
+    target = urlsplit(to)
+    return urlunsplit(urlsplit(url)._replace(scheme=target.scheme, netloc=target.netloc))
+
+
 @pytest.fixture(scope="session")
 def matrix(tmp_path_factory):
-    with socket.socket() as dead, OpenAIServer() as server:
+    with socket.socket() as dead, OpenAIServer() as server, HubServer(tokens={HUB_TOKEN: "dd-user"}) as hub:
         dead.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused
-        yield Matrix(tmp_path_factory.mktemp("cli-matrix"), server, dead.getsockname()[1])
+        yield Matrix(tmp_path_factory.mktemp("cli-matrix"), server, dead.getsockname()[1], hub)
 
 
 def fresh_copy(dataset: Path, into: Path) -> Path:

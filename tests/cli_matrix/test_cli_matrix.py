@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import huggingface_hub.constants as hub_constants
 import pytest
 import typer.main
 from typer.testing import CliRunner
@@ -118,6 +119,20 @@ RECIPES: dict[str, list[Recipe]] = {
             r"^Error: .+ is not finished yet \(1 of 2 row groups\); continue it with: ddsynth resume .+/interrupted$",
         ),
     ],
+    "push": [
+        Recipe(
+            "finished",
+            lambda c: ["push", c.finished(), "--repo", f"dd-user/{c.folder.name[-60:]}"],
+            0,
+            r"^Pushed \d+ parquet file\(s\) and the dataset card to dd-user/.+ \(main\): http.+$",
+        ),
+        Recipe(
+            "interrupted",
+            lambda c: ["push", c.interrupted(), "--repo", "dd-user/unfinished"],
+            2,
+            r"^Error: .+ is not finished yet \(1 of 2 row groups\); continue it with: ddsynth resume .+/interrupted$",
+        ),
+    ],
 }
 _MISSING = Recipe("no recipe", lambda c: [], 0, "")
 
@@ -136,9 +151,13 @@ def cells() -> list:
 
 
 @pytest.mark.parametrize(("command", "recipe", "name", "state", "output"), cells())
-def test_cell(matrix, tmp_path, command, recipe, name, state, output):
+def test_cell(matrix, tmp_path, monkeypatch, command, recipe, name, state, output):
     if recipe is _MISSING:
         pytest.fail(f"command {command!r} has no recipe in the CLI matrix: add its command lines to RECIPES")
+    if command == "push":  # the local Hub, for this process and the terminal's
+        for key, value in matrix.hub_env().items():
+            monkeypatch.setenv(key, value)
+        monkeypatch.setattr(hub_constants, "HF_HUB_DISABLE_XET", True)  # read when huggingface_hub was imported
     cell = Cell(matrix, name, state, tmp_path)
     args = [str(a) for a in recipe.args(cell)]
     down = state == "down" and recipe.calls_models
@@ -158,7 +177,7 @@ def test_cell(matrix, tmp_path, command, recipe, name, state, output):
     assert "Traceback" not in text, report
     if down:
         assert code == 7, report
-        assert last.startswith("Error: model") and matrix.dead_url in last, report
+        assert last.startswith("Error: model") and f"http://127.0.0.1:{matrix.dead_port}" in last, report
         assert f"python -m dd_core.testing.llm_server --port {matrix.dead_port}" in last, report
         assert snapshot(tmp_path) == before, "a check that failed before any work changed files"
     else:
