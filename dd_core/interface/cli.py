@@ -168,7 +168,7 @@ def preview(config: ConfigArg, num_records: Annotated[int, typer.Option("-n", "-
     else:
         for line in preview_view.plain_lines(records):
             say(line)
-    say(preview_view.summary(records, str(config)))
+    say(preview_view.summary(records, str(config), with_verdicts=cfg.accept is not None))
 
 
 WorkersOption = Annotated[

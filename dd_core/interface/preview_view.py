@@ -83,9 +83,18 @@ def terminal_renderables(records: Sequence[Record], width: int) -> Iterator[Rend
         yield table
 
 
-def summary(records: Sequence[Record], source: str) -> str:
+def summary(records: Sequence[Record], source: str, *, with_verdicts: bool = False) -> str:
+    """The last line. ``with_verdicts``: the records are an acceptance rule's candidates (with
+    ``candidate`` and ``verdict`` fields), so the accepted ones are the records previewed."""
     columns = len(records[0]) if records else 0
+    if not with_verdicts:
+        return (
+            f"Previewed {len(records)} record(s) of {columns} column(s) from {source}; nothing was written "
+            "(ddsynth generate writes a dataset)."
+        )
+    accepted = sum(1 for record in records if record.get("verdict") == "accepted")
     return (
-        f"Previewed {len(records)} record(s) of {columns} column(s) from {source}; nothing was written "
+        f"Previewed {accepted} record(s) of {max(columns - 2, 0)} column(s) from {source}, drawn from "
+        f"{len(records)} candidate(s) ({len(records) - accepted} rejected by the rule); nothing was written "
         "(ddsynth generate writes a dataset)."
     )
