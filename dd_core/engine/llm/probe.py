@@ -99,6 +99,10 @@ class ProbeHTTP:
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise no_answer(exc, self.target.endpoint.base_url, timeout_s) from exc
 
+    async def read(self, path: str, headers: dict[str, str]) -> tuple[int, bytes]:
+        """A GET with the probe's own timeout (or the model's shorter ``timeout_s``)."""
+        return await self.send("GET", path, headers, min(PROBE_TIMEOUT_S, self.target.endpoint.timeout_s))
+
 
 def no_answer(exc: BaseException, base_url: str, timeout_s: float) -> ProbeFailure:
     """The cause and fix of a request that got no answer, whatever the provider."""
@@ -207,7 +211,7 @@ def not_found(body: bytes, target: Target, listed: list[str]) -> ProbeFailure:
 async def probe_openai(http: ProbeHTTP, target: Target) -> None:
     endpoint = target.endpoint
     headers = {"Authorization": f"Bearer {endpoint.api_key}"} if endpoint.api_key else {}
-    status, body = await http.send("GET", "/models", headers, min(PROBE_TIMEOUT_S, endpoint.timeout_s))
+    status, body = await http.read("/models", headers)
     listed = _listed_models(body) if status == 200 else []
     if status == 200 and target.model.model in listed:
         return
@@ -229,7 +233,7 @@ async def probe_azure(http: ProbeHTTP, target: Target) -> None:
     first call (a 404, failing its cells without retries)."""
     endpoint = target.endpoint
     url = f"{azure.resource_url(endpoint)}/openai/models?api-version={quote(target.model.api_version or '', safe='')}"
-    status, body = await http.send("GET", url, azure.auth_headers(endpoint), min(PROBE_TIMEOUT_S, endpoint.timeout_s))
+    status, body = await http.read(url, azure.auth_headers(endpoint))
     if status in (401, 403):
         raise refused(status, body, target)
     if status == 404:
@@ -244,8 +248,7 @@ async def probe_anthropic(http: ProbeHTTP, target: Target) -> None:
     """``GET /v1/models/{model}``: the key, and the model (an alias or an id), for free."""
     endpoint = target.endpoint
     url = f"{anthropic_messages.api_root(endpoint)}/v1/models/{quote(target.model.model, safe='')}"
-    headers = anthropic_messages.auth_headers(endpoint)
-    status, body = await http.send("GET", url, headers, min(PROBE_TIMEOUT_S, endpoint.timeout_s))
+    status, body = await http.read(url, anthropic_messages.auth_headers(endpoint))
     if status in (401, 403):
         raise refused(status, body, target)
     if status == 404:
