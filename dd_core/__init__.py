@@ -24,6 +24,7 @@ _EXPORTS = {
     "DatasetDamagedError": "dd_core.errors",
     "DatasetLockedError": "dd_core.errors",
     "GenerationError": "dd_core.errors",
+    "ModelEndpointError": "dd_core.errors",
     "ResumeConflictError": "dd_core.errors",
     "Interrupted": "dd_core.interrupts",
     "Fingerprint": "dd_core.fingerprinting",
@@ -58,6 +59,7 @@ if TYPE_CHECKING:
         DDError,
         DDUsageError,
         GenerationError,
+        ModelEndpointError,
         ResumeConflictError,
         StorageError,
     )

@@ -1,8 +1,8 @@
 """Errors a user can cause. Each carries a message a person can act on and a CLI exit code.
 
 The exit codes (README's table): 0 success, 2 config or usage, 3 resume conflict, 4 damaged
-dataset, 5 locked, 6 generation or storage failed, 70 internal error (a bug in dd), 130
-interrupted by Ctrl-C, 143 stopped by SIGTERM.
+dataset, 5 locked, 6 generation or storage failed, 7 a model's endpoint failed its check before
+any work, 70 internal error (a bug in dd), 130 interrupted by Ctrl-C, 143 stopped by SIGTERM.
 """
 
 from __future__ import annotations
@@ -107,6 +107,13 @@ class GenerationError(DDError):
     """A row group could not be generated (e.g. too many failed LLM calls); it was not recorded."""
 
     exit_code = 6
+
+
+class ModelEndpointError(DDError):
+    """A model's server could not be reached, or refused its key or model, when checked before
+    any work (``dd_core.engine.llm.probe``); nothing was written."""
+
+    exit_code = 7
 
 
 class StorageError(GenerationError):

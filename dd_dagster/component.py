@@ -19,7 +19,7 @@ components with different artifact paths or endpoints load side by side.
 # No `from __future__ import annotations`: Dagster reads the attribute annotations.
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import dagster as dg
 from dagster.components.utils.translation import TranslationFn, TranslationFnResolver
@@ -34,17 +34,32 @@ from dd_dagster.translator import DatasetAssetProps, DDDatasetTranslator
 class ModelEndpointAttributes(dg.Model):
     """Where one model alias of the config is served in this deployment."""
 
-    base_url: str | None = Field(default=None, description="OpenAI-compatible endpoint, e.g. http://vllm:8000/v1.")
+    provider: Literal["openai", "azure", "anthropic"] | None = Field(
+        default=None, description="The API the alias is served through (checked against the config's provider)."
+    )
+    base_url: str | None = Field(
+        default=None,
+        description="Endpoint: OpenAI-compatible (http://vllm:8000/v1), an Azure OpenAI resource or Anthropic's API.",
+    )
     api_key_env: str | None = Field(
         default=None, description="Name of the environment variable holding the API key (never the key itself)."
+    )
+    api_version: str | None = Field(default=None, description="Azure OpenAI: the REST API version, e.g. 2024-10-21.")
+    deployment: str | None = Field(default=None, description="Azure OpenAI: the deployment serving the model.")
+    azure_ad_token_env: str | None = Field(
+        default=None, description="Azure OpenAI: the environment variable holding a Microsoft Entra ID token."
     )
     max_parallel_requests: int | None = Field(default=None, description="Requests in flight at once for this model.")
     timeout_s: float | None = Field(default=None, description="Seconds before one request is abandoned and retried.")
 
     def endpoint(self) -> ModelEndpoint:
         return ModelEndpoint(
+            provider=self.provider,
             base_url=self.base_url,
             api_key=dg.EnvVar(self.api_key_env) if self.api_key_env else None,
+            api_version=self.api_version,
+            deployment=self.deployment,
+            azure_ad_token=dg.EnvVar(self.azure_ad_token_env) if self.azure_ad_token_env else None,
             max_parallel_requests=self.max_parallel_requests,
             timeout_s=self.timeout_s,
         )

@@ -9,21 +9,37 @@ the old row groups under the new config).
 
 # No `from __future__ import annotations`: Dagster reads the asset function's annotations.
 import time
+from dataclasses import dataclass
 
 import dagster as dg
 
-from dd_core.orchestration import combine_row_groups
+from dd_core.orchestration import CardFacts, combine_row_groups, push_files
 from dd_dagster.checkpoints import latest_materializations
 from dd_dagster.checks import regenerate_hint
 from dd_dagster.dataset import DagsterDataset
-from dd_dagster.metadata import preview, summed, table_schema, total_cost, usage_entries
+from dd_dagster.metadata import acceptance_rate, preview, summed, table_schema, total_cost, usage_entries
 from dd_dagster.status import RowGroupStatus
 
 ROW_COUNT_CHECK = "row_count_matches"
 
 
+@dataclass(frozen=True)
+class HubTarget:
+    """Where each materialization of the combined dataset is also published (``ddsynth push``'s
+    repo, visibility, branch and license); the token comes from ``HF_TOKEN``."""
+
+    repo_id: str
+    private: bool = False
+    revision: str | None = None
+    license: str | None = None
+
+
 def build_dataset_asset(
-    dataset: DagsterDataset, spec: dg.AssetSpec, row_groups_key: dg.AssetKey, resource_key: str
+    dataset: DagsterDataset,
+    spec: dg.AssetSpec,
+    row_groups_key: dg.AssetKey,
+    resource_key: str,
+    hub: HubTarget | None = None,
 ) -> dg.AssetsDefinition:
     spec = spec.replace_attributes(deps=[*spec.deps, dg.AssetDep(row_groups_key)], code_version=dataset.config_hash)
     checks = [
@@ -39,13 +55,17 @@ def build_dataset_asset(
         name=f"{dataset.name}_dataset", specs=[spec], check_specs=checks, required_resource_keys={resource_key}
     )
     def combined(context: dg.AssetExecutionContext):
-        return combine(context, dataset, getattr(context.resources, resource_key).artifact_path, row_groups_key)
+        return combine(context, dataset, getattr(context.resources, resource_key).artifact_path, row_groups_key, hub)
 
     return combined
 
 
 def combine(
-    context: dg.AssetExecutionContext, dataset: DagsterDataset, artifact_path: str, row_groups_key: dg.AssetKey
+    context: dg.AssetExecutionContext,
+    dataset: DagsterDataset,
+    artifact_path: str,
+    row_groups_key: dg.AssetKey,
+    hub: HubTarget | None = None,
 ) -> dg.MaterializeResult:
     started = time.perf_counter()
     status = RowGroupStatus.read(context.instance, dataset, row_groups_key)
@@ -66,6 +86,21 @@ def combine(
     records = latest_materializations(context.instance, row_groups_key, dataset.partition_keys)
     context.log.info(f"combined {len(paths)} row groups ({rows} rows) into {path}")
     usage = summed(usage_entries(r.asset_materialization.metadata) for r in records.values())
+    published = {}
+    if hub is not None and rows == expected:
+        facts = CardFacts(
+            name=dataset.name,
+            config=dataset.config.resolved_dump(),
+            config_hash=dataset.config_hash,
+            num_rows=rows,
+            row_groups=len(paths),
+            dropped_rows=dropped,
+            llm_cost_usd=total_cost(usage).get("llm/cost_usd"),
+            license=hub.license,
+        )
+        pushed = push_files([path], hub.repo_id, facts, private=hub.private, revision=hub.revision)
+        context.log.info(f"pushed {path} to the Hugging Face Hub: {pushed.commit_url}")
+        published = {"hub_commit": dg.MetadataValue.url(pushed.commit_url)}
     return dg.MaterializeResult(
         metadata={
             "path": dg.MetadataValue.path(str(path)),
@@ -78,6 +113,8 @@ def combine(
             "duration_s": round(time.perf_counter() - started, 3),
             **usage,
             **total_cost(usage),
+            **published,
+            **acceptance_rate(usage),
         },
         check_results=[
             dg.AssetCheckResult(

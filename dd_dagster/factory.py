@@ -10,7 +10,8 @@ from dd_core import DatasetConfig
 from dd_dagster.automation import build_refresh_schedule, build_regeneration_sensor, build_registration_sensor
 from dd_dagster.checks import build_current_check
 from dd_dagster.dataset import DagsterDataset
-from dd_dagster.dataset_asset import build_dataset_asset
+from dd_dagster.dataset_asset import HubTarget, build_dataset_asset
+from dd_dagster.dataset_io import DATASET_IO_MANAGER_KEY, dataset_io_manager
 from dd_dagster.resource import DataDesignerResource
 from dd_dagster.row_groups import build_row_groups_asset
 from dd_dagster.translator import DatasetAssetProps, DDDatasetTranslator
@@ -30,6 +31,7 @@ def build_dataset_definitions(
     translator: DDDatasetTranslator | None = None,
     resource: DataDesignerResource | None = None,
     resource_key: str = "data_designer",
+    hub: HubTarget | None = None,
 ) -> dg.Definitions:
     """Definitions for one dataset: the row-group asset (a dynamic partition per row group) with
     its ``row_groups_current`` check, the combined dataset asset with a blocking row-count check,
@@ -41,6 +43,8 @@ def build_dataset_definitions(
     Datasets with LLM columns hold the concurrency pool of their model server, and their job's
     runs carry the ``dd/llm_endpoint`` tag (pass ``resource`` so endpoint overrides count).
     The definitions set the in-process executor, which backfill runs of the code location use.
+    With ``hub`` (``HubTarget("org/name")``), each materialization of the combined dataset whose
+    row count checks out is also pushed to that Hugging Face Hub repo, with its dataset card.
     """
     if row_groups_per_run < 1:
         raise ValueError(f"row_groups_per_run must be at least 1, got {row_groups_per_run}")
@@ -49,8 +53,10 @@ def build_dataset_definitions(
     row_groups_spec = translator.get_asset_spec(DatasetAssetProps(dataset, "row_groups"))
     endpoint = dataset.llm_endpoint({alias: m.base_url for alias, m in resource.models.items()} if resource else None)
     row_groups = build_row_groups_asset(dataset, row_groups_spec, row_groups_per_run, endpoint, resource_key)
+    # Downstream assets receive the dataset through its I/O manager (see ``dataset_io``).
+    dataset_spec = translator.get_asset_spec(DatasetAssetProps(dataset, "dataset"))
     combined = build_dataset_asset(
-        dataset, translator.get_asset_spec(DatasetAssetProps(dataset, "dataset")), row_groups_spec.key, resource_key
+        dataset, dataset_spec.with_io_manager_key(DATASET_IO_MANAGER_KEY), row_groups_spec.key, resource_key, hub
     )
     job = dg.define_asset_job(
         f"{dataset.name}_row_groups_job",
@@ -74,7 +80,7 @@ def build_dataset_definitions(
             build_regeneration_sensor(dataset, job.name, row_groups_spec.key, row_groups_per_run),
         ],
         schedules=schedules,
-        resources={resource_key: resource} if resource is not None else {},
+        resources={DATASET_IO_MANAGER_KEY: dataset_io_manager, **({resource_key: resource} if resource else {})},
         # Backfills run the implicit asset job, which takes the code location's executor:
         # in-process, so a run is one process (no step subprocess per run).
         executor=dg.in_process_executor,

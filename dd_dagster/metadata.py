@@ -5,6 +5,10 @@ LLM usage is one numeric entry per model and counter, ``llm/<alias>/<counter>``;
 asset sums them over its row groups. A new counter is one more name in ``USAGE_COUNTERS``.
 ``llm/<alias>/cost_usd`` (what the row group was paid for, at the model's configured prices)
 appears only for models with a price, and the combined asset adds ``llm/cost_usd``, the total.
+
+With an acceptance rule, each row group also carries ``acceptance/candidates``,
+``acceptance/accepted``, ``acceptance/failed`` and ``acceptance/rate`` (numbers, so the asset's
+plots show them per partition); the combined asset sums the counts and gives the overall rate.
 """
 
 from __future__ import annotations
@@ -35,6 +39,9 @@ USAGE_COUNTERS = (
     "request_seconds",
 )
 USAGE_PREFIX = "llm/"
+ACCEPTANCE_PREFIX = "acceptance/"
+ACCEPTANCE_COUNTS = ("candidates", "accepted", "failed")
+ACCEPTANCE_RATE = f"{ACCEPTANCE_PREFIX}rate"
 COST = "cost_usd"
 #: Costs keep micro-dollars (a row group of small calls costs fractions of a cent).
 COST_DIGITS = 6
@@ -56,6 +63,12 @@ def table_schema(dataset: DagsterDataset, *, processed: bool) -> dg.TableSchema:
     )
 
 
+def models_text(dataset: DagsterDataset) -> str | None:
+    """The models the LLM columns use, one line each: ``writer: anthropic claude-haiku-4-5 (batch)``."""
+    lines = [f"{m.alias}: {m.provider} {m.model}{' (batch)' if m.batch else ''}" for m in dataset.config.llm_models]
+    return "\n".join(lines) or None
+
+
 def definition_metadata(dataset: DagsterDataset, *, processed: bool) -> dict[str, Any]:
     """Shown on the asset's overview before any run: columns, the config and its file, the target."""
     metadata: dict[str, Any] = {
@@ -68,6 +81,9 @@ def definition_metadata(dataset: DagsterDataset, *, processed: bool) -> dict[str
         "row_groups": dg.MetadataValue.text(f"{dataset.num_row_groups:,} (partition keys {dataset.key_range})"),
         "seed": dg.MetadataValue.text(str(dataset.config.seed)),
     }
+    models = models_text(dataset)
+    if models is not None:
+        metadata["models"] = dg.MetadataValue.text(models)
     if dataset.config_path is not None:
         metadata["dagster/code_references"] = _config_reference(dataset)
     return metadata
@@ -104,9 +120,30 @@ def total_cost(entries: Mapping[str, float | int]) -> dict[str, float]:
     return {f"{USAGE_PREFIX}{COST}": round(sum(costs), COST_DIGITS)} if costs else {}
 
 
+def acceptance_metadata(record: Mapping[str, int]) -> dict[str, float | int]:
+    """A row group's acceptance record (``dd_core.orchestration.row_group_acceptance``) as numbers."""
+    if not record:
+        return {}
+    entries: dict[str, float | int] = {f"{ACCEPTANCE_PREFIX}{name}": record[name] for name in ACCEPTANCE_COUNTS}
+    return {**entries, **acceptance_rate(entries)}
+
+
+def acceptance_rate(entries: Mapping[str, float | int]) -> dict[str, float]:
+    """``{"acceptance/rate": accepted / candidates}`` over summed counts (nothing without a rule)."""
+    candidates = entries.get(f"{ACCEPTANCE_PREFIX}candidates")
+    if not candidates:
+        return {}
+    return {f"{ACCEPTANCE_PREFIX}rate": round(entries.get(f"{ACCEPTANCE_PREFIX}accepted", 0) / candidates, 4)}
+
+
 def usage_entries(metadata: Mapping[str, dg.MetadataValue]) -> dict[str, float | int]:
-    """The LLM usage entries of a materialization's metadata."""
-    return {label: value.value for label, value in metadata.items() if label.startswith(USAGE_PREFIX)}
+    """The LLM usage entries and acceptance counts of a materialization's metadata (what a reused
+    row group reports again, and what the combined asset sums)."""
+    return {
+        label: value.value
+        for label, value in metadata.items()
+        if label.startswith(USAGE_PREFIX) or label.startswith(ACCEPTANCE_PREFIX) and label != ACCEPTANCE_RATE
+    }
 
 
 def summed(parts: Iterable[Mapping[str, float | int]]) -> dict[str, float | int]:

@@ -24,6 +24,7 @@ from dd_core.orchestration import (
     RowGroupJob,
     StoragePath,
     produce_row_groups,
+    row_group_acceptance,
     row_group_spend,
     worker_count,
 )
@@ -46,6 +47,8 @@ class RowGroupOutcome:
     reused: bool
     seconds: float = 0.0
     usage: dict = field(default_factory=dict)
+    #: With an acceptance rule: candidates, accepted, failed and budget (see ``row_group_acceptance``).
+    acceptance: dict = field(default_factory=dict)
 
     @classmethod
     def of(cls, dataset: DagsterDataset, part: ProducedRowGroup) -> RowGroupOutcome:
@@ -63,7 +66,8 @@ class RowGroupOutcome:
                 }
             if "cost_usd" in spend and alias in usage:
                 usage[alias]["cost_usd"] = spend["cost_usd"]
-        return cls(part.index, part.path, info.num_rows, version, part.reused, part.seconds, usage)
+        acceptance = row_group_acceptance(info.acceptance)
+        return cls(part.index, part.path, info.num_rows, version, part.reused, part.seconds, usage, acceptance)
 
 
 def jobs_for(dataset: DagsterDataset, artifact_path: str, indices: list[int], mode: ResumeMode) -> list[RowGroupJob]:

@@ -13,7 +13,7 @@ from contextlib import AbstractContextManager
 import dagster as dg
 from pydantic import Field
 
-from dd_core.orchestration import LLMRuntime, ModelOverride, ProducedRowGroup, RowGroupJob, StoragePath
+from dd_core.orchestration import LLMRuntime, ModelOverride, ProducedRowGroup, RowGroupJob, StoragePath, reach_models
 from dd_dagster.dataset import DagsterDataset
 from dd_dagster.production import produce
 
@@ -22,13 +22,33 @@ class ModelEndpoint(dg.Config):
     """Where one model alias of the dataset configs is served in this deployment. Fields left
     empty keep the config's value; none of them changes the config fingerprint."""
 
+    provider: str | None = Field(
+        default=None,
+        description=(
+            "The API the alias is served through (openai, azure or anthropic); checked against the config's "
+            "provider, which is part of the fingerprint, so only the config chooses it."
+        ),
+    )
     base_url: str | None = Field(
         default=None,
-        description="OpenAI-compatible endpoint, e.g. http://vllm:8000/v1 (replaces the config's base_url).",
+        description=(
+            "Endpoint (replaces the config's base_url): an OpenAI-compatible URL such as http://vllm:8000/v1, an "
+            "Azure OpenAI resource endpoint https://NAME.openai.azure.com, or Anthropic's https://api.anthropic.com."
+        ),
     )
     api_key: str | None = Field(
         default=None,
         description='API key; pass it as an environment variable (EnvVar("VLLM_KEY")), so the UI shows only its name.',
+    )
+    api_version: str | None = Field(
+        default=None, description="Azure OpenAI: the REST API version of this deployment, e.g. 2024-10-21."
+    )
+    deployment: str | None = Field(
+        default=None, description="Azure OpenAI: the deployment serving the model here (default: the config's)."
+    )
+    azure_ad_token: str | None = Field(
+        default=None,
+        description='Azure OpenAI: a Microsoft Entra ID token instead of a key, as an EnvVar("AZURE_OPENAI_AD_TOKEN").',
     )
     max_parallel_requests: int | None = Field(
         default=None, description="Requests in flight at once for this model, over all its columns."
@@ -42,7 +62,7 @@ class DataDesignerResource(dg.ConfigurableResource):
 
     artifact_path: str = Field(
         default="artifacts/dagster",
-        description="Folder or s3://bucket/prefix in which each dataset gets a folder of its name (one subfolder per config fingerprint).",
+        description="Folder, or bucket URL (s3://bucket/prefix, gs://bucket/prefix, az://container/prefix), in which each dataset gets a folder of its name (one subfolder per config fingerprint).",
     )
     models: dict[str, ModelEndpoint] = Field(
         default={},
@@ -66,10 +86,24 @@ class DataDesignerResource(dg.ConfigurableResource):
 
     def llm_runtime(self, cache_dir: StoragePath) -> LLMRuntime:
         overrides = {
-            alias: ModelOverride(e.base_url, e.api_key, e.max_parallel_requests, e.timeout_s)
+            alias: ModelOverride(
+                base_url=e.base_url,
+                api_key=e.api_key,
+                max_parallel_requests=e.max_parallel_requests,
+                timeout_s=e.timeout_s,
+                provider=e.provider,
+                api_version=e.api_version,
+                deployment=e.deployment,
+                azure_ad_token=e.azure_ad_token,
+            )
             for alias, e in self.models.items()
         }
         return LLMRuntime(cache_dir=cache_dir, overrides=overrides)
+
+    def reach_models(self, dataset: DagsterDataset) -> None:
+        """Every model the dataset's LLM columns call answers dd's probe at this deployment's
+        endpoints; ``ModelEndpointError`` names each one that does not (nothing is written)."""
+        reach_models(dataset.config, self.llm_runtime(dataset.llm_cache_dir(self.artifact_path)))
 
     def produce(
         self, dataset: DagsterDataset, jobs: list[RowGroupJob]

@@ -18,7 +18,7 @@ from typing import Literal
 import dagster as dg
 from pydantic import Field
 
-from dd_core import DDConfigError, GenerationError, ResumeConflictError, ResumeMode
+from dd_core import DDConfigError, GenerationError, ModelEndpointError, ResumeConflictError, ResumeMode
 from dd_core.orchestration import FoundState, ResumePlan, StaleRowGroupError, plan_resume
 from dd_dagster.batch_logs import batch_progress_to
 from dd_dagster.checkpoints import (
@@ -30,7 +30,7 @@ from dd_dagster.checkpoints import (
 )
 from dd_dagster.checks import check_evaluation
 from dd_dagster.dataset import DagsterDataset
-from dd_dagster.metadata import usage_entries, usage_metadata
+from dd_dagster.metadata import acceptance_metadata, acceptance_rate, models_text, usage_entries, usage_metadata
 from dd_dagster.production import RowGroupOutcome, jobs_for
 from dd_dagster.resource import DataDesignerResource
 from dd_dagster.status import SHOWN_KEYS, RowGroupStatus
@@ -101,6 +101,8 @@ class RowGroupMaterializer:
         self.earlier_usage = self._earlier_usage(reuse)
         jobs = jobs_for(ds, self.artifact_path, [i for i in indices if i not in reuse], mode)
         self.context.log.info(f"{len(reuse)} row group(s) to reuse, {len(jobs)} to generate (resume={mode.value})")
+        if jobs:
+            self._reach_models()
         # Each log line is an event Dagster stores (~10 ms on SQLite): report progress about ten times a run.
         every = max(1, len(indices) // 10)
         with (
@@ -145,6 +147,14 @@ class RowGroupMaterializer:
         keys = {self.dataset.partition_key(i) for i in reuse}
         records = latest_materializations(self.context.instance, self.asset_key, keys) if keys else {}
         return {self.dataset.index(k): usage_entries(r.asset_materialization.metadata) for k, r in records.items()}
+
+    def _reach_models(self) -> None:
+        """Before any row group is started, every model answers (a server that is down or refuses
+        the key fails the run at once with dd's message, not after retries)."""
+        try:
+            self.resource.reach_models(self.dataset)
+        except (ModelEndpointError, DDConfigError) as exc:
+            raise dg.Failure(description=str(exc)) from exc
 
     @staticmethod
     def _failing_clearly(outcomes: Iterable[RowGroupOutcome]) -> Iterator[RowGroupOutcome]:
@@ -199,7 +209,15 @@ class RowGroupMaterializer:
         }
         if not outcome.reused:
             metadata["duration_s"] = round(outcome.seconds, 3)
-        metadata.update(usage_metadata(outcome.usage) if outcome.usage else self.earlier_usage.get(index, {}))
+        models = models_text(ds)
+        if models is not None:
+            metadata["models"] = dg.MetadataValue.text(models)
+        if outcome.usage or outcome.acceptance:
+            metadata.update(usage_metadata(outcome.usage))
+            metadata.update(acceptance_metadata(outcome.acceptance))
+        else:
+            earlier = self.earlier_usage.get(index, {})
+            metadata.update({**earlier, **acceptance_rate(earlier)})
         tags = {CODE_VERSION_TAG: ds.config_hash, DATA_VERSION_TAG: outcome.data_version}  # see checkpoints.py
         return dg.AssetMaterialization(
             asset_key=self.asset_key, partition=ds.partition_key(index), metadata=metadata, tags=tags

@@ -6,7 +6,7 @@ import datetime as dt
 from functools import cached_property
 from typing import Annotated
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from dd_core.config.base import ConfigModel
 from dd_core.config.columns import (
@@ -36,8 +36,11 @@ from dd_core.config.llm_columns import (
 from dd_core.config.models import ModelConfig
 from dd_core.config.processors import DropColumnsProcessor, RenameColumnsProcessor
 from dd_core.config.render_limits import RenderLimits
+from dd_core.config.rule import UNKNOWN, check_rule, parse_rule, rule_names, shape_problems
 from dd_core.config.seed_dataset import SeedDatasetColumn
-from dd_core.config.templates import TemplateProblem, check_limits
+from dd_core.config.shapes import column_shape
+from dd_core.config.templates import TemplateProblem, check_limits, check_nodes
+from dd_core.config.validation_columns import ValidationColumn
 from dd_core.errors import ConfigIssue, DDConfigError
 
 DEFAULT_SEED = 42
@@ -60,7 +63,8 @@ Column = Annotated[
     | LLMTextColumn
     | LLMStructuredColumn
     | LLMJudgeColumn
-    | LLMCodeColumn,
+    | LLMCodeColumn
+    | ValidationColumn,
     Field(discriminator="type"),
 ]
 Processor = Annotated[DropColumnsProcessor | RenameColumnsProcessor, Field(discriminator="type")]
@@ -79,13 +83,34 @@ class DatasetConfig(ConfigModel):
     max_failed_row_share: float = Field(default=0.1, ge=0, le=1)
     #: Per-cell time and output limits of every template (expressions and prompts).
     render_limits: RenderLimits = Field(default_factory=RenderLimits)
+    #: A Jinja boolean expression over a row: each row group then holds exactly its share of rows
+    #: that pass it, drawn from a seeded stream of candidates (see ``dd_core.engine.acceptance``).
+    accept: str | None = None
+    #: Candidates a row group may generate per row it needs before it fails (its budget).
+    max_candidates_per_record: float = Field(default=3.0, ge=1, le=100)
+    #: Write rejected candidates beside each row group (never into the dataset) for inspection.
+    keep_rejected: bool = False
 
-    fingerprint_exclude = frozenset({"name", "description", "models", "max_failed_row_share", "render_limits"})
+    fingerprint_exclude = frozenset(
+        {"name", "description", "models", "max_failed_row_share", "render_limits", "keep_rejected"}
+    )
+
+    @field_validator("accept")
+    @classmethod
+    def _rule(cls, accept: str | None) -> str | None:
+        if accept is not None:
+            if not accept.strip():
+                raise ValueError("is empty; write a condition such as 'review.score >= 2', or leave 'accept' out")
+            check_nodes(parse_rule(accept))  # a TemplateProblem is a ValueError: reported on this field
+        return accept
 
     def fingerprint_view(self) -> dict:
         """LLM columns carry their model's output-affecting settings instead of its alias:
-        renaming an alias or moving an endpoint changes nothing, and unused models do not count."""
+        renaming an alias or moving an endpoint changes nothing, and unused models do not count.
+        Without a rule, its budget is left out (configs without one keep their fingerprint)."""
         view = super().fingerprint_view()
+        if self.accept is None:
+            del view["accept"], view["max_candidates_per_record"]
         for col, col_view in zip(self.columns, view["columns"]):
             if isinstance(col, LLMColumn):
                 col_view["model"] = self.model(col.model).fingerprint_view()
@@ -100,10 +125,18 @@ class DatasetConfig(ConfigModel):
         for col, col_data in zip(self.columns, data["columns"]):
             if isinstance(col, SeedDatasetColumn):
                 col_data["path"] = str(col.resolved_path)
+        if self.accept is None:
+            for name in ("accept", "max_candidates_per_record", "keep_rejected"):
+                del data[name]
         return data
 
     def model(self, alias: str) -> ModelConfig:
         return next(m for m in self.models if m.alias == alias)
+
+    @cached_property
+    def llm_models(self) -> list[ModelConfig]:
+        """The models an LLM column uses, by alias."""
+        return [self.model(alias) for alias in sorted({c.model for c in self.columns if isinstance(c, LLMColumn)})]
 
     @model_validator(mode="after")
     def _relations(self) -> DatasetConfig:
@@ -129,14 +162,28 @@ class DatasetConfig(ConfigModel):
         return [out for col in self.columns for out in col.output_names()]
 
     @cached_property
+    def post_names(self) -> set[str]:
+        """Columns made after the row-wise stage, a batch of rows at a time: validation columns
+        and everything that reads them (see ``dd_core.engine.post_stage``)."""
+        post: set[str] = set()
+        for col in self.generation_order:
+            if isinstance(col, ValidationColumn) or self._reads(col) & post:
+                post.add(col.name)
+        return post
+
+    @cached_property
     def rowwise_names(self) -> set[str]:
-        """Columns made row by row: LLM columns and everything that reads them."""
+        """Columns made row by row: LLM columns and everything that reads them (but not what
+        also reads a validation column)."""
         rowwise: set[str] = set()
         for col in self.generation_order:
-            reads = {self.producers[r].name for refs in col.dependencies().values() for r in refs}
-            if isinstance(col, LLM_COLUMN_TYPES) or reads & rowwise:
+            if (isinstance(col, LLM_COLUMN_TYPES) or self._reads(col) & rowwise) and col.name not in self.post_names:
                 rowwise.add(col.name)
         return rowwise
+
+    def _reads(self, col: ColumnConfig) -> set[str]:
+        """Columns (by producer name) that ``col`` reads."""
+        return {self.producers[r].name for refs in col.dependencies().values() for r in refs}
 
     @cached_property
     def output_names(self) -> list[str]:
@@ -172,9 +219,57 @@ def _relation_issues(config: DatasetConfig) -> list[ConfigIssue]:
         path = " -> ".join(cycle)
         issues.append(ConfigIssue(f"columns depend on each other in a cycle: {path}", cycle[0], "dependencies"))
     else:
-        issues += _rowwise_issues(config) + _time_range_issues(config)
+        issues += _rowwise_issues(config) + _post_issues(config) + _time_range_issues(config)
     issues += _processor_issues(config)
     issues += _template_issues(config)
+    issues += _acceptance_issues(config, producers)
+    return issues
+
+
+def _post_issues(config: DatasetConfig) -> list[ConfigIssue]:
+    """Validators run once a row's LLM cells are done: only expressions may read them."""
+    issues = []
+    for col in config.columns:
+        if col.name in config.post_names and not isinstance(col, (ExpressionColumn, ValidationColumn)):
+            issues.append(
+                ConfigIssue(
+                    f"a {col.type} column cannot read a validation column (validators run after a row's LLM "
+                    "columns); read the validated columns themselves, or use an expression column",
+                    col.name,
+                    "dependencies",
+                )
+            )
+    return issues
+
+
+def _acceptance_issues(config: DatasetConfig, producers: dict[str, ColumnConfig]) -> list[ConfigIssue]:
+    """The rule reads known columns and fields, gives true or false, and fits the render limits."""
+    if config.accept is None:
+        return []
+    unknown = sorted(rule_names(config.accept) - set(producers))
+    if unknown:
+        known = ", ".join(producers)
+        return [ConfigIssue(f"the rule reads unknown column(s) {unknown} (known columns: {known})", None, "accept")]
+    issues = [
+        ConfigIssue(problem, None, "accept")
+        for problem in shape_problems(
+            config.accept, lambda name: column_shape(producers[name], name) if name in producers else UNKNOWN
+        )
+    ]
+    try:
+        check_rule(config.accept, config.render_limits)
+    except TemplateProblem as exc:
+        issues.append(ConfigIssue(str(exc), None, "accept"))
+    batched = sorted({m.alias for m in config.models if m.batch})
+    if batched:
+        issues.append(
+            ConfigIssue(
+                f"an 'accept' rule cannot be used with batch-mode models yet ({', '.join(batched)}): candidates "
+                "are generated in waves that wait for each other; set batch: false",
+                None,
+                "accept",
+            )
+        )
     return issues
 
 

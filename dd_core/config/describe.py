@@ -25,6 +25,7 @@ from dd_core.config.columns import (
 from dd_core.config.dataset import DatasetConfig
 from dd_core.config.llm_columns import LLMCodeColumn, LLMColumn, LLMJudgeColumn, LLMStructuredColumn
 from dd_core.config.seed_dataset import SeedDatasetColumn
+from dd_core.config.validation_columns import ValidationColumn
 
 #: Longest template or value list quoted in full; longer ones are cut with an ellipsis.
 MAX_QUOTED = 160
@@ -39,7 +40,22 @@ def describe_generator(config: DatasetConfig, output_name: str) -> str:
         return f"seed_dataset: column {output_name!r} of {Path(col.path).name} ({how})"
     if isinstance(col, LLMColumn):
         return _llm(config, col)
+    if isinstance(col, ValidationColumn):
+        return _validation(col)
     return _SAMPLERS[type(col)](col)
+
+
+def _validation(col: ValidationColumn) -> str:
+    lint = f", ruff {','.join(col.lint)}" if col.lint else ""
+    detail = {
+        "python": f"parses as Python{lint}",
+        "sql": f"parses as {col.dialect} SQL (sqlglot)",
+        "json_schema": "matches a JSON Schema",
+        "regex": f"{'matches' if col.full_match else 'contains'} /{_cut(col.pattern or '', 40)}/",
+        "length": f"{col.unit} in [{col.min if col.min is not None else 0}, {col.max if col.max is not None else '∞'}]",
+        "callable": f"{col.function} (own process)",
+    }[col.validator]
+    return f"validation {col.validator}: {', '.join(col.target_columns)} {detail}"
 
 
 def _num(value: float) -> str:

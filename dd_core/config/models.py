@@ -1,9 +1,11 @@
-"""Model endpoints for LLM columns (any OpenAI-compatible chat-completions server).
+"""Model endpoints for LLM columns: any OpenAI-compatible server, Azure OpenAI or Anthropic
+(``provider``; what each provider needs is in ``model_providers``).
 
 The key itself never enters a config: ``api_key_env`` names the environment variable that
-holds it. Endpoint, key, concurrency, rate limits, timeouts, retries, batch mode and prices
-do not change what a model writes, so the fingerprint leaves them out (a batch reply is the
-reply the same request gets online).
+holds it. The provider, the model and its inference parameters change what a model writes;
+endpoint, key, API version, deployment, concurrency, rate limits, timeouts, retries, batch mode
+and prices do not, so the fingerprint leaves them out (a batch reply is the reply the same
+request gets online).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, field_validator, model_validator
 
 from dd_core.config.base import ConfigModel, FieldProblem
+from dd_core.config.model_providers import DEFAULT_BASE_URLS, STRUCTURED_OUTPUT, check_provider
 
 #: ``stream: auto`` streams a model whose replies may be this long (``max_tokens``): at 20 tokens/s
 #: a slot writes it in about a minute, long enough to want its silence told from its slowness.
@@ -24,6 +27,9 @@ ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 COMPLETION_WINDOW = re.compile(r"^[1-9][0-9]{0,3}[hd]$")
 #: USD per million tokens above this is surely a typo (the dearest models cost well under 1,000).
 MAX_PRICE_PER_MTOK = 1_000_000.0
+#: Fields added after datasets were made with dd: left out of the fingerprint at these values, so
+#: those datasets keep their fingerprint.
+FINGERPRINT_DEFAULTS = {"provider": "openai", "structured_output": "json_schema"}
 
 
 class PriceConfig(ConfigModel):
@@ -37,19 +43,29 @@ class PriceConfig(ConfigModel):
 
 class ModelConfig(ConfigModel):
     alias: str
+    #: The API the model is reached through: ``openai`` (any OpenAI-compatible server), ``azure``
+    #: (Azure OpenAI) or ``anthropic`` (Anthropic's Messages API).
+    provider: Literal["openai", "azure", "anthropic"] = "openai"
     model: str
     base_url: str | None = None
     api_key_env: str | None = None
+    #: Azure OpenAI: the REST API version sent as ``api-version`` (e.g. "2024-10-21").
+    api_version: str | None = None
+    #: Azure OpenAI: the deployment that serves the model (default: ``model``).
+    deployment: str | None = None
+    #: Azure OpenAI with Microsoft Entra ID: the variable holding a bearer token (instead of a key).
+    azure_ad_token_env: str | None = None
+    #: How structured and judge columns ask this model for JSON: ``json_schema`` (the schema as
+    #: ``response_format``: OpenAI, vLLM, SGLang, llama.cpp; the default), ``json_object`` (JSON mode
+    #: with the schema beside it, and in the prompt), ``tool`` (a function call whose parameters are
+    #: the schema; the default for Anthropic), ``prompt`` (the schema in the prompt only, for servers
+    #: that constrain nothing); what each provider takes is in ``model_providers.STRUCTURED_OUTPUT``.
+    structured_output: Literal["json_schema", "json_object", "tool", "prompt"] = "json_schema"
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, gt=0, le=1)
     max_tokens: int | None = Field(default=None, ge=1)
     #: Any further request-body fields (e.g. ``{"repetition_penalty": 1.1}``).
     extra_body: dict[str, Any] = Field(default_factory=dict)
-    #: How structured and judge columns ask this model for JSON: ``json_schema`` (the schema as
-    #: ``response_format``, OpenAI, vLLM, SGLang, llama.cpp), ``json_object`` (JSON mode with the
-    #: schema beside it, and in the prompt), ``tool`` (a function call whose parameters are the
-    #: schema), ``prompt`` (the schema in the prompt only, for servers that constrain nothing).
-    structured_output: Literal["json_schema", "json_object", "tool", "prompt"] = "json_schema"
     max_parallel_requests: int = Field(default=4, ge=1, le=1024)
     #: Follow the server below max_parallel_requests: its queue depth (vLLM's /metrics) or,
     #: without metrics, the latency of recent calls. False keeps max_parallel_requests in flight
@@ -86,13 +102,20 @@ class ModelConfig(ConfigModel):
 
     fingerprint_exclude = frozenset(
         {
-            "description", "alias", "base_url", "api_key_env", "max_parallel_requests", "adaptive_concurrency",
-            "connect_timeout_s", "timeout_s", "idle_timeout_s", "stream",
+            "description", "alias", "base_url", "api_key_env", "api_version", "deployment", "azure_ad_token_env",
+            "max_parallel_requests", "adaptive_concurrency", "connect_timeout_s", "timeout_s", "idle_timeout_s", "stream",
             "max_retries", "max_retry_wait_s", "retry_wait_budget_s",
             "max_requests_per_minute", "max_tokens_per_minute",
             "batch", "batch_poll_interval_s", "batch_completion_window", "price",
         }
     )  # fmt: skip
+
+    def fingerprint_view(self) -> dict[str, Any]:
+        view = super().fingerprint_view()
+        for name, default in FINGERPRINT_DEFAULTS.items():
+            if view.get(name) == default:
+                del view[name]
+        return view
 
     @field_validator("base_url")
     @classmethod
@@ -101,7 +124,7 @@ class ModelConfig(ConfigModel):
             check_base_url(value)
         return value
 
-    @field_validator("api_key_env")
+    @field_validator("api_key_env", "azure_ad_token_env")
     @classmethod
     def _env_name(cls, value: str | None) -> str | None:
         if value is not None and not ENV_NAME.match(value):
@@ -110,6 +133,19 @@ class ModelConfig(ConfigModel):
                 "never the key itself"
             )
         return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _provider_defaults(cls, data: Any) -> Any:
+        """A provider's own default ``structured_output`` (its first in ``STRUCTURED_OUTPUT``)."""
+        if isinstance(data, dict) and "structured_output" not in data and data.get("provider") in STRUCTURED_OUTPUT:
+            data = {**data, "structured_output": STRUCTURED_OUTPUT[data["provider"]][0]}
+        return data
+
+    @model_validator(mode="after")
+    def _provider_settings(self) -> ModelConfig:
+        check_provider(self)
+        return self
 
     @field_validator("batch_completion_window")
     @classmethod
@@ -135,24 +171,10 @@ class ModelConfig(ConfigModel):
             )
         return self
 
-    @field_validator("extra_body")
-    @classmethod
-    def _extra(cls, body: dict[str, Any]) -> dict[str, Any]:
-        reserved = sorted(
-            set(body)
-            & {"model", "messages", "seed", "response_format", "tools", "tool_choice", "stream", "stream_options"}
-        )
-        if reserved:
-            raise ValueError(f"{reserved} are set by dd; remove them from extra_body")
-        return body
-
-    def fingerprint_view(self) -> dict[str, Any]:
-        """``structured_output`` counts only when it is not the default, so datasets made before
-        the setting existed keep their fingerprint."""
-        view = super().fingerprint_view()
-        if self.structured_output == "json_schema":
-            del view["structured_output"]
-        return view
+    @property
+    def default_base_url(self) -> str | None:
+        """``base_url``, or where the provider's API lives when that is fixed (Anthropic's)."""
+        return self.base_url or DEFAULT_BASE_URLS.get(self.provider)
 
     def sampling_params(self) -> dict[str, Any]:
         """Request-body fields besides model, messages, seed and the structured-output fields."""

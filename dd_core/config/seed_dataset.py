@@ -1,25 +1,24 @@
-"""Seed-dataset columns: rows sampled from a local parquet or CSV file.
+"""Seed-dataset columns: rows sampled from a parquet or CSV file, local or remote (``s3://``,
+``gs://``, ``az://``, ``abfs[s]://``, ``hf://datasets/org/name[@revision]/path``).
 
-The file's content hash, not its path, enters the fingerprint: moving the file changes
-nothing, editing it changes the data.
+The file's content identity, not its location, enters the fingerprint: a local file's sha256,
+a remote object's ETag or generation, a Hub file's content hash. Moving the file changes
+nothing; editing it changes the data (and the fingerprint). The file is looked up once when the
+config is loaded; rows are read later, a slice per row group (see ``storage.seed_files``).
 """
 
 from __future__ import annotations
 
-import hashlib
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
 import pyarrow as pa
-import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
 from pydantic import PrivateAttr, ValidationInfo, model_validator
 
 from dd_core.config.base import FieldProblem
 from dd_core.config.columns import COLUMN_NAME, ColumnConfig
-
-SUFFIXES = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv"}
+from dd_core.errors import StorageError
+from dd_core.storage.seed_files import SeedFile, inspect_seed, seed_format
 
 
 class SeedDatasetColumn(ColumnConfig):
@@ -37,9 +36,7 @@ class SeedDatasetColumn(ColumnConfig):
     replace: bool = False
 
     fingerprint_exclude = frozenset({"description", "path"})
-    _resolved: Path = PrivateAttr()
-    _sha256: str = PrivateAttr()
-    _available: list[str] = PrivateAttr()
+    _seed: SeedFile = PrivateAttr()
 
     @model_validator(mode="after")
     def _read_file(self, info: ValidationInfo) -> SeedDatasetColumn:
@@ -47,29 +44,27 @@ class SeedDatasetColumn(ColumnConfig):
             raise FieldProblem(
                 "replace", "replace: true needs order: shuffled (ordered rows are never drawn twice at random)"
             )
-        base = Path((info.context or {}).get("base_dir", "."))
-        path = Path(self.path).expanduser()
-        resolved = (path if path.is_absolute() else base / path).resolve()
-        if resolved.suffix.lower() not in SUFFIXES:
-            raise FieldProblem("path", f"seed file {resolved} must end in .parquet, .pq or .csv")
-        if resolved.is_dir():
-            raise FieldProblem("path", f"seed file {resolved} is a directory; expected a .parquet, .pq or .csv file")
-        if not resolved.is_file():
-            raise FieldProblem(
-                "path", f"seed file {resolved} does not exist (relative paths start at the config file's folder)"
-            )
-        self._resolved = resolved
+        location = self._location(Path((info.context or {}).get("base_dir", ".")))
+        if seed_format(location) is None:
+            raise FieldProblem("path", f"seed file {location} must end in .parquet, .pq or .csv")
         try:
-            self._sha256 = _file_sha256(resolved)
-            table = load_seed_table(resolved, self._sha256)
-        except (pa.ArrowException, OSError) as exc:
-            raise FieldProblem("path", f"cannot read seed file {resolved}: {str(exc)[:300]}") from exc
-        if table.num_rows == 0:
-            raise FieldProblem("path", f"seed file {resolved} has no rows")
-        self._available = table.column_names
-        missing = [c for c in self.columns or [] if c not in self._available]
+            self._seed = inspect_seed(location)
+        except FileNotFoundError as exc:
+            raise FieldProblem(
+                "path", f"seed file {location} does not exist (relative paths start at the config file's folder)"
+            ) from exc
+        except IsADirectoryError as exc:
+            raise FieldProblem(
+                "path", f"seed file {location} is a directory; expected a .parquet, .pq or .csv file"
+            ) from exc
+        except (pa.ArrowException, OSError, StorageError, ValueError) as exc:
+            raise FieldProblem("path", f"cannot read seed file {location}: {str(exc)[:400]}") from exc
+        if self._seed.num_rows == 0:
+            raise FieldProblem("path", f"seed file {location} has no rows")
+        available = list(self._seed.columns)
+        missing = [c for c in self.columns or [] if c not in available]
         if missing:
-            raise FieldProblem("columns", f"seed file {resolved} has no column(s) {missing}; it has {self._available}")
+            raise FieldProblem("columns", f"seed file {location} has no column(s) {missing}; it has {available}")
         bad = [c for c in self.output_names() if not COLUMN_NAME.match(c)]
         if bad:
             raise FieldProblem(
@@ -77,32 +72,25 @@ class SeedDatasetColumn(ColumnConfig):
             )
         return self
 
+    def _location(self, base: Path) -> str:
+        """A URL as it is; a local path made absolute (relative to the config file's folder)."""
+        if "://" in self.path:
+            return self.path
+        path = Path(self.path).expanduser()
+        return str((path if path.is_absolute() else base / path).resolve())
+
     @property
-    def resolved_path(self) -> Path:
-        """The seed file's absolute path (what a dataset folder's config.json records)."""
-        return self._resolved
+    def seed(self) -> SeedFile:
+        return self._seed
+
+    @property
+    def resolved_path(self) -> str:
+        """Where the seed file is (what a dataset folder's config.json records): an absolute
+        path, or the URL."""
+        return self._seed.location if self._seed.hub is None else self.path
 
     def output_names(self) -> list[str]:
-        return list(self.columns) if self.columns is not None else list(self._available)
-
-    def table(self) -> pa.Table:
-        return load_seed_table(self._resolved, self._sha256).select(self.output_names())
+        return list(self.columns) if self.columns is not None else list(self._seed.columns)
 
     def fingerprint_view(self) -> dict[str, Any]:
-        return {**super().fingerprint_view(), "content_sha256": self._sha256}
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-@lru_cache(maxsize=8)
-def load_seed_table(path: Path, sha256: str) -> pa.Table:
-    """The whole seed file, read once per process (keyed by content so an edit reloads it)."""
-    if SUFFIXES[path.suffix.lower()] == "parquet":
-        return pq.read_table(path)
-    return pacsv.read_csv(path)
+        return {**super().fingerprint_view(), **dict(self._seed.identity)}

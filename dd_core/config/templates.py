@@ -188,7 +188,18 @@ def check_safe(source: str) -> None:
     The sandbox also refuses them at render time; checking here turns a mid-run failure
     into a config error.
     """
-    tree = parse(source)
+    check_nodes(parse(source))
+    try:
+        compile_template(source)
+    except jinja2.TemplateSyntaxError as exc:  # e.g. an unknown filter or test
+        raise TemplateProblem(f"template error on line {exc.lineno}: {exc.message}") from exc
+    except (RecursionError, MemoryError, SyntaxError) as exc:
+        raise TemplateProblem("template nests too deeply to be compiled; flatten its expressions") from exc
+
+
+def check_nodes(tree: nodes.Node) -> None:
+    """Refuse private or dunder attributes and unseeded randomness anywhere in a parsed template
+    or expression (see ``check_safe``)."""
     forbidden = []
     for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
         name = node.attr if isinstance(node, nodes.Getattr) else _constant_key(node)
@@ -204,19 +215,15 @@ def check_safe(source: str) -> None:
             node, nodes.Filter if _UNSEEDED[node.name] == "filter" else nodes.Name
         ):
             raise TemplateProblem(f"template uses {_unseeded_message(node.name)}")
-    try:
-        compile_template(source)
-    except jinja2.TemplateSyntaxError as exc:  # e.g. an unknown filter or test
-        raise TemplateProblem(f"template error on line {exc.lineno}: {exc.message}") from exc
-    except (RecursionError, MemoryError, SyntaxError) as exc:
-        raise TemplateProblem("template nests too deeply to be compiled; flatten its expressions") from exc
 
 
-def check_limits(source: str, render_limits: RenderLimits) -> None:
-    """What can be known before rendering: constant expressions and constant filter widths."""
+def check_limits(source: str | nodes.Node, render_limits: RenderLimits) -> None:
+    """What can be known before rendering: constant expressions and constant filter widths
+    (of a template's source, or of a parsed template or expression)."""
     saved = limits.begin(render_limits)
     try:
-        for node in parse(source).find_all((nodes.BinExpr, nodes.Filter, nodes.Call)):
+        tree = parse(source) if isinstance(source, str) else source
+        for node in tree.find_all((nodes.BinExpr, nodes.Filter, nodes.Call)):
             _static_check(node)
     except RenderLimitExceeded as exc:
         raise TemplateProblem(f"template exceeds its render limits: {exc}") from exc

@@ -17,9 +17,10 @@ from contextlib import contextmanager
 import pyarrow as pa
 
 from dd_core.config import ConfigSource, DatasetConfig, load_config
+from dd_core.engine.acceptance import vectorised_row_group
 from dd_core.engine.jobs import ProducedRowGroup, RowGroupJob, finish, finished_file, identity_of
 from dd_core.engine.llm.runtime import LLMRuntime
-from dd_core.engine.row_group import RowGroupResult, assemble, vector_stage
+from dd_core.engine.row_group import AcceptanceCounts, RowGroupResult
 from dd_core.storage.claims import RowGroupClaim
 from dd_core.storage.row_group_files import RowGroupIdentity
 
@@ -63,11 +64,7 @@ def _vectorised(
             try:
                 started = time.perf_counter()
                 reused = finished_file(job, identity)
-                result = (
-                    None
-                    if reused
-                    else assemble(config, vector_stage(config, job.index, job.num_rows, identity.buffer_size))
-                )
+                result = None if reused else vectorised_row_group(config, job.index, job.num_rows, identity.buffer_size)
                 if pending is not None:
                     yield pending.result()  # the one before, written meanwhile
             except BaseException:
@@ -106,12 +103,15 @@ def run_row_group(
         raise ValueError(f"index and num_rows must not be negative (got {index}, {num_rows})")
     buffer_size = buffer_size or num_rows
     if not config.rowwise_names:
-        return assemble(config, vector_stage(config, index, num_rows, buffer_size))
+        return vectorised_row_group(config, index, num_rows, buffer_size)
     with produce_in_process(
         config, identity_of(config, buffer_size), [RowGroupJob(index, num_rows)], llm or LLMRuntime()
     ) as produced:
         _, part = next(iter(produced))
-    return RowGroupResult(part.table, num_rows, part.usage, part.info.llm_spend)
+    acceptance = AcceptanceCounts.parse(part.info.acceptance)
+    return RowGroupResult(
+        part.table, num_rows, part.usage, part.info.llm_spend, acceptance, part.rejected, part.kept_candidates
+    )
 
 
 def generate_row_group(

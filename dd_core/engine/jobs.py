@@ -13,6 +13,7 @@ from dd_core.engine.llm.usage import ModelUsage
 from dd_core.engine.row_group import RowGroupResult
 from dd_core.fingerprinting import fingerprint
 from dd_core.storage.filesystems import StoragePath
+from dd_core.storage.layout import rejected_path
 from dd_core.storage.row_group_files import RowGroupIdentity, RowGroupInfo, write_row_group_file
 
 
@@ -48,6 +49,10 @@ class ProducedRowGroup:
     sha256: str | None = None
     #: Found finished at the job's path (``RowGroupJob.reuse_finished``), not produced now.
     reused: bool = False
+    #: With ``keep_rejected`` and no ``path``: the candidates the rule rejected (else written beside the
+    #: file), and the kept rows' positions among the candidates.
+    rejected: pa.Table | None = None
+    kept_candidates: list[int] | None = None
 
     @property
     def index(self) -> int:
@@ -65,10 +70,21 @@ def identity_of(config: DatasetConfig, buffer_size: int) -> RowGroupIdentity:
 
 
 def finish(job: RowGroupJob, result: RowGroupResult, identity: RowGroupIdentity, started: float) -> ProducedRowGroup:
-    """Describe a finished row group and, when the job says where, write it crash-safely."""
-    info = identity.info(job.index, job.num_rows, result.table.num_rows, result.llm_spend)
+    """Describe a finished row group and, when the job says where, write it crash-safely (its
+    rejected candidates first, so they exist whenever the row group does)."""
+    acceptance = result.acceptance.to_json() if result.acceptance is not None else ""
+    info = identity.info(job.index, job.num_rows, result.table.num_rows, result.llm_spend, acceptance)
     if job.path is None:
-        return ProducedRowGroup(info, result.usage, time.perf_counter() - started, table=result.table)
+        return ProducedRowGroup(
+            info,
+            result.usage,
+            time.perf_counter() - started,
+            table=result.table,
+            rejected=result.rejected,
+            kept_candidates=result.kept_candidates,
+        )
+    if result.rejected is not None:
+        write_row_group_file(rejected_path(job.path), result.rejected, info)
     digest = write_row_group_file(job.path, result.table, info)
     return ProducedRowGroup(info, result.usage, time.perf_counter() - started, path=job.path, sha256=digest)
 

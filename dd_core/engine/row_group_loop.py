@@ -8,6 +8,11 @@ taken and computed in a worker thread, admitted while the look-ahead has room), 
 that each run rows one after another, oldest row group first), completion (assemble, write,
 hand back through a queue) and failure (later row groups cancelled, earlier ones finished).
 
+With an acceptance rule a row group's rows are its candidates, released a wave at a time: when
+the last candidate of a wave finishes, the wave is judged in a worker thread (validators, then
+the rule; see ``acceptance``) while the loop runs other row groups' rows, and the next wave, if
+any, joins the feeding queue in its row group's place (oldest first).
+
 With a batch-mode model, every row of an admitted row group starts at once (a task each): a
 row group's batch goes out when all its live rows wait for it, so none may be held back by a
 window of rows in progress. Look-ahead is then at least ``BATCH_LOOKAHEAD_ROWS`` rows, so the
@@ -23,9 +28,12 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Coroutine, Iterable, Iterator
+
+import numpy as np
 
 from dd_core.config import DatasetConfig
+from dd_core.engine.acceptance import CandidateSelection
 from dd_core.engine.jobs import ProducedRowGroup, RowGroupIdentity, RowGroupJob, finish, finished_file
 from dd_core.engine.llm.batch_journal import journal_path
 from dd_core.engine.llm.cache import RowGroupCache, cache_path
@@ -39,7 +47,7 @@ from dd_core.engine.lookahead import (
     ROWS_PER_SLOT_SEVERAL_MODELS,
 )
 from dd_core.engine.row_group import assemble, vector_stage
-from dd_core.engine.rowwise import RowGroupCells, RowwiseStage
+from dd_core.engine.rowwise import RowGroupCells, RowwiseOutcome, RowwiseStage
 from dd_core.errors import GenerationError
 from dd_core.storage.claims import RowGroupClaim
 
@@ -47,7 +55,15 @@ from dd_core.storage.claims import RowGroupClaim
 class _Group:
     """A row group admitted to the row-wise stage."""
 
-    def __init__(self, seq: int, job: RowGroupJob, claim: RowGroupClaim, cells: RowGroupCells, started: float):
+    def __init__(
+        self,
+        seq: int,
+        job: RowGroupJob,
+        claim: RowGroupClaim,
+        cells: RowGroupCells,
+        started: float,
+        selection: CandidateSelection | None,
+    ):
         self.seq = seq
         self.job = job
         #: Held until the row group is written or abandoned.
@@ -55,8 +71,13 @@ class _Group:
         self.completing = False
         self.cells = cells
         self.started = started
+        #: With an acceptance rule: the candidates judged so far (rows are then candidates).
+        self.selection = selection
+        #: Rows released to the row workers: all of them, or the candidates of the waves so far.
+        self.released = job.num_rows if selection is None else selection.next_wave()
+        self.wave_start = 0
         self.next_row = 0
-        self.remaining = job.num_rows
+        self.remaining = self.released
         #: The row workers running one of its rows now (cancelled if it is discarded).
         self.workers: set[asyncio.Task] = set()
 
@@ -176,7 +197,7 @@ class RowGroupLoop:
                 prepared = await asyncio.to_thread(self._prepare)
                 if prepared is None:
                     break
-                job, claim, cells, reused = prepared
+                job, claim, cells, reused, selection = prepared
                 if reused is not None:
                     self._results.put(("part", (seq, reused)))
                     seq += 1
@@ -197,7 +218,7 @@ class RowGroupLoop:
                     await cells.aclose()
                     claim.release()
                     break
-                self._admit(seq, job, claim, cells)
+                self._admit(seq, job, claim, cells, selection)
                 seq += 1
         except BaseException as exc:
             if not isinstance(exc, asyncio.CancelledError):
@@ -221,10 +242,16 @@ class RowGroupLoop:
             reused = finished_file(job, self.identity)
             if reused is not None:
                 claim.release()
-                return job, claim, None, reused
-            ctx = vector_stage(self.config, job.index, job.num_rows, self.identity.buffer_size)
+                return job, claim, None, reused, None
+            selection = None
+            if self.config.accept is None:
+                ctx = vector_stage(self.config, job.index, job.num_rows, self.identity.buffer_size)
+            else:
+                selection = CandidateSelection(self.config, job.index, job.num_rows, self.identity.buffer_size)
+                ctx = selection.context(selection.next_wave())
             cache = RowGroupCache(cache_path(self.runtime.cache_dir, job.index), self.identity.config_hash)
-            return job, claim, self.stage.cells_of(ctx, cache, journal_path(self.runtime.cache_dir, job.index)), None
+            cells = self.stage.cells_of(ctx, cache, journal_path(self.runtime.cache_dir, job.index))
+            return job, claim, cells, None, selection
         except BaseException:
             claim.release()
             raise
@@ -238,21 +265,35 @@ class RowGroupLoop:
             and self.unstarted_rows < self.window
         )
 
-    def _admit(self, seq: int, job: RowGroupJob, claim: RowGroupClaim, cells: RowGroupCells) -> None:
-        group = _Group(seq, job, claim, cells, time.perf_counter())
+    def _admit(
+        self,
+        seq: int,
+        job: RowGroupJob,
+        claim: RowGroupClaim,
+        cells: RowGroupCells,
+        selection: CandidateSelection | None,
+    ) -> None:
+        group = _Group(seq, job, claim, cells, time.perf_counter(), selection)
         self.active[seq] = group
         self.admitted_rows += job.num_rows
-        self.unstarted_rows += job.num_rows
-        if job.num_rows == 0:
-            self._complete_soon(group)
+        self.unstarted_rows += group.released
+        if group.released == 0:
+            if selection is not None:
+                self._wave_done_soon(group)  # judges the empty wave: a row group of 0 rows
+            else:
+                self._complete_soon(group)
             return
         if self.batched:
-            self.unstarted_rows -= job.num_rows
-            for row in range(job.num_rows):
+            self.unstarted_rows -= group.released
+            for row in range(group.released):
                 group.workers.add(self._loop.create_task(self._run_row(group, row)))
             return
         self.feeding.append(group)
         self.rows_ready.set()
+
+    def _rows_may_come(self) -> bool:
+        """More jobs, or a row group whose next wave of candidates is still to be decided."""
+        return not self.no_more_jobs or any(g.selection is not None and not g.completing for g in self.active.values())
 
     def _add_row_workers(self, count: int) -> None:
         for _ in range(count):
@@ -267,7 +308,7 @@ class RowGroupLoop:
         me = asyncio.current_task()
         while True:
             if not feeding:
-                if self.no_more_jobs or self.failure is not None or self.fatal is not None:
+                if self.failure is not None or self.fatal is not None or not self._rows_may_come():
                     return
                 self.rows_ready.clear()
                 await self.rows_ready.wait()
@@ -275,7 +316,7 @@ class RowGroupLoop:
             group = feeding[0]
             row = group.next_row
             group.next_row += 1
-            if group.next_row == group.job.num_rows:
+            if group.next_row == group.released:
                 feeding.popleft()
             self.unstarted_rows -= 1
             if self.unstarted_rows < self.window:
@@ -298,19 +339,63 @@ class RowGroupLoop:
             group.workers.discard(me)
         group.remaining -= 1
         if group.remaining == 0:
-            self._complete_soon(group)
+            if group.selection is not None:
+                self._wave_done_soon(group)
+            else:
+                self._complete_soon(group)
         return True
 
     def _complete_soon(self, group: _Group) -> None:
-        task = self._loop.create_task(self._complete(group))
+        self._soon(self._complete(group))
+
+    def _wave_done_soon(self, group: _Group) -> None:
+        self._soon(self._wave_done(group))
+
+    def _soon(self, coroutine: Coroutine) -> None:
+        task = self._loop.create_task(coroutine)
         self.cleanups.add(task)
         task.add_done_callback(self.cleanups.discard)
+
+    async def _wave_done(self, group: _Group) -> None:
+        """Judge the wave just finished (off the loop), then release the next one or complete."""
+        selection, cells = group.selection, group.cells
+        start, end = group.wave_start, group.released
+        live = [i for i in range(start, end) if cells.rows[i] is not None]
+
+        def judge() -> int:
+            selection.judge(start, end, live, self.stage.arrays([cells.rows[i] for i in live]))
+            more = selection.next_wave()
+            if more:
+                self.stage.extend(cells, selection.context(end + more))
+            return more
+
+        try:
+            more = await asyncio.to_thread(judge)
+        except Exception as exc:  # the rule or a validator on this wave: a config error, or a bug
+            self.fatal = exc
+            self._changed()
+            return
+        if group.seq not in self.active:
+            return  # discarded meanwhile (a failure elsewhere)
+        if more == 0:
+            self._complete_soon(group)
+            return
+        group.wave_start, group.released, group.remaining = end, end + more, more
+        self.unstarted_rows += more
+        later = next((i for i, g in enumerate(self.feeding) if g.seq > group.seq), len(self.feeding))
+        self.feeding.insert(later, group)  # oldest row group first
+        self.rows_ready.set()
 
     async def _complete(self, group: _Group) -> None:
         group.completing = True
         try:
             await group.cells.aclose()
-            result = assemble(self.config, group.cells.ctx, self.stage.outcome(group.cells))
+            cells = group.cells
+            if group.selection is None:
+                result = assemble(self.config, cells.ctx, self.stage.outcome(cells))
+            else:
+                failures = RowwiseOutcome({}, np.zeros(0, dtype=bool), cells.usage, cells.failures)
+                result = await asyncio.to_thread(group.selection.result, cells.usage, failures)
             result.llm_spend = self._spend(group.cells.cache.spend())
             part = await asyncio.to_thread(finish, group.job, result, self.identity, group.started)
         except GenerationError as exc:
@@ -347,7 +432,7 @@ class RowGroupLoop:
             self.admitted_rows -= group.job.num_rows
         if group in self.feeding:
             self.feeding.remove(group)
-            self.unstarted_rows -= group.job.num_rows - group.next_row
+            self.unstarted_rows -= group.released - group.next_row
 
     def _discard(self, group: _Group) -> None:
         """Cancel a row group's rows; its answered calls stay in its cache, which is closed."""

@@ -27,17 +27,10 @@ from dd_core.engine.llm.batch_collector import BatchCollector
 from dd_core.engine.llm.batch_journal import BatchJournal
 from dd_core.engine.llm.cache import RowGroupCache
 from dd_core.engine.llm.caller import ModelCaller
-from dd_core.engine.llm.cells import (
-    InvalidReply,
-    arrow_type,
-    instructions,
-    parse_reply,
-    reply_is_value,
-    structured_fields,
-)
+from dd_core.engine.llm.cells import InvalidReply, arrow_type, instructions, parse_reply, reply_is_value
 from dd_core.engine.llm.client import CallFailed
+from dd_core.engine.llm.providers import provider_for
 from dd_core.engine.llm.usage import ModelUsage
-from dd_core.engine.llm.wire import BodyTemplate, encode_chat
 from dd_core.storage.filesystems import StoragePath
 
 
@@ -93,7 +86,7 @@ class RowGroupCells:
 
 
 class _Cell:
-    """What one LLM column sends, prepared once: renderers, the constant part of the body, and
+    """What one LLM column sends, prepared once: renderers, its provider's request template, and
     how its reply is read."""
 
     def __init__(self, col: LLMColumn, caller: ModelCaller | BatchCaller, limits: RenderLimits):
@@ -104,19 +97,16 @@ class _Cell:
         self.system = (
             compile_renderer(col.system_prompt, col.name, "system_prompt", limits) if col.system_prompt else None
         )
-        mode = caller.model.structured_output
-        self.instructions = instructions(col, mode)
-        self.body = BodyTemplate(
-            {"model": caller.model.model, **caller.model.sampling_params(), **structured_fields(col, mode)}
-        )
+        self.instructions = instructions(col, caller.model.structured_output)
+        self.request = provider_for(caller.model).template(caller.model, col)
         self.verbatim = reply_is_value(col)
 
-    def messages(self, context: dict) -> str:
-        """The row's messages, encoded for the body."""
+    def messages(self, context: dict) -> Any:
+        """The row's messages, encoded for the request."""
         system = self.system(context) if self.system else None
         if self.instructions:
             system = f"{system}\n\n{self.instructions}" if system else self.instructions
-        return encode_chat(system or None, self.prompt(context))
+        return self.request.prompt(system or None, self.prompt(context))
 
 
 class RowwiseStage:
@@ -145,7 +135,7 @@ class RowwiseStage:
     ) -> RowGroupCells:
         """One row group's cells; with batch-mode models, its journal (read here) and collector."""
         base = {name: ctx.python_values(name) for name in self.base_names}
-        usage = {a: ModelUsage(self.config.model(a).model) for a in self.aliases}
+        usage = {a: ModelUsage(self.config.model(a).model, self.config.model(a).provider) for a in self.aliases}
         cells = RowGroupCells(ctx, base, cache, usage, [None] * ctx.num_rows)
         if self.batch_callers:
             cells.journal = BatchJournal.open(journal_path)
@@ -156,9 +146,18 @@ class RowwiseStage:
     def outcome(self, group: RowGroupCells) -> RowwiseOutcome:
         rows = group.rows
         kept = np.fromiter((row is not None for row in rows), dtype=bool, count=len(rows))
-        survivors = [row for row in rows if row is not None]
-        columns = {col.name: pa.array([row[col.name] for row in survivors], self._type(col)) for col in self.columns}
-        return RowwiseOutcome(columns, kept, group.usage, group.failures)
+        return RowwiseOutcome(self.arrays([row for row in rows if row is not None]), kept, group.usage, group.failures)
+
+    def arrays(self, rows: list[dict[str, Any]]) -> dict[str, pa.Array]:
+        """The row-wise columns of finished rows, typed."""
+        return {col.name: pa.array([row[col.name] for row in rows], self._type(col)) for col in self.columns}
+
+    def extend(self, group: RowGroupCells, ctx: RowGroupContext) -> None:
+        """Give a row group more rows (an acceptance rule's next candidates): ``ctx`` holds the
+        vectorised columns of all of them, the first ones as before."""
+        group.ctx = ctx
+        group.base = {name: ctx.python_values(name) for name in self.base_names}
+        group.rows.extend([None] * (ctx.num_rows - len(group.rows)))
 
     @staticmethod
     def _type(col: LLMColumn | ExpressionColumn) -> pa.DataType:
@@ -192,7 +191,9 @@ class RowwiseStage:
         batches = group.batches if cell.batch else None
         problem = None
         for attempt in range(col.max_invalid_retries + 1):
-            payload = cell.body.payload(messages, cell_seed(self.config.seed, group.ctx.index, row, col.name, attempt))
+            payload = cell.request.payload(
+                messages, cell_seed(self.config.seed, group.ctx.index, row, col.name, attempt)
+            )
             try:
                 if batches is not None:
                     completion = await caller.complete(payload, group.cache, batches, col.name, depth, row, usage)

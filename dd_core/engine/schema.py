@@ -18,8 +18,10 @@ from dd_core.config import ConfigSource, DatasetConfig, load_config
 from dd_core.config.columns import ExpressionColumn
 from dd_core.config.describe import describe_generator
 from dd_core.config.processors import DropColumnsProcessor, RenameColumnsProcessor
+from dd_core.config.validation_columns import ValidationColumn
 from dd_core.engine.expressions import expression_type
 from dd_core.engine.llm.cells import arrow_type
+from dd_core.engine.post_stage import VALIDATION_TYPE
 from dd_core.engine.row_group import vector_stage
 
 
@@ -50,7 +52,9 @@ def _types(config: DatasetConfig) -> dict[str, pa.DataType]:
     ctx = vector_stage(config, 0, 1, 1)
     types = {name: array.type for name, array in ctx.columns.items()}
     for col in config.columns:
-        if col.name in config.rowwise_names:
+        if isinstance(col, ValidationColumn):
+            types[col.name] = VALIDATION_TYPE
+        elif col.name in config.rowwise_names or col.name in config.post_names:
             types[col.name] = expression_type(col) if isinstance(col, ExpressionColumn) else arrow_type(col)
     buffer = pa.BufferOutputStream()
     pq.write_table(pa.schema(list(types.items())).empty_table(), buffer)

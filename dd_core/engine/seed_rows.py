@@ -10,6 +10,7 @@ import pyarrow as pa
 from dd_core.config.seed_dataset import SeedDatasetColumn
 from dd_core.engine.context import RowGroupContext
 from dd_core.engine.rng import dataset_stream
+from dd_core.storage.seed_files import read_rows
 
 
 @lru_cache(maxsize=8)
@@ -18,8 +19,7 @@ def _permutation(seed: int, column: str, length: int, epoch: int) -> np.ndarray:
 
 
 def seed_rows(col: SeedDatasetColumn, ctx: RowGroupContext) -> dict[str, pa.Array]:
-    table = col.table()
-    length = table.num_rows
+    length = col.seed.num_rows
     rows = np.arange(ctx.row_offset, ctx.row_offset + ctx.num_rows)
     if col.order == "ordered":
         picks = rows % length
@@ -33,5 +33,5 @@ def seed_rows(col: SeedDatasetColumn, ctx: RowGroupContext) -> dict[str, pa.Arra
         for epoch in np.unique(epochs):
             mask = epochs == epoch
             picks[mask] = _permutation(ctx.seed, col.name, length, int(epoch))[rows[mask] % length]
-    chosen = table.take(pa.array(picks))
+    chosen = read_rows(col.seed, picks, col.output_names())
     return {name: chosen.column(name).combine_chunks() for name in col.output_names()}

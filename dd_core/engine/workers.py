@@ -10,9 +10,11 @@ so the total in flight never exceeds it; a model allowing fewer requests than th
 workers limits the number of workers. Workers die with the parent (SIGKILL included: Linux's
 parent-death signal, else a watchdog thread) and ignore Ctrl-C (the parent stops them). They
 are forked when the parent has no other thread (fast, and warm: modules already loaded);
-beside other threads (a notebook, a test server, an S3 lease) forking could inherit a held
-lock, so each is then a fresh ``python -m dd_core.engine.workers`` on a socket pair, which,
-unlike multiprocessing's spawn and fork server, does not re-run the caller's main module.
+beside other threads (a notebook, a test server, an object-store lease, or the native threads
+of obstore's runtime, which Python's ``threading`` does not count and which do not survive a
+fork) forking could inherit a held lock or a dead runtime, so each is then a fresh
+``python -m dd_core.engine.workers`` on a socket pair, which, unlike multiprocessing's spawn
+and fork server, does not re-run the caller's main module.
 """
 
 from __future__ import annotations
@@ -77,6 +79,26 @@ def worker_runtimes(config: DatasetConfig, runtime: LLMRuntime, workers: int) ->
     return runtimes
 
 
+def _single_threaded() -> bool:
+    """No other Python thread, and no thread of a Tokio runtime (obstore's, once any object
+    store was used): Linux names each thread in /proc. Other native threads (jemalloc's,
+    OpenBLAS's) are fork-safe and always there."""
+    if threading.active_count() != 1:
+        return False
+    try:
+        tasks = os.listdir("/proc/self/task")
+    except OSError:
+        return True
+    for task in tasks:
+        try:
+            with open(f"/proc/self/task/{task}/comm") as fh:
+                if fh.read().startswith("tokio"):
+                    return False
+        except OSError:
+            continue  # the thread ended meanwhile
+    return True
+
+
 class WorkerPool:
     """Worker processes producing row groups; the parent hands them out and collects them."""
 
@@ -95,7 +117,7 @@ class WorkerPool:
         self._workers: list[_Worker] = []
 
     def __enter__(self) -> WorkerPool:
-        start = _Worker.fork if threading.active_count() == 1 else _Worker.exec
+        start = _Worker.fork if _single_threaded() else _Worker.exec
         try:
             for runtime in self.runtimes:
                 self._workers.append(start((self.config, self.identity, runtime, os.getpid())))

@@ -12,11 +12,14 @@ from typing import TYPE_CHECKING
 
 from dd_core.config import ConfigSource, DatasetConfig, load_config
 from dd_core.engine import apply_processors, generate_row_group
+from dd_core.engine.callable_sandbox import check_callables
+from dd_core.engine.in_process import run_row_group
+from dd_core.engine.llm.probe import reach_models
 from dd_core.engine.llm.runtime import LLMRuntime, ModelOverride
 from dd_core.engine.llm.usage import ModelUsage, merge_usage
 from dd_core.engine.pipeline import RowGroupJob, produce_row_groups
 from dd_core.engine.worker_count import worker_count
-from dd_core.errors import DatasetDamagedError, DDConfigError, DDUsageError
+from dd_core.errors import DatasetDamagedError, DDConfigError, DDUsageError, ResumeConflictError
 from dd_core.fingerprinting import Fingerprint, fingerprint
 from dd_core.interface.combine import combine_row_groups
 from dd_core.interrupts import Interrupted, signal_number
@@ -25,6 +28,7 @@ from dd_core.resume import Action, Found, ResumeMode, ResumePlan, plan_resume, r
 from dd_core.storage.dataset_folder import (
     DatasetWriter,
     FolderScan,
+    read_finished_tables,
     remove_unstarted,
     scan_folder,
     verify_final_file,
@@ -34,10 +38,10 @@ from dd_core.storage.filesystems import StoragePath, storage_path
 from dd_core.storage.layout import FINAL_FILE, PARQUET_DIR, DatasetLayout
 from dd_core.storage.lock import dataset_lock
 from dd_core.storage.metadata import DatasetMetadata, load_metadata
-from dd_core.storage.row_group_files import read_table
 
 if TYPE_CHECKING:
     import pandas as pd
+    import pyarrow as pa
 
 log = get_logger("dd")
 
@@ -79,13 +83,50 @@ class DatasetResult:
 
 def preview(config: ConfigSource, num_records: int = 10) -> pd.DataFrame:
     """A few rows of row group 0 after processors, nothing written."""
+    return preview_table(config, num_records).to_pandas()
+
+
+def preview_table(config: ConfigSource, num_records: int = 10) -> pa.Table:
+    """``preview`` as an Arrow table (``ddsynth preview`` reads it without pandas)."""
     config = load_config(config)
+    _check_preview_size(num_records)
+    check_callables(config)
+    reach_models(config, LLMRuntime())  # a server that is down or refuses the key: one message, at once
+    return apply_processors(config, generate_row_group(config, 0, num_records))
+
+
+def preview_candidates(config: ConfigSource, num_records: int = 10) -> pd.DataFrame:
+    """For a config with an ``accept`` rule: row group 0's candidates in stream order with the
+    rule's verdict (``verdict``: accepted or rejected; ``candidate``: the position in the
+    stream), before processors, so validator columns show why; nothing written. Candidates
+    accepted after the row group was full are not shown."""
+    return preview_candidates_table(config, num_records).to_pandas()
+
+
+def preview_candidates_table(config: ConfigSource, num_records: int = 10) -> pa.Table:
+    """``preview_candidates`` as an Arrow table (``ddsynth preview`` reads it without pandas)."""
+    import pyarrow as pa  # as in load_dataset: the module loads without pyarrow
+
+    config = load_config(config)
+    if config.accept is None:
+        raise DDUsageError("the config has no 'accept' rule, so its rows have no verdicts; use preview")
+    _check_preview_size(num_records)
+    check_callables(config)
+    reach_models(config, LLMRuntime())
+    result = run_row_group(config.model_copy(update={"keep_rejected": True}), 0, num_records)
+    kept = result.table.add_column(0, "verdict", pa.array(["accepted"] * result.table.num_rows))
+    kept = kept.add_column(0, "candidate", pa.array(result.kept_candidates or [], pa.int64()))
+    rejected = result.rejected.rename_columns(["candidate", *result.rejected.column_names[1:]])
+    rejected = rejected.add_column(1, "verdict", pa.array(["rejected"] * rejected.num_rows))
+    both = pa.concat_tables([kept, rejected.cast(kept.schema)])
+    return both.sort_by("candidate")
+
+
+def _check_preview_size(num_records: int) -> None:
     if not (isinstance(num_records, int) and 1 <= num_records <= MAX_PREVIEW_RECORDS):
         raise DDUsageError(
             f"preview makes 1 to {MAX_PREVIEW_RECORDS:,} records, not {num_records!r}; use 'ddsynth generate' for more"
         )
-    LLMRuntime().check_endpoints(config)
-    return apply_processors(config, generate_row_group(config, 0, num_records)).to_pandas()
 
 
 def generate(
@@ -114,17 +155,27 @@ def generate(
     mode = ResumeMode.coerce(resume)
     name = dataset_name or config.name or "dataset"
     _check_name(name)
-    row_group_sizes(num_records, buffer_size)  # an impossible target is a usage error before anything else
+    total = row_group_sizes(
+        num_records, buffer_size
+    ).count  # an impossible target is a usage error before anything else
     fp = fingerprint(config)
     llm = LLMRuntime(overrides=model_overrides or {})
     llm.check_endpoints(config)  # an unset key or a bad URL fails before a folder exists
+    check_callables(config)  # a callable validator that cannot be imported: before any LLM call
     layout = DatasetLayout(_artifact_root(artifact_path) / name)
-    scan = scan_folder(layout)
-    plan = _plan(mode, scan, fp.config_hash, num_records, buffer_size, layout)
-    if plan.action is Action.ALREADY_COMPLETE:
+    try:
+        scan = scan_folder(layout)
+        plan = _plan(mode, scan, fp.config_hash, num_records, buffer_size, layout)
+    except (DatasetDamagedError, ResumeConflictError):
+        if not layout.root.exists():
+            raise  # no folder, no writer in it
+        plan = None  # judged again under the lock: while another process writes, the answer is "locked"
+    if plan is not None and plan.action is Action.ALREADY_COMPLETE:
         # Nothing to write, so no lock to take (a finished dataset on read-only storage is fine).
         return _already_complete(layout, scan.metadata, started)
-    if plan.action is Action.NEW_FOLDER:
+    if plan is None or plan.generate:
+        reach_models(config, llm)  # every model answers before a folder is made or a row group started
+    if plan is not None and plan.action is Action.NEW_FOLDER:
         layout = _fresh_layout(layout)
         mode = ResumeMode.IF_POSSIBLE  # the new folder is empty: create
     writer: DatasetWriter | None = None
@@ -164,10 +215,8 @@ def generate(
         raise
     except KeyboardInterrupt as exc:
         if writer is None:
-            raise Interrupted(signal_number(exc), None, 0, len(plan.sizes)) from exc
-        raise Interrupted(
-            signal_number(exc), _user_path(layout.root), len(writer.metadata.completed), len(plan.sizes)
-        ) from exc
+            raise Interrupted(signal_number(exc), None, 0, total) from exc
+        raise Interrupted(signal_number(exc), _user_path(layout.root), len(writer.metadata.completed), total) from exc
 
 
 def resume_dataset(
@@ -351,20 +400,28 @@ def dataset_files(path: str | Path | StoragePath) -> list[StoragePath]:
     """The files of a finished dataset, in row order, each verified against the metadata
     (index, row counts, config hash) from its footer."""
     layout = DatasetLayout(storage_path(path))
-    meta = _dataset_metadata(layout)
-    if meta.status != "complete" or meta.dataset_path is None:
-        raise DDUsageError(
-            f"{layout.root} is not finished yet ({len(meta.completed)} of {meta.num_row_groups} row groups); "
-            f"continue it with: ddsynth resume {layout.root}"
-        )
+    meta = _finished_metadata(layout)
     _verify_finished(layout, meta)
     if meta.dataset_path == FINAL_FILE:
         return [layout.final]
     return [layout.batch(i) for i in meta.completed]
 
 
+def _finished_metadata(layout: DatasetLayout) -> DatasetMetadata:
+    meta = _dataset_metadata(layout)
+    if meta.status != "complete" or meta.dataset_path is None:
+        raise DDUsageError(
+            f"{layout.root} is not finished yet ({len(meta.completed)} of {meta.num_row_groups} row groups); "
+            f"continue it with: ddsynth resume {layout.root}"
+        )
+    return meta
+
+
 def load_dataset(path: str | Path | StoragePath) -> pd.DataFrame:
+    """A finished dataset as one DataFrame; each file checked against the metadata as it is read."""
     import pyarrow as pa
 
-    tables = [read_table(f) for f in dataset_files(path)]
+    layout = DatasetLayout(storage_path(path))
+    meta = _finished_metadata(layout)
+    tables = list(read_finished_tables(layout, meta))
     return pa.concat_tables(tables).replace_schema_metadata(None).to_pandas()

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import gc
-import json
 import logging
 import os
 import sys
@@ -24,19 +23,15 @@ import typer
 from typer.core import TyperGroup
 
 from dd_core.errors import INTERNAL_ERROR_EXIT, DDError
+from dd_core.interface.text import literal
 from dd_core.interrupts import Interrupted, signal_number, sigterm_raises
 from dd_core.redaction import redact_handler, scrub
 from dd_core.without_pandas import refuse_pandas
 
 if TYPE_CHECKING:
     from rich.console import Console
-    from rich.text import Text
 
     from dd_core.interface.api import DatasetResult
-
-#: The control characters rich drops from printed text (bell, backspace, vertical tab, form
-#: feed, carriage return); plain output drops them too.
-_CONTROL = dict.fromkeys((7, 8, 11, 12, 13))
 
 
 def styled(stderr: bool = False) -> bool:
@@ -54,16 +49,17 @@ def console(stderr: bool = False) -> Console:
 
 
 def say(text: str, *, stderr: bool = False, prefix: tuple[str, str] | None = None) -> None:
-    """Print text exactly as it is (no markup, no highlighting), scrubbed of secrets;
-    ``prefix``: (text, rich style) before it, the style shown on a terminal only."""
-    text = scrub(str(text))
+    """Print text literally (no markup, no highlighting, control characters shown, see
+    ``dd_core.interface.text``), scrubbed of secrets; ``prefix``: (text, rich style) before it,
+    the style shown on a terminal only."""
+    text = literal(scrub(str(text)))
     if styled(stderr):
         from rich.text import Text
 
         console(stderr).print(Text.assemble(prefix or "", text), soft_wrap=True)
         return
     stream = sys.stderr if stderr else sys.stdout
-    stream.write(f"{prefix[0] if prefix else ''}{text}".translate(_CONTROL) + "\n")
+    stream.write(f"{prefix[0] if prefix else ''}{text}\n")
     stream.flush()
 
 
@@ -142,38 +138,37 @@ def validate(config: ConfigArg) -> None:
 
     cfg = load_config(config)
     say(f"valid: {len(cfg.columns)} column(s) -> {', '.join(cfg.output_names)}")
+    if cfg.accept is not None:
+        from dd_core.config.rule import rule_names
+        from dd_core.engine.callable_sandbox import check_callables
+
+        check_callables(cfg)
+        say(
+            f"accept: {cfg.accept} (reads {', '.join(sorted(rule_names(cfg.accept)))}; up to "
+            f"{cfg.max_candidates_per_record:g} candidates per record)"
+        )
     say(f"config_hash: {fingerprint(cfg)['config_hash']}")
 
 
 @app.command()
 def preview(config: ConfigArg, num_records: Annotated[int, typer.Option("-n", "--num-records", min=1)] = 10) -> None:
-    """Generate a few rows and show them as a table (nothing is written)."""
-    from rich.table import Table
-    from rich.text import Text
+    """Generate a few rows and show them (nothing is written)."""
+    from dd_core.config import load_config
+    from dd_core.interface import preview_view
 
-    from dd_core.interface.api import preview as make_preview
-
-    out = console()
-    records = make_preview(config, num_records).to_dict("records")
-    names = list(records[0]) if records else []
-    if len(names) * 14 <= out.width:
-        table = Table(*(Text(n) for n in names), show_lines=True)
-        for record in records:
-            table.add_row(*(_cell(v) for v in record.values()))
-        out.print(table)
-        return
-    for number, record in enumerate(records, start=1):  # too many columns: one block per record
-        table = Table("column", "value", title=f"record {number}", title_justify="left", show_header=False)
-        for name, value in record.items():
-            table.add_row(Text(name), _cell(value))
-        out.print(table)
-
-
-def _cell(value: object) -> Text:
-    from rich.text import Text
-
-    text = json.dumps(value, default=str, ensure_ascii=False) if isinstance(value, (dict, list)) else str(value)
-    return Text(scrub(text if len(text) <= 300 else text[:297] + "..."))
+    api = _generation_api()
+    cfg = load_config(config)
+    # With a rule: every candidate of the stream, accepted or rejected, with the validator columns that say why.
+    make = api.preview_candidates_table if cfg.accept is not None else api.preview_table
+    records = make(cfg, num_records).to_pylist()
+    if styled():
+        out = console()
+        for renderable in preview_view.terminal_renderables(records, out.width):
+            out.print(renderable)
+    else:
+        for line in preview_view.plain_lines(records):
+            say(line)
+    say(preview_view.summary(records, str(config), with_verdicts=cfg.accept is not None))
 
 
 WorkersOption = Annotated[
@@ -217,7 +212,8 @@ def generate(
 
 @app.command("resume")
 def resume_command(
-    dataset: Annotated[str, typer.Argument(help="A dataset folder (local or s3://...).")], workers: WorkersOption = None
+    dataset: Annotated[str, typer.Argument(help="A dataset folder (local, s3://, gs:// or az://).")],
+    workers: WorkersOption = None,
 ) -> None:
     """Continue a dataset from its folder alone: config, target and buffer size come from the folder."""
     api = _generation_api()
@@ -252,7 +248,11 @@ def _report(result: DatasetResult) -> None:
             f"{meta['actual_num_records']} records ({rate_text(meta['actual_num_records'], result.seconds)} overall)."
         )
         if meta.get("dropped_rows"):
-            say(f"Dropped {meta['dropped_rows']} row(s) whose LLM cells failed (see metadata.json llm_usage).")
+            why = "whose LLM cells failed" if "acceptance" not in meta else "(failed LLM cells, or too few accepted)"
+            say(f"Dropped {meta['dropped_rows']} row(s) {why} (see metadata.json llm_usage).")
+    line = acceptance_line(meta)
+    if line:
+        say(line)
     for alias, usage in result.llm_usage.items():
         errors = ", ".join(f"{code} x{n}" for code, n in usage["errors"].items()) or "none"
         say(
@@ -281,6 +281,18 @@ def rate_text(records: int, seconds: float) -> str:
         return f"{per_s:.1f} records/s"
     per_min = 60 * per_s
     return f"{per_min:.2g} records/min" if per_min < 10 else f"{per_min:.0f} records/min"
+
+
+def acceptance_line(meta: dict) -> str | None:
+    """Candidates generated, accepted and their rate, over the dataset's recorded row groups."""
+    counts = meta.get("acceptance")
+    if not isinstance(counts, dict) or not counts.get("candidates"):
+        return None
+    failed = f", {counts['failed']:,} lost an LLM cell" if counts.get("failed") else ""
+    return (
+        f"Acceptance: {counts['accepted']:,} of {counts['candidates']:,} candidates passed the rule "
+        f"({counts['rate']:.1%}{failed}); every candidate's calls are in the cost."
+    )
 
 
 def cost_lines(meta: dict) -> list[str]:
@@ -334,7 +346,7 @@ def _progress():
 
 @app.command()
 def status(
-    dataset: Annotated[str, typer.Argument(help="A dataset folder (local or s3://...).")],
+    dataset: Annotated[str, typer.Argument(help="A dataset folder (local, s3://, gs:// or az://).")],
     config: Annotated[Path | None, typer.Option(help="Would this config resume the dataset?")] = None,
     num_records: Annotated[
         int | None, typer.Option(min=1, help="Target to check with --config (default: the stored one).")
@@ -349,7 +361,7 @@ def status(
 
 @app.command()
 def export(
-    dataset: Annotated[str, typer.Argument(help="A finished dataset folder (local or s3://...).")],
+    dataset: Annotated[str, typer.Argument(help="A finished dataset folder (local, s3://, gs:// or az://).")],
     output: Annotated[Path, typer.Option("--output", "-o", help="File to write (never inside the dataset folder).")],
     fmt: Annotated[ExportChoice, typer.Option("--format", help="Output format.")] = ExportChoice.jsonl,
 ) -> None:
@@ -358,6 +370,36 @@ def export(
 
     rows = export_dataset(dataset, fmt.value, output)
     say(f"Wrote {rows} records to {output}")
+
+
+@app.command()
+def push(
+    dataset: Annotated[str, typer.Argument(help="A finished dataset folder (local, s3://, gs:// or az://).")],
+    repo: Annotated[str, typer.Option("--repo", help="Hugging Face Hub dataset repo: org/name (created if missing).")],
+    private: Annotated[
+        bool, typer.Option("--private", help="Create the repo private (an existing repo keeps its visibility).")
+    ] = False,
+    revision: Annotated[
+        str | None, typer.Option("--revision", help="Branch to commit to (created if missing; default main).")
+    ] = None,
+    license: Annotated[
+        str | None, typer.Option("--license", help="License id for the dataset card, e.g. cc-by-4.0.")
+    ] = None,
+) -> None:
+    """Publish a finished dataset to the Hugging Face Hub: parquet shards and a dataset card (HF_TOKEN)."""
+    from dd_core.interface.hub_push import push_dataset
+
+    result = push_dataset(dataset, repo, private=private, revision=revision, license=license)
+    if result.up_to_date:
+        say(f"{result.repo_id} ({result.revision}) already holds this dataset and card; nothing was uploaded")
+        return
+    say(
+        f"Pushed {result.files} parquet file(s) and the dataset card to {result.repo_id} ({result.revision}): {result.commit_url}"
+    )
+    if result.deleted:
+        say(
+            f"Removed {len(result.deleted)} file(s) under data/ that were not part of this dataset: {', '.join(result.deleted[:10])}"
+        )
 
 
 def main() -> None:

@@ -29,7 +29,8 @@ ExportFormat = Literal["jsonl", "csv", "parquet"]
 def _batches(files: list[StoragePath]) -> Iterator[pa.RecordBatch]:
     for file in files:
         try:
-            yield from pq.ParquetFile(file.arrow_source()).iter_batches(batch_size=10_000)
+            with file.open_arrow() as source:
+                yield from pq.ParquetFile(source).iter_batches(batch_size=10_000)
         except (OSError, pa.ArrowException) as exc:
             raise DatasetDamagedError(
                 f"{file} is unreadable ({str(exc)[:200]}); it was not changed and nothing was exported"

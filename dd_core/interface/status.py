@@ -33,6 +33,7 @@ def describe(path: str, config_path: Path | None = None, num_records: int | None
                 "row groups": f"{done_groups} of {meta.num_row_groups} finished",
                 "records": f"{meta.actual_num_records + sum(i.num_rows for i in scan.unrecorded.values())} finished",
                 "dropped rows": meta.dropped_rows,
+                **_acceptance(meta),
                 "config hash": meta.config_hash,
                 "updated": meta.updated_at,
             }
@@ -52,6 +53,15 @@ def describe(path: str, config_path: Path | None = None, num_records: int | None
             scan, fp, num_records or (meta.num_records if meta else None), meta, layout
         )
     return report
+
+
+def _acceptance(meta: DatasetMetadata) -> dict[str, str]:
+    counts = meta.extra.get("acceptance")
+    if not isinstance(counts, dict) or not isinstance(counts.get("candidates"), int) or not counts["candidates"]:
+        return {}
+    accepted = counts.get("accepted", 0)
+    rate = accepted / counts["candidates"] if isinstance(accepted, int) else 0.0
+    return {"acceptance": f"{accepted:,} of {counts['candidates']:,} candidates passed the rule ({rate:.1%})"}
 
 
 def _would_resume(

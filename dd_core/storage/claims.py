@@ -11,7 +11,8 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 
-from dd_core.storage.filesystems import LockHeld, StoragePath, storage_path
+from dd_core.storage.backend import LockHeld
+from dd_core.storage.filesystems import StoragePath, storage_path
 
 #: How often a waiting producer looks whether it was asked to stop.
 POLL_S = 0.25

@@ -22,12 +22,13 @@ from dd_core.errors import DatasetDamagedError, DDError
 from dd_core.interrupts import deferred
 from dd_core.log import get_logger
 from dd_core.resume import Checkpoint, Found, FoundState, RangeCheckpoints
+from dd_core.storage.acceptance import account_acceptance, row_group_acceptance
 from dd_core.storage.atomic import discard, storage_failure
 from dd_core.storage.faults import fault_point
 from dd_core.storage.filesystems import StoragePath, local_temp_file, storage_path
-from dd_core.storage.layout import LOCK_FILE, DatasetLayout, batch_index
+from dd_core.storage.layout import FINAL_FILE, LOCK_FILE, DatasetLayout, batch_index
 from dd_core.storage.metadata import COMPLETE, DatasetMetadata, RowCounts, load_metadata
-from dd_core.storage.row_group_files import RowGroupInfo, read_info, read_num_rows
+from dd_core.storage.row_group_files import RowGroupInfo, read_info, read_num_rows, read_table
 from dd_core.storage.spend import account, row_group_spend
 
 log = get_logger(__name__)
@@ -63,10 +64,14 @@ def list_batches(layout: DatasetLayout) -> dict[int, str]:
 
 
 def scan_folder(layout: DatasetLayout) -> FolderScan:
+    """What the folder holds, from a consistent snapshot even while a writer works in it: the
+    metadata is read before the files are listed. A row group's file is in place before the
+    metadata records it and stays there, so every row group this metadata lists is in the later
+    listing; a file finished between the two reads is found as not yet recorded."""
+    meta = load_metadata(layout.metadata) if layout.metadata.exists() else None
     batches = list_batches(layout)
-    if not layout.metadata.exists():
+    if meta is None:
         return FolderScan(FoundState(Found.DATA_WITHOUT_METADATA if batches else Found.NOTHING), None)
-    meta = load_metadata(layout.metadata)
     # Without expanding the metadata's ranges: compare what is listed with what is there.
     present = sum(1 for i in batches if i in meta.completed)
     if present < len(meta.completed):
@@ -115,21 +120,47 @@ def _check_belongs(info: RowGroupInfo, index: int, meta: DatasetMetadata, path: 
 def verify_row_groups(layout: DatasetLayout, meta: DatasetMetadata) -> None:
     """Read every footer once: each finished file must say what the metadata says (its index,
     row counts, config hash and buffer size). Raises ``DatasetDamagedError`` otherwise."""
+    for index, path in _finished_files(layout, meta):
+        _check_finished(read_info(path), index, meta, path)
+
+
+def read_finished_tables(layout: DatasetLayout, meta: DatasetMetadata) -> Iterator[pa.Table]:
+    """A finished dataset's tables in row order, each checked as ``verify_row_groups`` does,
+    from the table read (one read per file, not a footer read and then the file)."""
+    if meta.dataset_path == FINAL_FILE:
+        table = read_table(layout.final)
+        if table.num_rows != meta.actual_num_records:
+            raise DatasetDamagedError(
+                f"{layout.final} holds {table.num_rows} rows, but the dataset's row groups hold "
+                f"{meta.actual_num_records}; nothing was changed. Delete it and resume to write it again"
+            )
+        yield table
+        return
+    for index, path in _finished_files(layout, meta):
+        table = read_table(path)
+        _check_finished(RowGroupInfo.from_kv(table.schema.metadata, path), index, meta, path)
+        yield table
+
+
+def _finished_files(layout: DatasetLayout, meta: DatasetMetadata) -> Iterator[tuple[int, StoragePath]]:
     batches = list_batches(layout)
-    for index, counts in meta.completed.items():
+    for index in meta.completed:
         if index not in batches:
             raise DatasetDamagedError(
                 f"row group {index} of {layout.root} is listed as finished, but its file is missing; nothing was changed"
             )
-        path = layout.parquet_dir / batches[index]
-        info = read_info(path)
-        _check_belongs(info, index, meta, path)
-        if (info.requested_rows, info.num_rows) != (counts.requested, counts.rows):
-            raise DatasetDamagedError(
-                f"{path} holds {info.num_rows} of {info.requested_rows} requested rows, but the metadata records "
-                f"{counts.rows} of {counts.requested}; nothing was changed. Restore the file, or move it aside and resume "
-                "to regenerate that row group"
-            )
+        yield index, layout.parquet_dir / batches[index]
+
+
+def _check_finished(info: RowGroupInfo, index: int, meta: DatasetMetadata, path: StoragePath) -> None:
+    _check_belongs(info, index, meta, path)
+    counts = meta.completed[index]
+    if (info.requested_rows, info.num_rows) != (counts.requested, counts.rows):
+        raise DatasetDamagedError(
+            f"{path} holds {info.num_rows} of {info.requested_rows} requested rows, but the metadata records "
+            f"{counts.rows} of {counts.requested}; nothing was changed. Restore the file, or move it aside and resume "
+            "to regenerate that row group"
+        )
 
 
 def verify_final_file(layout: DatasetLayout, meta: DatasetMetadata) -> None:
@@ -199,6 +230,7 @@ class DatasetWriter:
         self.metadata.completed[info.row_group] = RowCounts(info.requested_rows, info.num_rows)
         partial = info.requested_rows != self.metadata.buffer_size
         account(self.metadata.extra, info.row_group, row_group_spend(info.llm_spend), partial=partial)
+        account_acceptance(self.metadata.extra, info.row_group, row_group_acceptance(info.acceptance), partial=partial)
 
     def verify(self) -> None:
         verify_row_groups(self.layout, self.metadata)

@@ -13,11 +13,18 @@ CONFIG_FILE = "config.json"
 FINAL_FILE = "dataset.parquet"
 LLM_CACHE_DIR = "llm-cache"
 LOCK_FILE = ".dd.lock"
+#: ``keep_rejected``: the candidates an acceptance rule rejected, one file per row group.
+REJECTED_DIR = "rejected-candidates"
 _BATCH = re.compile(r"^batch_(\d{5,})\.parquet$")
 
 
 def batch_file_name(index: int) -> str:
     return f"batch_{index:05d}.parquet"
+
+
+def rejected_path(batch: StoragePath) -> StoragePath:
+    """Where a row group's rejected candidates go: beside its ``parquet-files`` folder, never in it."""
+    return batch.parent.parent / REJECTED_DIR / batch.name
 
 
 def batch_index(name: str) -> int | None:

@@ -1,4 +1,4 @@
-"""One writer per dataset folder (a killed holder releases it: see ``filesystems.lock``)."""
+"""One writer per dataset folder (a killed holder releases it: see ``backend.FileSystem.lock``)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from dd_core.errors import DatasetLockedError
-from dd_core.storage.filesystems import LockHeld
+from dd_core.storage.backend import LockHeld
 from dd_core.storage.layout import DatasetLayout
 
 

@@ -28,9 +28,13 @@ class RowGroupInfo:
     seed: int
     #: What the row group was paid for, per model (JSON; see ``storage.spend``); "" for none.
     llm_spend: str = ""
+    #: With an acceptance rule: its candidates generated, accepted, failed, and its budget
+    #: (JSON; see ``storage.acceptance``); "" for none.
+    acceptance: str = ""
 
     def to_kv(self) -> dict[bytes, bytes]:
-        return {f"{PREFIX}{k}".encode(): str(v).encode() for k, v in self.__dict__.items()}
+        """Every field; ``acceptance`` only when there is a rule (files of other configs are unchanged)."""
+        return {f"{PREFIX}{k}".encode(): str(v).encode() for k, v in self.__dict__.items() if k != "acceptance" or v}
 
     @classmethod
     def from_kv(cls, kv: dict[bytes, bytes], path: StoragePath) -> RowGroupInfo:
@@ -47,6 +51,7 @@ class RowGroupInfo:
                 buffer_size=int(values["buffer_size"]),
                 seed=int(values["seed"]),
                 llm_spend=values.get("llm_spend", ""),
+                acceptance=values.get("acceptance", ""),
             )
         except (KeyError, ValueError, UnicodeDecodeError) as exc:
             raise DatasetDamagedError(
@@ -66,7 +71,9 @@ class RowGroupIdentity:
     buffer_size: int
     seed: int
 
-    def info(self, row_group: int, requested_rows: int, num_rows: int, llm_spend: str = "") -> RowGroupInfo:
+    def info(
+        self, row_group: int, requested_rows: int, num_rows: int, llm_spend: str = "", acceptance: str = ""
+    ) -> RowGroupInfo:
         """The self-description of one of this dataset's row groups."""
         return RowGroupInfo(
             row_group,
@@ -77,6 +84,7 @@ class RowGroupIdentity:
             self.buffer_size,
             self.seed,
             llm_spend,
+            acceptance,
         )
 
     def mismatch(self, info: RowGroupInfo, row_group: int, requested_rows: int | None = None) -> tuple[str, str] | None:
@@ -119,7 +127,8 @@ def read_info(path: StoragePath | str) -> RowGroupInfo:
     """What a row-group file says about itself (raises FileNotFoundError when it is gone)."""
     path = storage_path(path)
     try:
-        kv = pq.read_schema(path.arrow_source()).metadata
+        with path.open_arrow() as source:
+            kv = pq.read_schema(source).metadata
     except FileNotFoundError:
         raise
     except (OSError, pa.ArrowException) as exc:
@@ -134,7 +143,8 @@ def read_num_rows(path: StoragePath | str) -> int:
     """Rows of a parquet file, from its footer (raises ``DatasetDamagedError`` when unreadable)."""
     path = storage_path(path)
     try:
-        return pq.ParquetFile(path.arrow_source()).metadata.num_rows
+        with path.open_arrow() as source:
+            return pq.ParquetFile(source).metadata.num_rows
     except (OSError, pa.ArrowException) as exc:
         raise DatasetDamagedError(f"{path} is unreadable ({str(exc)[:200]}); it was not changed") from exc
 
@@ -142,7 +152,11 @@ def read_num_rows(path: StoragePath | str) -> int:
 def read_table(path: StoragePath | str) -> pa.Table:
     path = storage_path(path)
     try:
-        return pq.read_table(path.arrow_source())
+        if path.is_local:
+            with path.open_arrow() as source:
+                return pq.read_table(source)
+        # Whole: one GET for a remote file, rather than one per column chunk.
+        return pq.read_table(pa.BufferReader(path.read_bytes()))
     except (OSError, pa.ArrowException) as exc:
         raise DatasetDamagedError(f"row-group file {path} is unreadable ({exc}); it was not changed") from exc
 

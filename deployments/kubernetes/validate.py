@@ -659,8 +659,8 @@ def check_dockerfile() -> str:
     if "-c constraints.txt" not in runs:
         problems.append("pip installs must use -c constraints.txt")
     artifact_path = str(dig(load_yaml_all(HERE / "configmap.yaml")[0], "data", "DD_ARTIFACT_PATH", default=""))
-    if artifact_path.startswith("s3://") and not re.search(r"\bboto3\b|\['s3'\]", runs):
-        problems.append("DD_ARTIFACT_PATH is s3://... but the image does not install boto3 (the [s3] extra)")
+    if re.match(r"(s3|gs|az|abfss?)://", artifact_path) and not re.search(r"\bobstore\b", runs):
+        problems.append(f"DD_ARTIFACT_PATH is {artifact_path}, but the image's smoke test does not import obstore")
     # every COPY source must survive Dockerfile.dockerignore's allowlist
     allowed = [
         line[1:].rstrip("/")

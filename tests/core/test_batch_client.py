@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from dd_core.config.models import ModelConfig
-from dd_core.engine.llm.batch_client import BatchClient, _line_result, _status, request_line
+from dd_core.engine.llm.batch_client import BatchClient, _line_result, _status, bearer, request_line
 from dd_core.engine.llm.client import CallFailed
 from dd_core.engine.llm.timeouts import Timeouts
 from dd_core.engine.llm.wire import serialise
@@ -42,7 +42,7 @@ def with_client(server, action, *, key: str = KEY, max_retries: int = 3):
             client = BatchClient(
                 session,
                 server.base_url,
-                key,
+                bearer(key),
                 timeouts=Timeouts(30, 30, 30),
                 model=ModelConfig(alias="w", model="test-model", max_retries=max_retries),
             )

@@ -17,7 +17,7 @@ import aiohttp
 import pytest
 
 from dd_core.config.models import ModelConfig
-from dd_core.engine.llm.batch_client import BatchClient, request_line
+from dd_core.engine.llm.batch_client import BatchClient, bearer, request_line
 from dd_core.engine.llm.batch_collector import BatchCollector
 from dd_core.engine.llm.batch_journal import BatchJournal, journal_path
 from dd_core.engine.llm.batch_runner import BatchRunner, BatchSettings
@@ -61,11 +61,11 @@ def drive(
             client = BatchClient(
                 session,
                 base_url,
-                None,
+                bearer(None),
                 timeouts=Timeouts(30, 30, 30),
                 model=ModelConfig(alias="writer", model="test-model", max_retries=3),
             )
-            runner = BatchRunner(client, journal, BatchSettings("writer", 0, poll_s, "24h"), store)
+            runner = BatchRunner(client, journal, BatchSettings("writer", 0, poll_s), store)
             collector = BatchCollector({"writer": runner}, rows)
             await collector.start()
 
@@ -261,7 +261,7 @@ def test_a_batch_created_but_not_journaled_is_found_not_made_again(server, tmp_p
             client = BatchClient(
                 session,
                 server.base_url,
-                None,
+                bearer(None),
                 timeouts=Timeouts(30, 30, 30),
                 model=ModelConfig(alias="writer", model="test-model", max_retries=0),
             )

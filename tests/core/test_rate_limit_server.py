@@ -13,6 +13,7 @@ from dd_core.testing.llm_server.rate_limits import (
     ServerRateLimits,
     duration_header,
     max_in_any_window,
+    openai_headers,
 )
 
 
@@ -97,14 +98,17 @@ def test_reset_durations_in_openai_format(seconds, text):
 def test_buckets_refill_evenly_and_headers_say_when_they_are_full():
     limits = ServerRateLimits()
     limits.configure(RateLimitSettings(requests_per_minute=2, tokens_per_minute=120))
-    assert limits.admit(0.0, 60) == (True, {
+    first = limits.admit(0.0, 60)
+    assert first.admitted and openai_headers(first.budgets) == {
         "x-ratelimit-limit-requests": "2", "x-ratelimit-remaining-requests": "1", "x-ratelimit-reset-requests": "30s",
         "x-ratelimit-limit-tokens": "120", "x-ratelimit-remaining-tokens": "60", "x-ratelimit-reset-tokens": "30s",
-    })  # fmt: skip
-    assert limits.admit(1.0, 70)[0] is False  # 62 tokens in the bucket
-    assert limits.admit(5.0, 70)[0] is True  # refilled 2 tokens a second
+    }  # fmt: skip
+    too_many = limits.admit(1.0, 70)
+    assert not too_many.admitted  # 62 tokens in the bucket
+    assert too_many.retry_after_s == pytest.approx(4.0)  # 8 more tokens at 2 a second
+    assert limits.admit(5.0, 70).admitted  # refilled 2 tokens a second
     refused = limits.admit(5.0, 1)
-    assert refused[0] is False and refused[1]["x-ratelimit-remaining-requests"] == "0"
+    assert not refused.admitted and openai_headers(refused.budgets)["x-ratelimit-remaining-requests"] == "0"
     assert [a["admitted"] for a in limits.snapshot()["arrivals"]] == [True, False, True, False]
 
 

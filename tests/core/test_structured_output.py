@@ -13,9 +13,10 @@ from dd_core import fingerprint, generate, load_config
 from dd_core.config.llm_columns import LLMCodeColumn, LLMStructuredColumn
 from dd_core.engine.llm.cells import InvalidReply, instructions, parse_reply, structured_fields
 from dd_core.engine.llm.client import ChatClient
+from dd_core.engine.llm.providers import provider_for
 from dd_core.engine.llm.replies import parse_completion
+from dd_core.engine.llm.runtime import LLMRuntime
 from dd_core.engine.llm.structured_check import models_to_check, structured_output_issue
-from dd_core.engine.llm.timeouts import Timeouts
 from dd_core.testing.llm_server import OpenAIServer
 from tests.core.test_llm_columns import PROFILE, all_types_config, chain_config
 
@@ -124,9 +125,9 @@ def check(server: OpenAIServer, mode: str):
 
     async def run():
         async with aiohttp.ClientSession() as session:
-            return await structured_output_issue(
-                ChatClient(session, server.base_url, None, Timeouts(10, 30, 30)), model, server.base_url
-            )
+            endpoint = LLMRuntime().endpoint(model)
+            client = ChatClient(session, provider_for(model).chat_dialect(endpoint), endpoint.timeouts)
+            return await structured_output_issue(client, model, server.base_url)
 
     return asyncio.run(run())
 

@@ -1,6 +1,7 @@
-"""Batch mode in Dagster: a run SIGKILLed while its batch is pending, re-executed from failure,
-collects the same batch (nothing re-submitted, nothing sent online); materializations carry cost.
-The run generates in its own process although the resource allows worker processes."""
+"""Batch mode in Dagster, through each provider's batch API: a run SIGKILLed while its batch is
+pending, re-executed from failure, collects the same batch (nothing re-submitted, nothing sent
+online); materializations name the models' provider and carry cost. The run generates in its own
+process although the resource allows worker processes."""
 
 from __future__ import annotations
 
@@ -19,29 +20,44 @@ from dd_core import generate, load_dataset
 from dd_core.testing.llm_server import OpenAIServer
 from dd_dagster import DagsterDataset, register_partitions
 from dd_dagster.dagster_internals import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
-from tests.core.test_llm_columns import chain_config
-from tests.dagster.batch_job import BUFFER_SIZE, NUM_RECORDS, PRICE, batch_config, batch_defs, chain_row_groups_job
+from tests.dagster.batch_job import BUFFER_SIZE, JOBS, NUM_RECORDS, PRICE, batch_config, batch_defs
+from tests.providers import KEY, KEY_ENV, SETTINGS, server_batches, submitted_keys, varied_chain
 from tests.support import ROOT, batch_clock_moved_by_polls, polled_in_progress, wait_for
 
 RANGE = {ASSET_PARTITION_RANGE_START_TAG: "00000", ASSET_PARTITION_RANGE_END_TAG: "00001"}
 
 
-def batches(server) -> Counter:
-    return Counter((b["metadata"]["dd_row_group"], b["metadata"]["dd_column"]) for b in server.batch_stats()["batches"])
+def batches(server, provider: str) -> Counter:
+    """How many batches each batch id names (1 each: none made twice), by id."""
+    return Counter(b["id"] for b in server_batches(server, provider))
+
+
+def straight_config(server, provider: str) -> dict:
+    """The same dataset asked online, outside Dagster."""
+    if provider == "openai":
+        return batch_config() | {
+            "models": [{**batch_config()["models"][0], "base_url": server.base_url, "batch": False}]
+        }
+    config = varied_chain(server.root_url)
+    config["models"][0].update(SETTINGS[provider], price=PRICE)
+    return config
 
 
 @pytest.mark.timeout(300)
-def test_run_killed_while_its_batch_is_pending_then_reexecuted_collects_the_same_batch(tmp_path, monkeypatch):
+@pytest.mark.parametrize("provider", ["openai", "azure", "anthropic"])
+def test_run_killed_while_its_batch_is_pending_then_reexecuted_collects_the_same_batch(tmp_path, monkeypatch, provider):
     home = tmp_path / "dagster_home"
     home.mkdir()
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-    with OpenAIServer(latency_ms=2) as server:
+    with OpenAIServer(latency_ms=2, api_key=None if provider == "openai" else KEY) as server:
         server.set_batch_settings(processing_s=2.0)
         server.stop_batch_clock()  # the run's batches stay in progress until the re-execution polls them
         env = {
             "DAGSTER_HOME": str(home),
-            "DD_TEST_BASE_URL": server.base_url,
+            "DD_TEST_BASE_URL": server.base_url if provider == "openai" else server.root_url,
             "DD_TEST_ARTIFACTS": str(tmp_path / "artifacts"),
+            "DD_TEST_PROVIDER": provider,
+            KEY_ENV: KEY,
         }
         for name, value in env.items():
             monkeypatch.setenv(name, value)
@@ -55,10 +71,12 @@ def test_run_killed_while_its_batch_is_pending_then_reexecuted_collects_the_same
                 text=True,
             )
             try:
-                wait_for(lambda: batches(server) or child.poll() is not None, 120, "the run to submit its batches")
+                wait_for(
+                    lambda: batches(server, provider) or child.poll() is not None, 120, "the run to submit its batches"
+                )
                 assert child.poll() is None, child.stderr.read()
                 # It is polling its pending batches now.
-                submitted = lambda: [b["id"] for b in server.batch_stats()["batches"]]  # noqa: E731
+                submitted = lambda: list(batches(server, provider))  # noqa: E731
                 wait_for(
                     lambda: len(submitted()) == 2 and polled_in_progress(server.batch_stats(), submitted()),
                     120,
@@ -80,27 +98,27 @@ def test_run_killed_while_its_batch_is_pending_then_reexecuted_collects_the_same
             assert killed.status == dg.DagsterRunStatus.STARTED, "a SIGKILLed run cannot report its end"
             instance.report_run_failed(killed)  # what run monitoring does once the worker is gone
             assert server.stats()["requests_total"] == 0
-            pending = dict(batches(server))
+            pending = batches(server, provider)
 
             options = dg.ReexecutionOptions.from_failure(killed.run_id, instance)
             with (
                 batch_clock_moved_by_polls(server, 0.1),
                 dg.execute_job(
-                    dg.reconstructable(chain_row_groups_job), instance=instance, reexecution_options=options, tags=RANGE
+                    dg.reconstructable(JOBS[provider]), instance=instance, reexecution_options=options, tags=RANGE
                 ) as retried,
             ):
                 assert retried.success
                 events = retried.get_asset_materialization_events()
                 logged = [e.message for e in instance.all_logs(retried.run_id) if e.message]
             assert any("in_progress" in m and "of 20 done" in m for m in logged), "batch progress is in the run's log"
-            assert all(count == 1 for count in pending.values())
-            assert batches(server) == Counter({(rg, c): 1 for rg in ("0", "1") for c in ("question", "answer")}), (
-                "the same batches were collected"
-            )
-            keys = [k for b in server.batch_stats()["batches"] for k in b["keys"]]
+            collected = batches(server, provider)
+            assert set(pending) <= set(collected) and len(collected) == 4, "the same batches were collected"
+            keys = submitted_keys(server, provider)
             assert len(keys) == len(set(keys)) == 2 * NUM_RECORDS, "no request was submitted twice"
             assert server.stats()["requests_total"] == 0, "no online call"
 
+            models = {e.materialization.metadata["models"].value for e in events}
+            assert models == {f"writer: {provider} test-model (batch)"}, "the run's metadata names the provider"
             costs = {e.partition: e.materialization.metadata["llm/writer/cost_usd"].value for e in events}
             assert set(costs) == {"00000", "00001"} and all(c > 0 for c in costs.values())
             combined = dg.materialize([batch_defs().resolve_assets_def(dg.AssetKey(["chain"]))], instance=instance)
@@ -115,7 +133,7 @@ def test_run_killed_while_its_batch_is_pending_then_reexecuted_collects_the_same
 
         server.reset_batches()
         straight = generate(
-            chain_config(server.base_url, price=PRICE),
+            straight_config(server, provider),
             NUM_RECORDS,
             buffer_size=BUFFER_SIZE,
             artifact_path=tmp_path / "straight",

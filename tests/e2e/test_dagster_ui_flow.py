@@ -170,7 +170,8 @@ def test_dagster_user_flow(flow):
     assert [c["name"] for c in accounts["metadata"]["dagster/column_schema"]][:2] == ["plan", "seats"]
     assert asset_definition(svc, ["reviews"])["groupName"] == "llm_datasets"
     component_resources = resources(svc, location=COMPONENTS)
-    assert set(component_resources) == {"accounts_data_designer", "reviews_data_designer"}
+    # Each component's resource, and the I/O manager that hands the combined dataset to downstream assets.
+    assert set(component_resources) == {"accounts_data_designer", "reviews_data_designer", "dd_dataset_io_manager"}
     assert all(f["description"] for f in component_resources["reviews_data_designer"]["configFields"])
     _phase(started, "definitions checked")
 

@@ -18,8 +18,9 @@ import pytest
 
 from dd_core import generate, load_config
 from dd_core.engine.llm.client import ChatClient
+from dd_core.engine.llm.providers import provider_for
+from dd_core.engine.llm.runtime import LLMRuntime
 from dd_core.engine.llm.structured_check import structured_output_issue
-from dd_core.engine.llm.timeouts import Timeouts
 from dd_core.testing.llama_server import LlamaServer
 from dd_core.testing.llm_server import OpenAIServer
 from dd_core.testing.logging_proxy import LoggingProxy
@@ -123,8 +124,12 @@ def test_the_real_server_takes_json_schema_and_json_object(llama):
 
     async def issues():
         async with aiohttp.ClientSession() as session:
-            client = ChatClient(session, llama.base_url, None, Timeouts(10, 600, 120))
-            return [await structured_output_issue(client, model, llama.base_url) for model in config.models]
+            found = []
+            for model in config.models:
+                endpoint = LLMRuntime().endpoint(model)
+                client = ChatClient(session, provider_for(model).chat_dialect(endpoint), endpoint.timeouts)
+                found.append(await structured_output_issue(client, model, llama.base_url))
+            return found
 
     assert asyncio.run(issues()) == [None, None]
 

@@ -11,11 +11,18 @@ runs the row-group check and tries the combined asset (as "Materialize unsynced"
 photographs the same pages into OUT/after/; then turns on the regeneration sensor, materializes
 the combined asset again and photographs the result into OUT/regenerated/. Not part of the test
 suite: it is for looking at.
+
+    .venv/bin/python -m tests.e2e.ui_screenshots --acceptance --out ui-screenshots
+
+materializes only examples/support_tickets_accepted.yaml (8 row groups under an acceptance rule, one run)
+and photographs its row groups' plots (candidates, accepted and the rate per partition) into
+OUT/acceptance/.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import shutil
 import tempfile
 import time
@@ -73,8 +80,12 @@ PAGES = [
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("ui-screenshots"))
+    parser.add_argument("--acceptance", action="store_true", help="only the dataset with an acceptance rule")
     args = parser.parse_args()
     out = args.out.resolve()
+    if args.acceptance:
+        _acceptance(out / "acceptance")
+        return
     for phase in ("before", "after", "regenerated"):
         shutil.rmtree(out / phase, ignore_errors=True)
     work = Path(tempfile.mkdtemp(prefix="dd-ui-"))
@@ -106,8 +117,45 @@ def main() -> None:
     print(f"screenshots in {out}/before and {out}/after")
 
 
-def _materialize_everything(svc: DagsterServices) -> None:
-    for name, count in (("customers", 8), ("tickets", 6)):
+def _acceptance(folder: Path) -> None:
+    shutil.rmtree(folder, ignore_errors=True)
+    work = Path(tempfile.mkdtemp(prefix="dd-ui-"))
+    try:
+        for name in ("customers", "accepted"):
+            source = "support_tickets_accepted" if name == "accepted" else name
+            shutil.copy(EXAMPLES / f"{source}.yaml", work / f"{name}.yaml")
+        shutil.copy(EXAMPLES / "support_tickets_llm.yaml", work / "tickets.yaml")
+        with OpenAIServerProcess(latency_ms=5) as llm:
+            workspace = work / "workspace.yaml"
+            location_file = Path(__file__).parent / "ui_location" / "ui_defs.py"
+            workspace.write_text(
+                yaml.safe_dump(
+                    {"load_from": [{"python_file": {"relative_path": str(location_file), "location_name": LOCATION}}]}
+                )
+            )
+            env = {"DD_UI_DIR": str(work), "DD_UI_LLM_BASE_URL": llm.base_url}
+            with DagsterServices(
+                work / "dagster-home", workspace, instance_config=sqlite_instance_config(), env=env
+            ) as svc:
+                _materialize_everything(svc, datasets=(("accepted", 8),), per_run=8)
+                pages = [
+                    ("15-accepted-row-groups-plots", "/assets/accepted_row_groups", "Plots"),
+                    (
+                        "16-accepted-row-groups-partition",
+                        "/assets/accepted_row_groups?view=partitions&partition=00002",
+                        None,
+                    ),
+                    ("17-accepted-combined-events", "/assets/accepted?view=events", None),
+                ]
+                _photograph(svc, folder, pages=pages)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _materialize_everything(
+    svc: DagsterServices, datasets: tuple = (("customers", 8), ("tickets", 6)), per_run: int | None = None
+) -> None:
+    for name, count in datasets:
         poll(
             svc,
             lambda n=name: partition_keys(svc, [f"{n}_row_groups"]),
@@ -115,17 +163,17 @@ def _materialize_everything(svc: DagsterServices) -> None:
             120,
             f"{name}'s partitions",
         )
-        per_run = 4 if name == "customers" else 3
+        size = per_run or (4 if name == "customers" else 3)
         runs = [
             launch_job_run(
                 svc,
                 f"{name}_row_groups_job",
                 tags={
                     "dagster/asset_partition_range_start": f"{s:05d}",
-                    "dagster/asset_partition_range_end": f"{min(s + per_run, count) - 1:05d}",
+                    "dagster/asset_partition_range_end": f"{min(s + size, count) - 1:05d}",
                 },
             )
-            for s in range(0, count, per_run)
+            for s in range(0, count, size)
         ]
         for run_id in runs:
             assert wait_for_run_status(svc, run_id, TERMINAL_RUN_STATUSES, timeout=300)["status"] == "SUCCESS", (
@@ -180,17 +228,35 @@ def _photograph(
             page.goto(svc.url + path, wait_until="networkidle", timeout=60_000)
             _dismiss_welcome(page)
             if button:
-                page.get_by_text(button, exact=True).first.click(timeout=10_000)
+                _press(page, button)
                 page.wait_for_load_state("networkidle")
             time.sleep(1.5)  # charts and lazily loaded panels settle after the network does
-            page.screenshot(path=str(folder / f"{name}.png"), full_page=True)
+            _dismiss_welcome(page)
+            page.screenshot(path=str(folder / f"{name}.png"), full_page=True, timeout=120_000)
             print(f"{folder.name}/{name}.png  {path}", flush=True)
         browser.close()
 
 
+def _press(page, button: str) -> None:
+    """Click a button of the page; the welcome dialog may open late (on a busy machine) and cover it."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout  # the ui extra, as in _photograph
+
+    target = page.get_by_text(button, exact=True).first
+    for _ in range(10):
+        _dismiss_welcome(page)
+        with contextlib.suppress(PlaywrightTimeout):
+            target.click(timeout=10_000)
+            return
+    target.click(timeout=10_000)  # the last try raises
+
+
 def _dismiss_welcome(page) -> None:
     """A fresh browser profile is greeted with "Join the Dagster community": skip it."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout  # the ui extra, as in _photograph
+
     skip = page.get_by_role("button", name="Skip", exact=True)
+    with contextlib.suppress(PlaywrightTimeout):  # it may open a moment after the page loads
+        skip.first.wait_for(timeout=3000)
     if skip.count():
         skip.first.click()
         page.wait_for_timeout(300)

@@ -50,7 +50,7 @@ def check(outcome: Outcome, code: int, *words: str) -> None:
     assert "Traceback" not in outcome.output, shown
     for word in words:
         assert word in outcome.output, f"{word!r} missing\n{shown}"
-    if code in (2, 3, 4, 5, 6):
+    if code in (2, 3, 4, 5, 6, 7):
         assert [line.startswith("Error:") for line in outcome.stderr.splitlines()].count(True) == 1, shown
     assert_no_secret(outcome.output)
 

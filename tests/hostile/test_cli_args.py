@@ -228,6 +228,11 @@ CASES = [
         0,
         ["Wrote 600 records to", "[bold]x[red].jsonl"],
     ),
+    # push: refused before any request to the Hub
+    ("push-not-a-dataset", lambda t, d: ["push", t, "--repo", "org/name"], 2, ["is not a dd dataset folder"]),
+    ("push-bad-repo-id", lambda t, d: ["push", d, "--repo", "not a repo"], 2, ["is not a Hub repo id: use org/name"]),
+    ("push-repo-id-path", lambda t, d: ["push", d, "--repo", "../../etc/x"], 2, ["is not a Hub repo id"]),
+    ("push-without-repo", lambda t, d: ["push", d], 2, ["--repo"]),
     # the app itself
     ("unknown-command", lambda t, d: ["explode"], 2, ["No such command 'explode'"]),
     ("unknown-option", lambda t, d: ["validate", CUSTOMERS, "--frobnicate"], 2, ["--frobnicate"]),

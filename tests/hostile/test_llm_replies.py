@@ -264,16 +264,21 @@ def test_the_wait_budget_is_per_cell_and_configurable(tmp_path, llm, key_env, ca
     assert len(waits) == 2 * 2  # two waits of 0.2 s fit in 0.5 s, for each of the two cells
 
 
-def test_the_last_retry_is_the_last_wait_logged(tmp_path, llm, key_env, caplog):
-    """A cell failing every attempt logged 'retry 6 of 5' (and spent a wait on it) after its last one."""
+def test_only_retries_that_happen_are_logged_and_only_slept_waits_count(tmp_path, llm, key_env, caplog):
+    """Regression: after the last attempt tenacity asked for one more wait before its stop check,
+    so the log announced "retry 3 of 2" (a retry that never happened), its wait was counted
+    against the cell's budget, and here the cell failed as "gave up waiting" instead of with the
+    server's answer."""
     caplog.set_level(logging.INFO)
     llm.reset_stats()
-    llm.set_faults([{"kind": "status", "status": 500}])
-    config = llm_config(llm.base_url, max_retries=3, max_retry_wait_s=0.01)
-    check(_generate(tmp_path, config, key_env, n=1), 6, "HTTP 500")
+    llm.set_faults([{"kind": "status", "status": 503, "retry_after": 0.01}])
+    config = llm_config(llm.base_url, max_retries=2, retry_wait_budget_s=0.025)
+    outcome = _generate(tmp_path, config, key_env, n=1)
+    check(outcome, 6, "HTTP 503", "503 x3")  # the first attempt and its two retries
+    assert "gave up waiting" not in outcome.output
     waits = [r.getMessage() for r in caplog.records if "wait budget used" in r.getMessage()]
-    assert [w.split("; retry ")[1].split(" in ")[0] for w in waits] == ["1 of 3", "2 of 3", "3 of 3"]
-    assert llm.stats()["by_status"].get("500") == 4
+    assert [w.split("; ")[1].split(" in ")[0] for w in waits] == ["retry 1 of 2", "retry 2 of 2"]
+    assert llm.stats()["by_status"].get("503") == 3
 
 
 @pytest.mark.parametrize("value", ["nan", "-5", "Wed, 21 Oct 2015 07:28:00 GMT", "1e400", "soon"])

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from dd_core.config.models import ModelConfig
-from dd_core.engine.llm.batch_client import BatchClient
+from dd_core.engine.llm.batch_api import BatchAPI
 from dd_core.engine.llm.batch_journal import BatchJournal
 from dd_core.engine.llm.batch_runner import BatchRunner, BatchSettings
 from dd_core.engine.llm.cache import RowGroupCache
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 @dataclass
 class BatchCaller:
     model: ModelConfig
-    client: BatchClient
+    client: BatchAPI
 
     def runner(self, journal: BatchJournal, cache: RowGroupCache, row_group: int) -> BatchRunner:
         """This model's batches for one row group, storing results into its response cache."""
@@ -42,7 +42,7 @@ class BatchCaller:
                     cache.put(key, completion, alias, batch=True)
             await cache.persist()
 
-        settings = BatchSettings(alias, row_group, self.model.batch_poll_interval_s, self.model.batch_completion_window)
+        settings = BatchSettings(alias, row_group, self.model.batch_poll_interval_s)
         return BatchRunner(self.client, journal, settings, store)
 
     async def complete(

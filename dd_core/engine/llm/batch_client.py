@@ -1,113 +1,80 @@
 """The OpenAI Batch API, dd's side: upload a JSONL file of requests, create a batch, poll it,
-read its output and error files.
+read its output and error files. Azure OpenAI speaks the same API under other paths
+(``providers.azure``).
 
-Every call is retried on transient failures (connection errors, timeouts, 408/409/425/429/5xx)
-with the run's backoff, ``Retry-After`` honoured, within the model's retries and wait limits. Creating a batch is the one call that is not
+Calls are retried as ``batch_api.BatchHTTP`` says. Creating a batch is the one call that is not
 idempotent: when its outcome is unknown (the request may have reached the server), the client
 looks for the batch by its input file before trying again, so a lost reply never makes a second
-batch. The key only ever travels in the ``Authorization`` header; errors quote the server's
-message, never a header.
+batch.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
-from dd_core.config.models import ModelConfig
-from dd_core.engine.llm.client import (
-    CallFailed,
-    Completion,
-    error_message,
-    http_failure,
-    read_body,
-    transport_failures,
-)
-from dd_core.engine.llm.replies import MalformedReply, parse_completion, parse_json
+from dd_core.engine.llm.batch_api import BatchHTTP, BatchStatus, LineResult, count_field, string_field
+from dd_core.engine.llm.client import CallFailed, error_message
+from dd_core.engine.llm.replies import MalformedReply, parse_completion
 from dd_core.engine.llm.retry_policy import RETRYABLE_STATUS, line_retryable
-from dd_core.engine.llm.timeouts import Timeouts
 from dd_core.engine.llm.waits import RetryWaits
 from dd_core.log import get_logger
+
+if TYPE_CHECKING:
+    from dd_core.engine.llm.batch_journal import Submission
 
 log = get_logger("dd.batch")
 
 ENDPOINT = "/v1/chat/completions"
-TERMINAL = frozenset({"completed", "failed", "expired", "cancelled"})
 #: How many pages of ``GET /batches`` (100 each) to search for a batch whose create reply was lost.
 FIND_PAGES = 20
 
-T = TypeVar("T")
 
-
-@dataclass(frozen=True)
-class BatchStatus:
-    """What a poll says about a batch."""
-
-    id: str
-    status: str
-    input_file_id: str
-    total: int = 0
-    completed: int = 0
-    failed: int = 0
-    output_file_id: str | None = None
-    error_file_id: str | None = None
-    #: Why the provider refused the input file (status "failed").
-    errors: tuple[str, ...] = ()
-    metadata: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def terminal(self) -> bool:
-        return self.status in TERMINAL
-
-    def describe(self) -> str:
-        return f"{self.status}, {self.completed:,} of {self.total:,} done, {self.failed:,} failed"
-
-
-@dataclass(frozen=True)
-class LineResult:
-    """One request's outcome in a finished batch: a completion, or the failure to retry or report."""
-
-    custom_id: str
-    completion: Completion | None = None
-    failure: CallFailed | None = None
-
-
-def request_line(custom_id: str, payload: bytes) -> bytes:
+def request_line(custom_id: str, payload: bytes, endpoint: str = ENDPOINT) -> bytes:
     """One line of the input file; ``payload`` is the serialised chat-completions body."""
     return (
         b'{"custom_id":'
         + json.dumps(custom_id).encode()
         + b',"method":"POST","url":"'
-        + ENDPOINT.encode()
+        + endpoint.encode()
         + b'","body":'
         + payload
         + b"}\n"
     )
 
 
-class BatchClient:
-    def __init__(
-        self,
-        session: aiohttp.ClientSession,
-        base_url: str,
-        api_key: str | None,
-        *,
-        timeouts: Timeouts,
-        model: ModelConfig,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-    ):
-        self._session = session
-        self._base = base_url.rstrip("/")
-        self._auth = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._timeouts = timeouts
-        self._timeout = timeouts.client_timeout(streaming=False)
-        self._model = model  # its max_retries and wait limits bound every call's retries
-        self._sleep = sleep
+def bearer(api_key: str | None) -> dict[str, str]:
+    """OpenAI's authentication header for ``api_key`` (none without a key)."""
+    return {"Authorization": f"Bearer {api_key}"} if api_key else {}
+
+
+class BatchClient(BatchHTTP):
+    """OpenAI's Files and Batch APIs at ``base_url`` (e.g. ``https://api.openai.com/v1``), with
+    ``headers`` (``bearer(key)``)."""
+
+    #: OpenAI's limits per batch: 50,000 requests and a 200 MB input file.
+    max_requests = 50_000
+    max_bytes = 190 * 2**20
+    #: The ``url`` of every request line and the batch's ``endpoint``.
+    endpoint = ENDPOINT
+
+    # --- as the batch runner uses it (``batch_api.BatchAPI``) ---------------------------
+
+    async def prepare(self, requests: Mapping[str, bytes], name: str) -> str:
+        return await self.upload(
+            (request_line(key, payload, self.endpoint) for key, payload in requests.items()), filename=f"{name}.jsonl"
+        )
+
+    async def submit(
+        self, prepared: str, requests: Mapping[str, bytes], *, metadata: dict[str, str], submission: Submission
+    ) -> BatchStatus:
+        return await self.create(prepared, completion_window=self._model.batch_completion_window, metadata=metadata)
+
+    async def lookup(self, submission: Submission, taken: frozenset[str] = frozenset()) -> BatchStatus | None:
+        return await self.find(submission.input_file_id)  # a batch's input file is its own: exact
 
     # --- the five calls ----------------------------------------------------------------
 
@@ -122,13 +89,18 @@ class BatchClient:
             return await self._json("POST", "/files", data=form)
 
         data = await self._retrying(once, "upload the batch input file")
-        return _string(data, "id", "file upload")
+        file_id = string_field(data, "id", "file upload")
+        await self._ready(file_id, data)
+        return file_id
+
+    async def _ready(self, file_id: str, upload: Any) -> None:
+        """Return once the uploaded file can go into a batch (OpenAI's can at once)."""
 
     async def create(self, input_file_id: str, *, completion_window: str, metadata: dict[str, str]) -> BatchStatus:
         """Create the batch; when the reply is lost, find the batch made from this file first."""
         body = {
             "input_file_id": input_file_id,
-            "endpoint": ENDPOINT,
+            "endpoint": self.endpoint,
             "completion_window": completion_window,
             "metadata": metadata,
         }
@@ -192,72 +164,15 @@ class BatchClient:
                     if line.strip():
                         yield _line_result(line, batch_cancelled=cancelled)
 
-    async def wait(
-        self, batch_id: str, poll_interval_s: float, on_progress: Callable[[BatchStatus], None] | None = None
-    ) -> BatchStatus:
-        """Poll every ``poll_interval_s`` until the batch ends; report each new state."""
-        last = None
-        while True:
-            status = await self.retrieve(batch_id)
-            if on_progress is not None and status != last:
-                on_progress(status)
-            last = status
-            if status.terminal:
-                return status
-            await self._sleep(poll_interval_s)
-
     # --- HTTP --------------------------------------------------------------------------
 
-    async def _json(self, method: str, path: str, **kwargs: Any) -> Any:
-        body = await self._request(method, path, **kwargs)
-        try:
-            return parse_json(body)
-        except MalformedReply as exc:
-            raise CallFailed(
-                f"{method} {path}: the reply is not JSON ({exc}): {body[:200]!r}", code="malformed", retryable=True
-            ) from exc
-
     async def _content(self, file_id: str) -> list[bytes]:
-        return (await self._request("GET", f"/files/{file_id}/content")).splitlines()
-
-    async def _request(self, method: str, path: str, **kwargs: Any) -> bytes:
-        with transport_failures(self._timeouts, f"{method} {path}: "):
-            async with self._session.request(
-                method, self._base + path, headers=self._auth, timeout=self._timeout, **kwargs
-            ) as response:
-                body = await response.read() if path.endswith("/content") else await read_body(response)
-                if response.status != 200:
-                    raise http_failure(response.status, response.headers, body, f"{method} {path}: ")
-                return body
-
-    async def _retrying(self, call: Callable[[], Awaitable[T]], what: str) -> T:
-        waits, attempt = RetryWaits(self._model), 0
-        while True:
-            try:
-                return await call()
-            except CallFailed as exc:
-                if not exc.retryable or attempt >= self._model.max_retries:
-                    raise
-                attempt += 1
-                log.info("could not %s (%s)", what, exc)
-                await self._sleep(waits.next_wait(exc, attempt))
-
-
-def _string(data: Any, name: str, what: str) -> str:
-    value = data.get(name) if isinstance(data, dict) else None
-    if not isinstance(value, str) or not value:
-        raise CallFailed(f"{what}: the reply has no {name!r}: {str(data)[:200]}", code="malformed", retryable=False)
-    return value
-
-
-def _count(counts: Any, name: str) -> int:
-    value = counts.get(name) if isinstance(counts, dict) else None
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+        return (await self._request("GET", f"/files/{file_id}/content", whole=True)).splitlines()
 
 
 def _status(data: Any) -> BatchStatus:
     """A batch object as a ``BatchStatus``; anything off-shape is a typed error, not a crash."""
-    batch_id = _string(data, "id", "batch")
+    batch_id = string_field(data, "id", "batch")
     status = data.get("status")
     if not isinstance(status, str):
         raise CallFailed(
@@ -273,11 +188,11 @@ def _status(data: Any) -> BatchStatus:
     metadata = data.get("metadata")
     return BatchStatus(
         id=batch_id,
-        status=status,
+        status=status.lower(),  # Azure answers "Validating" at first
         input_file_id=str(data.get("input_file_id") or ""),
-        total=_count(counts, "total"),
-        completed=_count(counts, "completed"),
-        failed=_count(counts, "failed"),
+        total=count_field(counts, "total"),
+        completed=count_field(counts, "completed"),
+        failed=count_field(counts, "failed"),
         output_file_id=data.get("output_file_id") if isinstance(data.get("output_file_id"), str) else None,
         error_file_id=data.get("error_file_id") if isinstance(data.get("error_file_id"), str) else None,
         errors=messages,

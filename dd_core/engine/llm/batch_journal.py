@@ -4,9 +4,9 @@ One append-only log per row group beside its response cache (``llm-cache/rg_0000
 Each record is written and synced (fsync, or an upload on object storage) before the step it
 announces goes on:
 
-1. ``submit``: the uploaded input file and the cache keys it asks for, BEFORE the batch is
-   created. A crash after this line and before the next one is resolved by looking the batch up
-   by its input file (see ``BatchClient.find``): created or not, it is never created twice.
+1. ``submit``: the uploaded input file (for providers that take one) and the cache keys it asks
+   for, BEFORE the batch is created. A crash after this line and before the next one is resolved
+   by looking the batch up (see ``BatchAPI.lookup``): created or not, it is never created twice.
 2. ``created``: the provider's batch id, BEFORE waiting for it. A resumed run polls this batch
    for these keys instead of submitting them again.
 3. ``collected``: AFTER the batch's results are in the response cache (and the cache is synced).
@@ -24,7 +24,8 @@ import uuid
 from dataclasses import dataclass, field
 
 from dd_core.log import get_logger
-from dd_core.storage.filesystems import LogAppender, StoragePath
+from dd_core.storage.backend import LogAppender
+from dd_core.storage.filesystems import StoragePath
 
 log = get_logger(__name__)
 
@@ -45,7 +46,7 @@ class Submission:
 
     @property
     def label(self) -> str:
-        ident = self.batch_id or f"(file {self.input_file_id}, not yet created)"
+        ident = self.batch_id or f"({f'file {self.input_file_id}, ' if self.input_file_id else ''}not yet created)"
         return f"batch {ident} of model '{self.alias}', column '{self.column}', attempt {self.attempt + 1}"
 
 

@@ -14,16 +14,12 @@ import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
-from dd_core.engine.llm.batch_client import BatchClient, BatchStatus, request_line
+from dd_core.engine.llm.batch_api import BatchAPI, BatchStatus
 from dd_core.engine.llm.batch_journal import BatchJournal, Submission
 from dd_core.engine.llm.client import CallFailed, Completion
 from dd_core.log import get_logger
 
 log = get_logger("dd.batch")
-
-#: OpenAI's limits per batch: 50,000 requests and a 200 MB input file; larger groups are split.
-MAX_REQUESTS_PER_BATCH = 50_000
-MAX_BYTES_PER_BATCH = 190 * 2**20
 
 Outcome = Completion | CallFailed
 #: Makes completions durable in the response cache (under their keys) before returning.
@@ -37,13 +33,12 @@ class BatchSettings:
     alias: str
     row_group: int
     poll_interval_s: float
-    completion_window: str
 
 
 class BatchRunner:
     def __init__(
         self,
-        client: BatchClient,
+        client: BatchAPI,
         journal: BatchJournal,
         settings: BatchSettings,
         store: Store,
@@ -67,7 +62,7 @@ class BatchRunner:
     async def submit(self, column: str, attempt: int, requests: Mapping[str, bytes]) -> dict[str, Outcome]:
         """Send ``requests`` (cache key -> serialised body) as batches; every key's outcome."""
         outcomes: dict[str, Outcome] = {}
-        for chunk in _chunks(requests):
+        for chunk in _chunks(requests, self.client.max_requests, self.client.max_bytes):
             submission = await self._create(column, attempt, chunk)
             outcomes.update(await self.collect(submission))
         return outcomes
@@ -83,7 +78,8 @@ class BatchRunner:
         """For a submission an earlier run journaled without a batch id: find its batch and
         journal it (True), or close it when it was never created (False: its requests were not
         sent, so they go into a new batch)."""
-        found = await self.client.find(submission.input_file_id)
+        taken = frozenset(s.batch_id for s in self.journal.submissions.values() if s.batch_id)
+        found = await self.client.lookup(submission, taken)
         if found is None:
             log.info("%s: journaled but never created; its requests go into a new batch", self._label(submission))
             self.journal.collected(submission)  # nothing to collect: nothing was paid for
@@ -94,12 +90,9 @@ class BatchRunner:
 
     async def _create(self, column: str, attempt: int, requests: Mapping[str, bytes]) -> Submission:
         s = self.settings
-        file_id = await self.client.upload(
-            (request_line(key, payload) for key, payload in requests.items()),
-            filename=f"dd-rg{s.row_group:05d}-{column}-{attempt}.jsonl",
-        )
+        prepared = await self.client.prepare(requests, f"dd-rg{s.row_group:05d}-{column}-{attempt}")
         submission = self.journal.submit(
-            alias=s.alias, column=column, attempt=attempt, input_file_id=file_id, keys=list(requests)
+            alias=s.alias, column=column, attempt=attempt, input_file_id=prepared, keys=list(requests)
         )
         metadata = {
             "dd_row_group": str(s.row_group),
@@ -107,7 +100,7 @@ class BatchRunner:
             "dd_attempt": str(attempt),
             "dd_submission": submission.nonce,
         }
-        status = await self.client.create(file_id, completion_window=s.completion_window, metadata=metadata)
+        status = await self.client.submit(prepared, requests, metadata=metadata, submission=submission)
         self.journal.created(submission, status.id)
         self.submitted_requests += len(requests)
         self.created_batches += 1
@@ -144,11 +137,12 @@ class BatchRunner:
         return outcomes
 
 
-def _chunks(requests: Mapping[str, bytes]) -> list[dict[str, bytes]]:
+def _chunks(requests: Mapping[str, bytes], max_requests: int, max_bytes: int) -> list[dict[str, bytes]]:
+    """``requests`` split into groups within a batch's limits (100 bytes per line for its framing)."""
     chunks: list[dict[str, bytes]] = [{}]
     size = 0
     for key, payload in requests.items():
-        if chunks[-1] and (len(chunks[-1]) >= MAX_REQUESTS_PER_BATCH or size + len(payload) > MAX_BYTES_PER_BATCH):
+        if chunks[-1] and (len(chunks[-1]) >= max_requests or size + len(payload) > max_bytes):
             chunks.append({})
             size = 0
         chunks[-1][key] = payload

@@ -26,8 +26,9 @@ from dd_core.engine.llm.cost import Spend
 from dd_core.engine.llm.replies import Completion
 from dd_core.engine.llm.wire import abandoned_line, cache_line, encode_string
 from dd_core.log import get_logger
+from dd_core.storage.backend import LogAppender
 from dd_core.storage.faults import fault_point
-from dd_core.storage.filesystems import LogAppender, StoragePath
+from dd_core.storage.filesystems import StoragePath
 
 log = get_logger(__name__)
 

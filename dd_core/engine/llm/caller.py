@@ -24,7 +24,6 @@ from dd_core.engine.llm.cache import RowGroupCache
 from dd_core.engine.llm.client import CallFailed, ChatClient, Completion, prompt_estimate
 from dd_core.engine.llm.limiter import AdaptiveLimiter
 from dd_core.engine.llm.rate_limiter import RateLimiter, RequestTooLarge, request_tokens
-from dd_core.engine.llm.retry_policy import THROTTLING_STATUS
 from dd_core.engine.llm.timeouts import Timeouts
 from dd_core.engine.llm.usage import ModelUsage
 from dd_core.engine.llm.waits import RetryWaits
@@ -124,21 +123,18 @@ class ModelCaller:
         usage.retries += 1
         await asyncio.sleep(delay)
 
-        def count_retry(state: RetryCallState) -> None:
+        def commit_wait(state: RetryCallState) -> None:
+            # Called only when tenacity is about to sleep: after its stop check, which some of its
+            # versions make after asking for the next wait (a wait planned after the last attempt
+            # is never slept, so it is neither logged nor counted).
+            waits.commit(state.outcome.exception(), state.attempt_number + 1, state.next_action.sleep)
             usage.retries += 1
-
-        def wait(state: RetryCallState) -> float:
-            # tenacity asks for the wait before it checks the stop: after the last attempt there is none
-            # (it logged "retry 6 of 5" and spent the cell's wait budget on it).
-            if state.attempt_number >= self.model.max_retries:
-                return 0.0
-            return waits.next_wait(state.outcome.exception(), state.attempt_number + 1)
 
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.model.max_retries),
-            wait=wait,
+            wait=lambda state: waits.plan(state.outcome.exception(), state.attempt_number + 1),
             retry=retry_if_exception(_retryable),
-            before_sleep=count_retry,
+            before_sleep=commit_wait,
             reraise=True,
         )
         async for attempt in retrying:
@@ -190,7 +186,7 @@ class ModelCaller:
     def _note(self, exc: CallFailed, usage: ModelUsage, cache: RowGroupCache, payload: bytes) -> None:
         usage.errors[exc.code] += 1
         usage.sample_error = usage.sample_error or str(exc)
-        if exc.status in THROTTLING_STATUS:
+        if exc.throttled:
             usage.throttled += 1
             self.limiter.on_throttled()
             usage.lowest_concurrency = min(self.limiter.limit, usage.lowest_concurrency or self.limiter.limit)

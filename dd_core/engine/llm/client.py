@@ -1,10 +1,16 @@
-"""One HTTP call to an OpenAI-compatible ``/chat/completions`` endpoint, with typed failures.
+"""One HTTP call to a chat endpoint, with typed failures.
 
-Streamed (``stream: true``, the model's default) or not: a streamed request carries ``"stream":
-true, "stream_options": {"include_usage": true}`` on the wire only (the body that keys the response
+What differs between providers (the URL, the headers, the body sent for a payload, how a reply,
+an error and rate-limit headers read) is a ``ChatDialect`` (see ``providers``); the default is
+an OpenAI-compatible ``/chat/completions`` endpoint.
+
+Streamed (the model's ``stream``, for OpenAI-compatible servers) or not: a streamed request carries ``"stream": true,
+"stream_options": {"include_usage": true}`` on the wire only (the body that keys the response
 cache is the same either way, so switching changes no cache key), its chunks are assembled into
 the same ``Completion`` (usage and ``finish_reason`` from the stream), and its deadlines are a
-``ReplyClock``'s (first chunk, silence between chunks, cap: see ``timeouts``).
+``ReplyClock``'s (first chunk, silence between chunks, cap: see ``timeouts``). Azure's and
+Anthropic's replies are read whole, within ``timeout_s`` (their streams carry content-filter
+results and events of their own, which dd does not read yet).
 
 aiohttp rather than httpx: measured here, an httpx AsyncClient costs 2-3 ms of CPU per
 request and slows down as concurrency grows (encode/httpx#3215), which caps one process
@@ -17,7 +23,7 @@ import asyncio
 import math
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
@@ -31,12 +37,12 @@ from dd_core.engine.llm.replies import (
     parse_completion,
     parse_json,
 )
-from dd_core.engine.llm.retry_policy import RETRYABLE_STATUS
+from dd_core.engine.llm.retry_policy import RETRYABLE_STATUS, THROTTLING_STATUS
 from dd_core.engine.llm.sse import event_data
 from dd_core.engine.llm.timeouts import SLOWEST_TOKEN_S, ReplyClock, Timeouts
 from dd_core.redaction import scrub
 
-__all__ = ["CallFailed", "ChatClient", "Completion"]
+__all__ = ["CallFailed", "ChatClient", "ChatDialect", "Completion"]
 
 RATE_HEADER, RATE_TOKENS_HEADER = "x-ratelimit-remaining-requests", "x-ratelimit-remaining-tokens"
 
@@ -57,7 +63,8 @@ class CallFailed(Exception):
     ``code`` is the HTTP status, or "connect_timeout" (no connection: nothing was sent),
     "timeout" (no reply, or not all of it, within its time), "stalled" (a streamed reply went
     silent), "network" (connection failed or cut) or "malformed" (a 200 whose body is not a
-    completion). ``abandoned``: the request reached the server and was given up on.
+    completion). ``abandoned``: the request reached the server and was given up on. ``throttled``:
+    the server asked to slow down (429, an overloaded server's 503, Anthropic's 529).
     """
 
     def __init__(
@@ -69,6 +76,7 @@ class CallFailed(Exception):
         status: int | None = None,
         retry_after: float | None = None,
         abandoned: Abandoned | None = None,
+        throttled: bool = False,
     ):
         super().__init__(scrub(message))  # servers may echo the key back: it never leaves this object
         self.code = code
@@ -76,15 +84,21 @@ class CallFailed(Exception):
         self.retryable = retryable
         self.retry_after = retry_after
         self.abandoned = abandoned
+        self.throttled = throttled
 
 
-def _retry_after(headers: Any) -> float | None:
-    value = headers.get("Retry-After")
-    try:
-        seconds = float(value) if value is not None else None
-    except ValueError:
-        return None  # an HTTP date: fall back to our own backoff
-    return max(0.0, seconds) if seconds is not None and math.isfinite(seconds) else None
+def retry_after_s(headers: Any) -> float | None:
+    """Seconds the server asks to wait: ``retry-after-ms`` (Azure, OpenAI), else ``Retry-After`` in
+    seconds (an HTTP date: None, our own backoff then applies)."""
+    for name, scale in (("retry-after-ms", 0.001), ("Retry-After", 1.0)):
+        value = headers.get(name)
+        try:
+            seconds = float(value) * scale if value is not None else None
+        except ValueError:
+            continue
+        if seconds is not None and math.isfinite(seconds):
+            return max(0.0, seconds)
+    return None
 
 
 def error_message(body: bytes) -> str:
@@ -151,43 +165,75 @@ def transport_failures(timeouts: Timeouts, what: str = "") -> Iterator[None]:
         raise transport_failure(exc, timeouts, what) from exc
 
 
+def should_retry(status: int, headers: Any) -> bool:
+    """Whether a failed status is worth another attempt: the server's own ``x-should-retry``
+    (OpenAI's and Anthropic's servers send it) when present, else the status."""
+    verdict = headers.get("x-should-retry")
+    if verdict in ("true", "false"):
+        return verdict == "true"
+    return status in RETRYABLE_STATUS
+
+
 def http_failure(status: int, headers: Any, body: bytes, what: str = "") -> CallFailed:
     """A non-200 answer as a typed failure, quoting the server's message (never a header)."""
     return CallFailed(
         f"{what}HTTP {status}: {error_message(body)}",
         code=str(status),
         status=status,
-        retryable=status in RETRYABLE_STATUS,
-        retry_after=_retry_after(headers),
+        retryable=should_retry(status, headers),
+        retry_after=retry_after_s(headers),
+        throttled=status in THROTTLING_STATUS,
     )
 
 
-#: What a streamed request adds to its body, on the wire only.
-STREAM_FIELDS = b',"stream":true,"stream_options":{"include_usage":true}}'
+def openai_rate_headers(headers: Mapping[str, str]) -> Mapping[str, str] | None:
+    """The reply's headers when they carry OpenAI's ``x-ratelimit-*`` (what ``RateLimiter`` reads)."""
+    return headers if RATE_HEADER in headers or RATE_TOKENS_HEADER in headers else None
+
+
+#: What a streamed OpenAI-compatible request adds to its body, on the wire only.
+OPENAI_STREAM_FIELDS = b',"stream":true,"stream_options":{"include_usage":true}}'
+
+
+@dataclass(frozen=True)
+class ChatDialect:
+    """How one provider's chat endpoint is spoken (see ``providers``)."""
+
+    url: str
+    #: Authentication and protocol headers (the key lives here and nowhere else).
+    headers: Mapping[str, str] = field(repr=False)
+    #: The body sent for a payload; None: the payload itself (it is already the provider's body).
+    wire: Callable[[bytes], bytes] | None = None
+    #: A 200 answer's body as a ``Completion`` (``MalformedReply`` when it is not one).
+    parse: Callable[[bytes], Completion] = parse_completion
+    #: A non-200 answer as a ``CallFailed``: ``(status, headers, body)``.
+    failure: Callable[[int, Any, bytes], CallFailed] = http_failure
+    #: The reply's rate-limit headers in OpenAI's ``x-ratelimit-*`` vocabulary, or None without any.
+    rate_headers: Callable[[Mapping[str, str]], Mapping[str, str] | None] = openai_rate_headers
+    #: What a streamed request's body ends with instead of its closing brace, for a provider whose
+    #: stream is OpenAI's ``chat.completion.chunk`` events; None: its replies are always read whole.
+    stream_fields: bytes | None = None
 
 
 class ChatClient:
-    """Posts chat-completion bodies to one endpoint through a shared connection pool."""
+    """Posts chat bodies to one endpoint through a shared connection pool."""
 
     def __init__(
-        self,
-        session: aiohttp.ClientSession,
-        base_url: str,
-        api_key: str | None,
-        timeouts: Timeouts,
-        *,
-        stream: bool = False,
+        self, session: aiohttp.ClientSession, dialect: ChatDialect, timeouts: Timeouts, *, stream: bool = False
     ):
         self._session = session
-        self._url = yarl.URL(base_url.rstrip("/") + "/chat/completions")  # parsed once, not per request
-        self._headers = {
-            "Content-Type": "application/json",
-            **({"Authorization": f"Bearer {api_key}"} if api_key else {}),
-        }
+        self._url = yarl.URL(dialect.url)  # parsed once, not per request
+        self._headers = {"Content-Type": "application/json", **dialect.headers}
+        self._wire = dialect.wire
+        self._parse = dialect.parse
+        self._failure = dialect.failure
+        self._rate_headers = dialect.rate_headers
+        self._stream_fields = dialect.stream_fields
         self.timeouts = timeouts
-        self.stream = stream
-        self._client_timeout = timeouts.client_timeout(streaming=stream)
-        #: Given the headers of every reply that carries ``x-ratelimit-*`` (429s included).
+        #: Streamed when asked and the provider's stream is one dd reads.
+        self.stream = stream and dialect.stream_fields is not None
+        self._client_timeout = timeouts.client_timeout(streaming=self.stream)
+        #: Given the rate-limit headers of every reply that carries some (429s included).
         self.on_rate_headers: Callable[[Mapping[str, str]], None] | None = None
 
     async def complete(self, payload: bytes, timeouts: Timeouts | None = None) -> Completion:
@@ -198,19 +244,21 @@ class ChatClient:
         return await self._whole(payload, timeouts)
 
     def _check(self, response: aiohttp.ClientResponse) -> None:
-        headers = response.headers
-        if self.on_rate_headers is not None and (RATE_HEADER in headers or RATE_TOKENS_HEADER in headers):
-            self.on_rate_headers(headers)
+        if self.on_rate_headers is not None:
+            rate = self._rate_headers(response.headers)
+            if rate is not None:
+                self.on_rate_headers(rate)
 
     async def _whole(self, payload: bytes, timeouts: Timeouts | None) -> Completion:
         """The hottest path of a run: ``transport_failures`` and ``read_body`` written in place
         (a body of a known, allowed length is read at once), a coroutine and a context manager
         fewer per call."""
         client_timeout = self._client_timeout if timeouts is None else timeouts.client_timeout(streaming=False)
+        data = payload if self._wire is None else self._wire(payload)
         started = asyncio.get_running_loop().time()
         try:
             async with self._session.post(
-                self._url, data=payload, headers=self._headers, timeout=client_timeout
+                self._url, data=data, headers=self._headers, timeout=client_timeout
             ) as response:
                 length = response.content_length
                 body = (
@@ -220,46 +268,46 @@ class ChatClient:
                 )
                 self._check(response)
                 if response.status != 200:
-                    raise http_failure(response.status, response.headers, body)
+                    raise self._failure(response.status, response.headers, body)
         except TRANSPORT_ERRORS as exc:
             seconds = asyncio.get_running_loop().time() - started
             raise transport_failure(exc, timeouts or self.timeouts, seconds=seconds) from exc
-        return _completion(body)
+        return self._completion(body)
 
     async def _streamed(self, payload: bytes, timeouts: Timeouts) -> Completion:
         clock = ReplyClock(timeouts)
         reply = StreamedCompletion()
+        data = payload if self._wire is None else self._wire(payload)
         try:
             async with clock.context:
                 async with self._session.post(
                     self._url,
-                    data=payload[:-1] + STREAM_FIELDS,
+                    data=data[:-1] + self._stream_fields,
                     headers=self._headers,
                     timeout=timeouts.client_timeout(streaming=True),
                 ) as response:
                     self._check(response)
                     if response.status != 200:
-                        raise http_failure(response.status, response.headers, await read_body(response))
+                        raise self._failure(response.status, response.headers, await read_body(response))
                     if response.content_type != "text/event-stream":
-                        return _completion(await read_body(response))  # a server that does not stream
-                    async for data in event_data(response, clock):
-                        if data == b"[DONE]":
+                        return self._completion(await read_body(response))  # a server that does not stream
+                    async for event in event_data(response, clock):
+                        if event == b"[DONE]":
                             break
-                        reply.add(data)
+                        reply.add(event)
             return reply.completion(prompt_estimate(payload))
         except CallFailed:
             raise
         except TRANSPORT_ERRORS as exc:
             raise stream_failure(exc, clock, timeouts, reply.seen) from exc
 
-
-def _completion(body: bytes) -> Completion:
-    try:
-        return parse_completion(body)
-    except MalformedReply as exc:
-        raise CallFailed(
-            f"malformed completion body ({exc}): {body[:200]!r}", code="malformed", retryable=True
-        ) from exc
+    def _completion(self, body: bytes) -> Completion:
+        try:
+            return self._parse(body)
+        except MalformedReply as exc:
+            raise CallFailed(
+                f"malformed completion body ({exc}): {body[:200]!r}", code="malformed", retryable=True
+            ) from exc
 
 
 def prompt_estimate(payload: bytes) -> int:

@@ -70,26 +70,26 @@ def parse_completion(body: bytes) -> Completion:
         )
     data = parse_json(body)
     if not isinstance(data, dict):
-        raise MalformedReply(f"the body is a JSON {_kind(data)}, not an object")
+        raise MalformedReply(f"the body is a JSON {json_kind(data)}, not an object")
     choices = data.get("choices")
     if not isinstance(choices, list) or not choices:
-        raise MalformedReply(f"'choices' is {_kind(choices)}, not a non-empty list")
+        raise MalformedReply(f"'choices' is {json_kind(choices)}, not a non-empty list")
     message = choices[0].get("message") if isinstance(choices[0], dict) else None
     if not isinstance(message, dict):
-        raise MalformedReply(f"'choices[0].message' is {_kind(message)}, not an object")
+        raise MalformedReply(f"'choices[0].message' is {json_kind(message)}, not an object")
     content = _tool_arguments(message)
     if content is None:
         content = message.get("content")
     if not isinstance(content, str):
-        raise MalformedReply(f"'choices[0].message.content' is {_kind(content)}, not a string")
+        raise MalformedReply(f"'choices[0].message.content' is {json_kind(content)}, not a string")
     usage = data.get("usage")
     if usage is None:
         usage = {}
     if not isinstance(usage, dict):
-        raise MalformedReply(f"'usage' is {_kind(usage)}, not an object")
+        raise MalformedReply(f"'usage' is {json_kind(usage)}, not an object")
     # A server that writes the API key into a reply must not get it into the data or the cache.
     cut = choices[0].get("finish_reason") == "length"
-    return Completion(scrub(content), _tokens(usage, "prompt_tokens"), _tokens(usage, "completion_tokens"), cut)
+    return Completion(scrub(content), token_count(usage, "prompt_tokens"), token_count(usage, "completion_tokens"), cut)
 
 
 class StreamedCompletion:
@@ -110,14 +110,14 @@ class StreamedCompletion:
         """One event's data (``[DONE]`` excluded); a chunk of the wrong shape is ``MalformedReply``."""
         chunk = parse_json(data)
         if not isinstance(chunk, dict):
-            raise MalformedReply(f"a stream chunk is a JSON {_kind(chunk)}, not an object")
+            raise MalformedReply(f"a stream chunk is a JSON {json_kind(chunk)}, not an object")
         if "error" in chunk:
             error = chunk["error"]
             message = error.get("message") if isinstance(error, dict) else error
             raise MalformedReply(f"the server ended the stream with an error: {str(message)[:300]}")
         usage = chunk.get("usage")
         if usage is not None and not isinstance(usage, dict):
-            raise MalformedReply(f"'usage' is {_kind(usage)}, not an object")
+            raise MalformedReply(f"'usage' is {json_kind(usage)}, not an object")
         if usage is not None:
             self.usage = usage
         choices = chunk.get("choices")
@@ -151,7 +151,7 @@ class StreamedCompletion:
         content = "".join(self._arguments) if self._arguments else "".join(self._content)
         usage = self.usage
         prompt, completion = (
-            (_tokens(usage, "prompt_tokens"), _tokens(usage, "completion_tokens"))
+            (token_count(usage, "prompt_tokens"), token_count(usage, "completion_tokens"))
             if usage is not None
             else (prompt_estimate, self.seen)
         )
@@ -168,7 +168,8 @@ def _tool_arguments(message: dict) -> str | None:
     return arguments if isinstance(arguments, str) else None
 
 
-def _tokens(usage: dict, key: str) -> int:
+def token_count(usage: dict, key: str) -> int:
+    """``usage[key]``: a whole number of tokens, 0 when absent; ``MalformedReply`` when it is not a count."""
     value = usage.get(key)
     if type(value) is int and 0 <= value <= MAX_TOKENS:  # the usual case, first
         return value
@@ -181,7 +182,8 @@ def _tokens(usage: dict, key: str) -> int:
     return value
 
 
-def _kind(value: Any) -> str:
+def json_kind(value: Any) -> str:
+    """What a JSON value is, in words for a message ("object", "list", "null"...)."""
     if value is None:
         return "null"
     return {dict: "object", list: "list", str: "string", bool: "boolean", int: "number", float: "number"}.get(

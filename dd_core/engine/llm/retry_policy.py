@@ -36,6 +36,7 @@ TRANSIENT_LINE_CODES = frozenset(
         "rate_limit_error",
         "timeout",
         "request_timeout",
+        "timeout_error",
         "batch_expired",
         "expired",
         "batch_cancelled",

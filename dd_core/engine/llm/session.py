@@ -12,13 +12,12 @@ from dd_core.config import DatasetConfig
 from dd_core.config.llm_columns import LLMColumn
 from dd_core.engine.llm.adaptive import follow_server
 from dd_core.engine.llm.batch_caller import BatchCaller
-from dd_core.engine.llm.batch_client import BatchClient
 from dd_core.engine.llm.caller import ModelCaller
 from dd_core.engine.llm.client import ChatClient
 from dd_core.engine.llm.limiter import AdaptiveLimiter
+from dd_core.engine.llm.providers import provider_for
 from dd_core.engine.llm.rate_limiter import RateLimiter
 from dd_core.engine.llm.runtime import LLMRuntime
-from dd_core.engine.llm.timeouts import Timeouts
 
 
 class ModelSessions:
@@ -51,17 +50,16 @@ class ModelSessions:
             connector=aiohttp.TCPConnector(limit=0), cookie_jar=aiohttp.DummyCookieJar()
         )
         for alias, endpoint in self.endpoints.items():
-            model = self.config.model(alias)
-            timeouts = Timeouts.of(model, endpoint.timeout_s)
+            model = endpoint.model
+            provider = provider_for(model)
             if model.batch:
-                client = BatchClient(self.session, endpoint.base_url, endpoint.api_key, timeouts=timeouts, model=model)
-                self.callers[alias] = BatchCaller(model, client)
+                self.callers[alias] = BatchCaller(model, provider.batch_api(self.session, endpoint))
                 continue
             limiter = AdaptiveLimiter(endpoint.max_parallel_requests)
             carried = alias in self.runtime.limits
             if carried:
                 limiter.set_limit(self.runtime.limits[alias])
-            client = ChatClient(self.session, endpoint.base_url, endpoint.api_key, timeouts, stream=model.streams)
+            client = ChatClient(self.session, provider.chat_dialect(endpoint), endpoint.timeouts, stream=model.streams)
             rate = None
             if endpoint.max_requests_per_minute or endpoint.max_tokens_per_minute:
                 rate = RateLimiter(endpoint.max_requests_per_minute, endpoint.max_tokens_per_minute)

@@ -14,13 +14,14 @@ from dataclasses import dataclass, field
 @dataclass
 class ModelUsage:
     model: str
+    provider: str = "openai"
     calls: int = 0  # successful requests (paid)
     batch_calls: int = 0  # of those, answered through the Batch API
     cache_hits: int = 0  # replies reused from the response cache (not paid again)
     retries: int = 0  # requests repeated after a transient failure
     invalid_replies: int = 0  # replies re-asked because they did not parse or validate
     failed_cells: int = 0  # cells given up on (their rows were dropped)
-    throttled: int = 0  # back-pressure answers: 429, 503, 529
+    throttled: int = 0  # answers asking to slow down: 429, an overloaded server's 503, Anthropic's 529
     #: Requests given up on after they reached the server (timeouts, stalled streams, cut
     #: connections): it may have written them to their end, and a provider billed them. Their
     #: possibly billed tokens: the prompt (estimated, 4 bytes a token of the body) plus the reply's

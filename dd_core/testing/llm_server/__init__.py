@@ -1,9 +1,10 @@
 """A local LLM API server for tests and benchmarks.
 
-It speaks OpenAI's chat completions (``POST /v1/chat/completions``, ``GET /v1/models``) and its
-Files and Batch APIs like vLLM or OpenAI, answers deterministically from a hash of the request,
-and lets tests set latency, rate limits and faults at runtime through a control API under
-``/_control``. ``GET /metrics`` reports vLLM's ``vllm:num_requests_running`` and
+It speaks, on one port, OpenAI's chat completions (``POST /v1/chat/completions``, ``GET
+/v1/models``) and its Files and Batch APIs like vLLM or OpenAI, Azure OpenAI's (deployments, API
+versions, its own batch paths and limits) and Anthropic's Messages and Message Batches APIs;
+answers deterministically from a hash of the request, and lets tests set latency, rate limits and
+faults at runtime through a control API under ``/_control``. ``GET /metrics`` reports vLLM's ``vllm:num_requests_running`` and
 ``vllm:num_requests_waiting`` (``metrics=False`` leaves it out, like a server without metrics).
 
 Run it with :class:`OpenAIServer` (a thread of this process), :class:`OpenAIServerProcess`
@@ -13,7 +14,10 @@ Run it with :class:`OpenAIServer` (a thread of this process), :class:`OpenAIServ
 A provider's protocol is one module; the rest serves every protocol alike:
 
 - ``openai_chat``: OpenAI's chat completions (request key, which reply, bodies, errors);
-  ``openai_batches`` and ``openai_batch_files``: OpenAI's Files and Batch APIs;
+  ``azure_chat``: Azure OpenAI's; ``anthropic_chat``: Anthropic's Messages API;
+- ``batch_lifecycle``: every protocol's batches (settings, states, injected failures, the
+  ``/_control/batches`` API); ``openai_batches`` and ``openai_batch_files``: OpenAI's and Azure's
+  Files and Batch APIs; ``anthropic_batches``: Anthropic's Message Batches;
 - ``protocol``: what a protocol module gives the shared parts;
 - ``replies`` and ``schema_faker``: the reply content, fixed by the request key;
 - ``faults``: injectable faults (a ``hold`` fault keeps requests until the test releases it); ``latency``: fixed,

@@ -13,8 +13,8 @@ import sys
 from collections.abc import Coroutine, Sequence
 from typing import Any
 
+from dd_core.testing.llm_server.batch_lifecycle import BatchSettings
 from dd_core.testing.llm_server.latency import Serving
-from dd_core.testing.llm_server.openai_batches import BatchSettings
 from dd_core.testing.llm_server.openai_chat import STRUCTURED_WAYS
 from dd_core.testing.llm_server.service import DEFAULT_MODELS, HOST, ChatService, start_serving
 
@@ -23,7 +23,7 @@ try:  # installed by the ``test`` extra
 except ImportError:
     uvloop = None
 
-DESCRIPTION = "Local OpenAI-compatible chat-completions server for tests and benchmarks."
+DESCRIPTION = "Local LLM API server (OpenAI, Azure OpenAI and Anthropic protocols) for tests and benchmarks."
 
 
 def _loopback_host(value: str) -> str:

@@ -9,6 +9,7 @@ import contextlib
 import os
 import select
 import signal
+import ssl
 import subprocess
 import sys
 import threading
@@ -57,12 +58,21 @@ class _ServerHandle:
         """OpenAI base URL of the running server, e.g. ``http://127.0.0.1:PORT/v1``."""
         return f"http://{HOST}:{self.port}/v1"
 
+    @property
+    def root_url(self) -> str:
+        """The server's root, ``http://127.0.0.1:PORT``: the ``base_url`` of an Azure OpenAI model
+        (a resource endpoint, the listed models its deployments) and of an Anthropic model."""
+        return f"http://{HOST}:{self.port}"
+
     def start(self) -> Self:
         """Start the server; returns once its socket is listening."""
         if self._control is not None:
             raise RuntimeError("the server is already running")
         self.port = self._launch()
-        self._control = httpx.Client(base_url=f"http://{HOST}:{self.port}/_control", timeout=30.0, trust_env=False)
+        root = self.base_url.removesuffix("/v1")  # a TLS server's own certificate is not checked here
+        self._control = httpx.Client(
+            base_url=f"{root}/_control", timeout=30.0, trust_env=False, verify=not root.startswith("https")
+        )
         return self
 
     def stop(self) -> None:
@@ -164,11 +174,20 @@ class _ServerHandle:
 
 
 class OpenAIServer(_ServerHandle):
-    """The server on its own event loop in a daemon thread of this process."""
+    """The server on its own event loop in a daemon thread of this process; over TLS (``https://``)
+    with ``ssl_context``."""
 
     _loop: asyncio.AbstractEventLoop
     _thread: threading.Thread
     _runner: web.AppRunner
+
+    def __init__(self, *, ssl_context: ssl.SSLContext | None = None, **settings: Any):
+        super().__init__(**settings)
+        self.ssl_context = ssl_context
+
+    @property
+    def base_url(self) -> str:
+        return f"{'https' if self.ssl_context else 'http'}://{HOST}:{self.port}/v1"
 
     def _launch(self) -> int:
         self._loop = asyncio.new_event_loop()
@@ -176,7 +195,7 @@ class OpenAIServer(_ServerHandle):
         self._thread.start()
         service = ChatService(serving=self.serving, models=self.models, api_key=self.api_key, refuse=self.refuse)
         try:
-            self._runner, port = self._run(start_serving(service, HOST, self._requested_port))
+            self._runner, port = self._run(start_serving(service, HOST, self._requested_port, self.ssl_context))
         except BaseException:
             self._stop_loop()
             raise

@@ -1,29 +1,18 @@
-"""The JSONL files of the Batch API in the test server: input lines checked the way OpenAI
-checks them, and the output/error lines it writes back."""
+"""The JSONL files of OpenAI's (and Azure's) Batch API in the test server: input lines checked
+the way OpenAI checks them, and the output/error lines it writes back."""
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import re
-import uuid
 from collections.abc import Mapping
 from typing import Any
 
+from dd_core.testing.llm_server.batch_lifecycle import LineOutcome, RequestLine, body_key, new_id
+
 ENDPOINT = "/v1/chat/completions"
 COMPLETION_WINDOW = re.compile(r"^([1-9][0-9]{0,3})([hd])$")
-
-
-def new_id(prefix: str) -> str:
-    return f"{prefix}{uuid.uuid4().hex[:24]}"
-
-
-def share(seed: int, purpose: str, body: Any) -> float:
-    """A number in [0, 1) fixed by (seed, purpose, request body)."""
-    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    digest = hashlib.sha256(f"{seed}/{purpose}/{text}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64
 
 
 @dataclasses.dataclass
@@ -34,21 +23,14 @@ class StoredFile:
     content: bytes
     created_at: int
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self, status: str = "processed") -> dict[str, Any]:
         return {
             "id": self.id, "object": "file", "bytes": len(self.content), "created_at": self.created_at,
-            "filename": self.filename, "purpose": self.purpose, "status": "processed",
+            "filename": self.filename, "purpose": self.purpose, "status": status,
         }  # fmt: skip
 
 
-@dataclasses.dataclass
-class RequestLine:
-    custom_id: str
-    body: Any
-    key: str  # sha256 of the canonical body: which request this is, across batches
-
-
-def create_problem(body: Any, files: Mapping[str, StoredFile]) -> str | None:
+def create_problem(body: Any, files: Mapping[str, StoredFile], endpoint: str = ENDPOINT) -> str | None:
     if not isinstance(body, dict):
         return "The request body must be a JSON object."
     file_id = body.get("input_file_id")
@@ -56,8 +38,8 @@ def create_problem(body: Any, files: Mapping[str, StoredFile]) -> str | None:
         return f"No such input file: {file_id!r}."
     if files[file_id].purpose != "batch":
         return f"File {file_id} has purpose {files[file_id].purpose!r}; a batch needs a file uploaded with purpose 'batch'."
-    if body.get("endpoint") != ENDPOINT:
-        return f"'endpoint' must be {ENDPOINT!r} on this server, got {body.get('endpoint')!r}."
+    if body.get("endpoint") != endpoint:
+        return f"'endpoint' must be {endpoint!r} on this server, got {body.get('endpoint')!r}."
     window = body.get("completion_window")
     if not isinstance(window, str) or not COMPLETION_WINDOW.match(window):
         return f"'completion_window' must look like '24h', got {window!r}."
@@ -71,7 +53,9 @@ def create_problem(body: Any, files: Mapping[str, StoredFile]) -> str | None:
     return None
 
 
-def parse_input(content: bytes, max_requests: int) -> tuple[list[RequestLine], list[dict[str, Any]]]:
+def parse_input(
+    content: bytes, max_requests: int, endpoint: str = ENDPOINT
+) -> tuple[list[RequestLine], list[dict[str, Any]]]:
     """The request lines of an input file, and the validation errors that fail the batch."""
     lines: list[RequestLine] = []
     errors: list[dict[str, Any]] = []
@@ -79,15 +63,14 @@ def parse_input(content: bytes, max_requests: int) -> tuple[list[RequestLine], l
     for number, raw in enumerate(content.splitlines(), start=1):
         if not raw.strip():
             continue
-        problem, request = _line_problem(raw, seen)
+        problem, request = _line_problem(raw, seen, endpoint)
         if problem:
             errors.append({"code": "invalid_request", "message": problem, "param": None, "line": number})
             if len(errors) >= 100:
                 break
             continue
         seen.add(request["custom_id"])
-        canonical = json.dumps(request["body"], sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-        lines.append(RequestLine(request["custom_id"], request["body"], hashlib.sha256(canonical.encode()).hexdigest()))
+        lines.append(RequestLine(request["custom_id"], request["body"], body_key(request["body"])))
     if not lines and not errors:
         errors.append(
             {"code": "empty_file", "message": "The input file holds no requests.", "param": None, "line": None}
@@ -104,7 +87,7 @@ def parse_input(content: bytes, max_requests: int) -> tuple[list[RequestLine], l
     return lines, errors
 
 
-def _line_problem(raw: bytes, seen: set[str]) -> tuple[str | None, Any]:
+def _line_problem(raw: bytes, seen: set[str], endpoint: str) -> tuple[str | None, Any]:
     try:
         request = json.loads(raw)
     except ValueError:
@@ -118,15 +101,24 @@ def _line_problem(raw: bytes, seen: set[str]) -> tuple[str | None, Any]:
         return f"Duplicate custom_id {custom_id!r}.", None
     if request.get("method") != "POST":
         return "'method' must be 'POST'.", None
-    if request.get("url") != ENDPOINT:
-        return f"'url' must be {ENDPOINT!r} (the batch's endpoint), got {request.get('url')!r}.", None
+    if request.get("url") != endpoint:
+        return f"'url' must be {endpoint!r} (the batch's endpoint), got {request.get('url')!r}.", None
     if not isinstance(request.get("body"), dict):
         return "'body' must be a JSON object.", None
     return None, request
 
 
-def succeeded(result: dict[str, Any]) -> bool:
-    return result["error"] is None and result["response"]["status_code"] == 200
+def result_line(outcome: LineOutcome) -> dict[str, Any]:
+    """The output- or error-file line of one request's outcome."""
+    if outcome.kind == "answered":
+        return response_line(outcome.line, outcome.status, outcome.body or {})
+    if outcome.kind == "errored":
+        return error_line(outcome.line, outcome.code or "server_error", "Injected batch failure.")
+    if outcome.kind == "expired":
+        return error_line(
+            outcome.line, "batch_expired", "This request could not be executed before the completion window expired."
+        )
+    return error_line(outcome.line, "batch_cancelled", "This request was not run: the batch was cancelled.")
 
 
 def error_body(status: int, message: str) -> dict[str, Any]:

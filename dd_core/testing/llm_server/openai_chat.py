@@ -26,6 +26,7 @@ from aiohttp import web
 
 from dd_core.testing.llm_server.faults import FaultRule
 from dd_core.testing.llm_server.protocol import ChatRequest, RequestProblem
+from dd_core.testing.llm_server.rate_limits import Budget, openai_headers
 from dd_core.testing.llm_server.replies import invalid_reply, json_object_reply, structured_reply, text_reply
 from dd_core.testing.llm_server.schema_faker import SchemaError
 
@@ -246,7 +247,10 @@ class OpenAIChat:
     def authorized(self, request: web.Request, api_key: str | None) -> bool:
         return api_key is None or request.headers.get("Authorization") == f"Bearer {api_key}"
 
-    def read(self, body: Any) -> ChatRequest:
+    def refusal(self, request: web.Request) -> web.Response | None:
+        return None
+
+    def read(self, request: web.Request | None, body: Any) -> ChatRequest:
         problem = "We could not parse the JSON body of your request." if body is None else _request_problem(body)
         if problem:
             raise RequestProblem(problem)
@@ -278,7 +282,11 @@ class OpenAIChat:
         return sum(reply_usage(chat.body, content))
 
     def completion(self, chat: ChatRequest, content: str, headers: Mapping[str, str] | None = None) -> web.Response:
-        return web.json_response(completion_json(chat.body, content), headers=headers)
+        return web.json_response(self.completion_body(chat.body, content), headers=headers)
+
+    def completion_body(self, body: Mapping[str, Any], content: str) -> dict[str, Any]:
+        """A completion as JSON: the online answer's body, and a batch line's."""
+        return completion_json(body, content)
 
     def stream_events(self, chat: ChatRequest, content: str) -> list[bytes]:
         return chunk_events(chat.body, content)
@@ -294,13 +302,19 @@ class OpenAIChat:
     def error(self, status: int, message: str, headers: Mapping[str, str] | None = None) -> web.Response:
         return error_response(status, message, headers)
 
+    def rate_headers(self, budgets: Mapping[str, Budget]) -> dict[str, str]:
+        return openai_headers(budgets)
+
+    def rate_limited(self, headers: Mapping[str, str], retry_after_s: float) -> web.Response:
+        return self.error(429, "Rate limit reached for requests or tokens per minute.", headers)
+
     def batch_reply(
         self, body: Any, pick_fault: Callable[[str, Sequence[str]], FaultRule | None]
     ) -> tuple[int, dict[str, Any]]:
         """(status, JSON body) for one request line of a batch: the online reply, or the
         fault rule's answer for the kinds that exist in a batch (``status``, ``invalid_structured``)."""
         try:
-            chat = self.read(body)
+            chat = self.read(None, body)
             content = self.reply(chat)
         except RequestProblem as exc:
             return 400, error_json(400, str(exc))
@@ -309,4 +323,4 @@ class OpenAIChat:
             return rule.status, error_json(rule.status, f"Injected fault: HTTP {rule.status}.")
         if rule is not None and rule.kind == "invalid_structured":
             content = _invalid_content(body)
-        return 200, completion_json(body, content)
+        return 200, self.completion_body(body, content)

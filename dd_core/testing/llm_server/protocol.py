@@ -1,8 +1,9 @@
 """The seam between a provider's wire protocol and the provider-independent parts of the server.
 
-A protocol module (``openai_chat`` today) reads its requests into a :class:`ChatRequest` and renders
-its replies, errors and broken answers; faults, latency, rate limits and stats work on the
-:class:`ChatRequest` alone, so every protocol gets them the same way.
+A protocol module (``openai_chat``, ``azure_chat``, ``anthropic_chat``) reads its requests into a
+:class:`ChatRequest` and renders its replies, errors, rate-limit headers and broken answers;
+faults, latency, rate limits and stats work on the :class:`ChatRequest` alone, so every protocol
+gets them the same way.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from aiohttp import web
+
+from dd_core.testing.llm_server.rate_limits import Budget
 
 
 class RequestProblem(ValueError):
@@ -35,7 +38,11 @@ class ChatProtocol(Protocol):
     def authorized(self, request: web.Request, api_key: str | None) -> bool:
         """Whether the request carries ``api_key`` as this provider sends keys (None: no key needed)."""
 
-    def read(self, body: Any) -> ChatRequest:
+    def refusal(self, request: web.Request) -> web.Response | None:
+        """The answer to a request whose URL or headers the provider refuses before reading its
+        body (a missing API version, an unknown deployment), else None."""
+
+    def read(self, request: web.Request, body: Any) -> ChatRequest:
         """The request in a parsed JSON body (None: not JSON); RequestProblem when it is invalid."""
 
     def reply(self, chat: ChatRequest) -> str:
@@ -58,6 +65,12 @@ class ChatProtocol(Protocol):
 
     def error(self, status: int, message: str, headers: Mapping[str, str] | None = None) -> web.Response:
         """An error answer in the provider's shape."""
+
+    def rate_headers(self, budgets: Mapping[str, Budget]) -> dict[str, str]:
+        """The rate-limit headers of an answer, as the provider sends them."""
+
+    def rate_limited(self, headers: Mapping[str, str], retry_after_s: float) -> web.Response:
+        """The 429 of a request over the limits (``retry_after_s``: when it would fit)."""
 
 
 async def json_or_none(request: web.Request) -> Any:

@@ -1,12 +1,14 @@
 """Requests- and tokens-per-minute limits of the local test server, as hosted endpoints enforce them.
 
-Enforced the way OpenAI describes its limits: one bucket per limit, holding up to the limit and
-refilled continuously over ``window_s`` seconds (60 by default); a request that finds too little
-in a bucket is answered 429. Every chat answer carries OpenAI's headers
-(``x-ratelimit-limit-requests``, ``x-ratelimit-remaining-requests``, ``x-ratelimit-reset-requests``
-and the same for ``-tokens``; resets in OpenAI's format, e.g. ``"1s"``, ``"6m0s"``, ``"20ms"``:
-the time until the bucket is full again). A request's tokens are those of its reply's usage (the
-server computes the reply on arrival).
+Enforced the way OpenAI and Anthropic describe their limits: one bucket per limit, holding up to
+the limit and refilled continuously over ``window_s`` seconds (60 by default); a request that
+finds too little in a bucket is answered 429. Every chat answer says what is left (``Budget``:
+limit, remaining, seconds until full), each protocol in its own headers: OpenAI's
+``x-ratelimit-{limit,remaining,reset}-{requests,tokens}`` (resets like ``"1s"``, ``"6m0s"``,
+``"20ms"``: ``openai_headers``), Azure's remaining counts only, Anthropic's
+``anthropic-ratelimit-*`` with RFC 3339 resets. A refused request is also told when it would fit
+(``Admission.retry_after_s``). A request's tokens are those of its reply's usage (the server
+computes the reply on arrival).
 
 A bucket lets up to twice its limit through in one window (a full bucket, then a window's
 refill), so the server refusing nothing does not show that a client kept to a limit: the
@@ -57,6 +59,34 @@ class RateLimitSettings:
             raise ValueError(f"bad rate-limit settings {data!r}: {exc}") from None
 
 
+@dataclasses.dataclass(frozen=True)
+class Budget:
+    """One limit after a request: its size, what is left, and seconds until the bucket is full."""
+
+    limit: int
+    remaining: int
+    reset_s: float
+
+
+@dataclasses.dataclass(frozen=True)
+class Admission:
+    admitted: bool
+    #: "requests" and/or "tokens" -> their budget (none while no limit is set).
+    budgets: dict[str, Budget]
+    #: Refused: seconds until the request would fit.
+    retry_after_s: float = 0.0
+
+
+def openai_headers(budgets: Mapping[str, Budget]) -> dict[str, str]:
+    """OpenAI's ``x-ratelimit-*`` headers for ``budgets``."""
+    headers: dict[str, str] = {}
+    for kind, budget in budgets.items():
+        headers[f"x-ratelimit-limit-{kind}"] = str(budget.limit)
+        headers[f"x-ratelimit-remaining-{kind}"] = str(budget.remaining)
+        headers[f"x-ratelimit-reset-{kind}"] = duration_header(budget.reset_s)
+    return headers
+
+
 def duration_header(seconds: float) -> str:
     """Seconds in OpenAI's reset format: ``"20ms"``, ``"1s"``, ``"1.5s"``, ``"6m0s"``, ``"1h2m3s"``."""
     if seconds < 1:
@@ -82,13 +112,14 @@ class _Bucket:
         self.level = min(self.limit, self.level + max(0.0, now - self.at) * self.limit / self.refill_s)
         self.at = max(self.at, now)
 
-    def headers(self, kind: str) -> dict[str, str]:
+    def budget(self) -> Budget:
         reset = (self.limit - self.level) * self.refill_s / self.limit
-        return {
-            f"x-ratelimit-limit-{kind}": str(int(self.limit)),
-            f"x-ratelimit-remaining-{kind}": str(max(0, math.floor(self.level))),
-            f"x-ratelimit-reset-{kind}": duration_header(reset),
-        }
+        return Budget(int(self.limit), max(0, math.floor(self.level)), reset)
+
+    def wait_s(self, need: float) -> float:
+        """Seconds until ``need`` fits (0: now; never, past the limit: the time to fill up)."""
+        missing = min(need, self.limit) - self.level
+        return max(0.0, missing * self.refill_s / self.limit)
 
 
 class ServerRateLimits:
@@ -107,11 +138,11 @@ class ServerRateLimits:
             if limit is not None:
                 self._buckets[kind] = _Bucket(limit, settings.window_s, float(limit), -math.inf)
 
-    def admit(self, arrival: float, tokens: int) -> tuple[bool, dict[str, str]]:
+    def admit(self, arrival: float, tokens: int) -> Admission:
         """Whether a request that arrived at ``arrival`` with ``tokens`` may be answered, and the
-        ``x-ratelimit-*`` headers of its answer (none while no limit is set)."""
+        budgets its answer reports."""
         if not self._buckets:
-            return True, {}
+            return Admission(True, {})
         need = {"requests": 1, "tokens": tokens}
         for bucket in self._buckets.values():
             bucket.refill(arrival)
@@ -121,17 +152,16 @@ class ServerRateLimits:
             for kind, bucket in self._buckets.items():
                 bucket.level -= need[kind]  # below zero only when not enforcing
         self.arrivals.append({"t": arrival, "tokens": tokens, "admitted": admitted})
-        headers: dict[str, str] = {}
-        for kind, bucket in self._buckets.items():
-            headers.update(bucket.headers(kind))
-        return admitted, headers
+        budgets = {kind: bucket.budget() for kind, bucket in self._buckets.items()}
+        wait = 0.0 if admitted else max(bucket.wait_s(need[kind]) for kind, bucket in self._buckets.items())
+        return Admission(admitted, budgets, wait)
 
     def snapshot(self) -> dict[str, Any]:
         return {**dataclasses.asdict(self.settings), "arrivals": list(self.arrivals)}
 
 
 def add_routes(app: web.Application, limits: ServerRateLimits, error: Any) -> None:
-    """The control API; ``error(status, message)`` renders an OpenAI-shaped error response."""
+    """The control API; ``error(status, message)`` renders a refused call (400)."""
 
     async def configure(request: web.Request) -> web.Response:
         try:

@@ -1,21 +1,36 @@
 """One test server: its state (fault rules, latency, stats, rate limits, batches), the aiohttp
 application that serves its protocols over that state, and starting it on a socket.
 
-A chat request goes the same way whatever its protocol: key check, parse, reply, rate limit,
-fault pick, latency, then the answer or the fault's answer (see :meth:`ChatService._answer`).
+It speaks every protocol at once, on one port: OpenAI's (``/v1/chat/completions``, ``/v1/files``,
+``/v1/batches``), Azure OpenAI's (``/openai/deployments/{deployment}/chat/completions``,
+``/openai/files``, ``/openai/batches``; its listed models are its deployments) and Anthropic's
+(``/v1/messages``, ``/v1/messages/batches``). A chat request goes the same way whatever its
+protocol: URL check, key check, parse, reply, rate limit, fault pick, latency, then the answer or
+the fault's answer (see :meth:`ChatService._answer`).
 """
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import Any
 
 from aiohttp import web
 
+from dd_core.testing.llm_server.anthropic_batches import MessageBatchesAPI
+from dd_core.testing.llm_server.anthropic_chat import AnthropicMessages, version_refusal
+from dd_core.testing.llm_server.azure_chat import (
+    CHAT_PATH,
+    AzureChat,
+    api_version_refusal,
+    azure_authorized,
+    azure_error,
+)
+from dd_core.testing.llm_server.batch_lifecycle import BatchStore
 from dd_core.testing.llm_server.control import add_routes as add_control_routes
 from dd_core.testing.llm_server.faults import FaultRule, Faults, faulty_answer
 from dd_core.testing.llm_server.latency import Latency, Serving
-from dd_core.testing.llm_server.openai_batches import BatchService
+from dd_core.testing.llm_server.openai_batch_files import ENDPOINT, error_body
+from dd_core.testing.llm_server.openai_batches import FilesBatchesAPI, FilesDialect
 from dd_core.testing.llm_server.openai_chat import OpenAIChat, error_middleware, error_response, models_json
 from dd_core.testing.llm_server.protocol import ChatProtocol, RequestProblem, json_or_none
 from dd_core.testing.llm_server.rate_limits import ServerRateLimits
@@ -41,23 +56,38 @@ class ChatService:
         self.models = tuple(models)
         self.api_key = api_key
         self.openai = OpenAIChat(refuse)
+        self.azure = AzureChat(self.models, refuse)
+        self.anthropic = AnthropicMessages()
         self.faults = Faults()
         self.stats = Stats()
         self.latency = Latency(serving or Serving(), self.stats)
         self.rate_limits = ServerRateLimits()
-        self.batches = BatchService(self._batch_reply, self._openai_authorized, error_response)
+        self.batches = BatchStore()
 
     def build_app(self) -> web.Application:
-        app = web.Application(middlewares=[error_middleware], client_max_size=64 * 2**20)
+        # Anthropic's batches take up to 256 MB in one request.
+        app = web.Application(middlewares=[error_middleware], client_max_size=260 * 2**20)
         app.add_routes(
             [
                 web.post("/v1/chat/completions", self._chat_route(self.openai)),
+                web.post(CHAT_PATH, self._chat_route(self.azure)),
+                web.post("/v1/messages", self._chat_route(self.anthropic)),
                 web.get("/v1/models", self._list_models),
+                web.get("/openai/models", self._azure_models),
+                web.get("/v1/models/{model}", self._anthropic_model),
             ]
         )
         add_control_routes(app, faults=self.faults, stats=self.stats, latency=self.latency, error=error_response)
         add_rate_limit_routes(app, self.rate_limits, error_response)
-        self.batches.add_routes(app)
+        self.batches.add_control_routes(app, error_response)
+        for dialect in self._file_dialects():
+            FilesBatchesAPI(self.batches, dialect).add_routes(app)
+        MessageBatchesAPI(
+            self.batches,
+            self.anthropic,
+            lambda body: self.anthropic.batch_reply(body, self._pick_fault),
+            lambda: self.api_key,
+        ).add_routes(app)
         if self.latency.serving.metrics:
             app.add_routes([web.get("/metrics", self._metrics)])
         return app
@@ -72,6 +102,21 @@ class ChatService:
         if not self._openai_authorized(request):
             return error_response(401, "Incorrect API key provided.")
         return web.json_response(models_json(self.models))
+
+    async def _azure_models(self, request: web.Request) -> web.Response:
+        """Azure's model list (models, not deployments): what dd's endpoint check asks for."""
+        if not azure_authorized(request, self.api_key):
+            return azure_error(401, "Access denied due to invalid subscription key or wrong API endpoint.")
+        return api_version_refusal(request) or web.json_response(models_json(self.models))
+
+    async def _anthropic_model(self, request: web.Request) -> web.Response:
+        """Anthropic's ``GET /v1/models/{model}``; like the Messages route here, any model is served."""
+        if not self.anthropic.authorized(request, self.api_key):
+            return self.anthropic.error(401, "invalid x-api-key")
+        model = request.match_info["model"]
+        return version_refusal(request) or web.json_response(
+            {"type": "model", "id": model, "display_name": model, "created_at": "2025-01-01T00:00:00Z"}
+        )
 
     def _chat_route(self, protocol: ChatProtocol) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         async def handle(request: web.Request) -> web.StreamResponse:
@@ -89,8 +134,11 @@ class ChatService:
     async def _answer(self, request: web.Request, exchange: Exchange, protocol: ChatProtocol) -> web.StreamResponse:
         if not protocol.authorized(request, self.api_key):
             return protocol.error(401, "Incorrect API key provided.")
+        refusal = protocol.refusal(request)
+        if refusal is not None:
+            return refusal
         try:
-            chat = protocol.read(await json_or_none(request))
+            chat = protocol.read(request, await json_or_none(request))
         except RequestProblem as exc:
             return protocol.error(400, str(exc))
         exchange.key, exchange.model, exchange.prompt = chat.key, chat.model, chat.texts[-1][:200]
@@ -98,9 +146,10 @@ class ChatService:
             content = protocol.reply(chat)
         except RequestProblem as exc:
             return protocol.error(400, str(exc))
-        admitted, limit_headers = self.rate_limits.admit(exchange.t_start, protocol.tokens(chat, content))
-        if not admitted:
-            return protocol.error(429, "Rate limit reached for requests or tokens per minute.", limit_headers)
+        admission = self.rate_limits.admit(exchange.t_start, protocol.tokens(chat, content))
+        limit_headers = protocol.rate_headers(admission.budgets)
+        if not admission.admitted:
+            return protocol.rate_limited(limit_headers, admission.retry_after_s)
         rule = self._pick_fault(chat.model, chat.texts)
         hold = self.faults.hold_of(rule)
         await self.latency.wait(exchange, None if hold is None else (rule.name, hold))
@@ -113,8 +162,21 @@ class ChatService:
         exchange.succeeded = rule.kind in ("hang", "slow")  # a hang that ends, or a slow reply, answers normally
         return response
 
-    def _batch_reply(self, body: Any) -> tuple[int, dict[str, Any]]:
-        return self.openai.batch_reply(body, self._pick_fault)
+    def _file_dialects(self) -> list[FilesDialect]:
+        return [
+            FilesDialect(
+                protocol="openai", prefix="/v1", endpoint=ENDPOINT, max_requests=50_000,
+                answer=lambda body: self.openai.batch_reply(body, self._pick_fault), error=error_response,
+                error_body=error_body, authorized=self._openai_authorized, refusal=lambda request: None,
+            ),
+            FilesDialect(
+                protocol="azure", prefix="/openai", endpoint="/chat/completions", max_requests=100_000,
+                answer=lambda body: self.azure.batch_reply(body, self._pick_fault), error=azure_error,
+                error_body=lambda status, message: {"error": {"code": str(status), "message": message}},
+                authorized=lambda request: azure_authorized(request, self.api_key), refusal=api_version_refusal,
+                deployments=frozenset(self.models),
+            ),
+        ]  # fmt: skip
 
     def _pick_fault(self, model: str, texts: Sequence[str]) -> FaultRule | None:
         rule = self.faults.pick(model, texts)
@@ -123,13 +185,16 @@ class ChatService:
         return rule
 
 
-async def start_serving(service: ChatService, host: str, port: int) -> tuple[web.AppRunner, int]:
-    """Listen on host:port (0 = a free port); return the runner and the bound port."""
+async def start_serving(
+    service: ChatService, host: str, port: int, ssl_context: ssl.SSLContext | None = None
+) -> tuple[web.AppRunner, int]:
+    """Listen on host:port (0 = a free port), over TLS with ``ssl_context``; return the runner and
+    the bound port."""
     # handler_cancellation: a handler (e.g. a "hang") is cancelled when its client goes away.
     runner = web.AppRunner(service.build_app(), access_log=None, handler_cancellation=True, shutdown_timeout=1.0)
     await runner.setup()
     try:
-        await web.TCPSite(runner, host, port).start()
+        await web.TCPSite(runner, host, port, ssl_context=ssl_context).start()
     except BaseException:
         await runner.cleanup()
         raise

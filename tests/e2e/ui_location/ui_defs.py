@@ -1,7 +1,8 @@
 """Code location of tests/e2e/ui_screenshots.py: two datasets a Dagster user would look at.
 
 DD_UI_DIR holds customers.yaml (samplers) and tickets.yaml (LLM columns, served by the local
-OpenAI-compatible server at DD_UI_LLM_BASE_URL); data goes to DD_UI_DIR/artifacts.
+OpenAI-compatible server at DD_UI_LLM_BASE_URL), and, when there, accepted.yaml (an acceptance
+rule: ``--acceptance``); data goes to DD_UI_DIR/artifacts.
 """
 
 import os
@@ -28,7 +29,22 @@ class _Owned(DDDatasetTranslator):
 _resource = DataDesignerResource(
     artifact_path=str(HERE / "artifacts"), models={"writer": ModelEndpoint(base_url=os.environ["DD_UI_LLM_BASE_URL"])}
 )
+_accepted = (
+    [
+        build_dataset_definitions(
+            HERE / "accepted.yaml",
+            num_records=160,
+            buffer_size=20,
+            dataset_name="accepted",
+            row_groups_per_run=8,
+            translator=_Owned(),
+        )
+    ]
+    if (HERE / "accepted.yaml").exists()
+    else []
+)
 defs = dg.Definitions.merge(
+    *_accepted,
     build_dataset_definitions(
         HERE / "customers.yaml",
         num_records=4000,
