@@ -5,12 +5,18 @@ with nothing counted as sent; a JSON reply cut at max_tokens is named as cut."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 from pathlib import Path
 
+import aiohttp
 import pytest
 
+from dd_core import load_config
+from dd_core.engine.llm.client import CallFailed, ChatClient
+from dd_core.engine.llm.providers import provider_for
+from dd_core.engine.llm.runtime import LLMRuntime
 from tests.hostile.conftest import llm_config
 from tests.hostile.harness import check
 from tests.hostile.test_llm_replies import _generate
@@ -89,11 +95,33 @@ def dead_server():
                 filler.close()
 
 
-def test_a_dead_server_fails_on_the_connect_timeout_with_nothing_sent(tmp_path, dead_server, key_env):
+def test_a_dead_server_fails_the_endpoint_check_on_the_connect_timeout(tmp_path, dead_server, key_env):
     config = llm_config(dead_server, connect_timeout_s=0.5, max_retries=1, max_retry_wait_s=0.1)
     outcome = _generate(tmp_path, config, key_env, n=1)
-    check(outcome, 6, "no connection within 0.5 s (connect_timeout_s)")
-    assert "abandoned" not in outcome.output
+    check(outcome, 7, "no connection within 0.5 s (connect_timeout_s)", "Nothing was written")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_server_dead_during_a_run_fails_its_call_on_the_connect_timeout_with_nothing_sent(
+    dead_server, key_env, monkeypatch
+):
+    """After the endpoint check, a request to a server that died fails on ``connect_timeout_s``
+    (not ``timeout_s``), as a retryable failure that reached nothing (no abandoned request)."""
+    for name, value in key_env.items():
+        monkeypatch.setenv(name, value)
+    model = load_config(llm_config(dead_server, connect_timeout_s=0.5)).models[0]
+
+    async def call() -> CallFailed:
+        endpoint = LLMRuntime().endpoint(model)
+        async with aiohttp.ClientSession() as session:
+            client = ChatClient(session, provider_for(model).chat_dialect(endpoint), endpoint.timeouts)
+            with pytest.raises(CallFailed) as failed:
+                await client.complete(b'{"model":"test-model","messages":[]}')
+        return failed.value
+
+    failure = asyncio.run(call())
+    assert (failure.code, failure.retryable, failure.abandoned) == ("connect_timeout", True, None)
+    assert "no connection within 0.5 s (connect_timeout_s)" in str(failure)
 
 
 def cut_completion(content: str) -> str:

@@ -9,9 +9,9 @@ does not name the model (llama-server serves any name) or the server has no ``/m
 (``GET /openai/models``; Azure has no cheap read of a deployment). Anthropic:
 ``GET /v1/models/{model}``. The verdict:
 
-- **unreachable**: no connection (refused, unknown host, no route), a TLS failure, no answer
-  within ``PROBE_TIMEOUT_S`` (or the model's shorter ``timeout_s``), a connection closed
-  without an answer;
+- **unreachable**: no connection (refused, unknown host, no route, none within the model's
+  ``connect_timeout_s``), a TLS failure, no answer within ``PROBE_TIMEOUT_S`` (or the model's
+  shorter ``timeout_s``), a connection closed without an answer;
 - **refused**: 401 or 403 (the key), 404 from the chat completion (the model, or a base_url
   whose path is not the API's);
 - **reachable**: any other answer. A 429 or a 5xx comes from a server that is there, and the
@@ -88,14 +88,16 @@ class ProbeHTTP:
         data = None if body is None else orjson.dumps(body)
         if data is not None:
             headers = {**headers, "Content-Type": "application/json"}
+        connect_s = min(self.target.model.connect_timeout_s, timeout_s)
+        timeout = aiohttp.ClientTimeout(total=timeout_s, sock_connect=connect_s)
         try:
-            async with self.session.request(
-                method, url, data=data, headers=headers, timeout=aiohttp.ClientTimeout(total=timeout_s)
-            ) as response:
+            async with self.session.request(method, url, data=data, headers=headers, timeout=timeout) as response:
                 try:
                     return response.status, await read_body(response)
                 except MalformedReply:
                     return response.status, b""
+        except aiohttp.ConnectionTimeoutError as exc:
+            raise no_connection(self.target.endpoint.base_url, connect_s) from exc
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise no_answer(exc, self.target.endpoint.base_url, timeout_s) from exc
 
@@ -104,11 +106,25 @@ class ProbeHTTP:
         return await self.send("GET", path, headers, min(PROBE_TIMEOUT_S, self.target.endpoint.timeout_s))
 
 
-def no_answer(exc: BaseException, base_url: str, timeout_s: float) -> ProbeFailure:
-    """The cause and fix of a request that got no answer, whatever the provider."""
+def _where(base_url: str) -> tuple[str, int, str]:
+    """(host, port, "host:port") of ``base_url``."""
     parts = urlsplit(base_url)
     host, port = parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)
-    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return host, port, f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def no_connection(base_url: str, connect_s: float) -> ProbeFailure:
+    """No connection within the model's ``connect_timeout_s``: a host that is down, or a firewall."""
+    return ProbeFailure(
+        f"cannot be reached: no connection within {connect_s:g} s (connect_timeout_s)",
+        f"Check that the model server at {_where(base_url)[2]} is up and reachable from this machine "
+        "(a firewall that drops connections looks like this).",
+    )
+
+
+def no_answer(exc: BaseException, base_url: str, timeout_s: float) -> ProbeFailure:
+    """The cause and fix of a request that got no answer, whatever the provider."""
+    host, port, where = _where(base_url)
     reason = _reason(exc)
     if isinstance(exc, TimeoutError):
         return ProbeFailure(
