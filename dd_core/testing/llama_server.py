@@ -129,7 +129,9 @@ def free_port() -> int:
 
 
 class LlamaServer:
-    """``llama-server`` on 127.0.0.1 serving SmolLM2 (``with LlamaServer(...) as server:``)."""
+    """``llama-server`` on 127.0.0.1 serving SmolLM2 (``with LlamaServer(...) as server:``) under the
+    name ``alias`` (``--alias``, as users name a served model): ``GET /v1/models`` lists it, so dd's
+    endpoint check reads that list and sends no completion."""
 
     startup_timeout_s = 120.0
 
@@ -143,8 +145,10 @@ class LlamaServer:
         log_path: Path | None = None,
         binary: Path | None = None,
         model: Path | None = None,
+        alias: str = "smollm2",
     ):
         self.slots = slots
+        self.alias = alias
         self.threads = threads
         self.context = context
         self.metrics = metrics
@@ -167,7 +171,7 @@ class LlamaServer:
         command = [
             str(self.binary), "--model", str(self.model), "--host", HOST, "--port", str(self.port),
             "--parallel", str(self.slots), "--threads", str(self.threads), "--ctx-size", str(self.context),
-            "--no-webui",
+            "--no-webui", "--alias", self.alias,
         ]  # fmt: skip
         if self.metrics:
             command.append("--metrics")

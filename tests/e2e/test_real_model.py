@@ -190,7 +190,7 @@ def test_batch_mode_runs_through_the_batch_api_with_the_real_model_answering_the
             },
         ],
     }
-    with OpenAIServer() as batch_api:
+    with OpenAIServer(models=("smollm2",)) as batch_api:
         batch_api.set_batch_settings(upstream_url=proxy.base_url)
         config["models"][0]["base_url"] = batch_api.base_url
         result = generate(config, 8, buffer_size=8, artifact_path=tmp_path)
