@@ -61,7 +61,13 @@ class Spend:
         return (online + batch * (1 - price.batch_discount)) / PER
 
     def to_json(self) -> dict[str, int]:
-        return asdict(self)
+        """The amounts; the abandoned ones only when something was abandoned, so a row group
+        with nothing abandoned is written byte for byte as before they were counted."""
+        data = asdict(self)
+        if not self.abandoned_requests:
+            for name in ("abandoned_requests", "abandoned_prompt_tokens", "abandoned_completion_tokens"):
+                del data[name]
+        return data
 
     @classmethod
     def from_json(cls, data: dict) -> Spend:
