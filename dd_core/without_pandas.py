@@ -23,3 +23,8 @@ def refuse_pandas() -> None:
     """From now on this process cannot import pandas (unless it already has)."""
     if "pandas" not in sys.modules and not any(isinstance(f, _NoPandas) for f in sys.meta_path):
         sys.meta_path.insert(0, _NoPandas())
+
+
+def allow_pandas() -> None:
+    """Undo ``refuse_pandas`` (a test that ran a command in-process goes on as a library user)."""
+    sys.meta_path[:] = [finder for finder in sys.meta_path if not isinstance(finder, _NoPandas)]

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import os
-import sys
 import uuid
 from pathlib import Path
 
@@ -16,7 +15,7 @@ def _pandas_importable_again():
     """A command run in-process (typer's CliRunner) refuses pandas for the rest of the process, as
     ``ddsynth generate`` does; the next test gets a process where pandas can be imported again."""
     yield
-    sys.meta_path[:] = [finder for finder in sys.meta_path if not isinstance(finder, without_pandas._NoPandas)]
+    without_pandas.allow_pandas()
 
 
 @pytest.fixture

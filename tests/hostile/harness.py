@@ -18,6 +18,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from dd_core.interface.cli import app
+from dd_core.without_pandas import allow_pandas
 
 #: An API key the LLM cases configure; it must never appear in any output or file.
 SECRET = "sk-dd-hostile-0123456789abcdefSECRET"
@@ -37,8 +38,10 @@ class Outcome:
 
 
 def invoke(*args: object, env: dict | None = None) -> Outcome:
-    """``dd ARGS`` in this process, through the real app and its error handling."""
+    """``ddsynth ARGS`` in this process, through the real app and its error handling. The command's
+    process would end there: what it set for itself (refusing pandas) does not outlive it."""
     result = CliRunner().invoke(app, [str(a) for a in args], env=env)
+    allow_pandas()
     return Outcome(result.exit_code, result.stdout, result.stderr, result.exception)
 
 
