@@ -108,7 +108,9 @@ def test_sigkill_while_a_batch_is_pending_then_resume_polls_and_never_resubmits(
     resumed = run_dd("generate", path, "-n", 40, "--buffer-size", 20, "--artifact-path", tmp_path, timeout=120)
     assert resumed.returncode == 0, resumed.stderr
     batches = server_batches(server, provider)
-    assert pending <= {b["id"] for b in batches} and len(batches) == 4, "one batch per (row group, column)"
+    assert pending <= {b["id"] for b in batches} and len(batches) == 4, (
+        "one batch per (row group, column): " + batch_story(server, provider, pending) + resumed.stderr[-2000:]
+    )
     keys = submitted_keys(server, provider)
     assert len(keys) == len(set(keys)) == 80, "no request was submitted twice"
     assert server.stats()["requests_total"] == 0, "no online request"
@@ -119,6 +121,19 @@ def test_sigkill_while_a_batch_is_pending_then_resume_polls_and_never_resubmits(
     server.reset_batches()
     straight = generate(config_for(server, provider), 40, buffer_size=20, artifact_path=tmp_path / "straight")
     assert load_dataset(tmp_path / "chain").equals(straight.load())
+
+
+def batch_story(server, provider: str, pending: set[str]) -> str:
+    """Each batch (pending at the kill or not) with its status and size, and the batch API calls
+    made, for a failure's message: which run made the batches a test did not expect."""
+    stats = server.batch_stats()
+    lines = [
+        f"{'pending ' if b['id'] in pending else ''}{b['id']} {b['status']} {b['requests']} requests"
+        for b in stats["batches"]
+        if b["protocol"] == provider
+    ]
+    calls = [f"{c['op']} {c.get('batch_id', '')}".strip() for c in stats["log"]][-60:]
+    return "\n" + "\n".join(lines) + "\ncalls: " + ", ".join(calls) + "\nresumed run's stderr: "
 
 
 def test_a_lost_create_reply_makes_no_second_batch(server, tmp_path, provider):
