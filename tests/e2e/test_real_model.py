@@ -39,6 +39,10 @@ PERSON = {
     "additionalProperties": False,
 }
 
+#: The columns most configs below start with: a topic, and one sentence about it.
+TOPIC = {"name": "topic", "type": "category", "values": ["cats", "ships", "tea", "rain"]}
+LINE = {"name": "line", "type": "llm_text", "model": "smol", "prompt": "Write one sentence about {{ topic }}."}
+
 
 @pytest.fixture(scope="module")
 def llama(tmp_path_factory):
@@ -70,8 +74,8 @@ def every_type_config(url: str) -> dict:
             },
         ],
         "columns": [
-            {"name": "topic", "type": "category", "values": ["cats", "ships", "tea", "rain"]},
-            {"name": "line", "type": "llm_text", "model": "smol", "prompt": "Write one sentence about {{ topic }}."},
+            TOPIC,
+            LINE,
             {
                 "name": "person",
                 "type": "llm_structured",
@@ -145,8 +149,8 @@ def test_sigkill_mid_run_then_resume_sends_no_answered_request_again(proxy, tmp_
         "name": "killed",
         "models": [smol(proxy.base_url, max_tokens=48, temperature=0.7)],
         "columns": [
-            {"name": "topic", "type": "category", "values": ["cats", "ships", "tea", "rain"]},
-            {"name": "line", "type": "llm_text", "model": "smol", "prompt": "Write one sentence about {{ topic }}."},
+            TOPIC,
+            LINE,
         ],
     }
     path = _write(tmp_path, config)
@@ -179,8 +183,8 @@ def test_batch_mode_runs_through_the_batch_api_with_the_real_model_answering_the
             smol("http://placeholder/v1", max_tokens=64, temperature=0.7, batch=True, batch_poll_interval_s=0.2)
         ],
         "columns": [
-            {"name": "topic", "type": "category", "values": ["cats", "ships", "tea", "rain"]},
-            {"name": "line", "type": "llm_text", "model": "smol", "prompt": "Write one sentence about {{ topic }}."},
+            TOPIC,
+            LINE,
             {
                 "name": "person",
                 "type": "llm_structured",
@@ -222,7 +226,7 @@ def test_long_stories_complete_with_none_abandoned_or_sent_twice_on_busy_cores(p
         "name": "stories",
         "models": [smol(proxy.base_url, max_tokens=1500, temperature=0.7)],
         "columns": [
-            {"name": "topic", "type": "category", "values": ["cats", "ships", "tea", "rain"]},
+            TOPIC,
             {
                 "name": "story",
                 "type": "llm_text",
