@@ -150,10 +150,10 @@ class MessageStream:
             raise MalformedReply(f"a message_delta's 'usage' is {json_kind(usage)}, not an object")
         if isinstance(delta.get("stop_reason"), str):
             self._stop_reason = delta["stop_reason"]
-        if usage and self._usage is not None:  # cumulative counts: the latest stand
+        if self._usage is None:
+            raise MalformedReply("the stream did not begin with message_start (no usage before message_delta)")
+        if usage:  # cumulative counts: the latest stand
             self._usage.update((key, value) for key, value in usage.items() if value is not None)
-        elif usage:
-            self._usage = dict(usage)
 
     def completion(self, prompt_estimate: int) -> Completion:
         if self._stop_reason is None:
