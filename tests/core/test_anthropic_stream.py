@@ -11,9 +11,80 @@ import pyarrow.parquet as pq
 import pytest
 
 from dd_core import generate
+from dd_core.engine.llm.providers.anthropic_replies import MessageStream, message_completion
 from dd_core.testing.llm_server import OpenAIServer
 from tests.core.test_llm_columns import all_types_config
 from tests.providers import KEY, KEY_ENV, PRICE, config_for
+
+
+def events_of(message: dict, delta_usage: dict) -> list[dict]:
+    """``message`` as Anthropic streams it: each block opened empty, filled in two deltas, closed."""
+    start = {**message, "content": [], "stop_reason": None, "usage": {**message["usage"], "output_tokens": 1}}
+    events = [{"type": "message_start", "message": start}]
+    for index, block in enumerate(message["content"]):
+        kind = block["type"]
+        if kind == "text":
+            opening, pieces = {"type": "text", "text": ""}, [block["text"][:3], block["text"][3:]]
+            deltas = [{"type": "text_delta", "text": piece} for piece in pieces]
+        elif kind == "tool_use":
+            raw = json.dumps(block["input"], indent=1)  # not the way dd writes it: dd parses and re-writes
+            opening, deltas = {**block, "input": {}}, [{"type": "input_json_delta", "partial_json": raw[:5]}]
+            deltas.append({"type": "input_json_delta", "partial_json": raw[5:]})
+        else:
+            opening = {"type": "thinking", "thinking": ""}
+            deltas = [
+                {"type": "thinking_delta", "thinking": block["thinking"]},
+                {"type": "signature_delta", "signature": "s"},
+            ]
+        events.append({"type": "content_block_start", "index": index, "content_block": opening})
+        events += [{"type": "ping"}] + [{"type": "content_block_delta", "index": index, "delta": d} for d in deltas]
+        events.append({"type": "content_block_stop", "index": index})
+    delta = {"stop_reason": message["stop_reason"], "stop_sequence": None}
+    events += [{"type": "message_delta", "delta": delta, "usage": delta_usage}, {"type": "future_event"}]
+    return [*events, {"type": "message_stop"}]
+
+
+PROFILE_INPUT = {"name": "Zoë Ångström 🙂", "age": 41, "notes": None, "tags": ["ß", 1.5]}
+MESSAGES = {
+    "two-text-blocks": (
+        [{"type": "text", "text": "Hello "}, {"type": "text", "text": "wörld"}],
+        "end_turn",
+        {"input_tokens": 12, "output_tokens": 7},
+    ),
+    "thinking-then-tool": (
+        [
+            {"type": "thinking", "thinking": "Let me see."},
+            {"type": "tool_use", "id": "t1", "name": "profile", "input": PROFILE_INPUT},
+            {"type": "tool_use", "id": "t2", "name": "profile", "input": {"name": "second"}},
+        ],
+        "tool_use",
+        {"input_tokens": 3, "cache_creation_input_tokens": 5, "cache_read_input_tokens": 11, "output_tokens": 30},
+    ),
+    "cut-text": ([{"type": "text", "text": "Once upon a"}], "max_tokens", {"input_tokens": 4, "output_tokens": 3}),
+}
+
+
+@pytest.mark.parametrize("name", MESSAGES)
+def test_a_streamed_message_is_the_same_completion_as_the_whole_message(name):
+    content, stop_reason, usage = MESSAGES[name]
+    message = {"id": "msg_1", "type": "message", "role": "assistant", "content": content}
+    message |= {"stop_reason": stop_reason, "usage": usage}
+    stream = MessageStream()
+    ends = [
+        stream.add(json.dumps(event).encode())
+        for event in events_of(message, {"output_tokens": usage["output_tokens"]})
+    ]
+    assert ends == [False] * (len(ends) - 1) + [True]
+    assert stream.completion(prompt_estimate=10**6) == message_completion(message)
+
+
+def test_cumulative_usage_in_message_delta_stands_over_message_starts():
+    message = {"content": [{"type": "text", "text": "hi"}], "stop_reason": "end_turn"}
+    message["usage"] = {"input_tokens": 100, "cache_read_input_tokens": 50, "output_tokens": 9}
+    stream = MessageStream()
+    for event in events_of(message, {"input_tokens": 120, "cache_read_input_tokens": None, "output_tokens": 9}):
+        stream.add(json.dumps(event).encode())
+    assert stream.completion(0)[1:] == (170, 9, False)
 
 
 @pytest.fixture(scope="module")
