@@ -11,7 +11,8 @@ import orjson
 import pytest
 
 from dd_core import generate, load_config
-from dd_core.engine.llm.providers.anthropic_messages import MessagesTemplate, message_completion, wire
+from dd_core.engine.llm.providers.anthropic_messages import MessagesTemplate, wire
+from dd_core.engine.llm.providers.anthropic_replies import message_completion
 from dd_core.engine.llm.replies import MalformedReply
 from dd_core.testing.llm_server import OpenAIServer
 from tests.core.test_llm_columns import PROFILE, all_types_config

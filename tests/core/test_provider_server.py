@@ -174,6 +174,42 @@ def test_anthropic_answers_a_forced_tool_with_a_tool_use_block_and_json_output_w
     assert set(json.loads(text)) == set(PROFILE["required"])
 
 
+def stream_events(reply: httpx.Response) -> list[dict]:
+    """The events of a streamed answer, each checked to be named as its data's type."""
+    assert reply.status_code == 200 and reply.headers["content-type"].startswith("text/event-stream")
+    events = []
+    for block in reply.text.strip().split("\n\n"):
+        name, data = block.split("\n")
+        event = json.loads(data.removeprefix("data: "))
+        assert name == f"event: {event['type']}"
+        events.append(event)
+    return events
+
+
+def test_anthropic_streams_the_same_message_as_its_events(http, server):
+    body = {**MESSAGE, "system": "You are terse.", "cache_control": {"type": "ephemeral"}}
+    whole = messages(http, body).json()
+    events = stream_events(messages(http, {**body, "stream": True}))
+    kinds = [e["type"] for e in events]
+    assert kinds[:3] == ["message_start", "content_block_start", "ping"]
+    assert kinds[-3:] == ["content_block_stop", "message_delta", "message_stop"]
+    deltas = [e["delta"] for e in events if e["type"] == "content_block_delta"]
+    assert len(deltas) > 3 and "".join(d["text"] for d in deltas) == whole["content"][0]["text"]
+    start, end = events[0]["message"]["usage"], events[-2]["usage"]
+    assert {**start, **end} == whole["usage"] and events[-2]["delta"]["stop_reason"] == "end_turn"
+    assert [entry["stream"] for entry in server.stats()["request_log"]] == [False, True]
+
+
+def test_anthropic_streams_a_tool_input_as_input_json_deltas(http):
+    tool = {"name": "profile", "input_schema": PROFILE}
+    body = {**MESSAGE, "tools": [tool], "tool_choice": {"type": "tool", "name": "profile"}}
+    (block,) = messages(http, body).json()["content"]
+    events = stream_events(messages(http, {**body, "stream": True}))
+    assert events[1]["content_block"] == {**block, "id": events[1]["content_block"]["id"], "input": {}}
+    pieces = [e["delta"]["partial_json"] for e in events if e["type"] == "content_block_delta"]
+    assert json.loads("".join(pieces)) == block["input"] and events[-2]["delta"]["stop_reason"] == "tool_use"
+
+
 @pytest.mark.parametrize(
     ("change", "headers", "status", "kind", "words"),
     [
@@ -187,6 +223,7 @@ def test_anthropic_answers_a_forced_tool_with_a_tool_use_block_and_json_output_w
             "top-level 'system'",
         ),
         ({"temperature": 1.5}, ANTHROPIC, 400, "invalid_request_error", "temperature"),
+        ({"stream": "yes"}, ANTHROPIC, 400, "invalid_request_error", "stream: Input should be a valid boolean"),
         ({}, {"x-api-key": KEY}, 400, "invalid_request_error", "anthropic-version: header is required"),
         ({}, {**ANTHROPIC, "x-api-key": "wrong"}, 401, "authentication_error", "Incorrect API key"),
     ],

@@ -4,13 +4,13 @@ What differs between providers (the URL, the headers, the body sent for a payloa
 an error and rate-limit headers read) is a ``ChatDialect`` (see ``providers``); the default is
 an OpenAI-compatible ``/chat/completions`` endpoint.
 
-Streamed (the model's ``stream``, for OpenAI-compatible servers) or not: a streamed request carries ``"stream": true,
-"stream_options": {"include_usage": true}`` on the wire only (the body that keys the response
-cache is the same either way, so switching changes no cache key), its chunks are assembled into
-the same ``Completion`` (usage and ``finish_reason`` from the stream), and its deadlines are a
-``ReplyClock``'s (first chunk, silence between chunks, cap: see ``timeouts``). Azure's and
-Anthropic's replies are read whole, within ``timeout_s`` (their streams carry content-filter
-results and events of their own, which dd does not read yet).
+Streamed (the model's ``stream``) or not: a streamed request carries the provider's stream fields
+on the wire only (OpenAI's ``"stream": true, "stream_options": {"include_usage": true}``,
+Anthropic's ``"stream": true``: the body that keys the response cache is the same either way, so
+switching changes no cache key), its events are assembled by the provider's ``StreamAssembler``
+into the same ``Completion`` (usage and the finish or stop reason from the stream), and its
+deadlines are a ``ReplyClock``'s (first event, silence between events, cap: see ``timeouts``).
+Azure's replies are read whole, within ``timeout_s`` (see ``providers.azure``).
 
 aiohttp rather than httpx: measured here, an httpx AsyncClient costs 2-3 ms of CPU per
 request and slows down as concurrency grows (encode/httpx#3215), which caps one process
@@ -33,6 +33,7 @@ from dd_core.engine.llm.replies import (
     MAX_REPLY_BYTES,
     Completion,
     MalformedReply,
+    StreamAssembler,
     StreamedCompletion,
     parse_completion,
     parse_json,
@@ -210,9 +211,11 @@ class ChatDialect:
     failure: Callable[[int, Any, bytes], CallFailed] = http_failure
     #: The reply's rate-limit headers in OpenAI's ``x-ratelimit-*`` vocabulary, or None without any.
     rate_headers: Callable[[Mapping[str, str]], Mapping[str, str] | None] = openai_rate_headers
-    #: What a streamed request's body ends with instead of its closing brace, for a provider whose
-    #: stream is OpenAI's ``chat.completion.chunk`` events; None: its replies are always read whole.
+    #: What a streamed request's body ends with instead of its closing brace; None: the provider's
+    #: replies are always read whole.
     stream_fields: bytes | None = None
+    #: A new assembler of one streamed reply's events (OpenAI's ``chat.completion.chunk`` by default).
+    stream_reply: Callable[[], StreamAssembler] = StreamedCompletion
 
 
 class ChatClient:
@@ -229,6 +232,7 @@ class ChatClient:
         self._failure = dialect.failure
         self._rate_headers = dialect.rate_headers
         self._stream_fields = dialect.stream_fields
+        self._stream_reply = dialect.stream_reply
         self.timeouts = timeouts
         #: Streamed when asked and the provider's stream is one dd reads.
         self.stream = stream and dialect.stream_fields is not None
@@ -276,7 +280,7 @@ class ChatClient:
 
     async def _streamed(self, payload: bytes, timeouts: Timeouts) -> Completion:
         clock = ReplyClock(timeouts)
-        reply = StreamedCompletion()
+        reply = self._stream_reply()
         data = payload if self._wire is None else self._wire(payload)
         try:
             async with clock.context:
@@ -292,9 +296,8 @@ class ChatClient:
                     if response.content_type != "text/event-stream":
                         return self._completion(await read_body(response))  # a server that does not stream
                     async for event in event_data(response, clock):
-                        if event == b"[DONE]":
+                        if reply.add(event):
                             break
-                        reply.add(event)
             return reply.completion(prompt_estimate(payload))
         except CallFailed:
             raise

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import orjson
 
@@ -92,6 +92,21 @@ def parse_completion(body: bytes) -> Completion:
     return Completion(scrub(content), token_count(usage, "prompt_tokens"), token_count(usage, "completion_tokens"), cut)
 
 
+class StreamAssembler(Protocol):
+    """A reply assembled from its stream, one event's data at a time (a provider's choice:
+    ``StreamedCompletion`` for OpenAI's chunks)."""
+
+    #: Content events so far (a token, near enough: what an abandoned reply may have cost).
+    seen: int
+
+    def add(self, data: bytes) -> bool:
+        """One event's data; True once it was the stream's last. ``MalformedReply`` for an event of
+        the wrong shape (or a ``CallFailed`` of the provider's own, such as an error event)."""
+
+    def completion(self, prompt_estimate: int) -> Completion:
+        """The reply; ``prompt_estimate`` stands in for prompt tokens the stream did not report."""
+
+
 class StreamedCompletion:
     """A chat completion assembled from its stream's chunks (``chat.completion.chunk`` objects:
     ``choices[0].delta`` content or function-call arguments, then ``finish_reason``, then the
@@ -106,8 +121,10 @@ class StreamedCompletion:
         self.finish_reason: str | None = None
         self.usage: dict | None = None
 
-    def add(self, data: bytes) -> None:
-        """One event's data (``[DONE]`` excluded); a chunk of the wrong shape is ``MalformedReply``."""
+    def add(self, data: bytes) -> bool:
+        """One event's data (True for the last, ``[DONE]``); a chunk of the wrong shape is ``MalformedReply``."""
+        if data == b"[DONE]":
+            return True
         chunk = parse_json(data)
         if not isinstance(chunk, dict):
             raise MalformedReply(f"a stream chunk is a JSON {json_kind(chunk)}, not an object")
@@ -122,7 +139,7 @@ class StreamedCompletion:
             self.usage = usage
         choices = chunk.get("choices")
         if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
-            return  # the usage chunk has no choices
+            return False  # the usage chunk has no choices
         choice = choices[0]
         delta = choice.get("delta")
         if isinstance(delta, dict):
@@ -142,6 +159,7 @@ class StreamedCompletion:
             self.finish_reason = choice["finish_reason"]
         if self.size > MAX_REPLY_BYTES:
             raise MalformedReply(f"the streamed reply is more than the {MAX_REPLY_BYTES:,} bytes a reply may have")
+        return False
 
     def completion(self, prompt_estimate: int) -> Completion:
         """The reply; without usage in the stream, prompt tokens are ``prompt_estimate`` and

@@ -10,6 +10,12 @@
   text for ``output_config``, else text (see :mod:`~dd_core.testing.llm_server.replies`);
   ``stop_reason``; ``usage`` in words: ``input_tokens`` and ``output_tokens``, and, for a request
   with a top-level ``cache_control``, half its input as ``cache_read_input_tokens``.
+- ``stream: true`` gets the same Message as its server-sent events, each ``event: NAME`` then
+  ``data: JSON`` with the name again as ``type``: ``message_start`` (no content yet, the input
+  usage and one output token), ``content_block_start``, a ``ping``, the block's deltas a word at a
+  time (``text_delta``, or a tool's input JSON as ``input_json_delta``), ``content_block_stop``,
+  ``message_delta`` (``stop_reason``, the output tokens) and ``message_stop``; the key ignores
+  ``stream``.
 - Errors as ``{"type": "error", "error": {"type": ..., "message": ...}}`` (429 ``rate_limit_error``
   with ``retry-after``, 529 ``overloaded_error``); every answer under a limit carries
   ``anthropic-ratelimit-{requests,tokens}-{limit,remaining,reset}``, resets in RFC 3339.
@@ -21,6 +27,7 @@ import datetime
 import hashlib
 import json
 import math
+import re
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -113,8 +120,8 @@ def request_problem(body: Any) -> str | None:
                 f"messages: Unexpected role {role!r}. The Messages API accepts only 'user' and 'assistant' roles; "
                 "put a system prompt in the top-level 'system' field"
             )
-    if body.get("stream"):
-        return "stream: streaming is not supported by this test server"
+    if not isinstance(body.get("stream", False), bool):
+        return "stream: Input should be a valid boolean"
     temperature = body.get("temperature")
     if temperature is not None and not (isinstance(temperature, (int, float)) and 0 <= temperature <= 1):
         return "temperature: Input should be less than or equal to 1"
@@ -205,6 +212,41 @@ def message_json(body: Mapping[str, Any], content: str) -> dict[str, Any]:
     }
 
 
+def sse(name: str, data: Mapping[str, Any]) -> bytes:
+    return f"event: {name}\ndata: {json.dumps(data)}\n\n".encode()
+
+
+def message_events(body: Mapping[str, Any], content: str) -> list[bytes]:
+    """A Message as the server-sent events of its stream (see the module docstring)."""
+    whole = message_json(body, content)
+    (block,) = whole["content"]
+    usage = whole["usage"]
+    start = {**whole, "content": [], "stop_reason": None, "usage": {**usage, "output_tokens": 1}}
+    if block["type"] == "tool_use":
+        opening, kind, field = {**block, "input": {}}, "input_json_delta", "partial_json"
+        text = json.dumps(block["input"])
+    else:
+        opening, kind, field, text = {"type": "text", "text": ""}, "text_delta", "text", content
+    events = [
+        sse("message_start", {"type": "message_start", "message": start}),
+        sse("content_block_start", {"type": "content_block_start", "index": 0, "content_block": opening}),
+        sse("ping", {"type": "ping"}),
+    ]
+    events += [
+        sse("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": {"type": kind, field: piece}})
+        for piece in re.findall(r"\S+\s*|\s+", text)
+    ]
+    delta = {"stop_reason": whole["stop_reason"], "stop_sequence": None}
+    return events + [
+        sse("content_block_stop", {"type": "content_block_stop", "index": 0}),
+        sse(
+            "message_delta",
+            {"type": "message_delta", "delta": delta, "usage": {"output_tokens": usage["output_tokens"]}},
+        ),
+        sse("message_stop", {"type": "message_stop"}),
+    ]
+
+
 def rfc3339(unix: float) -> str:
     return datetime.datetime.fromtimestamp(unix, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -225,7 +267,8 @@ class AnthropicMessages:
         texts = ([_text(body["system"])] if body.get("system") else []) + [
             _text(m.get("content")) for m in body["messages"]
         ]
-        return ChatRequest(body=body, key=request_key(body), model=body["model"], texts=texts)
+        stream = body.get("stream") is True
+        return ChatRequest(body=body, key=request_key(body), model=body["model"], texts=texts, stream=stream)
 
     def reply(self, chat: ChatRequest) -> str:
         try:
@@ -239,6 +282,9 @@ class AnthropicMessages:
 
     def completion(self, chat: ChatRequest, content: str, headers: Mapping[str, str] | None = None) -> web.Response:
         return web.json_response(message_json(chat.body, content), headers=headers)
+
+    def stream_events(self, chat: ChatRequest, content: str) -> list[bytes]:
+        return message_events(chat.body, content)
 
     def invalid_content(self, chat: ChatRequest) -> str:
         tool = _forced_tool(chat.body)

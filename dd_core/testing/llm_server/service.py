@@ -142,6 +142,7 @@ class ChatService:
         except RequestProblem as exc:
             return protocol.error(400, str(exc))
         exchange.key, exchange.model, exchange.prompt = chat.key, chat.model, chat.texts[-1][:200]
+        exchange.stream = chat.stream
         try:
             content = protocol.reply(chat)
         except RequestProblem as exc:

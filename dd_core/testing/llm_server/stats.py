@@ -27,6 +27,7 @@ class Exchange:
     fault: str | None = None
     succeeded: bool = False
     prompt: str | None = None  # the last message's first 200 characters
+    stream: bool = False  # the reply was asked for as a stream of events
 
 
 class Stats:
@@ -85,6 +86,7 @@ class Stats:
                 "model": exchange.model,
                 "fault": exchange.fault,
                 "prompt": exchange.prompt,
+                "stream": exchange.stream,
             }
         )
 

@@ -28,13 +28,8 @@ import aiohttp
 
 from dd_core.engine.llm.batch_api import BatchHTTP, BatchStatus, LineResult, count_field, string_field
 from dd_core.engine.llm.client import CallFailed
-from dd_core.engine.llm.providers.anthropic_messages import (
-    api_root,
-    auth_headers,
-    failure,
-    message_completion,
-    wire,
-)
+from dd_core.engine.llm.providers.anthropic_messages import api_root, auth_headers, failure, wire
+from dd_core.engine.llm.providers.anthropic_replies import message_completion
 from dd_core.engine.llm.replies import MalformedReply
 from dd_core.engine.llm.retry_policy import line_retryable
 from dd_core.engine.llm.runtime import Endpoint

@@ -9,9 +9,8 @@
   is validated like any structured reply either way.
 - The payload (the cache key's source) also holds the cell's ``seed``: the API has no seed, so it
   is taken out of the body sent (``wire``), and two cells with the same prompt stay two requests.
-- The reply: content blocks (text joined; a ``tool_use`` block's input as JSON), ``stop_reason``,
-  and ``usage``: input tokens are ``input_tokens`` plus the cache's ``cache_creation_input_tokens``
-  and ``cache_read_input_tokens`` when reported, output tokens ``output_tokens``.
+- The reply: a Message, whole or (``stream``) as its events, read by ``anthropic_replies``; a
+  streamed request adds ``"stream": true`` to the body sent, nothing else.
 - Errors: ``{"type": "error", "error": {"type": ..., "message": ...}}``. 429 (``retry-after``
   honoured) and 529 ``overloaded_error`` are back-pressure: retried and counted as throttled.
 - Rate limits: ``anthropic-ratelimit-{requests,tokens}-{limit,remaining,reset}`` (reset an RFC
@@ -22,7 +21,6 @@
 from __future__ import annotations
 
 import email.utils
-import json
 import time
 from collections.abc import Mapping
 from datetime import datetime
@@ -33,17 +31,19 @@ import orjson
 from dd_core.config.llm_columns import LLMColumn
 from dd_core.config.models import ModelConfig
 from dd_core.engine.llm.cells import output_schema, tool_name
-from dd_core.engine.llm.client import CallFailed, ChatDialect, Completion, retry_after_s, should_retry
-from dd_core.engine.llm.replies import MAX_REPLY_BYTES, MalformedReply, json_kind, parse_json, token_count
+from dd_core.engine.llm.client import CallFailed, ChatDialect, retry_after_s, should_retry
+from dd_core.engine.llm.providers.anthropic_replies import MessageStream, parse_message
+from dd_core.engine.llm.replies import MalformedReply, parse_json
 from dd_core.engine.llm.retry_policy import THROTTLING_STATUS
 from dd_core.engine.llm.runtime import Endpoint
 from dd_core.engine.llm.wire import serialise
-from dd_core.redaction import scrub
 
 #: The Messages API version dd speaks (the ``anthropic-version`` header).
 API_VERSION = "2023-06-01"
 #: The payload field holding the cell's seed (not part of the API: removed from what is sent).
 SEED = "seed"
+#: What a streamed request's body ends with instead of its closing brace.
+STREAM_FIELDS = b',"stream":true}'
 
 
 def api_root(endpoint: Endpoint) -> str:
@@ -106,43 +106,9 @@ def chat_dialect(endpoint: Endpoint) -> ChatDialect:
         parse=parse_message,
         failure=failure,
         rate_headers=rate_headers,
+        stream_fields=STREAM_FIELDS,
+        stream_reply=MessageStream,
     )
-
-
-def parse_message(body: bytes) -> Completion:
-    if len(body) > MAX_REPLY_BYTES:
-        raise MalformedReply(f"the body is {len(body):,} bytes, more than the {MAX_REPLY_BYTES:,} a reply may have")
-    return message_completion(parse_json(body))
-
-
-def message_completion(data: Any) -> Completion:
-    """A Message object (online, or inside a batch result) as a ``Completion``."""
-    if not isinstance(data, dict):
-        raise MalformedReply(f"the message is a JSON {json_kind(data)}, not an object")
-    blocks = data.get("content")
-    if not isinstance(blocks, list):
-        raise MalformedReply(f"'content' is {json_kind(blocks)}, not a list of content blocks")
-    texts, tool_input = [], None
-    for block in blocks:
-        kind = block.get("type") if isinstance(block, dict) else None
-        if kind == "text" and isinstance(block.get("text"), str):
-            texts.append(block["text"])
-        elif kind == "tool_use" and tool_input is None:
-            if not isinstance(block.get("input"), dict):
-                raise MalformedReply(f"a tool_use block's 'input' is {json_kind(block.get('input'))}, not an object")
-            tool_input = block["input"]
-    usage = data.get("usage")
-    if not isinstance(usage, dict):
-        raise MalformedReply(f"'usage' is {json_kind(usage)}, not an object")
-    content = json.dumps(tool_input, ensure_ascii=False) if tool_input is not None else "".join(texts)
-    prompt_tokens = sum(
-        token_count(usage, key)
-        for key in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
-        if usage.get(key) is not None
-    )
-    # A server that writes the API key into a reply must not get it into the data or the cache.
-    cut = data.get("stop_reason") == "max_tokens"
-    return Completion(scrub(content), prompt_tokens, token_count(usage, "output_tokens"), cut)
 
 
 def error_text(body: bytes) -> str:

@@ -8,6 +8,9 @@
 - Errors: ``{"error": {"code": "429", "message": ...}}``; a 429 carries ``retry-after`` and
   ``retry-after-ms`` (``client.http_failure`` reads both). A reply whose content the content
   filter withheld fails its cell without a retry.
+- Replies are read whole (no ``stream_fields``): older API versions and models refuse
+  ``stream_options`` (a stream's usage) with a 400, and a streamed reply's content may arrive
+  before the filter's verdict (``finish_reason: content_filter``) ends it.
 - Rate limits: Azure sends ``x-ratelimit-remaining-requests`` and ``-tokens`` without a limit or
   a reset. ``AzureRateHeaders`` completes them for the rate limiter: the limit is the most ever
   seen remaining (plus the request just counted), regained evenly over Azure's one-minute window.
