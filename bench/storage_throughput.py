@@ -9,7 +9,8 @@ the SDK's go to the server directly) and Azure Blob (Azurite), each started by t
 
 - dd write: what ``ddsynth generate`` does per row group, minus generating it: under the
   dataset's lock (a lease on object stores), each row group's file written crash-safely
-  (local: temp file, fsync, rename) and metadata.json rewritten after it.
+  (local: temp file, fsync, rename) and recorded in metadata.json, which is rewritten at most
+  once a second (``DD_RECORD_SECONDS``; local: after an fsync of the parquet folder).
 - SDK write: the same parquet bytes written as a plain file (local), or put with boto3,
   google-cloud-storage or azure-storage-blob; no lock, no metadata, no fsync. ``local+fsync``
   is the local disk again against files each written to a temp file, fsynced and renamed (what
@@ -40,7 +41,7 @@ sys.path.insert(0, str(BENCH.parent))
 
 from dd_core import generate_row_group, load_config, load_dataset  # noqa: E402
 from dd_core.fingerprinting import fingerprint  # noqa: E402
-from dd_core.storage.dataset_folder import DatasetWriter  # noqa: E402
+from dd_core.storage.dataset_folder import DatasetWriter, record_interval  # noqa: E402
 from dd_core.storage.filesystems import storage_path  # noqa: E402
 from dd_core.storage.layout import DatasetLayout  # noqa: E402
 from dd_core.storage.lock import dataset_lock  # noqa: E402
@@ -58,11 +59,12 @@ def dd_write(root: str, tables: list[pa.Table], config, buffer: int) -> None:
     meta = DatasetMetadata("customers", fp.config_hash, fp.config_hash_algo, fp.config_hash_version, config.seed,
                            buffer * len(tables), buffer)  # fmt: skip
     with dataset_lock(layout):
-        writer = DatasetWriter(layout, meta)
+        writer = DatasetWriter(layout, meta, record_interval())
         writer.start(config.resolved_dump(), {})
         for index, table in enumerate(tables):
             info = identity.info(index, table.num_rows, table.num_rows)
-            write_row_group_file(layout.batch(index), table, info)
+            # As generate's jobs write them (RowGroupJob(..., sync_folder=False, digest=False)).
+            write_row_group_file(layout.batch(index), table, info, sync_folder=False, digest=False)
             writer.record_row_group(info)
         writer.finish("parquet-files")
 

@@ -33,6 +33,12 @@ class RowGroupJob:
     #: sizes (``reused``) instead of producing it again: one a parallel producer finished while
     #: this one waited for the claim, or one whose producer died before it was recorded.
     reuse_finished: bool = False
+    #: The file's name is durable (its folder fsynced) before it is handed back, as an
+    #: orchestrator reporting each file needs. False leaves that to the caller, who syncs the
+    #: folder once for all files written since, before it records them (``DatasetWriter``).
+    sync_folder: bool = True
+    #: Hand back the sha256 of the written file (an orchestrator's data version).
+    digest: bool = True
 
 
 @dataclass
@@ -45,7 +51,7 @@ class ProducedRowGroup:
     seconds: float
     table: pa.Table | None = None
     path: StoragePath | None = None
-    #: sha256 of the written file's bytes.
+    #: sha256 of the written file's bytes (with ``RowGroupJob.digest``).
     sha256: str | None = None
     #: Found finished at the job's path (``RowGroupJob.reuse_finished``), not produced now.
     reused: bool = False
@@ -84,8 +90,8 @@ def finish(job: RowGroupJob, result: RowGroupResult, identity: RowGroupIdentity,
             kept_candidates=result.kept_candidates,
         )
     if result.rejected is not None:
-        write_row_group_file(rejected_path(job.path), result.rejected, info)
-    digest = write_row_group_file(job.path, result.table, info)
+        write_row_group_file(rejected_path(job.path), result.rejected, info, digest=False)
+    digest = write_row_group_file(job.path, result.table, info, sync_folder=job.sync_folder, digest=job.digest)
     return ProducedRowGroup(info, result.usage, time.perf_counter() - started, path=job.path, sha256=digest)
 
 
@@ -97,6 +103,8 @@ def finished_file(job: RowGroupJob, identity: RowGroupIdentity) -> ProducedRowGr
     info = identity.finished_file(job.path, job.index, job.num_rows)
     if info is None:
         return None
+    if job.sync_folder:
+        job.path.parent.sync_folder()  # its producer may have died before making the name durable
     try:
         digest = hashlib.sha256(job.path.read_bytes()).hexdigest()
     except FileNotFoundError:

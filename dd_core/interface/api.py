@@ -29,6 +29,7 @@ from dd_core.storage.dataset_folder import (
     DatasetWriter,
     FolderScan,
     read_finished_tables,
+    record_interval,
     remove_unstarted,
     scan_folder,
     verify_final_file,
@@ -155,6 +156,7 @@ def generate(
     mode = ResumeMode.coerce(resume)
     name = dataset_name or config.name or "dataset"
     _check_name(name)
+    record_every = record_interval()
     total = row_group_sizes(
         num_records, buffer_size
     ).count  # an impossible target is a usage error before anything else
@@ -186,7 +188,8 @@ def generate(
             plan = _plan(mode, scan, fp.config_hash, num_records, buffer_size, layout)
             if plan.action is Action.ALREADY_COMPLETE:
                 return _already_complete(layout, scan.metadata, started)
-            writer = DatasetWriter(layout, _metadata_for_run(scan, name, fp, config, num_records, buffer_size))
+            meta = _metadata_for_run(scan, name, fp, config, num_records, buffer_size)
+            writer = DatasetWriter(layout, meta, record_every)
             try:
                 writer.start(config.resolved_dump(), scan.unrecorded)
                 llm.cache_dir = layout.llm_cache
@@ -274,10 +277,14 @@ def _write_row_groups(
     workers: int | None,
 ) -> None:
     """Produce the plan's row groups (pipelined, in ``workers`` processes); each is written
-    crash-safely by its producer and recorded here, as it finishes, as a checkpoint."""
+    crash-safely by its producer and recorded here, as it finishes, as a checkpoint (the
+    writer syncs the parquet folder once per record, not each file's producer)."""
     usage = {alias: ModelUsage.from_json(u) for alias, u in writer.metadata.extra.get("llm_usage", {}).items()}
     total = len(plan.generate)
-    jobs = (RowGroupJob(index, plan.sizes[index], writer.layout.batch(index)) for index in plan.generate)
+    jobs = (
+        RowGroupJob(index, plan.sizes[index], writer.layout.batch(index), sync_folder=False, digest=False)
+        for index in plan.generate
+    )
     workers = worker_count(config, sum(plan.sizes[index] for index in plan.generate), total, workers)
     with produce_row_groups(config, jobs, buffer_size=buffer_size, llm=llm, workers=workers) as produced:
         for done, part in enumerate(produced, start=1):
@@ -285,7 +292,7 @@ def _write_row_groups(
                 writer.metadata.extra["llm_usage"] = {
                     alias: u.to_json() for alias, u in merge_usage(usage, part.usage).items()
                 }
-            writer.record_row_group(part.info)
+            writer.record_row_group(part.info, with_usage=bool(part.usage))
             if progress:
                 progress(done, total)
 

@@ -97,11 +97,11 @@ def atomic_write(path: Path, data: bytes, *, fault_prefix: str = "file", sync_fo
         except BaseException:
             discard(tmp)
             raise
+        fault_point(f"{fault_prefix}_renamed")  # in place, the name not yet durable
         if sync_folder:
             fsync_dir(path.parent)
     except OSError as exc:
         raise storage_failure(path, exc) from exc
-    fault_point(f"{fault_prefix}_renamed")
 
 
 def remove_temp_files(folder: Path) -> list[str]:

@@ -94,6 +94,10 @@ class FileSystem(ABC):
     def remove_temp_files(self, folder: str) -> list[str]:
         return []
 
+    @abstractmethod
+    def sync_folder(self, folder: str) -> None:
+        """Make the names written into ``folder`` so far (with ``sync_folder=False``) durable."""
+
 
 class LogAppender(ABC):
     #: How often its owner should call ``sync`` (the most a crash can lose on object storage).

@@ -10,15 +10,17 @@ import contextlib
 import itertools
 import json
 import logging
+import math
 import os
 import shutil
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from dd_core.errors import DatasetDamagedError, DDError
+from dd_core.errors import DatasetDamagedError, DDError, DDUsageError
 from dd_core.interrupts import deferred
 from dd_core.log import get_logger
 from dd_core.resume import Checkpoint, Found, FoundState, RangeCheckpoints
@@ -173,12 +175,47 @@ def verify_final_file(layout: DatasetLayout, meta: DatasetMetadata) -> None:
         )
 
 
-class DatasetWriter:
-    """Writes one dataset folder; the caller holds the folder's lock."""
+#: How often, at most, ``metadata.json`` is rewritten while row groups finish.
+RECORD_SECONDS_ENV = "DD_RECORD_SECONDS"
 
-    def __init__(self, layout: DatasetLayout, metadata: DatasetMetadata):
+
+def record_interval() -> float:
+    """``DD_RECORD_SECONDS`` (default 1): 0 records after every row group, ``inf`` only at the
+    start and end of a run (and when it stops)."""
+    text = os.environ.get(RECORD_SECONDS_ENV, "1")
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not seconds >= 0:  # NaN too
+        raise DDUsageError(
+            f"{RECORD_SECONDS_ENV}={text[:40]!r} is not a number of seconds: use 0 or more (default 1), or inf"
+        )
+    return seconds
+
+
+class DatasetWriter:
+    """Writes one dataset folder; the caller holds the folder's lock.
+
+    Row groups are recorded in ``metadata.json`` at most once per ``record_interval_s``: a row
+    group's file says everything its record holds (index, row counts, spend, acceptance), so one
+    finished but not yet recorded when the run dies is adopted from its file by the next run
+    (``scan_folder`` reads it, ``start`` records it), never made again. Each save first fsyncs
+    the parquet folder, so every row group ``metadata.json`` lists is durably in place."""
+
+    def __init__(
+        self,
+        layout: DatasetLayout,
+        metadata: DatasetMetadata,
+        record_interval_s: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self.layout = layout
         self.metadata = metadata
+        self.record_interval_s = record_interval_s
+        self._clock = clock
+        self._unsaved = 0  # row groups counted since the last save
+        self._next_save = 0.0
 
     def start(self, resolved_config: dict, unrecorded: dict[int, RowGroupInfo]) -> None:
         """Clear interrupted writes, adopt finished-but-unrecorded files, record the run parameters."""
@@ -192,18 +229,30 @@ class DatasetWriter:
         )
         self.metadata.status = "in_progress"
         self.metadata.dataset_path = None
-        self.metadata.save(self.layout.metadata)
+        self._save(sync_root=True)
 
-    def record_row_group(self, info: RowGroupInfo) -> None:
-        """Record a row group whose file is already in place (written by its producer); a Ctrl-C
-        or SIGTERM waits until the record is saved. (A file written but not yet recorded is
-        adopted by the next run: see ``start``.) The folder is not fsynced for this record: after a
-        power loss before its next commit, metadata.json is the previous record, whole, and the
-        next run adopts the row group from its durable file as after a crash before the record;
-        ``finish`` syncs it."""
+    def record_row_group(self, info: RowGroupInfo, *, with_usage: bool = False) -> None:
+        """Record a row group whose file is already in place (written by its producer, its
+        folder not synced yet). ``metadata.json`` is saved when due, and at once when the next
+        run could not rebuild the record from the file alone: ``with_usage`` (the metadata took
+        this run's LLM usage for it, which the file does not hold), or the row group replaces
+        one recorded before (a partial last row group completed; only files not recorded at all
+        are adopted). A Ctrl-C or SIGTERM waits until a save is done."""
         with deferred():
+            replaces = info.row_group in self.metadata.completed
             self._count(info)
-            self.metadata.save(self.layout.metadata, sync_folder=False)
+            if with_usage or replaces or self._clock() >= self._next_save:
+                self._save()
+
+    def _save(self, *, sync_root: bool = False) -> None:
+        """Save what is counted, after an fsync of the parquet folder (the row groups listed are
+        durably there). Without ``sync_root`` the dataset folder is not fsynced: after a power
+        loss before its next commit, metadata.json is the previous record, whole, and the next
+        run adopts the row groups recorded since from their durable files."""
+        self.layout.parquet_dir.sync_folder()
+        self.metadata.save(self.layout.metadata, sync_folder=sync_root)
+        self._unsaved = 0
+        self._next_save = self._clock() + self.record_interval_s
 
     def _remove_temp_files(self, level: int = logging.INFO) -> None:
         for folder in (self.layout.root, self.layout.parquet_dir):
@@ -212,17 +261,17 @@ class DatasetWriter:
 
     def settle_after_stop(self) -> None:
         """After a stop (Ctrl-C, SIGTERM, a failed row group or write) and once every producer
-        has stopped: remove what a stopped producer left half-written, and record the row
-        groups they finished but did not hand back, so the metadata and what the user is told
-        agree with the files. Best effort: whatever stopped the run is what the caller reports."""
+        has stopped: remove what a stopped producer left half-written, and save the row groups
+        counted but not saved yet and those the producers finished but did not hand back, so
+        the metadata and what the user is told agree with the files. Best effort: whatever
+        stopped the run is what the caller reports."""
         try:
             with deferred():
                 self._remove_temp_files(logging.DEBUG)  # our own producers' writes, cut short just now
-                unrecorded = _unrecorded(self.layout, self.metadata, list_batches(self.layout))
-                if unrecorded:
-                    for info in unrecorded.values():
-                        self._count(info)
-                    self.metadata.save(self.layout.metadata)
+                for info in _unrecorded(self.layout, self.metadata, list_batches(self.layout)).values():
+                    self._count(info)
+                if self._unsaved:
+                    self._save(sync_root=True)
         except (DDError, OSError) as exc:
             log.debug("could not record finished row groups after the stop: %s", exc)
 
@@ -231,6 +280,7 @@ class DatasetWriter:
         partial = info.requested_rows != self.metadata.buffer_size
         account(self.metadata.extra, info.row_group, row_group_spend(info.llm_spend), partial=partial)
         account_acceptance(self.metadata.extra, info.row_group, row_group_acceptance(info.acceptance), partial=partial)
+        self._unsaved += 1
 
     def verify(self) -> None:
         verify_row_groups(self.layout, self.metadata)
@@ -238,7 +288,7 @@ class DatasetWriter:
     def finish(self, dataset_path: str) -> None:
         self.metadata.status = COMPLETE
         self.metadata.dataset_path = dataset_path
-        self.metadata.save(self.layout.metadata)
+        self._save(sync_root=True)
 
 
 def remove_unstarted(layout: DatasetLayout, *, root: bool = False) -> None:

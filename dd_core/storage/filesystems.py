@@ -109,6 +109,10 @@ class StoragePath:
     def remove_temp_files(self) -> list[str]:
         return self.fs.remove_temp_files(self.path)
 
+    def sync_folder(self) -> None:
+        """This folder's names written so far made durable (a local folder's fsync)."""
+        self.fs.sync_folder(self.path)
+
     def read_log(self) -> Iterator[bytes]:
         return self.fs.read_log(self.path)
 

@@ -136,6 +136,14 @@ class LocalFileSystem(FileSystem):
     def remove_temp_files(self, folder: str) -> list[str]:
         return remove_temp_files(Path(folder))
 
+    def sync_folder(self, folder: str) -> None:
+        try:
+            fsync_dir(Path(folder))
+        except FileNotFoundError:
+            return  # nothing was written there
+        except OSError as exc:
+            raise storage_failure(folder, exc, "sync") from exc
+
 
 def _write_holder(path: str) -> None:
     """Who holds the lock, in a file created new (never through a link planted under its name)."""

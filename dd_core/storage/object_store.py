@@ -130,6 +130,9 @@ class ObjectStoreFileSystem(FileSystem):
             for batch in obstore.list(self.store, prefix or None, chunk_size=1000):
                 yield from (meta["path"] for meta in batch)
 
+    def sync_folder(self, folder: str) -> None:
+        pass  # a PUT is durable when it returns
+
     def unlink(self, path: str) -> None:
         with self.translated(path, "delete"):
             obstore.delete(self.store, path)

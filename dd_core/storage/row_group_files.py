@@ -111,16 +111,20 @@ class RowGroupIdentity:
         return None if self.mismatch(info, row_group, requested_rows) else info
 
 
-def write_row_group_file(path: StoragePath | str, table: pa.Table, info: RowGroupInfo) -> str:
-    """Write crash-safely (the file appears whole under its final name or not at all);
-    returns the sha256 of the file's bytes."""
+def write_row_group_file(
+    path: StoragePath | str, table: pa.Table, info: RowGroupInfo, *, sync_folder: bool = True, digest: bool = True
+) -> str | None:
+    """Write crash-safely (the file appears whole under its final name or not at all, its bytes
+    durable before it has that name); returns the sha256 of the file's bytes (None without
+    ``digest``). ``sync_folder=False`` leaves the name's durability to the caller's next
+    ``StoragePath.sync_folder`` of the parquet folder (one fsync for many files)."""
     path = storage_path(path)
     table = table.replace_schema_metadata({**(table.schema.metadata or {}), **info.to_kv()})
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink)
     data = sink.getvalue().to_pybytes()
-    path.write_atomic(data, fault_prefix="parquet")
-    return hashlib.sha256(data).hexdigest()
+    path.write_atomic(data, fault_prefix="parquet", sync_folder=sync_folder)
+    return hashlib.sha256(data).hexdigest() if digest else None
 
 
 def read_info(path: StoragePath | str) -> RowGroupInfo:

@@ -29,6 +29,7 @@ def _first_writer(root: str, name: str, row_group: int, gate) -> subprocess.Pope
         "DD_FAULT_HIT": str(row_group + 1),
         "DD_FAULT_ACTION": "wait-then-pause",
         "DD_FAULT_GATE": str(gate),
+        "DD_RECORD_SECONDS": "0",  # metadata.json records each row group as it finishes: the second writer waits for it
     }
     command = [sys.executable, "-m", "dd_core", "generate", str(CUSTOMERS), "-n", "3000", "--buffer-size", "500"]
     command += ["--artifact-path", root, "--dataset-name", name, "--workers", "1"]

@@ -72,10 +72,18 @@ def test_generate_status_and_export_equal_the_local_run(storage_root, reference,
 
 
 @pytest.mark.parametrize(
-    ("point", "hit"), [("parquet_tmp_written", 3), ("parquet_renamed", 4), ("metadata_renamed", 2)]
+    ("point", "hit", "record_seconds"),
+    [
+        ("parquet_tmp_written", 3, "0"),
+        ("parquet_renamed", 4, "0"),
+        ("metadata_renamed", 2, "0"),
+        ("parquet_renamed", 4, "inf"),  # four row groups finished, none recorded yet
+    ],
 )
-def test_kill_9_mid_write_then_resume_equals_the_uninterrupted_run(storage_root, reference, point, hit):
-    env = {**os.environ, "DD_FAULT_POINT": point, "DD_FAULT_HIT": str(hit)}
+def test_kill_9_mid_write_then_resume_equals_the_uninterrupted_run(storage_root, reference, point, hit, record_seconds):
+    # When metadata.json is written is set (DD_RECORD_SECONDS: after every row group, or only at
+    # the start and end), so the n-th hit of a point is a known instant of the write path.
+    env = {**os.environ, "DD_FAULT_POINT": point, "DD_FAULT_HIT": str(hit), "DD_RECORD_SECONDS": record_seconds}
     # One worker: a named fault point counts its hits in one process, the writer's.
     killed = subprocess.run(
         generate_command(storage_root, "--workers", "1"), cwd=ROOT, env=env, capture_output=True, timeout=180
