@@ -153,3 +153,20 @@ def test_a_stream_cut_at_max_tokens_is_named_as_cut(tmp_path, llm, key_env):
     llm.set_faults([{"kind": "raw", "status": 200, "body": body, "headers": {"Content-Type": "text/event-stream"}}])
     config = structured(llm_config(llm.base_url, max_tokens=16, stream=True))
     check(_generate(tmp_path, config, key_env, n=1), 6, "cut at max_tokens (16 tokens)")
+
+
+@pytest.mark.parametrize(("provider", "hint"), [("openai", True), ("azure", False)])
+def test_a_reply_too_slow_twice_names_only_fixes_the_provider_takes(tmp_path, llm, key_env, provider, hint):
+    """``stream: true`` is offered as a fix only where replies can stream (Azure's are read whole)."""
+    llm.reset_stats()
+    llm.set_faults([{"kind": "slow", "slow_s": 3, "times": 2}])
+    url, azure = (
+        (llm.root_url, {"provider": "azure", "api_version": "2024-10-21"})
+        if provider == "azure"
+        else (llm.base_url, {})
+    )
+    config = llm_config(url, timeout_s=1, stream=False, **azure)
+    outcome = _generate(tmp_path, config, key_env, n=1)
+    check(outcome, 6, "asked a second time with twice the time", "raise timeout_s for model 'writer'")
+    assert ("or set stream: true" in outcome.output) is hint
+    assert llm.stats()["requests_total"] == 2

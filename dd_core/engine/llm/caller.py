@@ -39,9 +39,11 @@ def _retryable(exc: BaseException) -> bool:
 class _Attempts:
     """One cell's attempts after a failure: how long the next may take."""
 
-    def __init__(self, model: ModelConfig, timeouts: Timeouts):
+    def __init__(self, model: ModelConfig, timeouts: Timeouts, streamed: bool):
         self.model = model
         self.timeouts = timeouts
+        #: Whether replies already stream (or cannot: Azure's are read whole), so the hint needs no stream: true.
+        self.streamed = streamed
         self.timed_out = False
 
     def judged(self, failure: CallFailed) -> CallFailed:
@@ -58,7 +60,7 @@ class _Attempts:
             )  # fmt: skip
             return failure
         seconds = failure.abandoned.seconds if failure.abandoned is not None else self.timeouts.first_byte_s
-        hint = "" if self.model.streams else " or set stream: true"
+        hint = "" if self.streamed else " or set stream: true"
         return CallFailed(
             f"{failure}, asked a second time with twice the time ({seconds:,.0f} s): the reply takes longer, and the "
             f"server may still be writing both (a provider bills them); raise timeout_s for model "
@@ -114,7 +116,7 @@ class ModelCaller:
     async def _retry(
         self, payload: bytes, priority: tuple, usage: ModelUsage, cache: RowGroupCache, first_failure: CallFailed
     ) -> Completion:
-        attempts = _Attempts(self.model, self.client.timeouts)
+        attempts = _Attempts(self.model, self.client.timeouts, self.client.stream or not self.client.can_stream)
         first_failure = attempts.judged(first_failure)
         if not first_failure.retryable:
             raise first_failure

@@ -234,8 +234,10 @@ class ChatClient:
         self._stream_fields = dialect.stream_fields
         self._stream_reply = dialect.stream_reply
         self.timeouts = timeouts
+        #: Whether the provider's stream is one dd reads (Azure's replies are read whole).
+        self.can_stream = dialect.stream_fields is not None
         #: Streamed when asked and the provider's stream is one dd reads.
-        self.stream = stream and dialect.stream_fields is not None
+        self.stream = stream and self.can_stream
         self._client_timeout = timeouts.client_timeout(streaming=self.stream)
         #: Given the rate-limit headers of every reply that carries some (429s included).
         self.on_rate_headers: Callable[[Mapping[str, str]], None] | None = None
