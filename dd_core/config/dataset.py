@@ -120,11 +120,13 @@ class DatasetConfig(ConfigModel):
 
     def resolved_dump(self) -> dict:
         """The config as JSON data that loads back to this config from any folder: what a
-        dataset folder's config.json holds (seed file paths made absolute)."""
+        dataset folder's config.json holds (seed and tokenizer file paths made absolute)."""
         data = self.model_dump(mode="json")
         for col, col_data in zip(self.columns, data["columns"]):
             if isinstance(col, SeedDatasetColumn):
                 col_data["path"] = str(col.resolved_path)
+            elif isinstance(col, ValidationColumn) and col.tokenizer_file is not None:
+                col_data["tokenizer"] = col.tokenizer_file[0]
         if self.accept is None:
             for name in ("accept", "max_candidates_per_record", "keep_rejected"):
                 del data[name]

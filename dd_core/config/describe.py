@@ -52,7 +52,8 @@ def _validation(col: ValidationColumn) -> str:
         "sql": f"parses as {col.dialect} SQL (sqlglot)",
         "json_schema": "matches a JSON Schema",
         "regex": f"{'matches' if col.full_match else 'contains'} /{_cut(col.pattern or '', 40)}/",
-        "length": f"{col.unit} in [{col.min if col.min is not None else 0}, {col.max if col.max is not None else '∞'}]",
+        "length": f"{col.unit} in [{col.min if col.min is not None else 0}, {col.max if col.max is not None else '∞'}]"
+        + (f" ({Path(col.tokenizer).name})" if col.tokenizer else ""),
         "callable": f"{col.function} (own process)",
     }[col.validator]
     return f"validation {col.validator}: {', '.join(col.target_columns)} {detail}"

@@ -6,12 +6,14 @@ kind is refused by name, so a typo cannot silently turn a check off.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import shutil
 from functools import cache
+from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, PrivateAttr, ValidationInfo, field_validator, model_validator
 
 from dd_core.config.base import FieldProblem
 from dd_core.config.columns import ColumnConfig
@@ -23,7 +25,7 @@ KIND_FIELDS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     "sql": (frozenset({"dialect"}), frozenset({"dialect"})),
     "json_schema": (frozenset({"json_schema"}), frozenset({"json_schema"})),
     "regex": (frozenset({"pattern", "full_match"}), frozenset({"pattern"})),
-    "length": (frozenset({"min", "max", "unit"}), frozenset()),
+    "length": (frozenset({"min", "max", "unit", "tokenizer"}), frozenset()),
     "callable": (frozenset({"function", "timeout_s"}), frozenset({"function"})),
 }
 _KIND_SPECIFIC = frozenset().union(*(fields for fields, _ in KIND_FIELDS.values()))
@@ -50,16 +52,22 @@ class ValidationColumn(ColumnConfig):
     #: regex: a pattern the target must contain (or match whole with ``full_match``).
     pattern: str | None = None
     full_match: bool = False
-    #: length: bounds on the target's length, in characters or whitespace-separated words.
+    #: length: bounds on the target's length, in characters, whitespace-separated words, or tokens
+    #: of ``tokenizer``.
     min: int | None = Field(default=None, ge=0)
     max: int | None = Field(default=None, ge=0)
-    unit: Literal["chars", "words"] = "chars"
+    unit: Literal["chars", "words", "tokens"] = "chars"
+    #: length with unit tokens: a Hugging Face ``tokenizer.json`` (the file a model repo ships;
+    #: relative paths start at the config file's folder). Its content enters the fingerprint.
+    tokenizer: str | None = None
     #: callable: ``module:function`` called with a batch of rows (see ``dd_core.engine.validators``).
     function: str | None = None
     #: callable: seconds one batch may take before the validator fails.
     timeout_s: float = Field(default=60.0, gt=0, le=3600)
 
-    fingerprint_exclude = frozenset({"description", "timeout_s"})
+    fingerprint_exclude = frozenset({"description", "timeout_s", "tokenizer"})
+    #: The tokenizer file, resolved, and its sha256 (what the fingerprint holds instead of the path).
+    _tokenizer_file: tuple[str, str] | None = PrivateAttr(default=None)
 
     @field_validator("target_columns")
     @classmethod
@@ -104,6 +112,22 @@ class ValidationColumn(ColumnConfig):
             raise FieldProblem("max", "a length validator needs 'min', 'max' or both")
         if self.min is not None and self.max is not None and self.min > self.max:
             raise FieldProblem("max", f"min ({self.min}) must not exceed max ({self.max})")
+        if self.unit == "tokens" and self.tokenizer is None:
+            raise FieldProblem("tokenizer", "unit: tokens needs 'tokenizer': the path of a model's tokenizer.json")
+        if self.tokenizer is not None and self.unit != "tokens":
+            raise FieldProblem("tokenizer", f"is read only with unit: tokens (this validator counts {self.unit})")
+
+    @model_validator(mode="after")
+    def _read_tokenizer(self, info: ValidationInfo) -> ValidationColumn:
+        if self.validator == "length" and self.tokenizer is not None:
+            self._tokenizer_file = read_tokenizer(self.tokenizer, Path((info.context or {}).get("base_dir", ".")))
+        return self
+
+    @property
+    def tokenizer_file(self) -> tuple[str, str] | None:
+        """(absolute path, sha256) of the tokenizer file; the path is what a dataset folder's
+        config.json records."""
+        return self._tokenizer_file
 
     def dependencies(self) -> dict[str, set[str]]:
         return {"target_columns": set(self.target_columns)}
@@ -112,7 +136,46 @@ class ValidationColumn(ColumnConfig):
         """Only this kind's fields: another kind's defaults change nothing."""
         allowed, _ = KIND_FIELDS[self.validator]
         view = super().fingerprint_view()
-        return {k: v for k, v in view.items() if k not in _KIND_SPECIFIC or k in allowed}
+        view = {k: v for k, v in view.items() if k not in _KIND_SPECIFIC or k in allowed}
+        if self._tokenizer_file is not None:
+            view["tokenizer_sha256"] = self._tokenizer_file[1]
+        return view
+
+
+#: A tokenizer.json larger than this is refused (the largest models' files are tens of MB).
+MAX_TOKENIZER_BYTES = 256 * 1024 * 1024
+
+
+def read_tokenizer(path: str, base: Path) -> tuple[str, str]:
+    """(absolute path, sha256) of a tokenizer file the ``tokenizers`` library reads, or the problem."""
+    location = Path(path).expanduser()
+    location = (location if location.is_absolute() else base / location).resolve()
+    try:
+        size = location.stat().st_size
+        if not location.is_file():
+            raise FieldProblem("tokenizer", f"{location} is not a file; expected a model's tokenizer.json")
+        if size > MAX_TOKENIZER_BYTES:
+            raise FieldProblem("tokenizer", f"{location} has {size:,} bytes, more than a tokenizer.json has")
+        data = location.read_bytes()
+    except FileNotFoundError as exc:
+        raise FieldProblem(
+            "tokenizer", f"{location} does not exist (relative paths start at the config file's folder)"
+        ) from exc
+    except OSError as exc:
+        raise FieldProblem("tokenizer", f"cannot read {location}: {exc.strerror or exc}") from exc
+    load_tokenizer(data)
+    return str(location), hashlib.sha256(data).hexdigest()
+
+
+def load_tokenizer(data: bytes) -> Any:
+    """A ``tokenizers.Tokenizer`` from a tokenizer.json's bytes, or the problem as a FieldProblem."""
+    from tokenizers import Tokenizer  # only configs counting tokens load it
+
+    try:
+        return Tokenizer.from_str(data.decode("utf-8"))
+    except Exception as exc:  # the library raises a bare Exception; UnicodeDecodeError for a binary file
+        reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        raise FieldProblem("tokenizer", f"is not a tokenizer.json the tokenizers library reads ({reason})") from exc
 
 
 def _check_kind(col: ValidationColumn) -> None:

@@ -12,6 +12,7 @@ stops the run with a config error instead of becoming a verdict.
 from __future__ import annotations
 
 import ast
+import hashlib
 import json
 import logging
 import subprocess
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from dd_core.config.render_limits import RenderLimits
-from dd_core.config.validation_columns import ValidationColumn, ruff_binary
+from dd_core.config.validation_columns import ValidationColumn, load_tokenizer, ruff_binary
 from dd_core.engine.callable_sandbox import run_callable
 from dd_core.errors import ConfigIssue, DDConfigError
 
@@ -82,7 +83,7 @@ def _checker(col: ValidationColumn, limits: RenderLimits) -> Callable[[Any], Ver
         if value is None:
             return False, "no value"
         text = _as_text(value)
-        if len(text) > MAX_VALIDATED_CHARS and kind != "length":
+        if len(text) > MAX_VALIDATED_CHARS and (kind != "length" or col.unit == "tokens"):
             return False, f"{len(text):,} characters, more than the {MAX_VALIDATED_CHARS:,} a validator reads"
         return check(text)
 
@@ -185,8 +186,12 @@ def _regex(text: str, col: ValidationColumn, limits: RenderLimits) -> Verdict:
 
 
 def _length(text: str, col: ValidationColumn) -> Verdict:
-    size = len(text) if col.unit == "chars" else len(text.split())
-    unit = "characters" if col.unit == "chars" else "words"
+    if col.unit == "chars":
+        size, unit = len(text), "characters"
+    elif col.unit == "words":
+        size, unit = len(text.split()), "words"
+    else:
+        size, unit = len(_tokenizer(*col.tokenizer_file).encode(text, add_special_tokens=False).ids), "tokens"
     if col.min is not None and size < col.min:
         return False, f"{size:,} {unit}, fewer than min {col.min:,}"
     if col.max is not None and size > col.max:
@@ -235,3 +240,13 @@ def _lint(col: ValidationColumn, rows: list[dict[str, Any]], verdicts: list[Verd
             where = f"line {finding['location']['row']}"
             found[i] = (rank, _short(f"{label}ruff {finding['code']} on {where}: {finding['message']}"))
     return [(False, found[i][1]) if i in found else verdict for i, verdict in enumerate(verdicts)]
+
+
+@lru_cache(maxsize=8)
+def _tokenizer(path: str, sha256: str) -> Any:
+    """The tokenizer of a length validator, loaded once per process; the file must still be the
+    one the config's fingerprint holds."""
+    data = Path(path).read_bytes()
+    if hashlib.sha256(data).hexdigest() != sha256:
+        raise DDConfigError(f"{path} changed after the config was loaded; its tokens would not match the fingerprint")
+    return load_tokenizer(data)
