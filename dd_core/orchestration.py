@@ -13,6 +13,7 @@ from __future__ import annotations
 from dd_core.engine import apply_processors
 from dd_core.engine.in_process import run_row_group
 from dd_core.engine.jobs import ProducedRowGroup, RowGroupJob, identity_of
+from dd_core.engine.llm.cost import Spend
 from dd_core.engine.llm.probe import reach_models
 from dd_core.engine.llm.runtime import LLMRuntime, ModelOverride
 from dd_core.engine.llm.usage import ModelUsage, merge_usage
@@ -57,6 +58,7 @@ __all__ = [
     "RowGroupJob",
     "RowGroupResult",
     "RowGroupSizes",
+    "Spend",
     "StaleRowGroupError",
     "StoragePath",
     "apply_processors",

@@ -13,7 +13,15 @@ from contextlib import AbstractContextManager
 import dagster as dg
 from pydantic import Field
 
-from dd_core.orchestration import LLMRuntime, ModelOverride, ProducedRowGroup, RowGroupJob, StoragePath, reach_models
+from dd_core.orchestration import (
+    LLMRuntime,
+    ModelOverride,
+    ProducedRowGroup,
+    RowGroupJob,
+    Spend,
+    StoragePath,
+    reach_models,
+)
 from dd_dagster.dataset import DagsterDataset
 from dd_dagster.production import produce
 
@@ -100,10 +108,12 @@ class DataDesignerResource(dg.ConfigurableResource):
         }
         return LLMRuntime(cache_dir=cache_dir, overrides=overrides)
 
-    def reach_models(self, dataset: DagsterDataset) -> None:
+    def reach_models(self, dataset: DagsterDataset) -> dict[str, Spend]:
         """Every model the dataset's LLM columns call answers dd's probe at this deployment's
-        endpoints; ``ModelEndpointError`` names each one that does not (nothing is written)."""
-        reach_models(dataset.config, self.llm_runtime(dataset.llm_cache_dir(self.artifact_path)))
+        endpoints; ``ModelEndpointError`` names each one that does not (nothing is written), and
+        ``DDConfigError`` a server that refuses a model's ``structured_output``. Returns what
+        that check's requests were billed for, per model alias."""
+        return reach_models(dataset.config, self.llm_runtime(dataset.llm_cache_dir(self.artifact_path)))
 
     def produce(
         self, dataset: DagsterDataset, jobs: list[RowGroupJob]

@@ -152,9 +152,15 @@ class RowGroupMaterializer:
         """Before any row group is started, every model answers (a server that is down or refuses
         the key fails the run at once with dd's message, not after retries)."""
         try:
-            self.resource.reach_models(self.dataset)
+            spend = self.resource.reach_models(self.dataset)
         except (ModelEndpointError, DDConfigError) as exc:
             raise dg.Failure(description=str(exc)) from exc
+        for alias, billed in spend.items():
+            self.context.log.info(
+                f"model {alias}: the structured-output check sent {billed.requests} request(s) of max_tokens 1 "
+                f"({billed.prompt_tokens} prompt and {billed.completion_tokens} completion tokens; not in the asset's "
+                "llm spend)"
+            )
 
     @staticmethod
     def _failing_clearly(outcomes: Iterable[RowGroupOutcome]) -> Iterator[RowGroupOutcome]:

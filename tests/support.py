@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -10,6 +11,12 @@ import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
+
+import aiohttp
+
+from dd_core import load_config
+from dd_core.engine.llm.runtime import LLMRuntime
+from dd_core.engine.llm.structured_check import refused_modes
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
@@ -96,9 +103,10 @@ def answered_calls_on_disk(folder: Path) -> int:
 
 
 @contextmanager
-def answers_stopped(server, folder: Path, timeout: float = 60):
+def answers_stopped(server, folder: Path, timeout: float = 60, checks: int = 0):
     """Hold every new request at the test server and wait until each answer it sent is in a
-    response cache under ``folder``: a client SIGKILLed in the block loses no answer it was sent.
+    response cache under ``folder`` (but the ``checks`` answers of the structured-output check
+    before row group 0, which no cache keeps): a client SIGKILLed in the block loses no answer it was sent.
     On leaving, wait until the server has dropped the dead client's held requests, then clear
     the rules (released earlier, they would be answered to nobody and counted)."""
     server.set_faults([{"kind": "hold", "name": "stopped"}])
@@ -107,7 +115,7 @@ def answers_stopped(server, folder: Path, timeout: float = 60):
         stats = server.stats()
         return (
             stats["in_flight"] == stats["held"].get("stopped", 0)
-            and answered_calls_on_disk(folder) == stats["succeeded"]
+            and answered_calls_on_disk(folder) + checks == stats["succeeded"]
         )
 
     try:
@@ -152,3 +160,15 @@ def polled_in_progress(stats: dict, batch_ids) -> bool:
     """Whether a client has polled each of these batches and found it in progress."""
     seen = {entry["batch_id"] for entry in stats["log"] if entry["op"] == "poll" and entry["status"] == "in_progress"}
     return set(batch_ids) <= seen
+
+
+def structured_check_spend(server, config: dict):
+    """What the structured-output check of ``config``'s first model costs at ``server`` (a
+    deterministic test server answers it alike every time): made again here, by hand."""
+    model = load_config(config).models[0]
+
+    async def check():
+        async with aiohttp.ClientSession() as session:
+            return await refused_modes(session, [(model, LLMRuntime().endpoint(model), server.base_url)])
+
+    return asyncio.run(check()).spend[model.alias]

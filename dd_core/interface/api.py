@@ -14,6 +14,7 @@ from dd_core.config import ConfigSource, DatasetConfig, load_config
 from dd_core.engine import apply_processors, generate_row_group
 from dd_core.engine.callable_sandbox import check_callables
 from dd_core.engine.in_process import run_row_group
+from dd_core.engine.llm.cost import Spend, priced
 from dd_core.engine.llm.probe import reach_models
 from dd_core.engine.llm.runtime import LLMRuntime, ModelOverride
 from dd_core.engine.llm.usage import ModelUsage, merge_usage
@@ -175,8 +176,12 @@ def generate(
     if plan is not None and plan.action is Action.ALREADY_COMPLETE:
         # Nothing to write, so no lock to take (a finished dataset on read-only storage is fine).
         return _already_complete(layout, scan.metadata, started)
+    check_spend: dict[str, Spend] = {}
     if plan is None or plan.generate:
-        reach_models(config, llm)  # every model answers before a folder is made or a row group started
+        # Every model answers before a folder is made or a row group started. A folder already
+        # begun with this config had its servers' way of taking JSON checked by that first run.
+        begun = plan is not None and scan.metadata is not None and scan.metadata.config_hash == fp.config_hash
+        check_spend = reach_models(config, llm, check_structured=not begun)
     if plan is not None and plan.action is Action.NEW_FOLDER:
         layout = _fresh_layout(layout)
         mode = ResumeMode.IF_POSSIBLE  # the new folder is empty: create
@@ -191,7 +196,11 @@ def generate(
             meta = _metadata_for_run(scan, name, fp, config, num_records, buffer_size)
             writer = DatasetWriter(layout, meta, record_every)
             try:
-                writer.start(config.resolved_dump(), scan.unrecorded)
+                writer.start(
+                    config.resolved_dump(),
+                    scan.unrecorded,
+                    priced(check_spend, {m.alias: m.price for m in config.models}),
+                )
                 llm.cache_dir = layout.llm_cache
                 try:
                     _write_row_groups(config, writer, plan, buffer_size, llm, progress, workers)

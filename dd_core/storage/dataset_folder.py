@@ -14,7 +14,7 @@ import math
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 import pyarrow as pa
@@ -31,7 +31,7 @@ from dd_core.storage.filesystems import StoragePath, local_temp_file, storage_pa
 from dd_core.storage.layout import FINAL_FILE, LOCK_FILE, DatasetLayout, batch_index
 from dd_core.storage.metadata import COMPLETE, DatasetMetadata, RowCounts, load_metadata
 from dd_core.storage.row_group_files import RowGroupInfo, read_info, read_num_rows, read_table
-from dd_core.storage.spend import account, row_group_spend
+from dd_core.storage.spend import account, account_outside_row_groups, row_group_spend
 
 log = get_logger(__name__)
 
@@ -217,9 +217,14 @@ class DatasetWriter:
         self._unsaved = 0  # row groups counted since the last save
         self._next_save = 0.0
 
-    def start(self, resolved_config: dict, unrecorded: dict[int, RowGroupInfo]) -> None:
-        """Clear interrupted writes, adopt finished-but-unrecorded files, record the run parameters."""
+    def start(
+        self, resolved_config: dict, unrecorded: dict[int, RowGroupInfo], spend: Mapping[str, Mapping] | None = None
+    ) -> None:
+        """Clear interrupted writes, adopt finished-but-unrecorded files, record the run parameters
+        and ``spend`` of no row group (what this run paid before its first row group)."""
         self._remove_temp_files()
+        if spend:
+            account_outside_row_groups(self.metadata.extra, spend)
         for index, info in unrecorded.items():
             log.info("row group %d was written but not recorded before a crash; recorded it now", index)
             self._count(info)

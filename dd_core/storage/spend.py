@@ -53,6 +53,18 @@ def account(extra: dict[str, Any], index: int, spend: Mapping[str, Mapping[str, 
         extra[PARTIAL] = earlier
     else:
         extra.pop(PARTIAL, None)
+    _store(extra, totals)
+
+
+def account_outside_row_groups(extra: dict[str, Any], spend: Mapping[str, Mapping[str, Any]]) -> None:
+    """Add spend that belongs to no row group (the check, before a run's first row group, that
+    each server takes its model's way of asking for JSON) to the dataset's totals."""
+    totals: dict[str, dict[str, Any]] = extra.get(SPEND, {})
+    _add(totals, spend, 1)
+    _store(extra, totals)
+
+
+def _store(extra: dict[str, Any], totals: dict[str, dict[str, Any]]) -> None:
     if not totals:
         return
     extra[SPEND] = dict(sorted(totals.items()))

@@ -21,7 +21,7 @@ from dd_core.engine.in_process import run_row_group
 from dd_core.fingerprinting import canonical_json
 from dd_core.interface.api import preview_candidates
 from dd_core.testing.llm_server import OpenAIServer
-from tests.support import EXAMPLES, ROOT, run_dd, wait_for
+from tests.support import EXAMPLES, ROOT, run_dd, structured_check_spend, wait_for
 
 PRICE = {"input_per_mtok": 2.0, "output_per_mtok": 8.0}
 RECORDS, BUFFER = 100, 40  # 3 row groups, the last one of 20
@@ -100,12 +100,14 @@ def test_exactly_num_records_rows_all_passing_identical_for_any_worker_count_and
     assert counts == two.metadata["acceptance"]
     assert counts["candidates"] > RECORDS and counts["accepted"] >= RECORDS and counts["failed"] == 0
     assert 0.3 < counts["rate"] < 0.7  # the judge scores 1 or 2, drawn per request
-    # Every candidate made three calls, accepted or not; each was paid once, at the prices.
+    # Every candidate made three calls, accepted or not; each was paid once, at the prices. So was
+    # the one request before row group 0 that checked the server takes the judge's way of asking for JSON.
     spend = one.metadata["llm_spend"]["w"]
-    assert spend["requests"] == calls == 3 * counts["candidates"]
+    assert spend["requests"] == calls == 3 * counts["candidates"] + 1
     entries = [json.loads(line) for log in (one.path / "llm-cache").glob("*.jsonl") for line in log.open()]
-    prompt = sum(e["prompt_tokens"] for e in entries)
-    completion = sum(e["completion_tokens"] for e in entries)
+    check = structured_check_spend(server, config)
+    prompt = sum(e["prompt_tokens"] for e in entries) + check.prompt_tokens
+    completion = sum(e["completion_tokens"] for e in entries) + check.completion_tokens
     assert (spend["prompt_tokens"], spend["completion_tokens"]) == (prompt, completion)
     assert one.metadata["llm_cost_usd"] == pytest.approx((prompt * 2.0 + completion * 8.0) / 1e6, rel=1e-12)
 
@@ -160,8 +162,9 @@ def test_a_killed_run_resumes_to_the_same_bytes_and_sends_no_answered_call_again
 
     assert 0 < len(cached) < every_call
     # Every call the killed runs had received (and so cached) came from the cache: the resumed
-    # run sent exactly the calls that were never answered to a run.
-    assert sent_by_resume == every_call - len(cached)
+    # run sent exactly the calls that were never answered to a run. The first killed run had made
+    # the structured-output check (one of every_call), so the later ones did not.
+    assert sent_by_resume == every_call - 1 - len(cached)
     assert batch_files(resumed.path) == batch_files(straight.path)
     assert resumed.metadata["acceptance"] == straight.metadata["acceptance"]
     assert resumed.metadata["llm_spend"] == straight.metadata["llm_spend"]
@@ -177,8 +180,9 @@ def test_a_rule_that_accepts_nothing_fails_at_the_budget_with_the_rate_in_the_me
     assert "passed 0 of 50 judged candidates (acceptance rate 0.0%)" in message
     assert "max_candidates_per_record (2.5) allows 50 candidates for its 20 rows" in message
     assert "Traceback" not in run.stderr
-    # The budget was spent exactly: 50 candidates of three calls, all cached for a rerun.
-    assert server.stats()["succeeded"] == 3 * 50
+    # The budget was spent exactly: 50 candidates of three calls, all cached for a rerun (and the
+    # structured-output check before row group 0).
+    assert server.stats()["succeeded"] == 3 * 50 + 1
 
 
 def test_max_failed_row_share_may_allow_a_short_row_group(server):

@@ -19,6 +19,7 @@ from dd_core.engine.llm.runtime import LLMRuntime
 from dd_core.engine.llm.structured_check import models_to_check, structured_output_issue
 from dd_core.testing.llm_server import OpenAIServer
 from tests.core.test_llm_columns import PROFILE, all_types_config, chain_config
+from tests.support import run_dd
 
 REFUSING_ALL_BUT = {
     "json_schema": ("json_object", "tools"),
@@ -36,7 +37,7 @@ def test_every_column_type_completes_in_each_mode_against_a_server_taking_only_t
         stats = server.stats()
     usage = result.llm_usage["writer"]
     assert result.num_records == 12 and usage["failed_cells"] == 0 and usage["invalid_replies"] == 0
-    assert stats["by_status"] == {"200": 12 * 5}
+    assert stats["by_status"] == {"200": 12 * 5 + 1}, "every cell, and the check of the mode before row group 0"
     rows = result.load()
     assert set(rows["profile"][0]) == set(PROFILE["properties"]) and set(rows["verdict"][0]) == {"accuracy", "tone"}
 
@@ -140,6 +141,21 @@ def test_a_server_refusing_the_chosen_mode_gets_one_message_naming_the_option():
     assert issue.field == "models.structured_output"
     assert "structured_output: json_schema" in issue.message and "json_object, tool, prompt" in issue.message
     assert "model 'writer'" in issue.message and "'json_schema' is not supported" in issue.message
+
+
+def test_generate_stops_before_any_row_group_when_the_server_refuses_the_mode(tmp_path):
+    """Through the command: one message naming the option (exit 2), two small requests, nothing written."""
+    with OpenAIServer(refuse=("json_schema",)) as server:
+        config = all_types_config(server.base_url)
+        config["models"][0]["structured_output"] = "json_schema"
+        path = tmp_path / "config.json"
+        path.write_text(json.dumps(config))
+        done = run_dd("generate", path, "-n", 12, "--artifact-path", tmp_path / "out")
+        stats = server.stats()
+    assert done.returncode == 2, done.stderr
+    assert "structured_output: json_schema" in done.stderr and "json_object, tool, prompt" in done.stderr
+    assert "Traceback" not in done.stderr and not (tmp_path / "out").exists()
+    assert stats["by_status"] == {"400": 1, "200": 1}, "the refused request and the same without the mode"
 
 
 def test_a_server_refusing_everything_is_not_blamed_on_the_mode():

@@ -17,10 +17,8 @@ import aiohttp
 import pytest
 
 from dd_core import generate, load_config
-from dd_core.engine.llm.client import ChatClient
-from dd_core.engine.llm.providers import provider_for
 from dd_core.engine.llm.runtime import LLMRuntime
-from dd_core.engine.llm.structured_check import structured_output_issue
+from dd_core.engine.llm.structured_check import refused_modes
 from dd_core.testing.llama_server import LlamaServer
 from dd_core.testing.llm_server import OpenAIServer
 from dd_core.testing.logging_proxy import LoggingProxy
@@ -119,23 +117,25 @@ def test_every_llm_column_type_completes_against_a_real_model(proxy, tmp_path):
         for person in (row["person"], row["pet"]):
             assert isinstance(person["name"], str) and 18 <= person["age"] <= 90
         assert row["review"]["quality"]["score"] in ("1", "2", "3")
-    calls = usage["smol"]["calls"] + usage["smol_json_object"]["calls"]
+    # Every cell's call, and one structured-output check per model before row group 0; each paid for once.
+    calls = usage["smol"]["calls"] + usage["smol_json_object"]["calls"] + 2
     assert proxy.summary() == {"requests": calls, "distinct": calls, "resent": 0, "delivered": calls, "abandoned": 0}
+    assert sum(spend["requests"] for spend in result.metadata["llm_spend"].values()) == calls
 
 
 def test_the_real_server_takes_json_schema_and_json_object(llama):
     config = load_config(every_type_config(llama.base_url))
+    models = [(model, LLMRuntime().endpoint(model), llama.base_url) for model in config.models]
 
-    async def issues():
+    async def check():
         async with aiohttp.ClientSession() as session:
-            found = []
-            for model in config.models:
-                endpoint = LLMRuntime().endpoint(model)
-                client = ChatClient(session, provider_for(model).chat_dialect(endpoint), endpoint.timeouts)
-                found.append(await structured_output_issue(client, model, llama.base_url))
-            return found
+            return await refused_modes(session, models)
 
-    assert asyncio.run(issues()) == [None, None]
+    checked = asyncio.run(check())
+    assert checked.issues == [] and {alias: s.requests for alias, s in checked.spend.items()} == {
+        "smol": 1,
+        "smol_json_object": 1,
+    }
 
 
 def _write(tmp_path, config: dict):

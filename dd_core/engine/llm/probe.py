@@ -19,7 +19,10 @@ does not name the model (llama-server serves any name) or the server has no ``/m
 
 Models sharing a base_url, key and model name are probed once. Every failure is raised in one
 ``ModelEndpointError`` (exit 7) naming each model's alias and base_url (without user, password
-or query), the cause and the fix.
+or query), the cause and the fix. When every model answered, each one that structured or judge
+columns ask for JSON gets one request of ``max_tokens: 1`` shaped their way
+(``structured_check``): a server refusing the model's ``structured_output`` is a config error
+(exit 2) naming the option to change.
 """
 
 from __future__ import annotations
@@ -40,10 +43,12 @@ from dd_core.config.dataset import DatasetConfig
 from dd_core.config.llm_columns import LLMColumn
 from dd_core.config.models import ModelConfig
 from dd_core.engine.llm.client import error_message, read_body
+from dd_core.engine.llm.cost import Spend
 from dd_core.engine.llm.providers import anthropic_messages, azure
 from dd_core.engine.llm.replies import MalformedReply, parse_json
 from dd_core.engine.llm.runtime import Endpoint, LLMRuntime
-from dd_core.errors import ModelEndpointError
+from dd_core.engine.llm.structured_check import CheckOutcome, models_to_check, refused_modes
+from dd_core.errors import DDConfigError, ModelEndpointError
 from dd_core.log import get_logger
 from dd_core.redaction import scrub
 
@@ -287,16 +292,24 @@ PROBES: dict[str, Probe] = {"openai": probe_openai, "azure": probe_azure, "anthr
 # --- every model of a run -------------------------------------------------------------------
 
 
-def reach_models(config: DatasetConfig, runtime: LLMRuntime) -> None:
+def reach_models(config: DatasetConfig, runtime: LLMRuntime, *, check_structured: bool = True) -> dict[str, Spend]:
     """Probe every model an LLM column of ``config`` uses; ``ModelEndpointError`` names each
-    one that failed. Resolves the endpoints first (a missing URL or key is a config error)."""
+    one that failed. Then, with ``check_structured`` (a caller that holds finished row groups of
+    this config knows the answer), check that each server takes the way its model asks for JSON;
+    a ``DDConfigError`` names each one that does not. Resolves the endpoints first (a missing URL
+    or key is a config error). Returns, per model alias, what the check's requests were billed for
+    (for the caller to count in the dataset's spend)."""
     aliases = sorted({c.model for c in config.columns if isinstance(c, LLMColumn)})
     if not aliases:
-        return
+        return {}
     targets = [_target(config.model(alias), runtime) for alias in aliases]
-    failures = asyncio.run(_probe_all(targets))
+    asking = {model.alias for model in models_to_check(config)} if check_structured else set()
+    failures, checked = asyncio.run(_check_all(targets, asking))
     if failures:
         raise ModelEndpointError(_message(failures))
+    if checked.issues:
+        raise DDConfigError(checked.issues)
+    return checked.spend
 
 
 def _target(model: ModelConfig, runtime: LLMRuntime) -> Target:
@@ -311,14 +324,23 @@ def _target(model: ModelConfig, runtime: LLMRuntime) -> Target:
     return Target(model, endpoint, place)
 
 
-async def _probe_all(targets: list[Target]) -> list[tuple[Target, ProbeFailure]]:
+async def _check_all(targets: list[Target], asking: set[str]) -> tuple[list[tuple[Target, ProbeFailure]], CheckOutcome]:
+    """The probes' failures; when there are none, the structured-output check of the models in ``asking``."""
     async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as session:
-        # One probe per distinct (provider, URL, key, model name); its verdict holds for each alias.
-        unique: dict[tuple, Target] = {}
-        for target in targets:
-            unique.setdefault(_same_probe(target), target)
-        verdicts = await asyncio.gather(*(_probe_one(session, t) for t in unique.values()))
-        by_key = dict(zip(unique, verdicts))
+        failures = await _probe_all(session, targets)
+        if failures or not asking:
+            return failures, CheckOutcome()
+        checked = [(t.model, t.endpoint, shown_url(t)) for t in targets if t.model.alias in asking]
+        return [], await refused_modes(session, checked)
+
+
+async def _probe_all(session: aiohttp.ClientSession, targets: list[Target]) -> list[tuple[Target, ProbeFailure]]:
+    # One probe per distinct (provider, URL, key, model name); its verdict holds for each alias.
+    unique: dict[tuple, Target] = {}
+    for target in targets:
+        unique.setdefault(_same_probe(target), target)
+    verdicts = await asyncio.gather(*(_probe_one(session, t) for t in unique.values()))
+    by_key = dict(zip(unique, verdicts))
     return [(t, by_key[_same_probe(t)]) for t in targets if by_key[_same_probe(t)] is not None]
 
 
