@@ -19,6 +19,7 @@ from dd_core.engine.llm.runtime import LLMRuntime
 from dd_core.engine.llm.structured_check import models_to_check, structured_output_issue
 from dd_core.testing.llm_server import OpenAIServer
 from tests.core.test_llm_columns import PROFILE, all_types_config, chain_config
+from tests.providers import KEY, KEY_ENV, config_for
 from tests.support import run_dd
 
 REFUSING_ALL_BUT = {
@@ -156,6 +157,26 @@ def test_generate_stops_before_any_row_group_when_the_server_refuses_the_mode(tm
     assert "structured_output: json_schema" in done.stderr and "json_object, tool, prompt" in done.stderr
     assert "Traceback" not in done.stderr and not (tmp_path / "out").exists()
     assert stats["by_status"] == {"400": 1, "200": 1}, "the refused request and the same without the mode"
+
+
+@pytest.mark.parametrize(
+    "mode, refused, others",
+    [("tool", "tools", "json_schema, prompt"), ("json_schema", "output_config", "tool, prompt")],
+)
+def test_an_anthropic_server_refusing_the_mode_is_named_with_anthropics_own_modes(tmp_path, mode, refused, others):
+    """The check asks the way the provider's own requests do (tools and tool_choice, or
+    output_config), and names the modes that provider takes."""
+    with OpenAIServer(api_key=KEY, refuse=(refused,)) as server:
+        config = config_for(server, "anthropic", all_types_config, structured_output=mode)
+        path = tmp_path / "config.json"
+        path.write_text(json.dumps(config))
+        done = run_dd("generate", path, "-n", 12, "--artifact-path", tmp_path / "out", env={KEY_ENV: KEY})
+        stats = server.stats()
+    assert done.returncode == 2, done.stderr
+    said = " ".join(done.stderr.split())
+    assert f"structured_output: {mode}" in said and f"set structured_output to one of {others} for this model" in said
+    assert f"{refused}: Extra inputs are not permitted" in said and KEY not in done.stderr + done.stdout
+    assert stats["by_status"] == {"400": 1, "200": 1} and not (tmp_path / "out").exists()
 
 
 def test_a_server_refusing_everything_is_not_blamed_on_the_mode():

@@ -30,7 +30,7 @@ import math
 import re
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from aiohttp import web
@@ -251,8 +251,20 @@ def rfc3339(unix: float) -> str:
     return datetime.datetime.fromtimestamp(unix, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+#: Ways of asking for structured output a server can be told to refuse (``AnthropicMessages(refused=...)``).
+MESSAGES_WAYS = ("tools", "output_config")
+
+
 class AnthropicMessages:
-    """The Messages API (a :class:`~dd_core.testing.llm_server.protocol.ChatProtocol`)."""
+    """The Messages API (a :class:`~dd_core.testing.llm_server.protocol.ChatProtocol`);
+    ``refused``: ways of asking for structured output (``MESSAGES_WAYS``) answered with 400,
+    as a gateway or an older model does."""
+
+    def __init__(self, refused: Iterable[str] = ()):
+        self.refused = frozenset(refused)
+        unknown = self.refused - set(MESSAGES_WAYS)
+        if unknown:
+            raise ValueError(f"cannot refuse {sorted(unknown)}; choose from {list(MESSAGES_WAYS)}")
 
     def authorized(self, request: web.Request, api_key: str | None) -> bool:
         return api_key is None or request.headers.get("x-api-key") == api_key
@@ -264,6 +276,9 @@ class AnthropicMessages:
         problem = "The request body is not valid JSON." if body is None else request_problem(body)
         if problem:
             raise RequestProblem(problem)
+        refused = [way for way in MESSAGES_WAYS if way in self.refused and body.get(way)]
+        if refused:
+            raise RequestProblem(f"{refused[0]}: Extra inputs are not permitted")
         texts = ([_text(body["system"])] if body.get("system") else []) + [
             _text(m.get("content")) for m in body["messages"]
         ]

@@ -15,8 +15,7 @@ from typing import Any
 
 from dd_core.testing.llm_server.batch_lifecycle import BatchSettings
 from dd_core.testing.llm_server.latency import Serving
-from dd_core.testing.llm_server.openai_chat import STRUCTURED_WAYS
-from dd_core.testing.llm_server.service import DEFAULT_MODELS, HOST, ChatService, start_serving
+from dd_core.testing.llm_server.service import DEFAULT_MODELS, HOST, REFUSABLE, ChatService, start_serving
 
 try:  # installed by the ``test`` extra
     import uvloop
@@ -56,7 +55,7 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--api-key-env", metavar="NAME", help="require the API key held in this environment variable")
     parser.add_argument(
         "--refuse",
-        choices=STRUCTURED_WAYS,
+        choices=REFUSABLE,
         action="append",
         default=[],
         help="answer 400 to requests asking for structured output this way (llama-cpp-python refuses json_schema)",

@@ -46,7 +46,7 @@ class _ServerHandle:
     ):
         self.models = tuple(models)
         self.api_key = api_key
-        #: Ways of asking for structured output answered 400 (``openai_chat.STRUCTURED_WAYS``).
+        #: Ways of asking for structured output answered 400 (``service.REFUSABLE``).
         self.refuse = tuple(refuse)
         self.port: int | None = None
         self.serving = Serving(latency_ms, jitter_ms, latency_sigma, latency_seed, slots, metrics)

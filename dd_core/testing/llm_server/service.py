@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from aiohttp import web
 
 from dd_core.testing.llm_server.anthropic_batches import MessageBatchesAPI
-from dd_core.testing.llm_server.anthropic_chat import AnthropicMessages, version_refusal
+from dd_core.testing.llm_server.anthropic_chat import MESSAGES_WAYS, AnthropicMessages, version_refusal
 from dd_core.testing.llm_server.azure_chat import (
     CHAT_PATH,
     AzureChat,
@@ -31,7 +31,13 @@ from dd_core.testing.llm_server.faults import FaultRule, Faults, faulty_answer
 from dd_core.testing.llm_server.latency import Latency, Serving
 from dd_core.testing.llm_server.openai_batch_files import ENDPOINT, error_body
 from dd_core.testing.llm_server.openai_batches import FilesBatchesAPI, FilesDialect
-from dd_core.testing.llm_server.openai_chat import OpenAIChat, error_middleware, error_response, models_json
+from dd_core.testing.llm_server.openai_chat import (
+    STRUCTURED_WAYS,
+    OpenAIChat,
+    error_middleware,
+    error_response,
+    models_json,
+)
 from dd_core.testing.llm_server.protocol import ChatProtocol, RequestProblem, json_or_none
 from dd_core.testing.llm_server.rate_limits import ServerRateLimits
 from dd_core.testing.llm_server.rate_limits import add_routes as add_rate_limit_routes
@@ -40,6 +46,8 @@ from dd_core.testing.llm_server.streaming import reply
 
 HOST = "127.0.0.1"
 DEFAULT_MODELS = ("test-model",)
+#: Every way of asking for structured output a server can be told to refuse (``tools`` in every protocol).
+REFUSABLE = tuple(dict.fromkeys(STRUCTURED_WAYS + MESSAGES_WAYS))
 
 
 class ChatService:
@@ -55,9 +63,14 @@ class ChatService:
     ):
         self.models = tuple(models)
         self.api_key = api_key
-        self.openai = OpenAIChat(refuse)
-        self.azure = AzureChat(self.models, refuse)
-        self.anthropic = AnthropicMessages()
+        refuse = frozenset(refuse)
+        unknown = refuse - set(REFUSABLE)
+        if unknown:
+            raise ValueError(f"cannot refuse {sorted(unknown)}; choose from {list(REFUSABLE)}")
+        chat_ways = refuse & set(STRUCTURED_WAYS)
+        self.openai = OpenAIChat(chat_ways)
+        self.azure = AzureChat(self.models, chat_ways)
+        self.anthropic = AnthropicMessages(refuse & set(MESSAGES_WAYS))
         self.faults = Faults()
         self.stats = Stats()
         self.latency = Latency(serving or Serving(), self.stats)
