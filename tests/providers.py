@@ -7,6 +7,7 @@ import json
 from collections.abc import Callable
 
 import httpx
+import pytest
 
 from tests.core.test_llm_columns import chain_config
 
@@ -85,3 +86,23 @@ def _result_lines(http: httpx.Client, provider: str, batch_id: str) -> list[dict
             content = http.get(f"/openai/files/{file_id}/content", params={"api-version": API_VERSION}).text
             lines += [json.loads(line) for line in content.splitlines()]
     return lines
+
+
+def server_fixtures(**server_args) -> tuple:
+    """The ``server`` (one test server per module, requiring ``KEY``; no /metrics, as at a hosted
+    provider) and ``fresh`` (that server reset, with ``KEY`` in ``KEY_ENV``) fixtures of a provider
+    test module: ``server, fresh = server_fixtures()``."""
+    from dd_core.testing.llm_server import OpenAIServer
+
+    @pytest.fixture(scope="module", name="server")
+    def server():
+        with OpenAIServer(latency_ms=2, api_key=KEY, metrics=False, **server_args) as running:
+            yield running
+
+    @pytest.fixture(name="fresh")
+    def fresh(server, monkeypatch):
+        server.reset_for_next_test()
+        monkeypatch.setenv(KEY_ENV, KEY)
+        return server
+
+    return server, fresh

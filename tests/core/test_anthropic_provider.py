@@ -14,9 +14,8 @@ from dd_core import generate, load_config
 from dd_core.engine.llm.providers.anthropic_messages import MessagesTemplate, wire
 from dd_core.engine.llm.providers.anthropic_replies import message_completion
 from dd_core.engine.llm.replies import MalformedReply
-from dd_core.testing.llm_server import OpenAIServer
 from tests.core.test_llm_columns import PROFILE, all_types_config
-from tests.providers import KEY, KEY_ENV, PRICE, batch_mode, config_for, server_batches
+from tests.providers import PRICE, batch_mode, config_for, server_batches, server_fixtures
 
 URL = "http://127.0.0.1:1"
 
@@ -98,17 +97,7 @@ def test_odd_messages_are_malformed_replies(message, words):
         message_completion(message)
 
 
-@pytest.fixture(scope="module")
-def server():
-    with OpenAIServer(latency_ms=2, api_key=KEY, metrics=False) as running:
-        yield running
-
-
-@pytest.fixture
-def fresh(server, monkeypatch):
-    server.reset_for_next_test()
-    monkeypatch.setenv(KEY_ENV, KEY)
-    return server
+server, fresh = server_fixtures()
 
 
 @pytest.mark.parametrize("mode", ["tool", "json_schema"])

@@ -12,9 +12,8 @@ import pytest
 
 from dd_core import generate
 from dd_core.engine.llm.providers.anthropic_replies import MessageStream, message_completion
-from dd_core.testing.llm_server import OpenAIServer
 from tests.core.test_llm_columns import all_types_config
-from tests.providers import KEY, KEY_ENV, PRICE, config_for
+from tests.providers import PRICE, config_for, server_fixtures
 
 
 def events_of(message: dict, delta_usage: dict) -> list[dict]:
@@ -87,17 +86,7 @@ def test_cumulative_usage_in_message_delta_stands_over_message_starts():
     assert stream.completion(0)[1:] == (170, 9, False)
 
 
-@pytest.fixture(scope="module")
-def server():
-    with OpenAIServer(latency_ms=2, api_key=KEY, metrics=False) as running:
-        yield running
-
-
-@pytest.fixture
-def fresh(server, monkeypatch):
-    server.reset_for_next_test()
-    monkeypatch.setenv(KEY_ENV, KEY)
-    return server
+server, fresh = server_fixtures()
 
 
 def cache_entries(folder: Path) -> list[dict]:

@@ -6,22 +6,10 @@ from __future__ import annotations
 import pytest
 
 from dd_core import GenerationError, ModelOverride, generate
-from dd_core.testing.llm_server import OpenAIServer
 from tests.core.test_providers import table_of
-from tests.providers import KEY, KEY_ENV, batch_mode, config_for, server_batches
+from tests.providers import KEY, batch_mode, config_for, server_batches, server_fixtures
 
-
-@pytest.fixture(scope="module")
-def server():
-    with OpenAIServer(latency_ms=2, api_key=KEY, metrics=False, models=("test-model", "prod-gpt")) as running:
-        yield running
-
-
-@pytest.fixture
-def fresh(server, monkeypatch):
-    server.reset_for_next_test()
-    monkeypatch.setenv(KEY_ENV, KEY)
-    return server
+server, fresh = server_fixtures(models=("test-model", "prod-gpt"))
 
 
 def test_an_entra_id_token_goes_as_a_bearer_token(fresh, tmp_path, monkeypatch):
